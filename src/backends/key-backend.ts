@@ -1,0 +1,99 @@
+import type { SigningAlg, RsaModulusBits } from '../policy/algorithms';
+import type { BackendRef, PublicJwk } from '../policy/key';
+
+/**
+ * The contract every key backend implements (PKCS#11, Azure Key Vault, ...). Backends know
+ * nothing about scopes, policies or time: they make keys, sign with them, describe them and
+ * destroy them. No method ever returns private key material (I3).
+ *
+ * Errors are KeywardenError with a BACKEND_* code (see src/policy/errors.ts):
+ * BACKEND_MODULE_NOT_FOUND, BACKEND_TOKEN_NOT_FOUND, BACKEND_PIN_INCORRECT,
+ * BACKEND_MECHANISM_UNSUPPORTED, BACKEND_OBJECT_NOT_FOUND, BACKEND_OBJECT_EXISTS,
+ * BACKEND_UNAVAILABLE, BACKEND_UNAUTHORIZED, BACKEND_THROTTLED, BACKEND_KEY_EXPIRED, BACKEND_ERROR.
+ */
+export interface KeyBackend {
+  /** The configured backend name (the key under `backends:` in the config). */
+  readonly name: string;
+  readonly type: 'pkcs11' | 'azure';
+
+  /**
+   * Chooses the address of a key that does not exist yet (e.g. a random CKA_ID, or a Key Vault
+   * key name) so the store can record it *before* generation: a crash between the two leaves
+   * a row that reconcile can finish or remove, never an untracked object. Pure; no I/O.
+   */
+  planKey(request: PlanKeyRequest): BackendRef;
+
+  /** Generates the keypair inside the backend at the planned address and returns its public half. */
+  generate(ref: BackendRef, request: GenerateKeyRequest): Promise<GeneratedKey>;
+
+  /**
+   * Signs a JWS signing input (`base64url(header) || '.' || base64url(payload)` as bytes) and
+   * returns the JWS signature bytes for `alg` (ECDSA as raw r||s). The backend hashes as its
+   * mechanism requires.
+   */
+  sign(ref: BackendRef, alg: SigningAlg, signingInput: Uint8Array): Promise<Uint8Array>;
+
+  /** Public key of an existing key; BACKEND_OBJECT_NOT_FOUND if it does not exist. */
+  publicKey(ref: BackendRef, alg: SigningAlg): Promise<PublicJwk>;
+
+  /** True if the object at `ref` exists in the backend. */
+  exists(ref: BackendRef): Promise<boolean>;
+
+  /** Destroys the key at `ref`. Destroying a missing key is not an error (idempotent). */
+  destroy(ref: BackendRef): Promise<void>;
+
+  /** Every object carrying keywarden's label prefix / tag, for orphan detection and hygiene. */
+  list(): Promise<BackendObject[]>;
+
+  /** Cheap liveness probe for /readyz. Never throws. */
+  health(): Promise<BackendHealth>;
+
+  /** Releases sessions and connections. */
+  close(): Promise<void>;
+}
+
+export interface PlanKeyRequest {
+  scope: string;
+  /** The store's row id for the key, recorded in the object's label / tags. */
+  keyId: string;
+}
+
+export interface GenerateKeyRequest {
+  alg: SigningAlg;
+  rsaBits?: RsaModulusBits;
+  scope: string;
+  keyId: string;
+  /** Written as CKA_START_DATE / Key Vault `nbf`: informational defence in depth. */
+  notBefore: Date;
+  /** Written as CKA_END_DATE / Key Vault `exp`. keywarden enforces expiry itself first. */
+  notAfter: Date;
+}
+
+export interface GeneratedKey {
+  ref: BackendRef;
+  publicJwk: PublicJwk;
+}
+
+/** An object found in the backend with keywarden's prefix/tag. */
+export interface BackendObject {
+  ref: BackendRef;
+  /** Label (PKCS#11) or key name (Azure). */
+  label: string;
+  /** The store row id recovered from the label / tags, when present. */
+  keyId: string | null;
+  scope: string | null;
+  kind: 'private' | 'public' | 'key';
+  /** Security attributes where the backend reports them. */
+  attributes: {
+    sensitive?: boolean;
+    extractable?: boolean;
+    alwaysSensitive?: boolean;
+    neverExtractable?: boolean;
+    enabled?: boolean;
+  };
+}
+
+export interface BackendHealth {
+  ok: boolean;
+  detail: string;
+}

@@ -1,0 +1,113 @@
+import type { RsaModulusBits, SigningAlg } from './algorithms';
+
+/** Absolute ceiling on any key's lifetime (I1). A constant in code, not configurable. */
+export const ABSOLUTE_MAX_KEY_LIFETIME_SECONDS = 400 * 86400;
+
+/** Timing rules of one scope's keys, in seconds. */
+export interface KeyPolicy {
+  /** How long a new key is in the JWKS before it signs (>= 2 x jwksMaxAge). */
+  prepublishSeconds: number;
+  /** How long a key signs. */
+  activeForSeconds: number;
+  /** How long after it stops signing a key stays in the JWKS (>= maxTokenTtl). */
+  verifyGraceSeconds: number;
+  /** Cap on `exp - iat` of tokens this scope signs. */
+  maxTokenTtlSeconds: number;
+  /** Delay after expiry (or revocation) before the backend object is destroyed. */
+  destroyAfterSeconds: number;
+  /** Cap on prepublish + activeFor + verifyGrace; never above the absolute ceiling. */
+  maxKeyLifetimeSeconds: number;
+  /** Upper bound of the JWKS `Cache-Control: max-age`. */
+  jwksMaxAgeSeconds: number;
+}
+
+/** A trust domain (I5): its own issuer, audiences, keys and JWKS. */
+export interface ScopeConfig {
+  name: string;
+  issuer: string;
+  audiences: readonly string[];
+  alg: SigningAlg;
+  /** RSA modulus size for RS256/PS256 scopes. */
+  rsaBits: RsaModulusBits;
+  /** Name of the configured backend that holds this scope's keys. */
+  backend: string;
+  /** Cron expression for the scope's reconcile. */
+  schedule: string;
+  /** Non-production scopes may use software-protected backend keys (Azure `EC`/`RSA`). */
+  production: boolean;
+  policy: KeyPolicy;
+}
+
+export type PinSource = { env: string } | { file: string };
+
+export interface Pkcs11BackendConfig {
+  type: 'pkcs11';
+  name: string;
+  /** Absolute path of the vendor's PKCS#11 module (.so). */
+  module: string;
+  tokenLabel: string;
+  pin: PinSource;
+  /** Environment the module reads at load (e.g. SOFTHSM2_CONF); set before C_Initialize. */
+  moduleEnv: Readonly<Record<string, string>>;
+  /** Size of the signing session pool. */
+  sessions: number;
+}
+
+export type AzureCredentialConfig =
+  | { type: 'default' }
+  | { type: 'client-secret'; tenantId: string; clientId: string; secret: PinSource }
+  | { type: 'managed-identity'; clientId?: string };
+
+export interface AzureBackendConfig {
+  type: 'azure';
+  name: string;
+  vaultUrl: string;
+  keyPrefix: string;
+  /** HSM-protected key types unless software keys are explicitly allowed. */
+  keyProtection: 'hsm' | 'software';
+  credential: AzureCredentialConfig;
+  /** Purge deleted keys (needs the purge permission and no purge protection). */
+  purgeOnDestroy: boolean;
+}
+
+export type BackendConfig = Pkcs11BackendConfig | AzureBackendConfig;
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** Upper bound on request bodies, bytes. */
+  bodyLimitBytes: number;
+  /** How often each daemon reloads keys from the store (revocations propagate within it). */
+  keyRefreshSeconds: number;
+}
+
+export interface StoreConfig {
+  /** `sqlite:<path>` or `postgres://...` */
+  url: string;
+}
+
+export interface AuditConfig {
+  /** Evidence about a key is kept at least this long after it expired. */
+  evidencePeriodSeconds: number;
+  /** A signed checkpoint every N records ... */
+  checkpointEveryRecords: number;
+  /** ... or every M seconds, whichever comes first. */
+  checkpointEverySeconds: number;
+  /** Backend that holds the audit checkpoint key. */
+  backend: string | null;
+}
+
+/** The validated, frozen configuration. */
+export interface KeywardenConfig {
+  /** Absolute path of the file it came from (for messages), or `<inline>`. */
+  source: string;
+  /** Directory that relative paths in the file were resolved against. */
+  baseDir: string;
+  dataDir: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  server: ServerConfig;
+  store: StoreConfig;
+  backends: Readonly<Record<string, BackendConfig>>;
+  scopes: readonly ScopeConfig[];
+  audit: AuditConfig;
+}
