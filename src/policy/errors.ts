@@ -67,7 +67,7 @@ export class ConfigInvalidError extends KeywardenError {
     super(
       'CONFIG_INVALID',
       `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n` +
-        problems.map((p) => `  - ${p.path}: ${p.message}`).join('\n'),
+        problems.map((p) => `  - ${p.path}${p.scope ? ` (scope ${p.scope})` : ''}: ${p.message}`).join('\n'),
       { details: problems },
     );
     this.problems = problems;

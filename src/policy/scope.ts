@@ -68,6 +68,10 @@ export interface AzureBackendConfig {
   credential: AzureCredentialConfig;
   /** Purge deleted keys (needs the purge permission and no purge protection). */
   purgeOnDestroy: boolean;
+  /** Extra CA bundle (PEM) to trust for the vault endpoint, e.g. a private endpoint's proxy. */
+  caFile?: string;
+  /** Only for local protocol servers: skip the SDK's challenge-resource check. */
+  disableChallengeResourceVerification: boolean;
 }
 
 export type BackendConfig = Pkcs11BackendConfig | AzureBackendConfig;
@@ -79,6 +83,8 @@ export interface ServerConfig {
   bodyLimitBytes: number;
   /** How often each daemon reloads keys from the store (revocations propagate within it). */
   keyRefreshSeconds: number;
+  /** Base URL relying parties reach this server at (for `jwks_uri`); default http://host:port. */
+  publicUrl?: string;
 }
 
 export interface StoreConfig {

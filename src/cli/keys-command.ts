@@ -1,0 +1,134 @@
+import { Command } from 'commander';
+import { requireScope } from '../lifecycle/context';
+import { revokeKey } from '../lifecycle/revoke-key';
+import { rotateScope } from '../lifecycle/rotate-scope';
+import { KeywardenError } from '../policy/errors';
+import type { KeyRecord } from '../policy/key';
+import { effectiveState } from '../policy/key-state';
+import { cliActor, iso, output, table, withRuntime } from './io';
+
+/** A key as printed by the CLI: its record plus its effective state now. No private data exists to print. */
+export function describeKey(k: KeyRecord, now: Date) {
+  return {
+    kid: k.kid,
+    scope: k.scope,
+    alg: k.alg,
+    state: k.status === 'generating' ? 'generating' : effectiveState(k, now),
+    publishAt: k.publishAt,
+    activateAt: k.activateAt,
+    retireAt: k.retireAt,
+    expiresAt: k.expiresAt,
+    revokedAt: k.revokedAt,
+    revokedReason: k.revokedReason,
+    destroyedAt: k.destroyedAt,
+    backend: k.backendRef.backend,
+    backendRef: k.backendRef.ref,
+    createdAt: k.createdAt,
+    createdBy: k.createdBy,
+    publicJwk: k.publicJwk,
+  };
+}
+
+function humanKey(d: ReturnType<typeof describeKey>): string {
+  return [
+    `kid:        ${d.kid ?? '(generating)'}`,
+    `scope:      ${d.scope}`,
+    `alg:        ${d.alg}`,
+    `state:      ${d.state}`,
+    `publish:    ${iso(d.publishAt)}`,
+    `activate:   ${iso(d.activateAt)}`,
+    `retire:     ${iso(d.retireAt)}`,
+    `expires:    ${iso(d.expiresAt)}`,
+    `revoked:    ${iso(d.revokedAt)}${d.revokedReason ? ` (${d.revokedReason})` : ''}`,
+    `destroyed:  ${iso(d.destroyedAt)}`,
+    `backend:    ${d.backend} ${JSON.stringify(d.backendRef)}`,
+    `created:    ${iso(d.createdAt)} by ${d.createdBy}`,
+  ].join('\n');
+}
+
+export function keysCommand(): Command {
+  const keys = new Command('keys').description('list, inspect, rotate and revoke keys');
+
+  keys
+    .command('list')
+    .description('list keys with their effective state now (every scope, or one with --scope)')
+    .option('--scope <scope>', 'only this scope')
+    .action(async (opts: { scope?: string }, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        if (opts.scope) requireScope(ctx, opts.scope);
+        const now = ctx.clock.now();
+        const all = opts.scope ? await ctx.keys.listByScope(opts.scope) : await ctx.keys.listAll();
+        const rows = all.map((k) => describeKey(k, now));
+        output(cmd, rows, () =>
+          rows.length === 0
+            ? 'no keys'
+            : table(
+                ['scope', 'kid', 'alg', 'state', 'activate', 'retire', 'expires'],
+                rows.map((r) => [
+                  r.scope,
+                  r.kid,
+                  r.alg,
+                  r.state,
+                  iso(r.activateAt),
+                  iso(r.retireAt),
+                  iso(r.expiresAt),
+                ]),
+              ),
+        );
+      });
+    });
+
+  keys
+    .command('show')
+    .description('show one key (by kid or a unique kid prefix of 8+ characters)')
+    .argument('<kid>')
+    .action(async (kid: string, _o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const k = await ctx.keys.findByKidOrPrefix(kid);
+        if (!k) throw new KeywardenError('KEY_NOT_FOUND', `no key with kid ${kid}`);
+        const d = describeKey(k, ctx.clock.now());
+        output(cmd, d, () => humanKey(d));
+      });
+    });
+
+  keys
+    .command('rotate')
+    .description(
+      'create the next key of a scope now (normal prepublish: it signs once every JWKS cache knows it)',
+    )
+    .requiredOption('--scope <scope>', 'the scope to rotate')
+    .action(async (opts: { scope: string }, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const k = await rotateScope(ctx, opts.scope, cliActor());
+        const d = describeKey(k, ctx.clock.now());
+        output(cmd, d, () => `created ${d.kid} in scope ${d.scope}; it signs from ${iso(d.activateAt)}`);
+      });
+    });
+
+  keys
+    .command('revoke')
+    .description(
+      'revoke a key now: it leaves the JWKS and stops signing and verifying; a replacement is made if needed',
+    )
+    .argument('<kid>')
+    .requiredOption('--reason <text>', 'why (recorded in the audit log)')
+    .action(async (kid: string, opts: { reason: string }, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const r = await revokeKey(ctx, kid, opts.reason, cliActor());
+        const now = ctx.clock.now();
+        const result = {
+          revoked: describeKey(r.revoked, now),
+          replacement: r.replacement ? describeKey(r.replacement, now) : null,
+        };
+        output(cmd, result, () =>
+          [
+            `revoked ${r.revoked.kid} (scope ${r.revoked.scope}): ${opts.reason}`,
+            r.replacement
+              ? `replacement ${r.replacement.kid} is active now`
+              : 'another active key keeps signing; no replacement needed',
+          ].join('\n'),
+        );
+      });
+    });
+  return keys;
+}

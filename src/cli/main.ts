@@ -1,0 +1,71 @@
+import { Command, CommanderError } from 'commander';
+import { packageVersion } from '../install-root';
+import { KeywardenError } from '../policy/errors';
+import { configCommand } from './config-command';
+import { EXIT, EXIT_CODE } from './exit-codes';
+import { initCommand } from './init-command';
+import { keysCommand } from './keys-command';
+import { planCommand } from './plan-command';
+import { jwksCommand, scopesCommand } from './scopes-command';
+import { serveCommand } from './serve-command';
+import { signCommand, verifyCommand } from './token-commands';
+
+/** The `keywarden` program: every command, with --help on each. */
+export function buildProgram(): Command {
+  const program = new Command('keywarden')
+    .description('signing-key lifecycle manager: HSM-born JWT keys, rotation, per-scope JWKS, hard expiry')
+    .version(packageVersion())
+    .option('-c, --config <file>', 'config file (default: $KEYWARDEN_CONFIG or config/default.yaml)')
+    .option('--json', 'machine-readable output')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const c of [
+    initCommand(),
+    serveCommand(),
+    configCommand(),
+    scopesCommand(),
+    keysCommand(),
+    planCommand(),
+    jwksCommand(),
+    signCommand(),
+    verifyCommand(),
+  ]) {
+    program.addCommand(c);
+  }
+  const override = (cmd: Command) => {
+    cmd.exitOverride();
+    cmd.commands.forEach(override);
+  };
+  override(program);
+  return program;
+}
+
+/** Runs the CLI; maps every error to a clear message on stderr and a meaningful exit code. */
+export async function runCli(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version "fail" with exit code 0; usage errors were already printed.
+      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    if (e instanceof KeywardenError) {
+      const json = argv.includes('--json');
+      if (json)
+        process.stdout.write(
+          `${JSON.stringify({ error: { code: e.code, message: e.message, details: e.details } }, null, 2)}\n`,
+        );
+      process.stderr.write(`keywarden: ${e.code}: ${e.message}\n`);
+      return EXIT_CODE[e.code];
+    }
+    process.stderr.write(`keywarden: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return EXIT.INTERNAL;
+  }
+}
+
+if (require.main === module || process.env.KEYWARDEN_CLI_MAIN === '1') {
+  // `serve` never resolves (it exits on SIGTERM/SIGINT); one-shot commands exit with their code.
+  void runCli(process.argv).then((code) => process.exit(code));
+}

@@ -1,0 +1,47 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { requireScope } from '../lifecycle/context';
+import { formatDuration } from '../policy/duration';
+import { planRotations } from '../policy/plan';
+import { iso, output, table, withRuntime } from './io';
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 100)
+    throw new InvalidArgumentError('must be an integer from 1 to 100');
+  return n;
+}
+
+/** `keywarden plan <scope>`: the key timeline from the policy, touching nothing. */
+export function planCommand(): Command {
+  return new Command('plan')
+    .description("print a scope's key timeline: live keys and the next N rotations (reads only)")
+    .argument('<scope>')
+    .option('--rotations <n>', 'how many future keys to plan', positiveInt, 3)
+    .action(async (scopeName: string, opts: { rotations: number }, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const scope = requireScope(ctx, scopeName);
+        const now = ctx.clock.now();
+        const rows = planRotations(scope.policy, await ctx.keys.listByScope(scope.name), now, opts.rotations);
+        const p = scope.policy;
+        output(cmd, { scope: scope.name, now, policy: p, keys: rows }, () =>
+          [
+            `scope ${scope.name}: prepublish ${formatDuration(p.prepublishSeconds)}, active ${formatDuration(p.activeForSeconds)}, ` +
+              `grace ${formatDuration(p.verifyGraceSeconds)}, destroy after ${formatDuration(p.destroyAfterSeconds)}`,
+            '',
+            table(
+              ['key', 'state now', 'publish', 'activate', 'retire', 'expire', 'destroy'],
+              rows.map((r) => [
+                r.kid ? r.kid.slice(0, 12) : '(next)',
+                r.stateNow,
+                iso(r.publishAt),
+                iso(r.activateAt),
+                iso(r.retireAt),
+                iso(r.expiresAt),
+                iso(r.destroyAt),
+              ]),
+            ),
+          ].join('\n'),
+        );
+      });
+    });
+}

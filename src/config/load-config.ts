@@ -1,0 +1,62 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigInvalidError, KeywardenError } from '../policy/errors';
+import { installRoot } from '../install-root';
+import type { KeywardenConfig } from '../policy/scope';
+import { validateConfig } from '../policy/validate-config';
+
+/** Environment variables that override the file (for containers and HA deployments). */
+export const CONFIG_ENV = {
+  /** Path of the config file when --config is not given. */
+  file: 'KEYWARDEN_CONFIG',
+  /** Overrides `store.url`, e.g. a postgres:// URL holding a password. */
+  storeUrl: 'KEYWARDEN_STORE_URL',
+} as const;
+
+/** Default config path: `config/default.yaml` of the installation. */
+export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env[CONFIG_ENV.file] ?? path.join(installRoot(), 'config', 'default.yaml');
+}
+
+/**
+ * Reads, parses and validates a config file. YAML syntax errors and every policy problem
+ * come back as one CONFIG_INVALID error; nothing is written.
+ */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): KeywardenConfig {
+  const source = path.resolve(file);
+  let text: string;
+  try {
+    text = fs.readFileSync(source, 'utf8');
+  } catch (e) {
+    throw new KeywardenError('CONFIG_INVALID', `cannot read config file ${source}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return parseConfigText(text, source, env);
+}
+
+/** Parses YAML text and validates it; relative paths resolve against the file's directory. */
+export function parseConfigText(
+  text: string,
+  source: string,
+  env: NodeJS.ProcessEnv = process.env,
+): KeywardenConfig {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigInvalidError(
+      source,
+      doc.errors.map((e) => ({
+        path: `line ${e.linePos?.[0]?.line ?? '?'}`,
+        message: e.message.split('\n')[0] ?? e.message,
+      })),
+    );
+  }
+  const raw = doc.toJS() as Record<string, unknown> | null;
+  const storeUrl = env[CONFIG_ENV.storeUrl];
+  const withEnv =
+    storeUrl && raw && typeof raw === 'object'
+      ? { ...raw, store: { ...((raw.store as object | undefined) ?? {}), url: storeUrl } }
+      : raw;
+  return validateConfig(withEnv, { source, baseDir: path.dirname(source) });
+}

@@ -1,0 +1,34 @@
+import fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { LifecycleContext } from '../lifecycle/context';
+import { registerErrorHandling } from './errors';
+import { registerHealthRoutes } from './health-routes';
+import { registerJwksRoutes } from './jwks-routes';
+
+export interface ServerOptions {
+  /** Base URL relying parties reach this server at (for `jwks_uri`). */
+  publicBaseUrl: string;
+  /** Extra route plugins (sign/verify/metrics) registered by the composition root. */
+  plugins?: ((app: FastifyInstance) => void)[];
+}
+
+/**
+ * The HTTP surface: thin adapters over the lifecycle. Bodies are size-limited, JSON only, and
+ * every failure is a JSON error with a proper status; no request can crash the process.
+ */
+export function createServer(ctx: LifecycleContext, opts: ServerOptions): FastifyInstance {
+  const app = fastify({
+    loggerInstance: ctx.log.child({ component: 'http' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: ctx.config.server.bodyLimitBytes,
+    maxParamLength: 200,
+    return503OnClosing: true,
+    // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  });
+  registerErrorHandling(app);
+  registerJwksRoutes(app, ctx, opts.publicBaseUrl);
+  registerHealthRoutes(app, ctx);
+  for (const p of opts.plugins ?? []) p(app);
+  return app;
+}

@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+import type { KeyRecord } from '../policy/key';
+import { effectiveState, isPublished, nextStateChangeAt } from '../policy/key-state';
+import type { ScopeConfig } from '../policy/scope';
+
+/** The only JWK members ever copied from a stored public key (node-oidc-provider's allowlist). */
+const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y', 'n', 'e'] as const;
+
+/** A built JWKS document, serialised once and served many times. */
+export interface BuiltJwks {
+  body: string;
+  etag: string;
+  kids: string[];
+  /** The earliest instant any key in it changes state; the document is rebuilt then. */
+  nextChangeAt: Date | null;
+}
+
+const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+
+/**
+ * The scope's JWKS at `now`: its pending, active and retired keys only (I5), each JWK built
+ * from an allowlist of public members plus kid, alg, use, the scope's `iss`, and the key's
+ * lifecycle instants (`nbf` = activation, `retire_at`, `exp` = expiry, NumericDate seconds)
+ * so relying parties can apply the same rules as the server.
+ */
+export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: Date): BuiltJwks {
+  const published = keys.filter(
+    (k) =>
+      k.status === 'ready' && k.kid !== null && k.publicJwk !== null && isPublished(effectiveState(k, now)),
+  );
+  const jwks = published.map((k) => {
+    const jwk: Record<string, unknown> = {};
+    for (const m of PUBLIC_MEMBERS) {
+      const v = (k.publicJwk as unknown as Record<string, unknown>)[m];
+      if (v !== undefined) jwk[m] = v;
+    }
+    jwk.kid = k.kid;
+    jwk.alg = k.alg;
+    jwk.use = 'sig';
+    jwk.iss = scope.issuer;
+    jwk.nbf = seconds(k.activateAt);
+    jwk.retire_at = seconds(k.retireAt);
+    jwk.exp = seconds(k.expiresAt);
+    return jwk;
+  });
+  const body = JSON.stringify({ keys: jwks });
+  let next: Date | null = null;
+  for (const k of published) {
+    const c = nextStateChangeAt(k, now);
+    if (c && (!next || c < next)) next = c;
+  }
+  return {
+    body,
+    etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`,
+    kids: published.map((k) => k.kid as string),
+    nextChangeAt: next,
+  };
+}
+
+/**
+ * `Cache-Control: max-age` for a JWKS served at `now`: never beyond the next state change of
+ * any key in it, never beyond the scope's jwksMaxAge, jittered downwards by up to 10% so
+ * fleets of relying parties do not refetch in lockstep. Never `no-cache`, never days.
+ */
+export function jwksMaxAgeSeconds(
+  scope: ScopeConfig,
+  jwks: BuiltJwks,
+  now: Date,
+  random = Math.random,
+): number {
+  let max = scope.policy.jwksMaxAgeSeconds;
+  if (jwks.nextChangeAt)
+    max = Math.min(max, Math.floor((jwks.nextChangeAt.getTime() - now.getTime()) / 1000));
+  return Math.max(0, Math.floor(max * (1 - 0.1 * random())));
+}

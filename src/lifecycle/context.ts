@@ -1,0 +1,37 @@
+import type { Logger } from 'pino';
+import type { DataSource } from 'typeorm';
+import type { KeyBackend } from '../backends/key-backend';
+import type { Clock } from '../policy/clock';
+import { KeywardenError } from '../policy/errors';
+import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
+import type { KeyRepository } from '../store/key-repository';
+import type { ScopeLock } from '../store/scope-lock';
+import type { AuditSink } from './audit-sink';
+import type { KeyCache } from './key-cache';
+
+/** Everything a use case needs, wired once by the composition root (src/main.ts). */
+export interface LifecycleContext {
+  config: KeywardenConfig;
+  clock: Clock;
+  log: Logger;
+  ds: DataSource;
+  keys: KeyRepository;
+  lock: ScopeLock;
+  audit: AuditSink;
+  /** This process's view of the keys (refreshed from the store). */
+  cache: KeyCache;
+  /** Opens (once) and returns the named backend. */
+  backend(name: string): Promise<KeyBackend>;
+}
+
+/** The scope's config, or SCOPE_NOT_FOUND. */
+export function requireScope(ctx: Pick<LifecycleContext, 'config'>, name: string): ScopeConfig {
+  const scope = ctx.config.scopes.find((s) => s.name === name);
+  if (!scope) {
+    throw new KeywardenError(
+      'SCOPE_NOT_FOUND',
+      `unknown scope "${name}" (configured: ${ctx.config.scopes.map((s) => s.name).join(', ')})`,
+    );
+  }
+  return scope;
+}

@@ -1,0 +1,38 @@
+import type { KeyRecord } from '../policy/key';
+import { pickSigningKey } from '../policy/next-actions';
+import { timelineForNewKey } from '../policy/timeline';
+import { runLocked } from '../store/scope-lock';
+import { requireScope, type LifecycleContext } from './context';
+import { generateKey } from './generate-key';
+
+/**
+ * Operator rotation: creates the next key now with the normal prepublish, so it signs once
+ * every cached JWKS knows it; the current key keeps verifying until it expires. With no
+ * active key at all, the new key signs at once.
+ */
+export async function rotateScope(
+  ctx: LifecycleContext,
+  scopeName: string,
+  actor: string,
+): Promise<KeyRecord> {
+  const scope = requireScope(ctx, scopeName);
+  const key = await runLocked(ctx.lock, scope.name, async () => {
+    const now = ctx.clock.now();
+    const keys = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+    const immediate = !pickSigningKey(keys, now);
+    const timeline = timelineForNewKey(
+      scope.policy,
+      now,
+      immediate ? { immediate: true } : { immediate: false },
+    );
+    return generateKey(
+      ctx,
+      scope,
+      timeline,
+      actor,
+      immediate ? 'operator rotation (no active key)' : 'operator rotation',
+    );
+  });
+  await ctx.cache.refresh(true);
+  return key;
+}

@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { buildClaims } from '../policy/claims';
+import { KeywardenError } from '../policy/errors';
+import { pickSigningKey } from '../policy/next-actions';
+import { requireScope, type LifecycleContext } from './context';
+
+export interface SignRequest {
+  claims: unknown;
+  ttlSeconds?: number;
+  /** JOSE `typ` header, e.g. `JWT` (default) or `at+jwt`. */
+  typ?: string;
+}
+
+export interface SignedToken {
+  token: string;
+  kid: string;
+  expiresAt: Date;
+}
+
+const TYP_RE = /^[A-Za-z0-9.+/-]{1,64}$/;
+const b64 = (s: string) => Buffer.from(s).toString('base64url');
+
+/**
+ * Signs a JWT for `scope` with its signing key at this instant (the active key with the
+ * latest activateAt, computed now: I2). The private key never leaves the backend (I3).
+ */
+export async function signToken(
+  ctx: LifecycleContext,
+  scopeName: string,
+  req: SignRequest,
+): Promise<SignedToken> {
+  const scope = requireScope(ctx, scopeName);
+  const typ = req.typ ?? 'JWT';
+  if (typeof typ !== 'string' || !TYP_RE.test(typ)) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      'header.typ must be a short media type such as JWT or at+jwt',
+    );
+  }
+  const now = ctx.clock.now();
+  const view = ctx.cache.view(scope.name);
+  const key =
+    view &&
+    pickSigningKey(
+      view.keys.map((k) => k.record),
+      now,
+    );
+  if (!key || !key.kid) {
+    throw new KeywardenError('NO_ACTIVE_KEY', `scope ${scope.name} has no active signing key right now`);
+  }
+  const claims = buildClaims(
+    scope,
+    { claims: req.claims, ttlSeconds: req.ttlSeconds },
+    now,
+    key.expiresAt,
+    randomUUID(),
+  );
+  const header = { alg: key.alg, kid: key.kid, typ };
+  const signingInput = `${b64(JSON.stringify(header))}.${b64(JSON.stringify(claims))}`;
+  const backend = await ctx.backend(key.backendRef.backend);
+  const signature = await backend.sign(key.backendRef, key.alg, Buffer.from(signingInput, 'ascii'));
+  return {
+    token: `${signingInput}.${Buffer.from(signature).toString('base64url')}`,
+    kid: key.kid,
+    expiresAt: new Date(claims.exp * 1000),
+  };
+}

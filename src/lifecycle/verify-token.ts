@@ -1,0 +1,34 @@
+import { validateToken, type ValidationResult, type VerificationKey } from '../verify/validate-token';
+import { requireScope, type LifecycleContext } from './context';
+
+/**
+ * Complete validation of a token against ONE scope (I5, I6): only that scope's keys are
+ * candidates, `iss` must be that scope's issuer, and the key's state is computed now.
+ * Revoked keys are still looked up (so the reason says `key_revoked`, not `kid_unknown`).
+ */
+export async function verifyToken(
+  ctx: LifecycleContext,
+  scopeName: string,
+  token: string,
+  audience: string,
+): Promise<ValidationResult> {
+  const scope = requireScope(ctx, scopeName);
+  const view = ctx.cache.view(scope.name);
+  const lookup = (kid: string): VerificationKey[] => {
+    const k = view?.byKid.get(kid);
+    if (!k) return [];
+    const r = k.record;
+    return [
+      {
+        kid,
+        alg: r.alg,
+        key: k.publicKey,
+        activateAt: r.activateAt,
+        retireAt: r.retireAt,
+        expiresAt: r.expiresAt,
+        revokedAt: r.revokedAt,
+      },
+    ];
+  };
+  return validateToken(token, lookup, { issuer: scope.issuer, audience, now: ctx.clock.now() });
+}

@@ -1,0 +1,84 @@
+import { KeywardenError } from './errors';
+import type { ScopeConfig } from './scope';
+
+/** Limits on caller-supplied claims: a signing service is not a JSON storage service. */
+export const CLAIM_LIMITS = { maxDepth: 8, maxBytes: 8192, maxMembers: 256 } as const;
+
+/** Claims the server sets itself; a request carrying them is refused, not overwritten. */
+const SERVER_SET = ['iat', 'nbf', 'exp', 'jti'] as const;
+
+export interface ClaimRequest {
+  claims: unknown;
+  /** Requested lifetime; capped at the scope's maxTokenTtl and the key's expiry. */
+  ttlSeconds?: number;
+}
+
+export interface TokenClaims {
+  [name: string]: unknown;
+  iss: string;
+  aud: string | string[];
+  iat: number;
+  nbf: number;
+  exp: number;
+  jti: string;
+}
+
+/**
+ * Builds the claims of a token signed for `scope` at `now` with a key expiring at
+ * `keyExpiresAt`. `iss` is the scope's issuer: a caller that sets a different one is refused
+ * (I5); `aud` must name only the scope's audiences; `exp = min(now + ttl, keyExpiresAt)` with
+ * `ttl <= maxTokenTtl`, so no token outlives its key.
+ */
+export function buildClaims(
+  scope: ScopeConfig,
+  request: ClaimRequest,
+  now: Date,
+  keyExpiresAt: Date,
+  jti: string,
+): TokenClaims {
+  const claims = request.claims;
+  const fail = (message: string): never => {
+    throw new KeywardenError('CLAIMS_INVALID', message);
+  };
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims))
+    fail('claims must be a JSON object');
+  checkShape(claims, 1, fail);
+  const c = claims as Record<string, unknown>;
+  const size = Buffer.byteLength(JSON.stringify(c));
+  if (size > CLAIM_LIMITS.maxBytes) fail(`claims are ${size} bytes; the limit is ${CLAIM_LIMITS.maxBytes}`);
+  for (const name of SERVER_SET) {
+    if (name in c)
+      fail(`claim "${name}" is set by the server${name === 'exp' ? '; request ttlSeconds instead' : ''}`);
+  }
+  if ('iss' in c && c.iss !== scope.issuer) {
+    fail(`claim "iss" must be this scope's issuer ${scope.issuer} (or absent); got ${JSON.stringify(c.iss)}`);
+  }
+  const aud = c.aud;
+  const auds = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined;
+  if (auds === undefined || auds.length === 0 || !auds.every((a): a is string => typeof a === 'string')) {
+    fail(`claim "aud" is required: one of ${scope.audiences.join(', ')} (a string or an array of them)`);
+  }
+  for (const a of auds as string[]) {
+    if (!scope.audiences.includes(a))
+      fail(`audience "${a}" is not one of this scope's: ${scope.audiences.join(', ')}`);
+  }
+  const max = scope.policy.maxTokenTtlSeconds;
+  const ttl = request.ttlSeconds ?? max;
+  if (!Number.isInteger(ttl) || ttl <= 0) fail('ttlSeconds must be a positive integer');
+  const iat = Math.floor(now.getTime() / 1000);
+  const exp = Math.min(iat + Math.min(ttl, max), Math.floor(keyExpiresAt.getTime() / 1000));
+  if (exp <= iat) fail('the signing key expires too soon to issue a token');
+  return { ...c, iss: scope.issuer, aud: aud as string | string[], iat, nbf: iat, exp, jti };
+}
+
+function checkShape(v: unknown, depth: number, fail: (m: string) => never, count = { n: 0 }): void {
+  if (depth > CLAIM_LIMITS.maxDepth) fail(`claims nest deeper than ${CLAIM_LIMITS.maxDepth} levels`);
+  if (v === null || typeof v !== 'object') {
+    if (typeof v === 'number' && !Number.isFinite(v)) fail('claims must be finite JSON numbers');
+    return;
+  }
+  for (const child of Object.values(v)) {
+    if (++count.n > CLAIM_LIMITS.maxMembers) fail(`claims have more than ${CLAIM_LIMITS.maxMembers} members`);
+    checkShape(child, depth + 1, fail, count);
+  }
+}

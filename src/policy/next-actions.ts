@@ -1,0 +1,70 @@
+import type { KeyRecord } from './key';
+import { effectiveState } from './key-state';
+import type { KeyPolicy } from './scope';
+import { destroyDueAt, successorDueAt, timelineForNewKey, type KeyTimeline } from './timeline';
+
+/** What reconcile should do for one scope at one instant. */
+export type ReconcileAction =
+  | { kind: 'resolve-generating'; keyId: string }
+  | { kind: 'create'; reason: 'no-active-key' | 'rotation-due'; timeline: KeyTimeline }
+  | { kind: 'destroy'; keyId: string; kid: string | null };
+
+/**
+ * The reconcile decision (SPIRE's ShouldPrepareNext/ShouldActivateNext, as one pure function).
+ * Idempotent by construction: after the actions are carried out, calling it again with the
+ * same `now` returns only what failed.
+ *
+ * - A `generating` row is a crash leftover (generation runs under the scope lock): resolve it.
+ * - No active key: create one that signs at once, even if a pending key exists; the pending
+ *   one still takes over when it activates (signing picks the latest activateAt).
+ * - Otherwise, once `now >= latest.retireAt - prepublish`, create the successor of the key
+ *   that retires last, activating when it retires.
+ * - Backend objects past `destroyAfter` (from expiry or revocation) are destroyed; rows stay.
+ */
+export function nextActions(policy: KeyPolicy, keys: readonly KeyRecord[], now: Date): ReconcileAction[] {
+  const actions: ReconcileAction[] = [];
+  for (const k of keys)
+    if (k.status === 'generating') actions.push({ kind: 'resolve-generating', keyId: k.id });
+
+  const ready = keys.filter((k) => k.status === 'ready');
+  const live = ready.filter((k) => {
+    const s = effectiveState(k, now);
+    return s === 'active' || s === 'pending';
+  });
+  const hasActive = live.some((k) => effectiveState(k, now) === 'active');
+  if (!hasActive) {
+    actions.push({
+      kind: 'create',
+      reason: 'no-active-key',
+      timeline: timelineForNewKey(policy, now, { immediate: true }),
+    });
+  } else {
+    const latest = live.reduce((a, b) => (b.retireAt > a.retireAt ? b : a));
+    if (now >= successorDueAt(policy, latest.retireAt)) {
+      actions.push({
+        kind: 'create',
+        reason: 'rotation-due',
+        timeline: timelineForNewKey(policy, now, { immediate: false, successorOf: latest }),
+      });
+    }
+  }
+
+  for (const k of ready) {
+    if (k.destroyedAt === null && now >= destroyDueAt(policy, k)) {
+      actions.push({ kind: 'destroy', keyId: k.id, kid: k.kid });
+    }
+  }
+  return actions;
+}
+
+/** The signing key: the active key with the latest activateAt (DESIGN.md §2). */
+export function pickSigningKey<
+  K extends Pick<KeyRecord, 'activateAt' | 'retireAt' | 'expiresAt' | 'revokedAt' | 'publishAt'>,
+>(keys: readonly K[], now: Date): K | undefined {
+  let best: K | undefined;
+  for (const k of keys) {
+    if (effectiveState(k, now) !== 'active') continue;
+    if (!best || k.activateAt > best.activateAt) best = k;
+  }
+  return best;
+}

@@ -1,0 +1,245 @@
+import * as path from 'node:path';
+import { validateCronExpression } from 'cron';
+import { configFileSchema, type ConfigFile } from './config-schema';
+import { formatDuration, parseDurationSeconds } from './duration';
+import { ConfigInvalidError, type ConfigProblem } from './errors';
+import {
+  ABSOLUTE_MAX_KEY_LIFETIME_SECONDS,
+  type AuditConfig,
+  type BackendConfig,
+  type KeyPolicy,
+  type KeywardenConfig,
+  type ScopeConfig,
+} from './scope';
+
+export interface ValidateConfigContext {
+  /** Where the document came from, for messages. */
+  source: string;
+  /** Relative paths in the document resolve against this directory. */
+  baseDir: string;
+}
+
+/**
+ * Validates a parsed config document in full and returns it frozen. Every problem is
+ * collected and thrown together (ConfigInvalidError), each naming the scope, field, value
+ * and rule, so an operator fixes a file in one pass rather than one error at a time.
+ */
+export function validateConfig(raw: unknown, ctx: ValidateConfigContext): KeywardenConfig {
+  const parsed = configFileSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    throw new ConfigInvalidError(
+      ctx.source,
+      parsed.error.issues.map((issue) => ({
+        path: formatPath(issue.path),
+        ...scopeOf(raw, issue.path),
+        message: issue.message,
+      })),
+    );
+  }
+  const file = parsed.data;
+  const problems: ConfigProblem[] = [];
+  const resolve = (p: string) => path.resolve(ctx.baseDir, p);
+
+  const backends: Record<string, BackendConfig> = {};
+  for (const [name, b] of Object.entries(file.backends)) {
+    backends[name] =
+      b.type === 'pkcs11'
+        ? {
+            ...b,
+            name,
+            module: resolve(b.module),
+            pin: 'file' in b.pin ? { file: resolve(b.pin.file) } : b.pin,
+            moduleEnv: resolveModuleEnv(b.moduleEnv, resolve),
+          }
+        : { ...b, name, ...(b.caFile ? { caFile: resolve(b.caFile) } : {}) };
+  }
+
+  const scopes: ScopeConfig[] = [];
+  const issuers = new Map<string, string>();
+  const names = new Set<string>();
+  file.scopes.forEach((s, i) => {
+    const at = (field: string, message: string) =>
+      problems.push({ path: `scopes[${i}].${field}`, scope: s.name, message });
+    if (names.has(s.name)) at('name', `duplicate scope name "${s.name}"`);
+    names.add(s.name);
+    const other = issuers.get(s.issuer);
+    if (other !== undefined)
+      at('issuer', `issuer ${s.issuer} is already used by scope ${other}; issuers must be unique`);
+    issuers.set(s.issuer, s.name);
+    const backend = backends[s.backend];
+    if (!backend) {
+      at(
+        'backend',
+        `unknown backend "${s.backend}" (configured: ${Object.keys(backends).join(', ') || 'none'})`,
+      );
+    } else if (backend.type === 'azure') {
+      if (s.alg === 'EdDSA')
+        at('alg', 'EdDSA is not supported by Azure Key Vault; use ES256/ES384/RS256/PS256');
+      if (backend.keyProtection === 'software' && s.production) {
+        at('backend', `backend ${s.backend} uses software-protected keys; set production: false to allow it`);
+      }
+    }
+    const cron = validateCronExpression(s.schedule);
+    if (!cron.valid)
+      at('schedule', `invalid cron expression "${s.schedule}": ${cron.error?.message ?? 'unparseable'}`);
+    const policy = validatePolicy(s.policy, (field, message) => at(`policy.${field}`, message));
+    if (policy) scopes.push({ ...s, policy });
+  });
+
+  for (const [name, b] of Object.entries(file.backends)) {
+    if (b.type === 'pkcs11' && !path.isAbsolute(b.module) && !b.module.startsWith('.')) {
+      problems.push({
+        path: `backends.${name}.module`,
+        message: `module "${b.module}" must be a path to the .so file`,
+      });
+    }
+  }
+
+  const audit = validateAudit(file.audit, backends, problems);
+  if (problems.length > 0) throw new ConfigInvalidError(ctx.source, problems);
+
+  return deepFreeze({
+    source: ctx.source,
+    baseDir: ctx.baseDir,
+    dataDir: resolve(file.dataDir),
+    logLevel: file.logLevel,
+    server: file.server,
+    store: { url: resolveStoreUrl(file.store.url, resolve(file.dataDir)) },
+    backends,
+    scopes,
+    audit,
+  });
+}
+
+/** Checks one scope's key policy against the rules of DESIGN.md §2; returns it in seconds. */
+export function validatePolicy(
+  p: ConfigFile['scopes'][number]['policy'],
+  report: (field: string, message: string) => void,
+): KeyPolicy | undefined {
+  const seconds: Partial<Record<keyof typeof p, number>> = {};
+  for (const field of Object.keys(p) as (keyof typeof p)[]) {
+    const s = parseDurationSeconds(p[field]);
+    if (s === undefined) report(field, `"${p[field]}" is not a duration (use e.g. 90s, 15m, 12h, 30d)`);
+    else seconds[field] = s;
+  }
+  const { prepublish, activeFor, verifyGrace, maxTokenTtl, destroyAfter, maxKeyLifetime, jwksMaxAge } =
+    seconds;
+  if (
+    prepublish === undefined ||
+    activeFor === undefined ||
+    verifyGrace === undefined ||
+    maxTokenTtl === undefined ||
+    destroyAfter === undefined ||
+    maxKeyLifetime === undefined ||
+    jwksMaxAge === undefined
+  ) {
+    return undefined;
+  }
+  const d = formatDuration;
+  let ok = true;
+  const rule = (cond: boolean, field: string, message: string) => {
+    if (!cond) {
+      ok = false;
+      report(field, message);
+    }
+  };
+  rule(activeFor > 0, 'activeFor', 'must be longer than 0s');
+  rule(maxTokenTtl > 0, 'maxTokenTtl', 'must be longer than 0s');
+  rule(jwksMaxAge > 0, 'jwksMaxAge', 'must be longer than 0s');
+  rule(
+    prepublish >= 2 * jwksMaxAge,
+    'prepublish',
+    `prepublish ${d(prepublish)} must be >= 2 x jwksMaxAge (${d(2 * jwksMaxAge)}) so every cached JWKS knows a key before it signs`,
+  );
+  rule(
+    verifyGrace >= maxTokenTtl,
+    'verifyGrace',
+    `verifyGrace ${d(verifyGrace)} must be >= maxTokenTtl ${d(maxTokenTtl)} so tokens outlive no key`,
+  );
+  rule(
+    maxKeyLifetime <= ABSOLUTE_MAX_KEY_LIFETIME_SECONDS,
+    'maxKeyLifetime',
+    `maxKeyLifetime ${d(maxKeyLifetime)} exceeds the absolute ceiling of 400d`,
+  );
+  const lifetime = prepublish + activeFor + verifyGrace;
+  rule(
+    lifetime <= maxKeyLifetime,
+    'maxKeyLifetime',
+    `prepublish + activeFor + verifyGrace = ${d(lifetime)} exceeds maxKeyLifetime ${d(maxKeyLifetime)}`,
+  );
+  if (!ok) return undefined;
+  return {
+    prepublishSeconds: prepublish,
+    activeForSeconds: activeFor,
+    verifyGraceSeconds: verifyGrace,
+    maxTokenTtlSeconds: maxTokenTtl,
+    destroyAfterSeconds: destroyAfter,
+    maxKeyLifetimeSeconds: maxKeyLifetime,
+    jwksMaxAgeSeconds: jwksMaxAge,
+  };
+}
+
+function validateAudit(
+  a: ConfigFile['audit'],
+  backends: Record<string, BackendConfig>,
+  problems: ConfigProblem[],
+): AuditConfig {
+  const evidence = parseDurationSeconds(a.evidencePeriod);
+  const every = parseDurationSeconds(a.checkpointEvery);
+  if (evidence === undefined)
+    problems.push({ path: 'audit.evidencePeriod', message: `"${a.evidencePeriod}" is not a duration` });
+  if (every === undefined)
+    problems.push({ path: 'audit.checkpointEvery', message: `"${a.checkpointEvery}" is not a duration` });
+  if (a.backend !== null && !backends[a.backend]) {
+    problems.push({ path: 'audit.backend', message: `unknown backend "${a.backend}"` });
+  }
+  return {
+    evidencePeriodSeconds: evidence ?? 0,
+    checkpointEveryRecords: a.checkpointEveryRecords,
+    checkpointEverySeconds: every ?? 0,
+    backend: a.backend,
+  };
+}
+
+/** Values that look like relative paths (start with ./ or ../) are resolved; others kept. */
+function resolveModuleEnv(
+  env: Record<string, string>,
+  resolve: (p: string) => string,
+): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [k, v.startsWith('./') || v.startsWith('../') ? resolve(v) : v]),
+  );
+}
+
+/** `sqlite:<relative>` resolves against the data dir; postgres URLs pass through. */
+function resolveStoreUrl(url: string, dataDir: string): string {
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length);
+    return file === ':memory:' ? url : `sqlite:${path.resolve(dataDir, file)}`;
+  }
+  return url;
+}
+
+function formatPath(p: readonly PropertyKey[]): string {
+  return (
+    p.reduce<string>(
+      (acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)),
+      '',
+    ) || '(root)'
+  );
+}
+
+function scopeOf(raw: unknown, p: readonly PropertyKey[]): { scope?: string } {
+  if (p[0] !== 'scopes' || typeof p[1] !== 'number') return {};
+  const scopes = (raw as { scopes?: unknown[] } | null)?.scopes;
+  const name = (scopes?.[p[1]] as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' ? { scope: name } : {};
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

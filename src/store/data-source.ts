@@ -1,0 +1,78 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import 'reflect-metadata';
+import { DataSource } from 'typeorm';
+import { MIGRATIONS } from '../../migrations';
+import { KeywardenError } from '../policy/errors';
+import { ClientEntity } from './entities/client.entity';
+import { KeyEntity } from './entities/key.entity';
+import { ScopeLockEntity } from './entities/scope-lock.entity';
+
+export const ENTITIES = [KeyEntity, ClientEntity, ScopeLockEntity];
+
+/** Extra entities/migrations other modules (e.g. the audit log) register before opening. */
+export interface StoreExtensions {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+  entities?: Function[] | import('typeorm').EntitySchema[];
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+  migrations?: Function[];
+}
+
+/**
+ * Builds the DataSource for a store URL: `sqlite:<file>` (better-sqlite3, the embedded
+ * default, WAL mode with a busy timeout so the CLI and daemons on one host share it) or
+ * `postgres://...` (several daemons sharing one database).
+ */
+export function createDataSource(url: string, ext: StoreExtensions = {}): DataSource {
+  const entities = [...ENTITIES, ...(ext.entities ?? [])];
+  const migrations = [...MIGRATIONS, ...(ext.migrations ?? [])];
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length);
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    return new DataSource({
+      type: 'better-sqlite3',
+      database: file,
+      enableWAL: file !== ':memory:',
+      timeout: 10_000,
+      entities,
+      migrations,
+      synchronize: false,
+      logging: false,
+    });
+  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    return new DataSource({
+      type: 'postgres',
+      url,
+      entities,
+      migrations,
+      synchronize: false,
+      logging: false,
+      extra: { max: 10, connectionTimeoutMillis: 5000 },
+    });
+  }
+  throw new KeywardenError(
+    'CONFIG_INVALID',
+    `store.url must start with sqlite: or postgres:// (got ${redactUrl(url)})`,
+  );
+}
+
+/** Opens the store and applies pending migrations (each in its own transaction). */
+export async function openStore(url: string, ext: StoreExtensions = {}): Promise<DataSource> {
+  const ds = createDataSource(url, ext);
+  try {
+    await ds.initialize();
+    await ds.runMigrations({ transaction: 'each' });
+  } catch (e) {
+    if (ds.isInitialized) await ds.destroy().catch(() => undefined);
+    throw new KeywardenError('STORE_ERROR', `cannot open store ${redactUrl(url)}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return ds;
+}
+
+/** Store URLs may carry passwords: never print them. */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:/@]+):[^@]*@/, '$1:***@');
+}

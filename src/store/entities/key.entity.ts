@@ -1,0 +1,59 @@
+import { EntitySchema } from 'typeorm';
+import type { SigningAlg } from '../../policy/algorithms';
+import type { BackendRef, KeyRowStatus, PublicJwk } from '../../policy/key';
+import { instant, jsonText } from '../columns';
+
+/** A key row (DESIGN.md §2). Timestamps are fixed at creation and only ever move earlier. */
+export interface KeyRow {
+  id: string;
+  kid: string | null;
+  scope: string;
+  alg: SigningAlg;
+  status: KeyRowStatus;
+  backend: string;
+  backendRef: BackendRef;
+  publicJwk: PublicJwk | null;
+  publishAt: Date;
+  activateAt: Date;
+  retireAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  destroyedAt: Date | null;
+  createdAt: Date;
+  createdBy: string;
+  /** Bumped on every write: daemons poll it to refresh their key cache. */
+  updatedAt: Date;
+  /** Last effective state reconcile recorded in the audit log (informational; never trusted). */
+  lastState: string | null;
+}
+
+const at = (name: string, nullable = false) =>
+  ({ type: 'bigint', name, nullable, transformer: instant }) as const;
+
+export const KeyEntity = new EntitySchema<KeyRow>({
+  name: 'Key',
+  tableName: 'keys',
+  columns: {
+    id: { type: 'varchar', length: 36, primary: true },
+    kid: { type: 'varchar', length: 64, nullable: true, unique: true },
+    scope: { type: 'varchar', length: 64 },
+    alg: { type: 'varchar', length: 8 },
+    status: { type: 'varchar', length: 16 },
+    backend: { type: 'varchar', length: 64 },
+    backendRef: { type: 'text', name: 'backend_ref', transformer: jsonText },
+    publicJwk: { type: 'text', name: 'public_jwk', nullable: true, transformer: jsonText },
+    publishAt: at('publish_at'),
+    activateAt: at('activate_at'),
+    retireAt: at('retire_at'),
+    expiresAt: at('expires_at'),
+    revokedAt: at('revoked_at', true),
+    revokedReason: { type: 'text', name: 'revoked_reason', nullable: true },
+    destroyedAt: at('destroyed_at', true),
+    createdAt: at('created_at'),
+    createdBy: { type: 'varchar', length: 128, name: 'created_by' },
+    updatedAt: at('updated_at'),
+    lastState: { type: 'varchar', length: 16, name: 'last_state', nullable: true },
+  },
+  indices: [{ name: 'idx_keys_scope', columns: ['scope'] }],
+});

@@ -1,0 +1,134 @@
+import { IsNull, type DataSource, type EntityManager } from 'typeorm';
+import type { KeyRecord } from '../policy/key';
+import { KeywardenError } from '../policy/errors';
+import { KeyEntity, type KeyRow } from './entities/key.entity';
+
+/** Maps a row to the domain record the lifecycle works with. */
+export function toKeyRecord(row: KeyRow): KeyRecord {
+  return {
+    id: row.id,
+    kid: row.kid,
+    scope: row.scope,
+    alg: row.alg,
+    status: row.status,
+    backendRef: row.backendRef,
+    publicJwk: row.publicJwk,
+    publishAt: row.publishAt,
+    activateAt: row.activateAt,
+    retireAt: row.retireAt,
+    expiresAt: row.expiresAt,
+    revokedAt: row.revokedAt,
+    revokedReason: row.revokedReason,
+    destroyedAt: row.destroyedAt,
+    createdAt: row.createdAt,
+    createdBy: row.createdBy,
+  };
+}
+
+/** A stable value that changes whenever any key row changes; daemons poll it. */
+export interface KeyChangeMarker {
+  count: number;
+  lastUpdatedMs: number;
+}
+
+/**
+ * Key rows. Every write goes through here, and every write bumps `updated_at` so other
+ * daemons notice. Methods take an optional EntityManager so callers can put a key change and
+ * its audit record in one transaction.
+ */
+export class KeyRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  private repo(m?: EntityManager) {
+    return (m ?? this.ds.manager).getRepository(KeyEntity);
+  }
+
+  async listByScope(scope: string, m?: EntityManager): Promise<KeyRecord[]> {
+    const rows = await this.repo(m).find({ where: { scope }, order: { activateAt: 'ASC' } });
+    return rows.map(toKeyRecord);
+  }
+
+  async listAll(m?: EntityManager): Promise<KeyRecord[]> {
+    return (await this.repo(m).find({ order: { scope: 'ASC', activateAt: 'ASC' } })).map(toKeyRecord);
+  }
+
+  async findByKid(kid: string, m?: EntityManager): Promise<KeyRecord | null> {
+    const row = await this.repo(m).findOne({ where: { kid } });
+    return row ? toKeyRecord(row) : null;
+  }
+
+  /** Finds by full kid, or by a unique prefix of at least 8 characters (operator convenience). */
+  async findByKidOrPrefix(kidOrPrefix: string, m?: EntityManager): Promise<KeyRecord | null> {
+    const exact = await this.findByKid(kidOrPrefix, m);
+    if (exact || kidOrPrefix.length < 8 || !/^[A-Za-z0-9_-]+$/.test(kidOrPrefix)) return exact;
+    const rows = await this.repo(m)
+      .createQueryBuilder('k')
+      .where('k.kid LIKE :p', { p: `${kidOrPrefix}%` })
+      .limit(2)
+      .getMany();
+    if (rows.length > 1) {
+      throw new KeywardenError('REQUEST_INVALID', `kid prefix "${kidOrPrefix}" matches more than one key`);
+    }
+    return rows[0] ? toKeyRecord(rows[0]) : null;
+  }
+
+  async findById(id: string, m?: EntityManager): Promise<KeyRecord | null> {
+    const row = await this.repo(m).findOne({ where: { id } });
+    return row ? toKeyRecord(row) : null;
+  }
+
+  /** Step 1 of generation: the row exists before the backend object does. */
+  async insertGenerating(key: KeyRecord, now: Date, m?: EntityManager): Promise<void> {
+    await this.repo(m).insert({ ...key, backend: key.backendRef.backend, updatedAt: now, lastState: null });
+  }
+
+  /** Step 2: the backend made the key; record its public half and kid. */
+  async completeGenerating(
+    id: string,
+    fields: Pick<KeyRecord, 'kid' | 'publicJwk' | 'backendRef'>,
+    now: Date,
+    m?: EntityManager,
+  ): Promise<void> {
+    const res = await this.repo(m).update(
+      { id, status: 'generating' },
+      { ...fields, status: 'ready', updatedAt: now },
+    );
+    if (res.affected !== 1) throw new KeywardenError('STORE_ERROR', `key row ${id} is not generating`);
+  }
+
+  /** Removes a `generating` row whose backend object never came to be. */
+  async deleteGenerating(id: string, m?: EntityManager): Promise<void> {
+    await this.repo(m).delete({ id, status: 'generating' });
+  }
+
+  /** Sets revokedAt (only ever earlier: an already-revoked key keeps its first instant). */
+  async revoke(id: string, at: Date, reason: string, m?: EntityManager): Promise<boolean> {
+    const res = await this.repo(m).update(
+      { id, revokedAt: IsNull() },
+      { revokedAt: at, revokedReason: reason, updatedAt: at },
+    );
+    return res.affected === 1;
+  }
+
+  async markDestroyed(id: string, at: Date, m?: EntityManager): Promise<void> {
+    await this.repo(m).update({ id, destroyedAt: IsNull() }, { destroyedAt: at, updatedAt: at });
+  }
+
+  async setLastState(id: string, state: string, m?: EntityManager): Promise<void> {
+    await this.repo(m).update({ id }, { lastState: state });
+  }
+
+  async lastStates(scope: string, m?: EntityManager): Promise<Map<string, string | null>> {
+    const rows = await this.repo(m).find({ where: { scope }, select: { id: true, lastState: true } });
+    return new Map(rows.map((r) => [r.id, r.lastState]));
+  }
+
+  async changeMarker(): Promise<KeyChangeMarker> {
+    const raw = (await this.repo()
+      .createQueryBuilder('k')
+      .select('COUNT(*)', 'count')
+      .addSelect('MAX(k.updated_at)', 'last')
+      .getRawOne()) as { count: string | number; last: string | number | null } | undefined;
+    return { count: Number(raw?.count ?? 0), lastUpdatedMs: Number(raw?.last ?? 0) };
+  }
+}
