@@ -1,0 +1,91 @@
+import * as pkcs11js from 'pkcs11js';
+import type { Cryptoki, Handle } from './cryptoki';
+import { CKK_EC_EDWARDS, parseKeyLabel } from './key-templates';
+import { readBool, readUlong } from './public-jwk';
+
+/** Kind of a PKCS#11 object (CKA_CLASS). */
+export type TokenObjectClass = 'private' | 'public' | 'secret' | 'certificate' | 'data' | 'other';
+
+/** Security-relevant attributes of an object; absent where the token does not report them. */
+export interface TokenObjectAttributes {
+  token?: boolean;
+  private?: boolean;
+  sensitive?: boolean;
+  extractable?: boolean;
+  alwaysSensitive?: boolean;
+  neverExtractable?: boolean;
+  modifiable?: boolean;
+  sign?: boolean;
+  decrypt?: boolean;
+  unwrap?: boolean;
+  derive?: boolean;
+}
+
+/** Any object on the token, keywarden's or not, as `hsm check` sees it. Never key material. */
+export interface TokenObject {
+  class: TokenObjectClass;
+  /** CKA_ID as lowercase hex ('' when absent). */
+  id: string;
+  label: string;
+  /** `RSA`, `EC`, `EC_EDWARDS`, `AES`, ... or `0x..`; null for non-key objects. */
+  keyType: string | null;
+  /** Parsed from a `keywarden:<scope>:<keyId>` label; null for other labels. */
+  scope: string | null;
+  keyId: string | null;
+  attributes: TokenObjectAttributes;
+}
+
+const CLASS_NAMES: ReadonlyMap<number, TokenObjectClass> = new Map([
+  [pkcs11js.CKO_PRIVATE_KEY, 'private'],
+  [pkcs11js.CKO_PUBLIC_KEY, 'public'],
+  [pkcs11js.CKO_SECRET_KEY, 'secret'],
+  [pkcs11js.CKO_CERTIFICATE, 'certificate'],
+  [pkcs11js.CKO_DATA, 'data'],
+]);
+
+const KEY_TYPE_NAMES: ReadonlyMap<number, string> = new Map([
+  [pkcs11js.CKK_RSA, 'RSA'],
+  [pkcs11js.CKK_EC, 'EC'],
+  [CKK_EC_EDWARDS, 'EC_EDWARDS'],
+  [pkcs11js.CKK_AES, 'AES'],
+  [pkcs11js.CKK_GENERIC_SECRET, 'GENERIC_SECRET'],
+  [pkcs11js.CKK_DES3, 'DES3'],
+]);
+
+/** Attributes read per class. Each is read on its own: one refused attribute must not hide the rest. */
+const BOOL_ATTRIBUTES: ReadonlyArray<[keyof TokenObjectAttributes, number, readonly TokenObjectClass[]]> = [
+  ['token', pkcs11js.CKA_TOKEN, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
+  ['private', pkcs11js.CKA_PRIVATE, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
+  ['modifiable', pkcs11js.CKA_MODIFIABLE, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
+  ['sensitive', pkcs11js.CKA_SENSITIVE, ['private', 'secret']],
+  ['extractable', pkcs11js.CKA_EXTRACTABLE, ['private', 'secret']],
+  ['alwaysSensitive', pkcs11js.CKA_ALWAYS_SENSITIVE, ['private', 'secret']],
+  ['neverExtractable', pkcs11js.CKA_NEVER_EXTRACTABLE, ['private', 'secret']],
+  ['sign', pkcs11js.CKA_SIGN, ['private', 'secret']],
+  ['decrypt', pkcs11js.CKA_DECRYPT, ['private', 'secret']],
+  ['unwrap', pkcs11js.CKA_UNWRAP, ['private', 'secret']],
+  ['derive', pkcs11js.CKA_DERIVE, ['private', 'secret']],
+];
+
+/**
+ * Describes one object. Deliberately reads no value attributes: CKA_VALUE and the private
+ * exponents are never asked for, so no code path here could carry key material.
+ */
+export function describeObject(ck: Cryptoki, session: Handle, handle: Handle): TokenObject {
+  const classValue = readUlong(ck.tryGetAttribute(session, handle, pkcs11js.CKA_CLASS));
+  const cls: TokenObjectClass = (classValue !== null && CLASS_NAMES.get(classValue)) || 'other';
+  const label = ck.tryGetAttribute(session, handle, pkcs11js.CKA_LABEL)?.toString('utf8') ?? '';
+  const id = ck.tryGetAttribute(session, handle, pkcs11js.CKA_ID)?.toString('hex') ?? '';
+  let keyType: string | null = null;
+  if (cls === 'private' || cls === 'public' || cls === 'secret') {
+    const kt = readUlong(ck.tryGetAttribute(session, handle, pkcs11js.CKA_KEY_TYPE));
+    keyType = kt === null ? null : (KEY_TYPE_NAMES.get(kt) ?? `0x${kt.toString(16)}`);
+  }
+  const attributes: TokenObjectAttributes = {};
+  for (const [name, type, classes] of BOOL_ATTRIBUTES) {
+    if (!classes.includes(cls)) continue;
+    const v = readBool(ck.tryGetAttribute(session, handle, type));
+    if (v !== undefined) attributes[name] = v;
+  }
+  return { class: cls, id, label, keyType, ...parseKeyLabel(label), attributes };
+}

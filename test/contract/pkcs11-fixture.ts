@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Pkcs11BackendConfig } from '../../src/policy/scope';
+import type { SoftHsmToken } from '../helpers/softhsm';
+
+const run = promisify(execFile);
+
+/** A backend config (with the PIN value resolved) for a test token. */
+export function pkcs11Config(
+  token: SoftHsmToken,
+  overrides: Partial<Pkcs11BackendConfig & { pinValue: string }> = {},
+): Pkcs11BackendConfig & { pinValue: string } {
+  return {
+    type: 'pkcs11',
+    name: 'hsm-test',
+    module: token.modulePath,
+    tokenLabel: token.tokenLabel,
+    pin: { env: 'KEYWARDEN_TEST_PIN' },
+    moduleEnv: token.env,
+    sessions: 4,
+    pinValue: token.pin,
+    ...overrides,
+  };
+}
+
+export type AttackOutcome = { ok: true; value?: string } | { ok: false; ckr: string };
+
+/** Runs test/contract/pkcs11-attacker.ts in its own process against one key. */
+export async function runAttacker(
+  token: SoftHsmToken,
+  idHex: string,
+): Promise<Record<string, AttackOutcome>> {
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--require',
+      require.resolve('tsx/cjs'),
+      join(__dirname, 'pkcs11-attacker.ts'),
+      token.modulePath,
+      token.tokenLabel,
+      idHex,
+    ],
+    { env: { ...process.env, ...token.env, KW_ATTACK_PIN: token.pin }, timeout: 60_000 },
+  );
+  return JSON.parse(stdout) as Record<string, AttackOutcome>;
+}
+
+/** Runs OpenSC's pkcs11-tool (a third-party client, in another process) logged in to the token. */
+export async function pkcs11Tool(token: SoftHsmToken, args: string[]): Promise<string> {
+  const { stdout } = await run(
+    'pkcs11-tool',
+    ['--module', token.modulePath, '--token-label', token.tokenLabel, '--login', '--pin', token.pin, ...args],
+    { env: { ...process.env, ...token.env }, timeout: 60_000 },
+  );
+  return stdout;
+}
