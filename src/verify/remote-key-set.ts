@@ -1,0 +1,175 @@
+import type { Clock } from '../policy/clock';
+import { cacheLifetimeSeconds } from './cache-control';
+import { fetchDocument } from './fetch-document';
+import { inspectJwks, type IgnoredJwk } from './jwks';
+import { parseJsonObject } from './strict-json';
+import { TokenBucket } from './token-bucket';
+import type { VerificationKey } from './validate-token';
+
+export interface RemoteKeySetOptions {
+  issuer: string;
+  /** When absent, discovered from `${issuer}/.well-known/openid-configuration`. */
+  jwksUri?: string;
+  clock: Clock;
+  fetch: typeof fetch;
+  /** Unknown-kid refetches allowed per minute (token bucket capacity). */
+  refetchPerMinute: number;
+  maxCacheSeconds: number;
+  allowInsecureHttp: boolean;
+}
+
+export type RefreshResult = { ok: true } | { ok: false; problem: string };
+
+/** Lifetime when the JWKS response gives no usable max-age. */
+export const DEFAULT_CACHE_SECONDS = 60;
+/** Floor on the lifetime, so max-age=0 cannot make every verify a fetch. */
+export const MIN_CACHE_SECONDS = 5;
+/** After a failed fetch, callers get the failure without a new fetch for this long. */
+export const FAILURE_BACKOFF_SECONDS = 5;
+const FETCH_TIMEOUT_MS = 10_000;
+const MAX_DOCUMENT_BYTES = 1024 * 1024;
+/** Bound on the memory of kids that already had their one refetch. */
+const MAX_REMEMBERED_KIDS = 10_000;
+const NO_KEYS: readonly VerificationKey[] = Object.freeze([]);
+
+/**
+ * One issuer's keys, fetched from its JWKS and cached as the response's Cache-Control allows.
+ * Concurrent callers share one in-flight fetch. An unknown kid may trigger one refetch per kid,
+ * and only while a global token bucket allows: pre-publication means a legitimate kid is known
+ * before it signs, so unknown kids are mostly noise or attack and must not drive fetches.
+ */
+export class RemoteKeySet {
+  private byKid = new Map<string, VerificationKey[]>();
+  private loaded = false;
+  private freshUntilMs = 0;
+  private etag: string | null = null;
+  private inflight: Promise<RefreshResult> | null = null;
+  private failure: { untilMs: number; problem: string } | null = null;
+  private discovered: string | null = null;
+  private readonly bucket: TokenBucket;
+  private readonly refetchedKids = new Set<string>();
+  /** JWKs left out of the last fetched JWKS, for diagnostics. */
+  ignored: IgnoredJwk[] = [];
+
+  constructor(private readonly options: RemoteKeySetOptions) {
+    this.bucket = new TokenBucket(options.refetchPerMinute, 60, options.clock.now().getTime());
+  }
+
+  /** True while the cached keys may be used without fetching. */
+  isFresh(nowMs: number): boolean {
+    return this.loaded && nowMs < this.freshUntilMs;
+  }
+
+  /** The cached keys with this kid. */
+  readonly lookup = (kid: string): readonly VerificationKey[] => this.byKid.get(kid) ?? NO_KEYS;
+
+  /** Fetches the JWKS, or joins the fetch already in flight. Never rejects. */
+  refresh(): Promise<RefreshResult> {
+    if (this.inflight) return this.inflight;
+    const nowMs = this.options.clock.now().getTime();
+    if (this.failure && nowMs < this.failure.untilMs)
+      return Promise.resolve({ ok: false, problem: this.failure.problem });
+    this.inflight = this.fetchKeys()
+      .catch((e: unknown): RefreshResult => ({
+        ok: false,
+        problem: e instanceof Error ? e.message : String(e),
+      }))
+      .then((result) => {
+        this.inflight = null;
+        this.failure = result.ok
+          ? null
+          : {
+              untilMs: this.options.clock.now().getTime() + FAILURE_BACKOFF_SECONDS * 1000,
+              problem: result.problem,
+            };
+        return result;
+      });
+    return this.inflight;
+  }
+
+  /**
+   * Called when a token names a kid not in the cache. Refetches (or joins a fetch in flight)
+   * at most once per kid and only within the budget; resolves true when the keys were
+   * refreshed and the token deserves a second look.
+   */
+  async refreshForUnknownKid(kid: string): Promise<boolean> {
+    if (this.refetchedKids.has(kid)) return false;
+    if (!this.inflight && !this.bucket.tryTake(this.options.clock.now().getTime())) return false;
+    this.rememberKid(kid);
+    const result = await this.refresh();
+    return result.ok;
+  }
+
+  private rememberKid(kid: string): void {
+    if (this.refetchedKids.size >= MAX_REMEMBERED_KIDS) {
+      const oldest = this.refetchedKids.values().next();
+      if (!oldest.done) this.refetchedKids.delete(oldest.value);
+    }
+    this.refetchedKids.add(kid);
+  }
+
+  private async fetchKeys(): Promise<RefreshResult> {
+    const uri = await this.jwksUri();
+    if (!uri.ok) return uri;
+    const res = await fetchDocument(uri.url, {
+      fetch: this.options.fetch,
+      etag: this.loaded ? this.etag : null,
+      allowInsecureHttp: this.options.allowInsecureHttp,
+      timeoutMs: FETCH_TIMEOUT_MS,
+      maxBytes: MAX_DOCUMENT_BYTES,
+    });
+    if (!res.ok) return { ok: false, problem: `JWKS: ${res.problem}` };
+    const lifetimeSeconds = cacheLifetimeSeconds(res.cacheControl, res.age, {
+      maxSeconds: this.options.maxCacheSeconds,
+      defaultSeconds: DEFAULT_CACHE_SECONDS,
+      minSeconds: MIN_CACHE_SECONDS,
+    });
+    if (res.status === 200) {
+      const inspection = inspectJwks(res.body, this.options.issuer);
+      if (!inspection.ok) return { ok: false, problem: `JWKS at ${uri.url}: ${inspection.problem}` };
+      const byKid = new Map<string, VerificationKey[]>();
+      for (const key of inspection.keys) {
+        const same = byKid.get(key.kid);
+        if (same) same.push(key);
+        else byKid.set(key.kid, [key]);
+      }
+      this.byKid = byKid;
+      this.ignored = inspection.ignored;
+      this.loaded = true;
+    }
+    this.etag = res.etag ?? (res.status === 304 ? this.etag : null);
+    this.freshUntilMs = this.options.clock.now().getTime() + lifetimeSeconds * 1000;
+    return { ok: true };
+  }
+
+  private async jwksUri(): Promise<{ ok: true; url: string } | { ok: false; problem: string }> {
+    if (this.options.jwksUri !== undefined) return { ok: true, url: this.options.jwksUri };
+    if (this.discovered !== null) return { ok: true, url: this.discovered };
+    const issuer = this.options.issuer;
+    const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+    const res = await fetchDocument(url, {
+      fetch: this.options.fetch,
+      allowInsecureHttp: this.options.allowInsecureHttp,
+      timeoutMs: FETCH_TIMEOUT_MS,
+      maxBytes: MAX_DOCUMENT_BYTES,
+    });
+    if (!res.ok) return { ok: false, problem: `discovery: ${res.problem}` };
+    if (res.status !== 200) return { ok: false, problem: `discovery: unexpected HTTP ${res.status}` };
+    const doc = parseJsonObject(res.body);
+    if (!doc.ok) return { ok: false, problem: `discovery document at ${url} is not a JSON object` };
+    // OpenID Connect Discovery §4.3: the document must be for exactly this issuer, or an
+    // attacker-influenced document could point us at someone else's keys.
+    if (doc.value.issuer !== issuer) {
+      return {
+        ok: false,
+        problem: `discovery document at ${url} is for issuer ${JSON.stringify(doc.value.issuer)}`,
+      };
+    }
+    const jwksUri = doc.value.jwks_uri;
+    if (typeof jwksUri !== 'string' || jwksUri.length === 0) {
+      return { ok: false, problem: `discovery document at ${url} has no jwks_uri` };
+    }
+    this.discovered = jwksUri;
+    return { ok: true, url: jwksUri };
+  }
+}

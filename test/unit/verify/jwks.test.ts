@@ -1,0 +1,242 @@
+import { strict as assert } from 'node:assert';
+import { generateKeyPairSync } from 'node:crypto';
+import { hasCode } from '../../../src/policy/errors';
+import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
+import {
+  PRIVATE_JWK_MEMBERS,
+  inspectJwks,
+  parseJwks,
+  toPublishedJwk,
+  toPublishedJwks,
+  type PublishableKey,
+} from '../../../src/verify/jwks';
+import { validateToken } from '../../../src/verify/validate-token';
+import {
+  ALGS,
+  DAY_MS,
+  ISSUER,
+  NOW,
+  OPTIONS,
+  OTHER_ISSUER,
+  makeKey,
+  tokenFor,
+  type TestKey,
+} from './fixtures';
+
+function publishable(key: TestKey, times: Partial<PublishableKey> = {}): PublishableKey {
+  return {
+    kid: key.kid,
+    alg: key.alg,
+    publicJwk: key.publicJwk,
+    activateAt: key.vk.activateAt,
+    retireAt: key.vk.retireAt,
+    expiresAt: key.vk.expiresAt,
+    ...times,
+  };
+}
+
+/** A scope's keys as a lookup built from its parsed JWKS, the way the library does it. */
+function lookupFromJwks(body: unknown, issuer: string) {
+  const keys = parseJwks(body, issuer);
+  return (kid: string) => keys.filter((k) => k.kid === kid);
+}
+
+describe('published JWK format', () => {
+  it('toPublishedJwk copies only public members, plus kid, alg, use, iss and the key times', () => {
+    for (const alg of ALGS) {
+      const key = makeKey(alg);
+      const withPrivate = { ...key.publicJwk, ...(key.privateKey.export({ format: 'jwk' }) as object) };
+      assert.ok('d' in withPrivate);
+      const jwk = toPublishedJwk(publishable(key, { publicJwk: withPrivate as never }), ISSUER);
+      const expected = { EC: ['crv', 'x', 'y'], RSA: ['e', 'n'], OKP: ['crv', 'x'] }[key.publicJwk.kty];
+      assert.deepEqual(
+        Object.keys(jwk).sort(),
+        ['kty', ...expected, 'kid', 'alg', 'use', 'iss', 'nbf', 'exp', 'retire_at'].sort(),
+      );
+      assert.equal(jwk.use, 'sig');
+      assert.equal(jwk.iss, ISSUER);
+      assert.equal(jwk.nbf, key.vk.activateAt.getTime() / 1000);
+      assert.equal(jwk.retire_at, key.vk.retireAt.getTime() / 1000);
+      assert.equal(jwk.exp, key.vk.expiresAt.getTime() / 1000);
+    }
+  });
+
+  it('rounds sub-second times towards the stricter side', () => {
+    const key = makeKey('ES256');
+    const t = NOW.getTime() + 400;
+    const jwk = toPublishedJwk(
+      publishable(key, {
+        activateAt: new Date(t),
+        retireAt: new Date(t + DAY_MS),
+        expiresAt: new Date(t + 2 * DAY_MS),
+      }),
+      ISSUER,
+    );
+    assert.equal(jwk.nbf * 1000, NOW.getTime() + 1000);
+    assert.equal(jwk.retire_at * 1000, NOW.getTime() + DAY_MS);
+    assert.equal(jwk.exp * 1000, NOW.getTime() + 2 * DAY_MS);
+  });
+
+  it('toPublishedJwk refuses a public JWK that lacks its key members', () => {
+    const key = makeKey('ES256');
+    assert.throws(
+      () =>
+        toPublishedJwk(
+          publishable(key, { publicJwk: { kty: 'EC', crv: 'P-256', x: key.publicJwk.x! } }),
+          ISSUER,
+        ),
+      (e: unknown) => hasCode(e, 'KEY_NOT_USABLE'),
+    );
+  });
+
+  it('parseJwks round-trips every alg, and the parsed keys validate real tokens', async () => {
+    const keys = ALGS.map((alg) => makeKey(alg));
+    const body = JSON.stringify(
+      toPublishedJwks(
+        keys.map((k) => publishable(k)),
+        ISSUER,
+      ),
+    );
+    const parsed = parseJwks(body, ISSUER);
+    assert.equal(parsed.length, keys.length);
+    for (const key of keys) {
+      const vk = parsed.find((p) => p.kid === key.kid)!;
+      assert.equal(vk.alg, key.alg);
+      assert.equal(vk.revokedAt, null);
+      assert.equal(vk.activateAt.getTime(), key.vk.activateAt.getTime());
+      assert.equal(vk.retireAt.getTime(), key.vk.retireAt.getTime());
+      assert.equal(vk.expiresAt.getTime(), key.vk.expiresAt.getTime());
+      const result = await validateToken(tokenFor(key), lookupFromJwks(body, ISSUER), OPTIONS);
+      assert.equal(result.valid, true, result.valid ? '' : result.message);
+    }
+  });
+
+  describe('ignores JWKs that must never verify anything', () => {
+    const key = makeKey('ES256');
+    const good = () => toPublishedJwk(publishable(key), ISSUER) as unknown as Record<string, unknown>;
+
+    async function assertIgnored(
+      jwk: Record<string, unknown>,
+      problem: RegExp,
+      issuer = ISSUER,
+    ): Promise<void> {
+      const inspection = inspectJwks({ keys: [jwk] }, issuer);
+      assert.ok(inspection.ok);
+      assert.equal(inspection.keys.length, 0);
+      assert.equal(inspection.ignored.length, 1);
+      assert.match(inspection.ignored[0]!.problem, problem);
+      // And a token from that key is refused.
+      const result = await validateToken(tokenFor(key), lookupFromJwks({ keys: [jwk] }, issuer), {
+        ...OPTIONS,
+        issuer,
+      });
+      assert.equal(result.valid, false);
+      assert.equal(result.valid === false && result.reason, 'kid_unknown');
+    }
+
+    it('the control: the same JWK unmodified is used', () => {
+      const inspection = inspectJwks({ keys: [good()] }, ISSUER);
+      assert.ok(inspection.ok);
+      assert.equal(inspection.keys.length, 1);
+    });
+
+    for (const member of PRIVATE_JWK_MEMBERS) {
+      it(`a JWK with the private member "${member}"`, async () => {
+        await assertIgnored({ ...good(), [member]: 'AAAA' }, /private member/);
+      });
+    }
+
+    it('a JWK of another scope (iss differs), or without iss', async () => {
+      await assertIgnored({ ...good(), iss: OTHER_ISSUER }, /iss/);
+      const { iss: _iss, ...noIss } = good();
+      await assertIgnored(noIss, /iss/);
+      // Published for ISSUER, read as OTHER_ISSUER's set: never used there either.
+      await assertIgnored(good(), /iss/, OTHER_ISSUER);
+    });
+
+    it('unknown, forbidden or missing alg', async () => {
+      for (const alg of ['HS256', 'none', 'ES512', undefined]) await assertIgnored({ ...good(), alg }, /alg/);
+    });
+
+    it('an alg that does not fit the key (ES384 on a P-256 key, RS256 on an EC key)', async () => {
+      await assertIgnored({ ...good(), alg: 'ES384' }, /P-384/);
+      await assertIgnored({ ...good(), alg: 'RS256' }, /RSA/);
+    });
+
+    it('use other than sig', async () => {
+      await assertIgnored({ ...good(), use: 'enc' }, /use/);
+      const { use: _use, ...noUse } = good();
+      await assertIgnored(noUse, /use/);
+    });
+
+    it('missing or non-numeric lifecycle times', async () => {
+      for (const member of ['nbf', 'exp', 'retire_at']) {
+        const jwk = good();
+        delete jwk[member];
+        await assertIgnored(jwk, /NumericDate/);
+        await assertIgnored({ ...good(), [member]: String(good()[member]) }, /NumericDate/);
+      }
+    });
+
+    it('times out of order, or a life longer than the absolute ceiling (I1)', async () => {
+      const g = good() as { nbf: number; exp: number; retire_at: number };
+      await assertIgnored({ ...good(), retire_at: g.exp + 1 }, /order/);
+      await assertIgnored({ ...good(), nbf: g.retire_at + 1 }, /order/);
+      await assertIgnored(
+        { ...good(), exp: g.nbf + ABSOLUTE_MAX_KEY_LIFETIME_SECONDS + 1, retire_at: g.nbf + 1 },
+        /ceiling/,
+      );
+    });
+
+    it('an RSA key below 2048 bits, and an EC point not on the curve', async () => {
+      const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
+      const weakJwk = weak.publicKey.export({ format: 'jwk' });
+      await assertIgnored(
+        { ...good(), kty: 'RSA', crv: undefined, x: undefined, y: undefined, ...weakJwk, alg: 'RS256' },
+        /too small/,
+      );
+      const x = Buffer.from(key.publicJwk.x!, 'base64url');
+      x[5] = x[5]! ^ 0xff;
+      await assertIgnored({ ...good(), x: x.toString('base64url') }, /not a valid public key/);
+    });
+  });
+
+  it('keeps two JWKs with one kid, so validation reports kid_ambiguous', async () => {
+    const key = makeKey('ES256');
+    const other = makeKey('ES256', {}, 1, key.kid);
+    const body = toPublishedJwks([publishable(key), publishable(other)], ISSUER);
+    const result = await validateToken(tokenFor(key), lookupFromJwks(body, ISSUER), OPTIONS);
+    assert.equal(result.valid === false && result.reason, 'kid_ambiguous');
+  });
+
+  it('a body that is not a JWKS fails as a whole: inspectJwks says so, parseJwks throws REQUEST_INVALID', () => {
+    const key = makeKey('ES256');
+    const jwk = JSON.stringify(toPublishedJwk(publishable(key), ISSUER));
+    for (const body of [
+      'not json',
+      '[]',
+      '{"keys":{}}',
+      null,
+      42,
+      { keys: 'x' },
+      `{"keys":[${jwk}],"keys":[]}`,
+    ]) {
+      const inspection = inspectJwks(body, ISSUER);
+      assert.equal(inspection.ok, false, String(body));
+      assert.throws(
+        () => parseJwks(body, ISSUER),
+        (e: unknown) => hasCode(e, 'REQUEST_INVALID'),
+      );
+    }
+  });
+
+  it('refuses a JWK whose JSON repeats a member (a second iss hiding behind the first)', () => {
+    const key = makeKey('ES256');
+    const jwk = JSON.stringify(toPublishedJwk(publishable(key), OTHER_ISSUER)).replace(
+      /^\{/,
+      `{"iss":"${ISSUER}",`,
+    );
+    const inspection = inspectJwks(`{"keys":[${jwk}]}`, ISSUER);
+    assert.equal(inspection.ok, false);
+  });
+});
