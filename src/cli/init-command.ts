@@ -48,7 +48,7 @@ export function initCommand(): Command {
         if (failed.length > 0) {
           for (const r of failed)
             for (const e of r.errors)
-              process.stderr.write(`scope ${r.scope}: ${e.action} failed: ${e.message}\n`);
+              process.stderr.write(`scope ${r.scope}: ${e.action} failed: ${e.code}: ${e.message}\n`);
           process.exitCode = EXIT_CODE[failed[0]!.errors[0]!.code];
         }
       });

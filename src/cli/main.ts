@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../install-root';
 import { KeywardenError } from '../policy/errors';
+import { clientsCommand } from './clients-command';
 import { configCommand } from './config-command';
 import { EXIT, EXIT_CODE } from './exit-codes';
 import { initCommand } from './init-command';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     jwksCommand(),
     signCommand(),
     verifyCommand(),
+    clientsCommand(),
   ]) {
     program.addCommand(c);
   }

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createStoreAuditSink } from '../audit';
 import { createServer } from '../http/server';
+import { tokenServicePlugins } from '../http/sign-verify-routes';
 import { createLogger } from '../log';
 import { openRuntime } from '../main';
 import { disableCoreDumps } from '../process-hardening';
@@ -36,6 +37,7 @@ export function serveCommand(): Command {
       ctx.cache.start();
       const app = createServer(ctx, {
         publicBaseUrl: config.server.publicUrl ?? `http://${host}:${listenPort}`,
+        plugins: tokenServicePlugins(ctx),
       });
       const address = await app.listen({ host, port: listenPort });
       log.info({ address, scopes: config.scopes.map((s) => s.name) }, 'keywarden serving');

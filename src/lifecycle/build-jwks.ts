@@ -1,10 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { KeyRecord } from '../policy/key';
+import type { KeyRecord, PublicJwk } from '../policy/key';
 import { effectiveState, isPublished, nextStateChangeAt } from '../policy/key-state';
 import type { ScopeConfig } from '../policy/scope';
-
-/** The only JWK members ever copied from a stored public key (node-oidc-provider's allowlist). */
-const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y', 'n', 'e'] as const;
+import { toPublishedJwks } from '../verify/jwks';
 
 /** A built JWKS document, serialised once and served many times. */
 export interface BuiltJwks {
@@ -15,35 +13,22 @@ export interface BuiltJwks {
   nextChangeAt: Date | null;
 }
 
-const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
-
 /**
- * The scope's JWKS at `now`: its pending, active and retired keys only (I5), each JWK built
- * from an allowlist of public members plus kid, alg, use, the scope's `iss`, and the key's
- * lifecycle instants (`nbf` = activation, `retire_at`, `exp` = expiry, NumericDate seconds)
- * so relying parties can apply the same rules as the server.
+ * The scope's JWKS at `now`: its pending, active and retired keys only (I5), each JWK built by
+ * `toPublishedJwk` (the one definition of the published format, shared with the verify
+ * library's parser): an allowlist of public members plus kid, alg, use, the scope's `iss` and
+ * the key's lifecycle instants, so relying parties apply the same rules as the server.
  */
 export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: Date): BuiltJwks {
   const published = keys.filter(
     (k) =>
       k.status === 'ready' && k.kid !== null && k.publicJwk !== null && isPublished(effectiveState(k, now)),
   );
-  const jwks = published.map((k) => {
-    const jwk: Record<string, unknown> = {};
-    for (const m of PUBLIC_MEMBERS) {
-      const v = (k.publicJwk as unknown as Record<string, unknown>)[m];
-      if (v !== undefined) jwk[m] = v;
-    }
-    jwk.kid = k.kid;
-    jwk.alg = k.alg;
-    jwk.use = 'sig';
-    jwk.iss = scope.issuer;
-    jwk.nbf = seconds(k.activateAt);
-    jwk.retire_at = seconds(k.retireAt);
-    jwk.exp = seconds(k.expiresAt);
-    return jwk;
-  });
-  const body = JSON.stringify({ keys: jwks });
+  const jwks = toPublishedJwks(
+    published.map((k) => ({ ...k, kid: k.kid as string, publicJwk: k.publicJwk as PublicJwk })),
+    scope.issuer,
+  );
+  const body = JSON.stringify(jwks);
   let next: Date | null = null;
   for (const k of published) {
     const c = nextStateChangeAt(k, now);

@@ -61,7 +61,7 @@ const policy = z.strictObject({
   jwksMaxAge: duration.default('5m'),
 });
 
-const scope = z.strictObject({
+export const scopeSchema = z.strictObject({
   name: slug,
   issuer: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
   audiences: z.array(z.string().min(1)).min(1, 'needs at least one audience'),
@@ -89,7 +89,8 @@ export const configFileSchema = z.strictObject({
     .strictObject({ url: z.string().min(1).default('sqlite:keywarden.db') })
     .default({ url: 'sqlite:keywarden.db' }),
   backends: z.record(slug, z.discriminatedUnion('type', [pkcs11Backend, azureBackend])),
-  scopes: z.array(scope).min(1, 'declare at least one scope'),
+  // Each scope is parsed on its own (scopeSchema) so one broken scope hides no other problem.
+  scopes: z.array(z.unknown()).min(1, 'declare at least one scope'),
   audit: z
     .strictObject({
       evidencePeriod: duration.default('730d'),
@@ -101,4 +102,4 @@ export const configFileSchema = z.strictObject({
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
-export type ScopeFile = z.infer<typeof scope>;
+export type ScopeFile = z.infer<typeof scopeSchema>;

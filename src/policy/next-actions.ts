@@ -68,3 +68,29 @@ export function pickSigningKey<
   }
   return best;
 }
+
+/**
+ * The next instant after `now` at which `nextActions` (or a key's state, which reconcile
+ * records) will change: a successor falls due, a backend object falls due for destruction,
+ * or a key activates, retires or expires. The scheduler arms a timer for it, so rotation
+ * happens on time rather than on the next cron tick (a late successor would leave a gap).
+ */
+export function nextDecisionAt(policy: KeyPolicy, keys: readonly KeyRecord[], now: Date): Date | null {
+  const t = now.getTime();
+  const candidates: number[] = [];
+  const ready = keys.filter((k) => k.status === 'ready');
+  const live = ready.filter((k) => {
+    const s = effectiveState(k, now);
+    return s === 'active' || s === 'pending';
+  });
+  if (live.length > 0) {
+    const latest = live.reduce((a, b) => (b.retireAt > a.retireAt ? b : a));
+    candidates.push(successorDueAt(policy, latest.retireAt).getTime());
+  }
+  for (const k of ready) {
+    if (k.destroyedAt === null) candidates.push(destroyDueAt(policy, k).getTime());
+    for (const d of [k.activateAt, k.retireAt, k.expiresAt, k.revokedAt]) if (d) candidates.push(d.getTime());
+  }
+  const future = candidates.filter((c) => c > t);
+  return future.length === 0 ? null : new Date(Math.min(...future));
+}

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { validateCronExpression } from 'cron';
-import { configFileSchema, type ConfigFile } from './config-schema';
+import { configFileSchema, scopeSchema, type ConfigFile, type ScopeFile } from './config-schema';
 import { formatDuration, parseDurationSeconds } from './duration';
 import { ConfigInvalidError, type ConfigProblem } from './errors';
 import {
@@ -25,19 +25,29 @@ export interface ValidateConfigContext {
  * and rule, so an operator fixes a file in one pass rather than one error at a time.
  */
 export function validateConfig(raw: unknown, ctx: ValidateConfigContext): KeywardenConfig {
+  const problems: ConfigProblem[] = [];
+  const issuesToProblems = (
+    issues: readonly { path: readonly PropertyKey[]; message: string }[],
+    prefix: PropertyKey[],
+  ) =>
+    issues.forEach((issue) => {
+      const at = [...prefix, ...issue.path];
+      problems.push({ path: formatPath(at), ...scopeOf(raw, at), message: issue.message });
+    });
   const parsed = configFileSchema.safeParse(raw ?? {});
+  const rawScopes = Array.isArray((raw as { scopes?: unknown } | null)?.scopes)
+    ? (raw as { scopes: unknown[] }).scopes
+    : [];
+  const parsedScopes: (ScopeFile | undefined)[] = rawScopes.map((s, i) => {
+    const r = scopeSchema.safeParse(s);
+    if (!r.success) issuesToProblems(r.error.issues, ['scopes', i]);
+    return r.success ? r.data : undefined;
+  });
   if (!parsed.success) {
-    throw new ConfigInvalidError(
-      ctx.source,
-      parsed.error.issues.map((issue) => ({
-        path: formatPath(issue.path),
-        ...scopeOf(raw, issue.path),
-        message: issue.message,
-      })),
-    );
+    issuesToProblems(parsed.error.issues, []);
+    throw new ConfigInvalidError(ctx.source, problems);
   }
   const file = parsed.data;
-  const problems: ConfigProblem[] = [];
   const resolve = (p: string) => path.resolve(ctx.baseDir, p);
 
   const backends: Record<string, BackendConfig> = {};
@@ -57,15 +67,23 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
   const scopes: ScopeConfig[] = [];
   const issuers = new Map<string, string>();
   const names = new Set<string>();
-  file.scopes.forEach((s, i) => {
+  parsedScopes.forEach((s, i) => {
+    // Uniqueness is checked on the raw strings too, so a scope with another problem still
+    // counts as taking its name and issuer.
+    const rawScope = (rawScopes[i] ?? {}) as { name?: unknown; issuer?: unknown };
+    const name = s?.name ?? (typeof rawScope.name === 'string' ? rawScope.name : `#${i}`);
+    const issuer = s?.issuer ?? (typeof rawScope.issuer === 'string' ? rawScope.issuer : undefined);
     const at = (field: string, message: string) =>
-      problems.push({ path: `scopes[${i}].${field}`, scope: s.name, message });
-    if (names.has(s.name)) at('name', `duplicate scope name "${s.name}"`);
-    names.add(s.name);
-    const other = issuers.get(s.issuer);
-    if (other !== undefined)
-      at('issuer', `issuer ${s.issuer} is already used by scope ${other}; issuers must be unique`);
-    issuers.set(s.issuer, s.name);
+      problems.push({ path: `scopes[${i}].${field}`, scope: name, message });
+    if (names.has(name)) at('name', `duplicate scope name "${name}"`);
+    names.add(name);
+    if (issuer !== undefined) {
+      const other = issuers.get(issuer);
+      if (other !== undefined)
+        at('issuer', `issuer ${issuer} is already used by scope ${other}; issuers must be unique`);
+      issuers.set(issuer, name);
+    }
+    if (!s) return;
     const backend = backends[s.backend];
     if (!backend) {
       at(
@@ -113,7 +131,7 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
 
 /** Checks one scope's key policy against the rules of DESIGN.md §2; returns it in seconds. */
 export function validatePolicy(
-  p: ConfigFile['scopes'][number]['policy'],
+  p: ScopeFile['policy'],
   report: (field: string, message: string) => void,
 ): KeyPolicy | undefined {
   const seconds: Partial<Record<keyof typeof p, number>> = {};

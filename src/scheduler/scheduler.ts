@@ -1,6 +1,10 @@
 import { CronJob } from 'cron';
 import type { LifecycleContext } from '../lifecycle/context';
 import { reconcileScope, type ReconcileReport } from '../lifecycle/reconcile-scope';
+import { nextDecisionAt } from '../policy/next-actions';
+
+/** setTimeout's ceiling; longer waits are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface SchedulerHooks {
   onReport?(report: ReconcileReport, durationMs: number): void;
@@ -8,7 +12,9 @@ export interface SchedulerHooks {
 }
 
 /**
- * Wakes each scope's reconcile on its cron schedule and once at start (SPIRE's rotator:
+ * Wakes each scope's reconcile on its cron schedule, once at start, and at the exact instant
+ * its next decision falls due (so a successor is created on time, not a cron tick late and
+ * with a signing gap; the cron schedule is the heartbeat that catches anything else). SPIRE's rotator:
  * failures are logged and counted, retried on the next tick, and never stop the loop or the
  * other scopes). A scope's runs never overlap within this process; across processes the
  * scope lock serialises them.
@@ -16,6 +22,8 @@ export interface SchedulerHooks {
 export class Scheduler {
   private jobs: CronJob[] = [];
   private running = new Map<string, Promise<void>>();
+  private timers = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
 
   constructor(
     private readonly ctx: LifecycleContext,
@@ -51,13 +59,35 @@ export class Scheduler {
         this.ctx.log.error({ scope, err: e.message }, 'reconcile failed');
         this.hooks.onFailure?.(scope, e);
       })
-      .finally(() => this.running.delete(scope));
+      .finally(() => this.running.delete(scope))
+      .then(() => this.armTimer(scope))
+      .catch((e: Error) => this.ctx.log.error({ scope, err: e.message }, 'cannot schedule next reconcile'));
     this.running.set(scope, run);
     return run;
   }
 
+  /** Arms a one-shot timer for the scope's next decision instant (replacing any earlier one). */
+  private async armTimer(scope: string): Promise<void> {
+    if (this.stopped) return;
+    const config = this.ctx.config.scopes.find((s) => s.name === scope);
+    if (!config) return;
+    const now = this.ctx.clock.now();
+    const next = nextDecisionAt(config.policy, await this.ctx.keys.listByScope(scope), now);
+    clearTimeout(this.timers.get(scope));
+    this.timers.delete(scope);
+    if (!next || this.stopped) return;
+    // A few ms late rather than early: at the instant itself the decision is due.
+    const delay = Math.min(next.getTime() - now.getTime() + 5, MAX_TIMER_MS);
+    const timer = setTimeout(() => void this.runScope(scope), Math.max(delay, 0));
+    timer.unref();
+    this.timers.set(scope, timer);
+  }
+
   /** Stops the cron jobs and waits for runs in flight. */
   async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
     for (const j of this.jobs) await j.stop();
     this.jobs = [];
     await Promise.all(this.running.values());

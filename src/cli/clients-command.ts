@@ -1,0 +1,158 @@
+import { Command } from 'commander';
+import {
+  addClient,
+  listClients,
+  removeClient,
+  rotateClientSecret,
+  showClient,
+  type ClientSummary,
+  type IssuedClientSecret,
+} from '../lifecycle/clients';
+import { KeywardenError } from '../policy/errors';
+import { cliActor, iso, output, table, withRuntime } from './io';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/**
+ * Turns the CLI's grant options into grants per scope. Two spellings, mixable:
+ * - `--grant SCOPE:GRANTS` (repeatable), e.g. `--grant consumer:sign,verify --grant enterprise:verify`;
+ * - `--scope SCOPE` (repeatable) with `--grant GRANTS` (no colon), which applies to every --scope.
+ */
+export function parseGrantOptions(
+  scopes: readonly string[],
+  grants: readonly string[],
+): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const add = (scope: string, list: string) => {
+    const names = list.split(',').map((g) => g.trim());
+    if (scope.length === 0 || names.some((g) => g.length === 0)) {
+      throw new KeywardenError(
+        'REQUEST_INVALID',
+        `bad grant "${scope}:${list}" (expected SCOPE:sign,verify)`,
+      );
+    }
+    out[scope] = [...(out[scope] ?? []), ...names];
+  };
+  const unscoped: string[] = [];
+  for (const g of grants) {
+    const i = g.indexOf(':');
+    if (i >= 0) add(g.slice(0, i), g.slice(i + 1));
+    else unscoped.push(g);
+  }
+  if (unscoped.length > 0 && scopes.length === 0) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      `--grant ${unscoped[0]} names no scope: use --grant SCOPE:${unscoped[0]} or add --scope SCOPE`,
+    );
+  }
+  if (scopes.length > 0 && unscoped.length === 0) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      '--scope needs a --grant without a scope prefix (e.g. --scope consumer --grant sign,verify)',
+    );
+  }
+  for (const s of scopes) for (const g of unscoped) add(s, g);
+  return out;
+}
+
+const grantsText = (g: ClientSummary['grants']) =>
+  Object.entries(g)
+    .map(([scope, list]) => `${scope}:${list.join(',')}`)
+    .join(' ');
+
+function humanClient(c: ClientSummary): string {
+  return [
+    `name:     ${c.name}`,
+    `id:       ${c.id}`,
+    `grants:   ${grantsText(c.grants)}`,
+    `created:  ${iso(c.createdAt)}`,
+    `updated:  ${iso(c.updatedAt)}`,
+  ].join('\n');
+}
+
+/** Prints a newly issued secret: on stdout only, once, with a warning that it is not stored. */
+function printSecret(cmd: Command, issued: IssuedClientSecret, verb: string): void {
+  output(cmd, { ...issued.client, secret: issued.secret }, () =>
+    [
+      `${verb} client ${issued.client.name} (id ${issued.client.id}); grants: ${grantsText(issued.client.grants)}`,
+      'secret (shown once; only its hash is stored; send it as "Authorization: Bearer <secret>"):',
+      issued.secret,
+    ].join('\n'),
+  );
+}
+
+/** `keywarden clients add|list|show|remove|rotate-secret`: API clients and their grants per scope. */
+export function clientsCommand(): Command {
+  const clients = new Command('clients').description('manage API clients of the sign/verify routes');
+
+  clients
+    .command('add')
+    .description('create an API client with grants per scope and print its secret once')
+    .argument('<name>', 'a unique name (letters, digits, . _ -)')
+    .option('--grant <grant>', 'SCOPE:sign[,verify], or sign[,verify] with --scope (repeatable)', collect, [])
+    .option('--scope <scope>', 'a scope the unprefixed --grant applies to (repeatable)', collect, [])
+    .addHelpText(
+      'after',
+      '\nExamples:\n  keywarden clients add billing --grant consumer:sign,verify --grant enterprise:verify\n' +
+        '  keywarden clients add gateway --scope consumer --scope enterprise --grant verify',
+    )
+    .action(async (name: string, opts: { grant: string[]; scope: string[] }, cmd: Command) => {
+      if (opts.grant.length === 0)
+        throw new KeywardenError('REQUEST_INVALID', 'at least one --grant is required');
+      const grants = parseGrantOptions(opts.scope, opts.grant);
+      await withRuntime(cmd, async ({ ctx }) => {
+        printSecret(cmd, await addClient(ctx, name, grants, cliActor()), 'created');
+      });
+    });
+
+  clients
+    .command('list')
+    .description('list API clients and their grants (never secrets)')
+    .action(async (_o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const all = await listClients(ctx);
+        output(cmd, all, () =>
+          all.length === 0
+            ? 'no clients'
+            : table(
+                ['name', 'id', 'grants', 'created'],
+                all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt)]),
+              ),
+        );
+      });
+    });
+
+  clients
+    .command('show')
+    .description('show one API client (by name or id)')
+    .argument('<client>')
+    .action(async (nameOrId: string, _o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const c = await showClient(ctx, nameOrId);
+        output(cmd, c, () => humanClient(c));
+      });
+    });
+
+  clients
+    .command('remove')
+    .description('remove an API client; running daemons refuse it within server.keyRefreshSeconds')
+    .argument('<client>')
+    .action(async (nameOrId: string, _o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const c = await removeClient(ctx, nameOrId, cliActor());
+        output(cmd, { removed: c }, () => `removed client ${c.name} (id ${c.id})`);
+      });
+    });
+
+  clients
+    .command('rotate-secret')
+    .description('issue a new secret for a client; the old one stops working like a removed client')
+    .argument('<client>')
+    .action(async (nameOrId: string, _o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        printSecret(cmd, await rotateClientSecret(ctx, nameOrId, cliActor()), 'new secret for');
+      });
+    });
+
+  return clients;
+}

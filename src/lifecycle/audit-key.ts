@@ -1,0 +1,168 @@
+import type { SigningAlg } from '../policy/algorithms';
+import { KeywardenError } from '../policy/errors';
+import type { KeyRecord } from '../policy/key';
+import { effectiveState } from '../policy/key-state';
+import type { KeyPolicy, KeywardenConfig, ScopeConfig } from '../policy/scope';
+import { destroyDueAt, timelineForNewKey } from '../policy/timeline';
+import { runLocked } from '../store/scope-lock';
+import type { StatementSigner } from '../audit/signature';
+import type { LifecycleContext } from './context';
+import { abandon, completeKey, generateKey } from './generate-key';
+import type { KeyCache } from './key-cache';
+
+/**
+ * The audit checkpoint key lives in its own scope-like lifecycle. `_audit` cannot be a configured
+ * scope (scope names are slugs without `_`), so the key never enters a key cache view, a JWKS,
+ * the sign path or token verification.
+ */
+export const AUDIT_SCOPE = '_audit';
+/** Actor of records the audit machinery writes itself. */
+export const AUDIT_ACTOR = 'system:audit';
+export const AUDIT_KEY_ALG: SigningAlg = 'ES256';
+
+/**
+ * The audit key signs checkpoints for 90 days, then a new one takes over; checkpoints stay
+ * verifiable from the stored public key. The object is destroyed 30 days after it stops signing.
+ */
+export const AUDIT_KEY_POLICY: KeyPolicy = {
+  prepublishSeconds: 0,
+  activeForSeconds: 90 * 86400,
+  verifyGraceSeconds: 86400,
+  maxTokenTtlSeconds: 60,
+  destroyAfterSeconds: 30 * 86400,
+  maxKeyLifetimeSeconds: 91 * 86400,
+  jwksMaxAgeSeconds: 60,
+};
+
+/** A new audit key is made when the current one has less than this left to sign. */
+const RENEW_BEFORE_MS = 86400 * 1000;
+
+/** What the audit use cases need: the lifecycle context minus the key cache. */
+export type AuditContext = Pick<
+  LifecycleContext,
+  'config' | 'clock' | 'log' | 'ds' | 'keys' | 'lock' | 'audit' | 'backend'
+>;
+
+/** `config.audit.backend`, else the first PKCS#11 backend; null when there is none. */
+export function auditBackendName(config: Pick<KeywardenConfig, 'audit' | 'backends'>): string | null {
+  if (config.audit.backend) return config.audit.backend;
+  return Object.values(config.backends).find((b) => b.type === 'pkcs11')?.name ?? null;
+}
+
+function auditScope(backend: string): ScopeConfig {
+  return {
+    name: AUDIT_SCOPE,
+    issuer: 'urn:keywarden:audit',
+    audiences: [],
+    alg: AUDIT_KEY_ALG,
+    rsaBits: 2048,
+    backend,
+    schedule: '',
+    production: true,
+    policy: AUDIT_KEY_POLICY,
+  };
+}
+
+/** generateKey needs a LifecycleContext; the audit key is never cached, so the cache refuses use. */
+function asLifecycleContext(actx: AuditContext): LifecycleContext {
+  const cache = new Proxy({} as KeyCache, {
+    get() {
+      throw new KeywardenError('INTERNAL', 'the audit key is not part of the key cache');
+    },
+  });
+  return { ...actx, cache };
+}
+
+/** The audit key that signs at `now` (the latest activated one), or null. */
+export function signingAuditKey(keys: readonly KeyRecord[], now: Date): KeyRecord | null {
+  let best: KeyRecord | null = null;
+  for (const k of keys) {
+    if (k.status !== 'ready' || k.kid === null || k.publicJwk === null) continue;
+    if (effectiveState(k, now) !== 'active') continue;
+    if (!best || k.activateAt > best.activateAt) best = k;
+  }
+  return best;
+}
+
+/**
+ * The audit key to sign with now, generated in the audit backend when there is none or the
+ * current one is about to stop signing. Generation runs under the `_audit` lock, so concurrent
+ * daemons make one key, and uses the crash-safe generateKey (its records land in the chain).
+ */
+export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
+  const backendName = auditBackendName(actx.config);
+  if (!backendName) {
+    throw new KeywardenError(
+      'CONFIG_INVALID',
+      'no backend for the audit checkpoint key: set audit.backend or configure a pkcs11 backend',
+    );
+  }
+  const fresh = (k: KeyRecord | null, now: Date): k is KeyRecord =>
+    k !== null && k.retireAt.getTime() - now.getTime() > RENEW_BEFORE_MS;
+  const current = signingAuditKey(await actx.keys.listByScope(AUDIT_SCOPE), actx.clock.now());
+  if (fresh(current, actx.clock.now())) return current;
+  return runLocked(actx.lock, AUDIT_SCOPE, async () => {
+    const lc = asLifecycleContext(actx);
+    const keys = await actx.keys.listByScope(AUDIT_SCOPE);
+    // Generation only happens under this lock, so a `generating` row here is a crash leftover.
+    for (const row of keys.filter((k) => k.status === 'generating')) {
+      const backend = await actx.backend(row.backendRef.backend);
+      if (await backend.exists(row.backendRef)) {
+        const jwk = await backend.publicKey(row.backendRef, row.alg);
+        await completeKey(lc, row, row.backendRef, jwk, AUDIT_ACTOR, 'recovered after interruption');
+      } else {
+        await abandon(lc, backend, row, AUDIT_ACTOR, new Error('interrupted before the backend created the key'));
+      }
+    }
+    const now = actx.clock.now();
+    const again = signingAuditKey(await actx.keys.listByScope(AUDIT_SCOPE), now);
+    if (fresh(again, now)) return again;
+    return generateKey(
+      lc,
+      auditScope(backendName),
+      timelineForNewKey(AUDIT_KEY_POLICY, now, { immediate: true }),
+      AUDIT_ACTOR,
+      again ? 'audit key renewal' : 'first audit checkpoint key',
+    );
+  });
+}
+
+/** The audit key as a statement signer backed by its backend. */
+export async function auditSigner(actx: Pick<AuditContext, 'backend'>, key: KeyRecord): Promise<StatementSigner> {
+  const backend = await actx.backend(key.backendRef.backend);
+  return {
+    kid: key.kid as string,
+    alg: key.alg,
+    sign: (input) => backend.sign(key.backendRef, key.alg, input),
+  };
+}
+
+/** When an audit key's backend object is due for destruction. */
+export function auditKeyDestroyDueAt(key: Pick<KeyRecord, 'expiresAt' | 'revokedAt'>): Date {
+  return destroyDueAt(AUDIT_KEY_POLICY, key);
+}
+
+/**
+ * Destroys the objects of audit keys past their destroy time, except `keepKid` (the key that
+ * signed the latest checkpoint, which `audit verify` checks against the HSM). Never throws.
+ */
+export async function destroyRetiredAuditKeys(actx: AuditContext, keepKid: string | null): Promise<string[]> {
+  const destroyed: string[] = [];
+  const now = actx.clock.now();
+  for (const k of await actx.keys.listByScope(AUDIT_SCOPE)) {
+    if (k.status !== 'ready' || k.destroyedAt !== null || k.kid === keepKid) continue;
+    if (auditKeyDestroyDueAt(k) > now) continue;
+    try {
+      const backend = await actx.backend(k.backendRef.backend);
+      await backend.destroy(k.backendRef);
+      await actx.ds.transaction(async (m) => {
+        await actx.keys.markDestroyed(k.id, now, m);
+        await actx.audit.record({ type: 'key.destroyed', actor: AUDIT_ACTOR, scope: AUDIT_SCOPE, kid: k.kid }, m);
+      });
+      destroyed.push(k.kid as string);
+    } catch (e) {
+      actx.log.warn({ kid: k.kid, err: (e as Error).message }, 'destroying a retired audit key failed; retried later');
+    }
+  }
+  return destroyed;
+}

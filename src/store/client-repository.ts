@@ -1,0 +1,86 @@
+import { createHash } from 'node:crypto';
+import type { DataSource, EntityManager } from 'typeorm';
+import { ClientEntity, type ClientRow, type Grant } from './entities/client.entity';
+
+export type { Grant };
+
+/** An API client as the lifecycle sees it. `secretHash` never leaves the lifecycle. */
+export interface ClientRecord {
+  id: string;
+  name: string;
+  secretHash: string;
+  /** Grants per scope name, e.g. `{ consumer: ['sign'], enterprise: ['sign', 'verify'] }`. */
+  grants: Record<string, Grant[]>;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+function toClientRecord(row: ClientRow): ClientRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    secretHash: row.secretHash,
+    grants: row.grants ?? {},
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+/**
+ * API client rows. Every write bumps `updated_at` (or removes the row), which changes the
+ * `changeMarker` that daemons poll to drop cached authentications.
+ */
+export class ClientRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  private repo(m?: EntityManager) {
+    return (m ?? this.ds.manager).getRepository(ClientEntity);
+  }
+
+  async insert(client: ClientRecord, m?: EntityManager): Promise<void> {
+    await this.repo(m).insert({ ...client });
+  }
+
+  async findById(id: string, m?: EntityManager): Promise<ClientRecord | null> {
+    const row = await this.repo(m).findOne({ where: { id } });
+    return row ? toClientRecord(row) : null;
+  }
+
+  async findByName(name: string, m?: EntityManager): Promise<ClientRecord | null> {
+    const row = await this.repo(m).findOne({ where: { name } });
+    return row ? toClientRecord(row) : null;
+  }
+
+  async list(m?: EntityManager): Promise<ClientRecord[]> {
+    return (await this.repo(m).find({ order: { name: 'ASC' } })).map(toClientRecord);
+  }
+
+  /** True when a row was removed. */
+  async delete(id: string, m?: EntityManager): Promise<boolean> {
+    const res = await this.repo(m).delete({ id });
+    return (res.affected ?? 0) > 0;
+  }
+
+  /** Replaces the secret hash; true when the row exists. */
+  async updateSecret(id: string, secretHash: string, now: Date, m?: EntityManager): Promise<boolean> {
+    const res = await this.repo(m).update({ id }, { secretHash, updatedAt: now });
+    return (res.affected ?? 0) > 0;
+  }
+
+  /**
+   * A digest of every row's id and `updated_at`: it changes on any insert, delete or update,
+   * including a delete and an insert between two polls (which COUNT/MAX alone could miss).
+   * The clients table is small (one row per calling service), so reading it is cheap.
+   */
+  async changeMarker(): Promise<string> {
+    const rows = (await this.repo()
+      .createQueryBuilder('c')
+      .select('c.id', 'id')
+      .addSelect('c.updated_at', 'updated')
+      .orderBy('c.id', 'ASC')
+      .getRawMany()) as { id: string; updated: string | number }[];
+    const h = createHash('sha256');
+    for (const r of rows) h.update(`${r.id}:${Number(r.updated)};`);
+    return h.digest('base64url');
+  }
+}

@@ -1,0 +1,111 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pino from 'pino';
+import { openRuntime, type Runtime } from '../../src/main';
+import { FakeClock } from '../../src/policy/clock';
+import type { KeywardenConfig } from '../../src/policy/scope';
+import { validateConfig } from '../../src/policy/validate-config';
+import { createStoreAuditSink } from '../../src/audit';
+import { createSoftHsmToken, type SoftHsmToken } from './softhsm';
+
+/** A scope for tests: defaults give a short, valid policy (minutes) unless overridden. */
+export interface TestScope {
+  name: string;
+  issuer?: string;
+  audiences?: string[];
+  alg?: string;
+  schedule?: string;
+  policy?: Partial<
+    Record<
+      | 'prepublish'
+      | 'activeFor'
+      | 'verifyGrace'
+      | 'maxTokenTtl'
+      | 'destroyAfter'
+      | 'maxKeyLifetime'
+      | 'jwksMaxAge',
+      string
+    >
+  >;
+}
+
+export const SHORT_POLICY = {
+  jwksMaxAge: '1m',
+  prepublish: '2m',
+  activeFor: '10m',
+  verifyGrace: '5m',
+  maxTokenTtl: '5m',
+  destroyAfter: '10m',
+  maxKeyLifetime: '20m',
+};
+
+/** The config document (as parsed YAML) for a token and scopes. */
+export function testConfigDocument(
+  token: SoftHsmToken,
+  scopes: TestScope[],
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    dataDir: token.dir,
+    logLevel: 'silent',
+    store: { url: 'sqlite:keywarden.db' },
+    backends: {
+      hsm: {
+        type: 'pkcs11',
+        module: token.modulePath,
+        tokenLabel: token.tokenLabel,
+        pin: { file: join(token.dir, 'user-pin') },
+        moduleEnv: token.env,
+        sessions: 2,
+      },
+    },
+    scopes: scopes.map((s) => ({
+      name: s.name,
+      issuer: s.issuer ?? `https://issuer.test/${s.name}`,
+      audiences: s.audiences ?? [`${s.name}-api`],
+      alg: s.alg ?? 'ES256',
+      backend: 'hsm',
+      schedule: s.schedule ?? '* * * * *',
+      production: false,
+      policy: { ...SHORT_POLICY, ...s.policy },
+    })),
+    ...extra,
+  };
+}
+
+export interface TestRuntime {
+  rt: Runtime;
+  ctx: Runtime['ctx'];
+  clock: FakeClock;
+  token: SoftHsmToken;
+  config: KeywardenConfig;
+  close(): Promise<void>;
+}
+
+/**
+ * An in-process keywarden on a fresh SoftHSM2 token and SQLite store, driven by a FakeClock:
+ * the real lifecycle, store and backend, with time moved by the test instead of slept.
+ */
+export async function startTestRuntime(
+  scopes: TestScope[],
+  opts: { clock?: FakeClock; storeUrl?: string } = {},
+): Promise<TestRuntime> {
+  const token = await createSoftHsmToken();
+  await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
+  const doc = testConfigDocument(token, scopes, opts.storeUrl ? { store: { url: opts.storeUrl } } : {});
+  const config = validateConfig(doc, { source: '<test>', baseDir: token.dir });
+  const clock = opts.clock ?? new FakeClock(Date.now());
+  const log = pino({ level: 'silent' });
+  const rt = await openRuntime(config, { log, clock, audit: createStoreAuditSink(config) });
+  return {
+    rt,
+    ctx: rt.ctx,
+    clock,
+    token,
+    config,
+    async close() {
+      await rt.close();
+      await token.cleanup();
+    },
+  };
+}

@@ -1,0 +1,141 @@
+import * as assert from 'node:assert/strict';
+import { ConfigInvalidError } from '../../../src/policy/errors';
+import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
+import { validateConfig } from '../../../src/policy/validate-config';
+import { parseConfigText } from '../../../src/config/load-config';
+import { parseDurationSeconds } from '../../../src/policy/duration';
+
+const policy = {
+  jwksMaxAge: '5m',
+  prepublish: '10m',
+  activeFor: '1d',
+  verifyGrace: '1h',
+  maxTokenTtl: '15m',
+  destroyAfter: '1d',
+  maxKeyLifetime: '2d',
+};
+const backends = {
+  hsm: { type: 'pkcs11', module: '/usr/lib/softhsm.so', tokenLabel: 't', pin: { env: 'PIN' } },
+};
+const scope = (over: Record<string, unknown> = {}) => ({
+  name: 'demo',
+  issuer: 'https://issuer.test/demo',
+  audiences: ['api'],
+  alg: 'ES256',
+  backend: 'hsm',
+  policy,
+  ...over,
+});
+const doc = (scopes: unknown[], extra: Record<string, unknown> = {}) => ({ backends, scopes, ...extra });
+
+function problems(raw: unknown) {
+  try {
+    validateConfig(raw, { source: 'test.yaml', baseDir: '/etc/keywarden' });
+  } catch (e) {
+    assert.ok(e instanceof ConfigInvalidError, `expected ConfigInvalidError, got ${e}`);
+    assert.equal(e.code, 'CONFIG_INVALID');
+    return e.problems;
+  }
+  assert.fail('config was accepted');
+}
+
+describe('config validation', () => {
+  it('accepts a valid file, converts durations to seconds and freezes it', () => {
+    const c = validateConfig(doc([scope()]), { source: 't', baseDir: '/etc/keywarden' });
+    assert.equal(c.scopes[0]?.policy.prepublishSeconds, 600);
+    assert.equal(c.scopes[0]?.policy.maxKeyLifetimeSeconds, 172800);
+    assert.equal(c.store.url, 'sqlite:/etc/keywarden/data/keywarden.db');
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.scopes[0]?.policy));
+    assert.throws(
+      () => ((c.scopes[0]!.policy as { activeForSeconds: number }).activeForSeconds = 1),
+      TypeError,
+    );
+  });
+
+  it('refuses verifyGrace < maxTokenTtl, naming scope, field and numbers', () => {
+    const [p, ...rest] = problems(doc([scope({ policy: { ...policy, verifyGrace: '10m' } })]));
+    assert.equal(rest.length, 0);
+    assert.equal(p?.scope, 'demo');
+    assert.equal(p?.path, 'scopes[0].policy.verifyGrace');
+    assert.match(p!.message, /10m.*15m/);
+  });
+
+  it('refuses a lifetime above maxKeyLifetime and maxKeyLifetime above the 400d ceiling', () => {
+    const ps = problems(doc([scope({ policy: { ...policy, activeFor: '500d', maxKeyLifetime: '401d' } })]));
+    assert.deepEqual(
+      ps.map((p) => p.path),
+      ['scopes[0].policy.maxKeyLifetime', 'scopes[0].policy.maxKeyLifetime'],
+    );
+    assert.match(ps[0]!.message, /400d/);
+    assert.equal(ABSOLUTE_MAX_KEY_LIFETIME_SECONDS, 400 * 86400);
+  });
+
+  it('refuses prepublish shorter than twice the JWKS max-age', () => {
+    const ps = problems(doc([scope({ policy: { ...policy, prepublish: '9m' } })]));
+    assert.equal(ps[0]?.path, 'scopes[0].policy.prepublish');
+  });
+
+  it('reports every problem of every scope at once, shape and rule problems together', () => {
+    const ps = problems(
+      doc([
+        scope({ alg: 'HS256' }),
+        scope({ name: 'b', issuer: 'https://issuer.test/demo', backend: 'nope', schedule: '61 * * * *' }),
+        scope({ name: 'c', issuer: 'https://c.test', policy: { ...policy, activeFor: 'soon' } }),
+      ]),
+    );
+    assert.deepEqual(
+      ps.map((p) => [p.scope, p.path]),
+      [
+        ['demo', 'scopes[0].alg'],
+        ['b', 'scopes[1].issuer'],
+        ['b', 'scopes[1].backend'],
+        ['b', 'scopes[1].schedule'],
+        ['c', 'scopes[2].policy.activeFor'],
+      ],
+    );
+    assert.match(ps[3]!.message, /61/);
+  });
+
+  it('refuses unknown fields (a typo must not fall back to a default) and a PIN in the YAML', () => {
+    const ps = problems(doc([scope({ polcy: policy })]));
+    assert.ok(ps.some((p) => p.path === 'scopes[0]' && /polcy/.test(p.message)));
+    const ps2 = problems({ ...doc([scope()]), backends: { hsm: { ...backends.hsm, pin: '1234' } } });
+    assert.ok(ps2.some((p) => p.path === 'backends.hsm.pin'));
+  });
+
+  it('refuses duplicate scope names, unknown backends and EdDSA on Azure', () => {
+    const azure = { type: 'azure', vaultUrl: 'https://v.vault.azure.net' };
+    const ps = problems(
+      doc(
+        [
+          scope(),
+          scope({ issuer: 'https://other' }),
+          scope({ name: 'z', issuer: 'https://z', alg: 'EdDSA', backend: 'akv' }),
+        ],
+        { backends: { ...backends, akv: azure } },
+      ),
+    );
+    assert.deepEqual(
+      ps.map((p) => p.path),
+      ['scopes[1].name', 'scopes[2].alg'],
+    );
+  });
+
+  it('reports YAML syntax errors and duplicate keys as CONFIG_INVALID', () => {
+    assert.throws(() => parseConfigText('scopes: [\n', 'x.yaml', {}), { code: 'CONFIG_INVALID' });
+    assert.throws(() => parseConfigText('a: 1\na: 2\n', 'x.yaml', {}), { code: 'CONFIG_INVALID' });
+  });
+
+  it('KEYWARDEN_STORE_URL overrides store.url', () => {
+    const yaml = `backends:\n  hsm: {type: pkcs11, module: /m.so, tokenLabel: t, pin: {env: P}}\nscopes:\n  - {name: a, issuer: 'https://a', audiences: [x], alg: ES256, backend: hsm, policy: {prepublish: 10m, activeFor: 1d, verifyGrace: 1h, maxTokenTtl: 15m, destroyAfter: 1d, maxKeyLifetime: 2d}}\n`;
+    const c = parseConfigText(yaml, '/etc/k/c.yaml', { KEYWARDEN_STORE_URL: 'postgres://u:p@h/db' });
+    assert.equal(c.store.url, 'postgres://u:p@h/db');
+  });
+
+  it('parses durations strictly', () => {
+    assert.equal(parseDurationSeconds('1h30m'), 5400);
+    assert.equal(parseDurationSeconds('2w'), 1209600);
+    for (const bad of ['60', '1.5h', '1y', '', ' 1h', '1h ', '-1h', '1M'])
+      assert.equal(parseDurationSeconds(bad), undefined, bad);
+  });
+});
