@@ -1,0 +1,39 @@
+# keywarden: multi-stage build. The runtime image has SoftHSM2 for development and tests;
+# production points `backends.*.module` at the vendor's PKCS#11 module mounted into the image.
+
+FROM node:20-bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+# better-sqlite3 and pkcs11js compile from source here.
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY tsconfig.json ./
+COPY src src
+COPY migrations migrations
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error
+
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends softhsm2 opensc util-linux ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY package.json ./
+COPY bin bin
+COPY config config
+COPY hsm hsm
+COPY docker/entrypoint.sh /usr/local/bin/keywarden-entrypoint
+RUN chmod 0755 /usr/local/bin/keywarden-entrypoint bin/keywarden hsm/init-token.sh \
+ && mkdir -p /app/data && chown node:node /app/data && chmod 0700 /app/data
+# Never root at run time.
+USER node
+ENV NODE_ENV=production \
+    KEYWARDEN_CONFIG=/app/config/default.yaml \
+    UV_THREADPOOL_SIZE=16
+VOLUME ["/app/data"]
+EXPOSE 8080
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/keywarden-entrypoint"]
+CMD ["serve", "--host", "0.0.0.0"]
