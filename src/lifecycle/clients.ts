@@ -95,7 +95,8 @@ export async function addClient(
   }
   const normalised = normaliseGrants(ctx, grants);
   const repo = clients(ctx);
-  if (await repo.findByName(name)) throw new KeywardenError('CLIENT_EXISTS', `client "${name}" already exists`);
+  if (await repo.findByName(name))
+    throw new KeywardenError('CLIENT_EXISTS', `client "${name}" already exists`);
   const id = randomUUID();
   const secret = newSecret(id);
   const now = ctx.clock.now();
@@ -110,11 +111,15 @@ export async function addClient(
   try {
     await ctx.ds.transaction(async (m) => {
       await repo.insert(record, m);
-      await ctx.audit.record({ type: 'client.created', actor, data: { clientId: id, name, grants: normalised } }, m);
+      await ctx.audit.record(
+        { type: 'client.created', actor, data: { clientId: id, name, grants: normalised } },
+        m,
+      );
     });
   } catch (e) {
     // Two operators adding the same name at once: the unique index decides.
-    if (await repo.findByName(name)) throw new KeywardenError('CLIENT_EXISTS', `client "${name}" already exists`);
+    if (await repo.findByName(name))
+      throw new KeywardenError('CLIENT_EXISTS', `client "${name}" already exists`);
     throw new KeywardenError('STORE_ERROR', `cannot add client: ${(e as Error).message}`, { cause: e });
   }
   return { client: summary(record), secret };
@@ -140,11 +145,16 @@ export async function showClient(ctx: LifecycleContext, nameOrId: string): Promi
  * Removes a client. Daemons drop its cached authentication on their next poll of the clients
  * table (ClientAuthenticator: within `server.keyRefreshSeconds`), after which it gets 401.
  */
-export async function removeClient(ctx: LifecycleContext, nameOrId: string, actor: string): Promise<ClientSummary> {
+export async function removeClient(
+  ctx: LifecycleContext,
+  nameOrId: string,
+  actor: string,
+): Promise<ClientSummary> {
   const repo = clients(ctx);
   const c = await requireClient(repo, nameOrId);
   await ctx.ds.transaction(async (m) => {
-    if (!(await repo.delete(c.id, m))) throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
+    if (!(await repo.delete(c.id, m)))
+      throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
     await ctx.audit.record({ type: 'client.removed', actor, data: { clientId: c.id, name: c.name } }, m);
   });
   return summary(c);
@@ -165,7 +175,10 @@ export async function rotateClientSecret(
     if (!(await repo.updateSecret(c.id, hash, now, m))) {
       throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
     }
-    await ctx.audit.record({ type: 'client.secret-rotated', actor, data: { clientId: c.id, name: c.name } }, m);
+    await ctx.audit.record(
+      { type: 'client.secret-rotated', actor, data: { clientId: c.id, name: c.name } },
+      m,
+    );
   });
   return { client: summary({ ...c, updatedAt: now }), secret };
 }
@@ -188,7 +201,12 @@ export async function checkClientSecret(
 ): Promise<AuthenticatedClient | null> {
   const id = clientIdOfSecret(secret);
   if (id === null) return null;
-  const c = await clients(ctx).findById(id);
+  let c: ClientRecord | null;
+  try {
+    c = await clients(ctx).findById(id);
+  } catch (e) {
+    throw new KeywardenError('STORE_ERROR', `cannot read API clients: ${(e as Error).message}`, { cause: e });
+  }
   if (!c || !(await verifySecret(secret, c.secretHash))) return null;
   return { id: c.id, name: c.name, grants: c.grants };
 }

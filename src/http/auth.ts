@@ -1,0 +1,198 @@
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import {
+  checkClientSecret,
+  clientsChangeMarker,
+  hasGrant,
+  type AuthenticatedClient,
+  type Grant,
+} from '../lifecycle/clients';
+import { requireScope, type LifecycleContext } from '../lifecycle/context';
+import { KeywardenError } from '../policy/errors';
+
+export interface ClientAuthOptions {
+  /** How often the clients table is polled for changes (the revocation bound), seconds. */
+  pollSeconds: number;
+  /** Cached answers are ignored when no poll has succeeded for this many poll intervals. Default 3. */
+  staleAfterPolls?: number;
+  /** Upper bound on cached answers of each kind (good and bad secrets). Default 10,000. */
+  maxEntries?: number;
+  /** How long a refused secret is remembered, seconds. Default 60. */
+  rejectedTtlSeconds?: number;
+}
+
+const BEARER_RE = /^Bearer +([\x21-\x7e]{1,256}) *$/i;
+
+/**
+ * Authenticates `Authorization: Bearer <secret>` for the token routes. Checking a secret costs
+ * one store read and one scrypt (tens of ms, on purpose), which a sign route serving thousands
+ * of requests a second cannot pay per request. So answers are cached in memory, keyed by the
+ * SHA-256 of the presented secret (the secret itself is never kept):
+ *
+ * - The clients table is polled every `pollSeconds` (server.keyRefreshSeconds, default 2 s);
+ *   any change to any client (add, remove, rotate-secret) clears every cached answer. A
+ *   removed client or a replaced secret therefore gets 401 within one poll interval plus the
+ *   time of one poll query.
+ * - If polls fail or stall, cached answers stop being trusted after `staleAfterPolls`
+ *   intervals: requests then re-check against the store (fail closed).
+ * - Concurrent requests with the same secret share one check, so a burst from a fresh client
+ *   costs one scrypt, not one per request; refused secrets are remembered for a minute so a
+ *   caller hammering with a stale secret does not turn every request into a scrypt.
+ */
+export class ClientAuthenticator {
+  private readonly accepted = new Map<string, AuthenticatedClient>();
+  private readonly rejected = new Map<string, number>();
+  private readonly inflight = new Map<string, Promise<AuthenticatedClient | null>>();
+  private marker: string | null = null;
+  /** Bumped whenever the cache is cleared; a check started before a clear is not cached. */
+  private generation = 0;
+  private lastPollOkMs = Number.NEGATIVE_INFINITY;
+  private polling: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly pollMs: number;
+  private readonly staleAfterMs: number;
+  private readonly maxEntries: number;
+  private readonly rejectedTtlMs: number;
+
+  constructor(
+    private readonly ctx: LifecycleContext,
+    opts: ClientAuthOptions,
+  ) {
+    this.pollMs = opts.pollSeconds * 1000;
+    this.staleAfterMs = this.pollMs * (opts.staleAfterPolls ?? 3);
+    this.maxEntries = opts.maxEntries ?? 10_000;
+    this.rejectedTtlMs = (opts.rejectedTtlSeconds ?? 60) * 1000;
+  }
+
+  /** Starts polling (first poll now). The timer does not keep the process alive. */
+  start(): Promise<void> {
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.poll(), this.pollMs);
+      this.timer.unref();
+    }
+    return this.poll();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Reads the clients change marker; clears the cache when it moved or cannot be read. */
+  poll(): Promise<void> {
+    this.polling ??= this.doPoll().finally(() => {
+      this.polling = null;
+    });
+    return this.polling;
+  }
+
+  private async doPoll(): Promise<void> {
+    try {
+      const marker = await clientsChangeMarker(this.ctx);
+      if (marker !== this.marker) this.clear();
+      this.marker = marker;
+      this.lastPollOkMs = performance.now();
+    } catch (e) {
+      this.clear();
+      this.ctx.log.warn({ err: (e as Error).message }, 'client change poll failed; auth cache cleared');
+    }
+  }
+
+  private clear(): void {
+    this.accepted.clear();
+    this.rejected.clear();
+    // Requests from now on must not join a check that read the table before the change.
+    this.inflight.clear();
+    this.generation++;
+  }
+
+  /** The client presenting `authorization`, or UNAUTHENTICATED. */
+  async authenticate(authorization: string | undefined): Promise<AuthenticatedClient> {
+    const m = authorization === undefined ? null : BEARER_RE.exec(authorization);
+    if (!m) {
+      throw new KeywardenError('UNAUTHENTICATED', 'send Authorization: Bearer <client secret>');
+    }
+    const secret = m[1]!;
+    const key = createHash('sha256').update(secret).digest('base64url');
+    const now = performance.now();
+    const fresh = now - this.lastPollOkMs <= this.staleAfterMs;
+    if (fresh) {
+      const hit = this.accepted.get(key);
+      if (hit) return hit;
+      const refusedUntil = this.rejected.get(key);
+      if (refusedUntil !== undefined && refusedUntil > now) throw invalidSecret();
+    }
+    const client = await (this.inflight.get(key) ?? this.check(key, secret));
+    if (!client) throw invalidSecret();
+    return client;
+  }
+
+  /** One store read + scrypt for `secret`, shared by concurrent requests presenting it. */
+  private check(key: string, secret: string): Promise<AuthenticatedClient | null> {
+    const generation = this.generation;
+    const check: Promise<AuthenticatedClient | null> = checkClientSecret(this.ctx, secret)
+      .then((client) => {
+        // Cached only if no change was seen meanwhile and polls are current.
+        if (generation === this.generation && performance.now() - this.lastPollOkMs <= this.staleAfterMs) {
+          this.remember(key, client);
+        }
+        return client;
+      })
+      .finally(() => {
+        if (this.inflight.get(key) === check) this.inflight.delete(key);
+      });
+    this.inflight.set(key, check);
+    return check;
+  }
+
+  private remember(key: string, client: AuthenticatedClient | null): void {
+    const map: Map<string, unknown> = client ? this.accepted : this.rejected;
+    // Maps iterate in insertion order: dropping the first entry drops the oldest.
+    if (map.size >= this.maxEntries) {
+      const oldest = map.keys().next();
+      if (!oldest.done) map.delete(oldest.value);
+    }
+    if (client) this.accepted.set(key, client);
+    else this.rejected.set(key, performance.now() + this.rejectedTtlMs);
+  }
+}
+
+function invalidSecret(): KeywardenError {
+  return new KeywardenError('UNAUTHENTICATED', 'the client secret is not valid');
+}
+
+/** The authenticated client of a request that passed `requireGrant`. */
+export const requestClient = new WeakMap<FastifyRequest, AuthenticatedClient>();
+
+/**
+ * An onRequest hook for `/v1/scopes/:scope/...`: authenticate (401), then the scope must exist
+ * (404), then the client must hold `grant` on it (403). It runs before the body is read, so
+ * an unauthenticated caller cannot make the server parse anything.
+ */
+export function requireGrant(ctx: LifecycleContext, auth: ClientAuthenticator, grant: Grant) {
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    let client: AuthenticatedClient;
+    try {
+      client = await auth.authenticate(req.headers.authorization);
+    } catch (e) {
+      // RFC 6750 §3: a 401 for a bearer-protected resource names the scheme.
+      reply.header(
+        'www-authenticate',
+        req.headers.authorization === undefined
+          ? 'Bearer realm="keywarden"'
+          : 'Bearer realm="keywarden", error="invalid_token"',
+      );
+      throw e;
+    }
+    const scopeName = (req.params as { scope?: string }).scope ?? '';
+    const scope = requireScope(ctx, scopeName);
+    if (!hasGrant(client, scope.name, grant)) {
+      throw new KeywardenError(
+        'FORBIDDEN',
+        `client ${client.name} has no ${grant} grant on scope ${scope.name}`,
+      );
+    }
+    requestClient.set(req, client);
+  };
+}

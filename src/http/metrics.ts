@@ -1,0 +1,79 @@
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { KeywardenConfig } from '../policy/scope';
+
+/** Label value for a scope name that is not configured (keeps label cardinality bounded). */
+export const UNKNOWN_SCOPE_LABEL = '_unknown';
+
+/**
+ * The token service's Prometheus metrics, in a registry of their own (never prom-client's
+ * global one, so two servers in one process, e.g. in tests, do not collide). Label values
+ * come from closed sets only: configured scope names, error codes, verify reason codes.
+ */
+export class TokenServiceMetrics {
+  readonly registry = new Registry();
+  private readonly scopes: ReadonlySet<string>;
+  private readonly signRequests: Counter<'scope' | 'result'>;
+  private readonly signDuration: Histogram<'scope'>;
+  private readonly verifyRequests: Counter<'scope' | 'result'>;
+  private readonly verifyFailures: Counter<'scope' | 'reason'>;
+
+  constructor(config: Pick<KeywardenConfig, 'scopes'>) {
+    this.scopes = new Set(config.scopes.map((s) => s.name));
+    const registers = [this.registry];
+    this.signRequests = new Counter({
+      name: 'keywarden_sign_requests_total',
+      help: 'Sign requests by scope and result (ok, or the lowercased error code)',
+      labelNames: ['scope', 'result'],
+      registers,
+    });
+    this.signDuration = new Histogram({
+      name: 'keywarden_sign_duration_seconds',
+      help: 'Time to answer a sign request (authentication, validation, HSM signature), seconds',
+      labelNames: ['scope'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.verifyRequests = new Counter({
+      name: 'keywarden_verify_requests_total',
+      help: 'Verify requests by scope and result (valid, invalid, or the lowercased error code)',
+      labelNames: ['scope', 'result'],
+      registers,
+    });
+    this.verifyFailures = new Counter({
+      name: 'keywarden_verify_failures_total',
+      help: 'Tokens refused by the verify route, by scope and reason code',
+      labelNames: ['scope', 'reason'],
+      registers,
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  private scopeLabel(scope: string | undefined): string {
+    return scope !== undefined && this.scopes.has(scope) ? scope : UNKNOWN_SCOPE_LABEL;
+  }
+
+  /** One answered sign request; `seconds` is the whole request's time. */
+  signed(scope: string | undefined, result: string, seconds: number): void {
+    const s = this.scopeLabel(scope);
+    this.signRequests.inc({ scope: s, result });
+    this.signDuration.observe({ scope: s }, seconds);
+  }
+
+  /** One answered verify request; `reason` is set for a refused token. */
+  verified(scope: string | undefined, result: string, reason?: string): void {
+    const s = this.scopeLabel(scope);
+    this.verifyRequests.inc({ scope: s, result });
+    if (reason !== undefined) this.verifyFailures.inc({ scope: s, reason });
+  }
+}
+
+/** `GET /metrics` in the Prometheus text format. For operators: expose it on internal networks only. */
+export function metricsRoutes(metrics: TokenServiceMetrics): (app: FastifyInstance) => void {
+  return (app) => {
+    app.get('/metrics', async (_req, reply) => {
+      reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store');
+      return metrics.registry.metrics();
+    });
+  };
+}

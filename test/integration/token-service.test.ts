@@ -1,0 +1,314 @@
+/**
+ * The token service in-process: the real lifecycle, store, SoftHSM2 token and HTTP server on
+ * loopback, with a FakeClock so key states can be reached without sleeping. Covers what needs
+ * time travel (retired and expired keys, pending and revoked keys) against both the verify
+ * route and the relying-party library, plus the client secret store and the auth cache.
+ */
+import { strict as assert } from 'node:assert';
+import type { FastifyInstance } from 'fastify';
+import { parseGrantOptions } from '../../src/cli/clients-command';
+import { ClientAuthenticator } from '../../src/http/auth';
+import { createServer } from '../../src/http/server';
+import { tokenServicePlugins } from '../../src/http/sign-verify-routes';
+import { addClient, checkClientSecret, removeClient, rotateClientSecret } from '../../src/lifecycle/clients';
+import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
+import { revokeKey } from '../../src/lifecycle/revoke-key';
+import { rotateScope } from '../../src/lifecycle/rotate-scope';
+import { verifySecret } from '../../src/lifecycle/secret-hash';
+import { FakeClock } from '../../src/policy/clock';
+import { hasCode } from '../../src/policy/errors';
+import type { KeyRecord } from '../../src/policy/key';
+import { createVerifier } from '../../src/verify';
+import { signingKeyOf, signWithKey } from '../helpers/daemon';
+import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
+
+const SCOPES = ['consumer', 'enterprise', 'staging'] as const;
+
+describe('token service (in-process, FakeClock)', function () {
+  this.timeout(120_000);
+  let trt: TestRuntime;
+  let app: FastifyInstance;
+  let base: string;
+  let secret: string;
+
+  const post = async (path: string, body: unknown, bearer = secret) => {
+    const r = await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+  };
+  const s = (d: Date) => Math.floor(d.getTime() / 1000);
+  const issuer = (scope: string) => `https://issuer.test/${scope}`;
+  const aud = (scope: string) => `${scope}-api`;
+
+  /** The verify route's and the library's answer for one token. */
+  async function bothVerdicts(scope: string, token: string) {
+    const route = await post(`/v1/scopes/${scope}/verify`, { token, audience: aud(scope) });
+    assert.equal(route.status, 200);
+    const verifier = createVerifier({
+      issuer: issuer(scope),
+      audience: aud(scope),
+      jwksUri: `${base}/scopes/${scope}/.well-known/jwks.json`,
+      clock: trt.clock,
+    });
+    const lib = await verifier.verify(token);
+    return {
+      route: route.body.valid === true ? 'valid' : (route.body.reason as string),
+      library: lib.valid ? 'valid' : lib.reason,
+    };
+  }
+
+  before(async () => {
+    trt = await startTestRuntime(
+      SCOPES.map((name) => ({ name })),
+      { clock: new FakeClock(Date.UTC(2026, 5, 1, 12, 0, 0)) },
+    );
+    await reconcileAll(trt.ctx, 'test');
+    await trt.ctx.cache.refresh(true);
+    app = createServer(trt.ctx, { publicBaseUrl: 'http://127.0.0.1', plugins: tokenServicePlugins(trt.ctx) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const issued = await addClient(
+      trt.ctx,
+      'all-scopes',
+      Object.fromEntries(SCOPES.map((sc) => [sc, ['sign', 'verify']])),
+      'test',
+    );
+    secret = issued.secret;
+  });
+
+  after(async () => {
+    await app?.close();
+    await trt?.close();
+  });
+
+  describe('CLI grant syntax', () => {
+    it('takes SCOPE:GRANTS, and --scope with unprefixed grants, mixed', () => {
+      assert.deepEqual(parseGrantOptions([], ['consumer:sign,verify', 'enterprise:verify']), {
+        consumer: ['sign', 'verify'],
+        enterprise: ['verify'],
+      });
+      assert.deepEqual(parseGrantOptions(['a', 'b'], ['sign', 'c:verify']), {
+        a: ['sign'],
+        b: ['sign'],
+        c: ['verify'],
+      });
+    });
+
+    it('refuses grants without a scope, scopes without grants, and empty parts', () => {
+      for (const [scopes, grants] of [
+        [[], ['sign']],
+        [['a'], ['a:sign']],
+        [[], [':sign']],
+        [[], ['a:']],
+        [[], ['a:sign,,verify']],
+      ] as [string[], string[]][]) {
+        assert.throws(
+          () => parseGrantOptions(scopes, grants),
+          (e) => hasCode(e, 'REQUEST_INVALID'),
+          JSON.stringify([scopes, grants]),
+        );
+      }
+    });
+  });
+
+  describe('client secrets', () => {
+    it('stores only an scrypt hash with a per-secret salt, and the secret names its client', async () => {
+      const a = await addClient(trt.ctx, 'hash-a', { consumer: ['sign'] }, 'test');
+      const b = await addClient(trt.ctx, 'hash-b', { consumer: ['sign'] }, 'test');
+      assert.match(a.secret, /^kw_[0-9a-f-]{36}_[A-Za-z0-9_-]{43}$/);
+      assert.ok(a.secret.startsWith(`kw_${a.client.id}_`));
+      const rows = (await trt.ctx.ds.query('SELECT id, secret_hash FROM clients WHERE name IN (?, ?)', [
+        'hash-a',
+        'hash-b',
+      ])) as { id: string; secret_hash: string }[];
+      assert.equal(rows.length, 2);
+      const hashes = rows.map((r) => r.secret_hash);
+      for (const h of hashes) {
+        assert.match(h, /^scrypt\$16384\$8\$1\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
+        assert.ok(!h.includes(a.secret.slice(-43)) && !h.includes(b.secret.slice(-43)));
+      }
+      const salts = hashes.map((h) => h.split('$')[4]);
+      assert.notEqual(salts[0], salts[1]);
+      const hashA = rows.find((r) => r.id === a.client.id)!.secret_hash;
+      assert.equal(await verifySecret(a.secret, hashA), true);
+      assert.equal(await verifySecret(b.secret, hashA), false);
+      assert.equal(
+        await verifySecret(a.secret.slice(0, -1) + (a.secret.endsWith('A') ? 'B' : 'A'), hashA),
+        false,
+      );
+      // A tampered row with absurd parameters is a mismatch, not a memory bomb.
+      assert.equal(await verifySecret(a.secret, hashA.replace('$16384$', '$1073741824$')), false);
+    });
+
+    it('refuses a duplicate name, unknown scopes and unknown grants', async () => {
+      await assert.rejects(addClient(trt.ctx, 'all-scopes', { consumer: ['sign'] }, 't'), (e) =>
+        hasCode(e, 'CLIENT_EXISTS'),
+      );
+      await assert.rejects(addClient(trt.ctx, 'x1', { nope: ['sign'] }, 't'), (e) =>
+        hasCode(e, 'SCOPE_NOT_FOUND'),
+      );
+      await assert.rejects(addClient(trt.ctx, 'x2', { consumer: ['admin'] }, 't'), (e) =>
+        hasCode(e, 'REQUEST_INVALID'),
+      );
+      await assert.rejects(addClient(trt.ctx, 'x3', {}, 't'), (e) => hasCode(e, 'REQUEST_INVALID'));
+      await assert.rejects(addClient(trt.ctx, 'bad name', { consumer: ['sign'] }, 't'), (e) =>
+        hasCode(e, 'REQUEST_INVALID'),
+      );
+    });
+
+    it('rotate-secret replaces the secret: the old one no longer checks out', async () => {
+      const c = await addClient(trt.ctx, 'rotating', { consumer: ['verify'] }, 'test');
+      assert.equal((await checkClientSecret(trt.ctx, c.secret))?.id, c.client.id);
+      const r = await rotateClientSecret(trt.ctx, 'rotating', 'test');
+      assert.notEqual(r.secret, c.secret);
+      assert.equal(await checkClientSecret(trt.ctx, c.secret), null);
+      assert.equal((await checkClientSecret(trt.ctx, r.secret))?.name, 'rotating');
+    });
+  });
+
+  describe('auth cache', () => {
+    it('answers from memory while the clients table is unchanged, and drops everything when it changes', async () => {
+      const c = await addClient(trt.ctx, 'cached', { consumer: ['sign'] }, 'test');
+      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      await auth.start();
+      try {
+        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+        // Break the stored hash WITHOUT touching updated_at: the change marker does not move,
+        // so only a cached answer can still accept the secret. This proves no scrypt per request.
+        await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
+          'scrypt$broken',
+          c.client.id,
+        ]);
+        await auth.poll();
+        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+        // Now a real change (any client row): the next poll clears the cache and the store decides.
+        await trt.ctx.ds.query('UPDATE clients SET updated_at = updated_at + 1 WHERE id = ?', [c.client.id]);
+        await auth.poll();
+        await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+      } finally {
+        auth.stop();
+      }
+    });
+
+    it('trusts nothing cached when polls stop succeeding', async () => {
+      const c = await addClient(trt.ctx, 'stale', { consumer: ['sign'] }, 'test');
+      // Never started: no successful poll, so every request goes to the store.
+      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).name, 'stale');
+      await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
+        'scrypt$broken',
+        c.client.id,
+      ]);
+      await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+    });
+
+    it('a removed client gets 401 from the route within the poll interval (server.keyRefreshSeconds)', async () => {
+      const c = await addClient(trt.ctx, 'leaving', { consumer: ['sign'] }, 'test');
+      const body = { claims: { aud: aud('consumer') } };
+      assert.equal((await post('/v1/scopes/consumer/sign', body, c.secret)).status, 200);
+      await removeClient(trt.ctx, 'leaving', 'test');
+      const removedAt = Date.now();
+      let status = 200;
+      while (status === 200 && Date.now() - removedAt < 10_000) {
+        status = (await post('/v1/scopes/consumer/sign', body, c.secret)).status;
+        if (status === 200) await new Promise((r) => setTimeout(r, 50));
+      }
+      const elapsed = Date.now() - removedAt;
+      assert.equal(status, 401);
+      const boundMs = trt.config.server.keyRefreshSeconds * 1000;
+      assert.ok(elapsed <= boundMs + 1000, `401 after ${elapsed} ms; bound ${boundMs} ms + 1 s slack`);
+    });
+  });
+
+  describe('key states over time (route and library)', () => {
+    let key: KeyRecord;
+    let t0: Date;
+
+    before(async () => {
+      key = await signingKeyOf(trt.ctx, 'consumer');
+      t0 = trt.clock.now();
+      assert.ok(key.activateAt <= t0);
+    });
+
+    it('a pending key cannot have signed anything', async () => {
+      const pending = await rotateScope(trt.ctx, 'staging', 'test');
+      assert.ok(pending.activateAt > trt.clock.now());
+      const now = s(trt.clock.now());
+      const token = await signWithKey(
+        trt.ctx,
+        pending,
+        { alg: pending.alg, kid: pending.kid, typ: 'JWT' },
+        { iss: issuer('staging'), aud: aud('staging'), iat: now, nbf: now, exp: now + 60 },
+      );
+      assert.deepEqual(await bothVerdicts('staging', token), {
+        route: 'key_pending',
+        library: 'key_pending',
+      });
+    });
+
+    it('a revoked key verifies nothing, even tokens it signed before', async () => {
+      const signed = await post('/v1/scopes/enterprise/sign', { claims: { aud: aud('enterprise') } });
+      assert.equal(signed.status, 200);
+      const token = signed.body.token as string;
+      assert.deepEqual(await bothVerdicts('enterprise', token), { route: 'valid', library: 'valid' });
+      await revokeKey(trt.ctx, signed.body.kid as string, 'test: suspected leak', 'test');
+      // The route knows why; the library no longer sees the kid in the JWKS at all.
+      assert.deepEqual(await bothVerdicts('enterprise', token), {
+        route: 'key_revoked',
+        library: 'kid_unknown',
+      });
+    });
+
+    it('a retired key verifies what it signed while active, and nothing issued after it retired', async () => {
+      trt.clock.set(key.retireAt.getTime() - 60_000);
+      const signed = await post('/v1/scopes/consumer/sign', { claims: { aud: aud('consumer') } });
+      assert.equal(signed.status, 200);
+      assert.equal(signed.body.kid, key.kid);
+      trt.clock.set(key.retireAt.getTime() + 1000);
+      assert.deepEqual(await bothVerdicts('consumer', signed.body.token as string), {
+        route: 'valid',
+        library: 'valid',
+      });
+      // Nothing signs with it any more (no successor exists: reconcile was not run).
+      const refused = await post('/v1/scopes/consumer/sign', { claims: { aud: aud('consumer') } });
+      assert.equal(refused.status, 503);
+      assert.equal((refused.body.error as { code: string }).code, 'NO_ACTIVE_KEY');
+      // A holder of the key minting a token after retirement (beyond the 30 s skew): refused.
+      trt.clock.set(key.retireAt.getTime() + 120_000);
+      const now = s(trt.clock.now());
+      const late = await signWithKey(
+        trt.ctx,
+        key,
+        { alg: key.alg, kid: key.kid },
+        { iss: issuer('consumer'), aud: aud('consumer'), iat: now, nbf: now, exp: now + 60 },
+      );
+      assert.deepEqual(await bothVerdicts('consumer', late), {
+        route: 'iat_outside_key_window',
+        library: 'iat_outside_key_window',
+      });
+    });
+
+    it('an expired key verifies nothing, even a token whose exp is far in the future', async () => {
+      const iat = s(t0);
+      const forged = await signWithKey(
+        trt.ctx,
+        key,
+        { alg: key.alg, kid: key.kid },
+        { iss: issuer('consumer'), aud: aud('consumer'), iat, nbf: iat, exp: iat + 365 * 86400 },
+      );
+      trt.clock.set(key.expiresAt.getTime() + 1000);
+      // The route still has the row and says why; the library no longer sees it published.
+      assert.deepEqual(await bothVerdicts('consumer', forged), {
+        route: 'key_expired',
+        library: 'kid_unknown',
+      });
+      const jwks = (await (await fetch(`${base}/scopes/consumer/.well-known/jwks.json`)).json()) as {
+        keys: { kid: string }[];
+      };
+      assert.ok(!jwks.keys.some((k) => k.kid === key.kid));
+    });
+  });
+});
