@@ -17,7 +17,12 @@ export interface RuntimeOptions {
   clock?: Clock;
   log: Logger;
   /** Builds the audit sink once the store is open (defaults to structured log lines). */
-  audit?: (ds: DataSource, backend: (name: string) => Promise<KeyBackend>, log: Logger) => AuditSink;
+  audit?: (
+    ds: DataSource,
+    backend: (name: string) => Promise<KeyBackend>,
+    log: Logger,
+    clock: Clock,
+  ) => AuditSink;
   /** Backend factory override (tests inject pre-opened backends). */
   openBackend?: typeof openBackend;
 }
@@ -58,7 +63,7 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     ds,
     keys,
     lock: createScopeLock(ds),
-    audit: opts.audit ? opts.audit(ds, backend, opts.log) : new LogAuditSink(opts.log),
+    audit: opts.audit ? opts.audit(ds, backend, opts.log, clock) : new LogAuditSink(opts.log),
     cache,
     backend,
   };

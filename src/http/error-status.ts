@@ -28,6 +28,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   STORE_ERROR: 503,
   LOCK_BUSY: 409,
   AUDIT_CHAIN_BROKEN: 500,
+  AUDIT_PRUNE_REFUSED: 409,
   SCAN_ERROR: 500,
   INTERNAL: 500,
 };

@@ -35,7 +35,9 @@ export interface CheckpointStatus {
 }
 
 /** Is a checkpoint due (N records or M seconds since the first uncovered record)? */
-export async function checkpointStatus(actx: Pick<AuditContext, 'ds' | 'clock' | 'config'>): Promise<CheckpointStatus> {
+export async function checkpointStatus(
+  actx: Pick<AuditContext, 'ds' | 'clock' | 'config'>,
+): Promise<CheckpointStatus> {
   const store = new AuditStore(actx.ds);
   const head = await store.head();
   const lastCheckpoint = await store.latestOfType(CHECKPOINT_TYPE);
@@ -71,7 +73,10 @@ export interface CheckpointResult {
  * same head meanwhile. Runs from the sink after writes and from `audit checkpoint`, never in
  * the token sign path.
  */
-export async function checkpointAudit(actx: AuditContext, opts: { force?: boolean } = {}): Promise<CheckpointResult> {
+export async function checkpointAudit(
+  actx: AuditContext,
+  opts: { force?: boolean } = {},
+): Promise<CheckpointResult> {
   if (!auditBackendName(actx.config)) return { written: false, reason: 'no audit key backend configured' };
   const store = new AuditStore(actx.ds);
   const status = await checkpointStatus(actx);
@@ -84,8 +89,16 @@ export async function checkpointAudit(actx: AuditContext, opts: { force?: boolea
   // Read the head after a possible key generation, whose records this checkpoint then covers.
   const head = await store.head();
   const at = actx.clock.now();
-  const signature = await signStatement(signer, 'checkpoint', { seq: head.seq, hash: head.hash, at: at.getTime() });
-  const data: CheckpointData = { covers: { seq: head.seq, hash: head.hash }, auditKid: signer.kid, signature };
+  const signature = await signStatement(signer, 'checkpoint', {
+    seq: head.seq,
+    hash: head.hash,
+    at: at.getTime(),
+  });
+  const data: CheckpointData = {
+    covers: { seq: head.seq, hash: head.hash },
+    auditKid: signer.kid,
+    signature,
+  };
   const rec = await actx.ds.transaction(async (m) => {
     const latest = await store.latestOfType(CHECKPOINT_TYPE, m);
     const latestCovers = (latest?.data as Partial<CheckpointData> | undefined)?.covers?.seq ?? 0;

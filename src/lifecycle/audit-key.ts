@@ -111,7 +111,13 @@ export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
         const jwk = await backend.publicKey(row.backendRef, row.alg);
         await completeKey(lc, row, row.backendRef, jwk, AUDIT_ACTOR, 'recovered after interruption');
       } else {
-        await abandon(lc, backend, row, AUDIT_ACTOR, new Error('interrupted before the backend created the key'));
+        await abandon(
+          lc,
+          backend,
+          row,
+          AUDIT_ACTOR,
+          new Error('interrupted before the backend created the key'),
+        );
       }
     }
     const now = actx.clock.now();
@@ -128,7 +134,10 @@ export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
 }
 
 /** The audit key as a statement signer backed by its backend. */
-export async function auditSigner(actx: Pick<AuditContext, 'backend'>, key: KeyRecord): Promise<StatementSigner> {
+export async function auditSigner(
+  actx: Pick<AuditContext, 'backend'>,
+  key: KeyRecord,
+): Promise<StatementSigner> {
   const backend = await actx.backend(key.backendRef.backend);
   return {
     kid: key.kid as string,
@@ -157,11 +166,17 @@ export async function destroyRetiredAuditKeys(actx: AuditContext, keepKid: strin
       await backend.destroy(k.backendRef);
       await actx.ds.transaction(async (m) => {
         await actx.keys.markDestroyed(k.id, now, m);
-        await actx.audit.record({ type: 'key.destroyed', actor: AUDIT_ACTOR, scope: AUDIT_SCOPE, kid: k.kid }, m);
+        await actx.audit.record(
+          { type: 'key.destroyed', actor: AUDIT_ACTOR, scope: AUDIT_SCOPE, kid: k.kid },
+          m,
+        );
       });
       destroyed.push(k.kid as string);
     } catch (e) {
-      actx.log.warn({ kid: k.kid, err: (e as Error).message }, 'destroying a retired audit key failed; retried later');
+      actx.log.warn(
+        { kid: k.kid, err: (e as Error).message },
+        'destroying a retired audit key failed; retried later',
+      );
     }
   }
   return destroyed;

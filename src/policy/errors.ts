@@ -31,6 +31,7 @@ export const ERROR_CODES = [
   'STORE_ERROR',
   'LOCK_BUSY',
   'AUDIT_CHAIN_BROKEN',
+  'AUDIT_PRUNE_REFUSED',
   'SCAN_ERROR',
   'INTERNAL',
 ] as const;

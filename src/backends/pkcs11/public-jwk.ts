@@ -13,12 +13,20 @@ export const PUBLIC_KEY_ATTRIBUTES = {
   rsa: [pkcs11js.CKA_MODULUS, pkcs11js.CKA_PUBLIC_EXPONENT],
 } as const;
 
+/**
+ * PKCS#11 3.0 also allows an Edwards curve's CKA_EC_PARAMS as a PrintableString naming it, and
+ * SoftHSM 2.6 stores the private half of a key pair generated with the OID that way (the public
+ * half keeps the OID): a process that did not generate the key must recognise both.
+ */
+const ED25519_PRINTABLE = Buffer.concat([Buffer.from([0x13, 12]), Buffer.from('edwards25519', 'ascii')]);
+
 /** Names the curve of a DER CKA_EC_PARAMS, or null for curves keywarden does not use. */
 export function curveOfParams(params: Buffer | undefined): CurveName | null {
   if (!params) return null;
   for (const [name, der] of Object.entries(EC_PARAMS) as [CurveName, Buffer][]) {
     if (der.equals(params)) return name;
   }
+  if (ED25519_PRINTABLE.equals(params)) return 'Ed25519';
   return null;
 }
 

@@ -1,0 +1,102 @@
+import { Command } from 'commander';
+import { checkHsm, hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle/hsm-check';
+import { EXIT } from './exit-codes';
+import { loadConfigFor, output, table, withRuntime } from './io';
+
+const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
+const bytes = (n: number | null): string => (n === null ? 'not reported' : `${n} B`);
+
+function humanCheck(r: HsmCheckReport): string {
+  const parts: string[] = [];
+  for (const b of r.backends) {
+    parts.push(
+      `backend ${b.backend} (${b.type}${b.allObjects ? ', every object' : ", keywarden's objects"}): ${b.objects.length} object(s)`,
+    );
+    if (b.objects.length > 0) {
+      parts.push(
+        table(
+          ['class', 'label', 'id', 'type', 'sens', 'extr', 'aSens', 'nExtr', 'kid'],
+          b.objects.map((o) => [
+            o.class,
+            o.label,
+            o.id.slice(0, 16),
+            o.keyType,
+            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.sensitive) : '',
+            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.extractable) : '',
+            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.alwaysSensitive) : '',
+            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.neverExtractable) : '',
+            o.kid?.slice(0, 12),
+          ]),
+        ),
+      );
+    }
+  }
+  parts.push(r.ok ? 'hsm check OK' : `hsm check FAILED: ${r.findings.length} finding(s)`);
+  for (const f of r.findings) parts.push(`  ${f.kind}: ${f.message}`);
+  return parts.join('\n');
+}
+
+function humanStatus(r: HsmStatusReport): string {
+  const parts: string[] = [];
+  for (const b of r.backends) {
+    if (b.type === 'azure') {
+      parts.push(`backend ${b.backend}: Azure Key Vault ${b.vaultUrl}`);
+      continue;
+    }
+    if (!b.module) {
+      parts.push(`backend ${b.backend}: PKCS#11 token '${b.tokenLabel}': ERROR ${b.error}`);
+      continue;
+    }
+    const m = b.module;
+    parts.push(
+      `backend ${b.backend}: PKCS#11 ${m.modulePath}`,
+      `  library ${m.library} ${m.libraryVersion} (${m.manufacturer}), Cryptoki ${m.cryptokiVersion}`,
+      `  configured token '${b.tokenLabel}': ${m.token ? `slot ${m.token.slotId}` : 'NOT FOUND'}`,
+    );
+    for (const s of m.slots) {
+      const t = s.token;
+      parts.push(
+        `  slot ${s.slotId} ${s.description}: ${t ? `token '${t.label}' (${t.model}, serial ${t.serialNumber})` : 'no token'}`,
+      );
+      if (t) {
+        parts.push(
+          `    initialized ${t.initialized}, user PIN ${t.userPinLocked ? 'LOCKED' : t.userPinCountLow ? 'count low' : 'ok'}, ` +
+            `free private memory ${bytes(t.freePrivateMemory)}, free public memory ${bytes(t.freePublicMemory)}`,
+          `    algorithms: ${Object.entries(t.algorithms)
+            .map(([alg, ok]) => `${alg} ${ok ? 'yes' : 'no'}`)
+            .join(', ')}`,
+        );
+      }
+    }
+  }
+  parts.push(`core dump limit of this process: ${r.coreDumpLimit ?? 'unknown'} ('serve' sets its own to 0)`);
+  return parts.join('\n');
+}
+
+/** `keywarden hsm status|check`. */
+export function hsmCommand(): Command {
+  const hsm = new Command('hsm').description('HSM status and key hygiene checks');
+
+  hsm
+    .command('status')
+    .description('module, slots, tokens and free space (no PIN needed), and the core-dump limit')
+    .action((_o, cmd: Command) => {
+      const r = hsmStatus(loadConfigFor(cmd));
+      output(cmd, r, () => humanStatus(r));
+    });
+
+  hsm
+    .command('check')
+    .description(
+      'list every object on the configured tokens; exit 1 if a private key is exportable or readable, ' +
+        'an object has no key row, or a dead key was not destroyed',
+    )
+    .action(async (_o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const r = await checkHsm(ctx);
+        output(cmd, r, () => humanCheck(r));
+        if (!r.ok) process.exitCode = EXIT.NEGATIVE;
+      });
+    });
+  return hsm;
+}

@@ -1,0 +1,246 @@
+import type { BackendObject, KeyBackend } from '../backends/key-backend';
+import type { ModuleDescription, TokenObject, TokenObjectAttributes } from '../backends/pkcs11';
+import { describeToken } from '../backends/pkcs11/describe-token';
+import { LABEL_PREFIX } from '../backends/pkcs11/key-templates';
+import type { KeyRecord } from '../policy/key';
+import { effectiveState, isPublished } from '../policy/key-state';
+import type { KeywardenConfig } from '../policy/scope';
+import { destroyDueAt } from '../policy/timeline';
+import { coreDumpLimit } from '../process-hardening';
+import { AUDIT_SCOPE, auditKeyDestroyDueAt } from './audit-key';
+import type { LifecycleContext } from './context';
+
+/** What `hsm check` fails on (I3 hygiene). */
+export type HsmFindingKind =
+  /** A private key that can be exported (CKA_EXTRACTABLE true). */
+  | 'extractable'
+  /** A private key whose value can be read (CKA_SENSITIVE not true). */
+  | 'not-sensitive'
+  /** A private key that was readable at some point of its life (CKA_ALWAYS_SENSITIVE not true). */
+  | 'not-always-sensitive'
+  /** A private key that was exportable at some point (CKA_NEVER_EXTRACTABLE not true). */
+  | 'not-never-extractable'
+  /** An object with keywarden's label and no key row: made outside keywarden, or a leftover. */
+  | 'orphan'
+  /** A key row past its destroy time whose object still exists. */
+  | 'overdue-destroy'
+  /** A published key whose private object is gone: it cannot sign. */
+  | 'missing-object'
+  /** The backend could not be opened or listed. */
+  | 'unavailable';
+
+export interface HsmFinding {
+  backend: string;
+  kind: HsmFindingKind;
+  /** The object's label (or the key's kid for row findings). */
+  subject: string;
+  /** CKA_ID (hex) when the finding is about an object. */
+  id: string | null;
+  kid: string | null;
+  message: string;
+}
+
+/** One object as `hsm check` lists it; never key material. */
+export interface HsmObject {
+  class: TokenObject['class'];
+  id: string;
+  label: string;
+  keyType: string | null;
+  attributes: TokenObjectAttributes;
+  /** The key row it belongs to, when there is one. */
+  kid: string | null;
+  scope: string | null;
+}
+
+export interface HsmBackendReport {
+  backend: string;
+  type: KeyBackend['type'] | 'unknown';
+  /** True when every object on the token was listed (PKCS#11), not only keywarden's. */
+  allObjects: boolean;
+  objects: HsmObject[];
+}
+
+export interface HsmCheckReport {
+  ok: boolean;
+  checkedAt: string;
+  backends: HsmBackendReport[];
+  findings: HsmFinding[];
+}
+
+interface Listable {
+  listAllObjects(): Promise<TokenObject[]>;
+}
+
+function hasListAll(b: KeyBackend): b is KeyBackend & Listable {
+  return typeof (b as Partial<Listable>).listAllObjects === 'function';
+}
+
+/** Objects of a backend in one shape: every token object (PKCS#11) or keywarden's (others). */
+function fromBackendObject(o: BackendObject): TokenObject {
+  return {
+    class: o.kind === 'key' ? 'private' : o.kind,
+    id: o.ref.ref.id ?? o.ref.ref.name ?? o.label,
+    label: o.label,
+    keyType: null,
+    scope: o.scope,
+    keyId: o.keyId,
+    attributes: o.attributes,
+  };
+}
+
+function rowFor(o: TokenObject, rows: readonly KeyRecord[]): KeyRecord | undefined {
+  return rows.find(
+    (r) =>
+      (r.backendRef.ref.id !== undefined && r.backendRef.ref.id === o.id) ||
+      (o.keyId !== null && r.id === o.keyId),
+  );
+}
+
+function destroyDue(config: KeywardenConfig, k: KeyRecord): { at: Date; note: string } {
+  if (k.scope === AUDIT_SCOPE) return { at: auditKeyDestroyDueAt(k), note: '' };
+  const scope = config.scopes.find((s) => s.name === k.scope);
+  if (scope) return { at: destroyDueAt(scope.policy, k), note: '' };
+  // Without its policy, the object is due as soon as the key is dead.
+  const end = Math.min(k.expiresAt.getTime(), k.revokedAt?.getTime() ?? Infinity);
+  return { at: new Date(end), note: ` (scope ${k.scope} is no longer configured)` };
+}
+
+/**
+ * Lists every object on each configured backend and checks I3 hygiene: every private key
+ * sensitive, never extractable, always so; no keywarden-labelled object without a key row; no
+ * object left past its key's destroy time; no published key without its object.
+ */
+export async function checkHsm(
+  ctx: Pick<LifecycleContext, 'config' | 'keys' | 'backend' | 'clock'>,
+): Promise<HsmCheckReport> {
+  const now = ctx.clock.now();
+  const allRows = await ctx.keys.listAll();
+  const findings: HsmFinding[] = [];
+  const backends: HsmBackendReport[] = [];
+  for (const name of Object.keys(ctx.config.backends)) {
+    const find = (
+      kind: HsmFindingKind,
+      subject: string,
+      id: string | null,
+      kid: string | null,
+      message: string,
+    ) => findings.push({ backend: name, kind, subject, id, kid, message });
+    let backend: KeyBackend;
+    let objects: TokenObject[];
+    try {
+      backend = await ctx.backend(name);
+      objects = hasListAll(backend)
+        ? await backend.listAllObjects()
+        : (await backend.list()).map(fromBackendObject);
+    } catch (e) {
+      find('unavailable', name, null, null, `backend ${name} could not be checked: ${(e as Error).message}`);
+      backends.push({ backend: name, type: 'unknown', allObjects: false, objects: [] });
+      continue;
+    }
+    const rows = allRows.filter((r) => r.backendRef.backend === name);
+    const listed: HsmObject[] = [];
+    for (const o of objects) {
+      const row = rowFor(o, rows);
+      listed.push({
+        class: o.class,
+        id: o.id,
+        label: o.label,
+        keyType: o.keyType,
+        attributes: o.attributes,
+        kid: row?.kid ?? null,
+        scope: row?.scope ?? o.scope,
+      });
+      const what = `${o.class} key '${o.label}' (id ${o.id || '-'})`;
+      if (o.class === 'private') {
+        const a = o.attributes;
+        if (a.extractable !== false)
+          find('extractable', o.label, o.id, row?.kid ?? null, `${what} is extractable`);
+        if (a.sensitive !== true)
+          find('not-sensitive', o.label, o.id, row?.kid ?? null, `${what} is not sensitive`);
+        if (a.alwaysSensitive !== true) {
+          find(
+            'not-always-sensitive',
+            o.label,
+            o.id,
+            row?.kid ?? null,
+            `${what} has not always been sensitive`,
+          );
+        }
+        if (a.neverExtractable !== true) {
+          find('not-never-extractable', o.label, o.id, row?.kid ?? null, `${what} has been extractable`);
+        }
+      }
+      if (o.label.startsWith(LABEL_PREFIX) && !row) {
+        find('orphan', o.label, o.id, null, `${what} carries keywarden's label but no key row matches it`);
+      }
+    }
+    for (const k of rows) {
+      if (k.status !== 'ready') continue;
+      const present = objects.filter((o) => rowFor(o, [k]));
+      const due = destroyDue(ctx.config, k);
+      if (present.length > 0 && due.at <= now) {
+        find(
+          'overdue-destroy',
+          k.kid ?? k.id,
+          present[0]?.id ?? null,
+          k.kid,
+          `key ${k.kid} (scope ${k.scope}) was due for destruction at ${due.at.toISOString()}${due.note} but ${present.length} object(s) remain`,
+        );
+      }
+      if (
+        k.destroyedAt === null &&
+        isPublished(effectiveState(k, now)) &&
+        !present.some((o) => o.class === 'private')
+      ) {
+        find(
+          'missing-object',
+          k.kid ?? k.id,
+          null,
+          k.kid,
+          `published key ${k.kid} (scope ${k.scope}) has no private key object`,
+        );
+      }
+    }
+    backends.push({ backend: name, type: backend.type, allObjects: hasListAll(backend), objects: listed });
+  }
+  return { ok: findings.length === 0, checkedAt: now.toISOString(), backends, findings };
+}
+
+export interface HsmStatusReport {
+  backends: (
+    | {
+        backend: string;
+        type: 'pkcs11';
+        tokenLabel: string;
+        module: ModuleDescription | null;
+        error: string | null;
+      }
+    | { backend: string; type: 'azure'; vaultUrl: string }
+  )[];
+  /** This process's core-dump limit (`serve` sets its own to 0 at start; I3). */
+  coreDumpLimit: string | null;
+}
+
+/** Module, slots, tokens and free space per PKCS#11 backend, without logging in (no PIN needed). */
+export function hsmStatus(config: Pick<KeywardenConfig, 'backends'>): HsmStatusReport {
+  const backends: HsmStatusReport['backends'] = [];
+  for (const b of Object.values(config.backends)) {
+    if (b.type === 'azure') {
+      backends.push({ backend: b.name, type: 'azure', vaultUrl: b.vaultUrl });
+      continue;
+    }
+    try {
+      const module = describeToken({ module: b.module, moduleEnv: b.moduleEnv, tokenLabel: b.tokenLabel });
+      backends.push({ backend: b.name, type: 'pkcs11', tokenLabel: b.tokenLabel, module, error: null });
+    } catch (e) {
+      backends.push({
+        backend: b.name,
+        type: 'pkcs11',
+        tokenLabel: b.tokenLabel,
+        module: null,
+        error: (e as Error).message,
+      });
+    }
+  }
+  return { backends, coreDumpLimit: coreDumpLimit() };
+}

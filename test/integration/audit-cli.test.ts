@@ -1,0 +1,170 @@
+/**
+ * `keywarden audit tail|verify|checkpoint|prune` through the real CLI on a SoftHSM2 token and a
+ * SQLite store shared by several processes, as an operator and a daemon share it.
+ */
+import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { createStoreAuditSink, type ChainedRecord } from '../../src/audit';
+import { verifyAuditChain, type AuditVerifyReport } from '../../src/lifecycle/audit-verify';
+import { openRuntime } from '../../src/main';
+import { validateConfig } from '../../src/policy/validate-config';
+import { openStore } from '../../src/store/data-source';
+import { runKeywarden } from '../helpers/cli';
+import { testConfigDocument } from '../helpers/runtime';
+import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
+
+const ROOT = resolve(__dirname, '..', '..');
+
+/** A separate Node process that appends `n` records to the store through the real sink. */
+function appender(configPath: string, name: string, n: number, startAt: number): Promise<number | null> {
+  const code = `
+    const pino = require('pino');
+    const { loadConfig } = require(${JSON.stringify(join(ROOT, 'src/config/load-config.ts'))});
+    const { openStore } = require(${JSON.stringify(join(ROOT, 'src/store/data-source.ts'))});
+    const { StoreAuditSink } = require(${JSON.stringify(join(ROOT, 'src/audit/index.ts'))});
+    (async () => {
+      const config = loadConfig(${JSON.stringify(configPath)});
+      const ds = await openStore(config.store.url);
+      const sink = new StoreAuditSink(config, ds, () => Promise.reject(new Error('none')), pino({ level: 'silent' }), { autoCheckpoint: false });
+      // Both processes start writing at the same instant, so their appends really contend.
+      await new Promise((r) => setTimeout(r, Math.max(0, ${startAt} - Date.now())));
+      for (let i = 0; i < ${n}; i++) {
+        await sink.record({ type: 'operator.test', actor: ${JSON.stringify(name)}, data: { i } });
+      }
+      await ds.destroy();
+    })().catch((e) => { console.error(e); process.exit(1); });
+  `;
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', code], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    child.on('error', rej);
+    child.on('close', res);
+  });
+}
+
+describe('audit commands through the real CLI', function () {
+  this.timeout(240_000);
+  let token: SoftHsmToken;
+  let configPath: string;
+  let dbPath: string;
+  const kw = (...args: string[]) => runKeywarden(['-c', configPath, ...args]);
+
+  before(async () => {
+    token = await createSoftHsmToken();
+    await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
+    dbPath = join(token.dir, 'kw.db');
+    const doc = testConfigDocument(token, [{ name: 'consumer' }, { name: 'enterprise' }], {
+      store: { url: `sqlite:${dbPath}` },
+      audit: { checkpointEveryRecords: 3 },
+    });
+    configPath = join(token.dir, 'keywarden.json');
+    await writeFile(configPath, JSON.stringify(doc));
+  });
+
+  after(async () => token?.cleanup());
+
+  it('records operator actions with the operator as actor; tail filters; verify passes (exit 0)', async () => {
+    assert.equal((await kw('init')).code, 0);
+    const rotated = await kw('--json', 'keys', 'rotate', '--scope', 'enterprise');
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const kid = (JSON.parse(rotated.stdout) as { kid: string }).kid;
+    const cp = await kw('--json', 'audit', 'checkpoint');
+    assert.equal(cp.code, 0, cp.stderr);
+    assert.equal((JSON.parse(cp.stdout) as { written: boolean }).written, true);
+
+    const tail = await kw('--json', 'audit', 'tail', '--limit', '100');
+    assert.equal(tail.code, 0, tail.stderr);
+    const rows = JSON.parse(tail.stdout) as ChainedRecord[];
+    const created = rows.find((r) => r.type === 'key.created' && r.kid === kid);
+    assert.match(created?.actor ?? '', /^cli:/);
+    assert.equal(created?.data.reason, 'operator rotation');
+    assert.equal(rows.at(-1)?.type, 'audit.checkpoint');
+
+    const byKid = JSON.parse((await kw('--json', 'audit', 'tail', '--kid', kid)).stdout) as ChainedRecord[];
+    assert.ok(byKid.length >= 1 && byKid.every((r) => r.kid === kid));
+    const two = JSON.parse(
+      (await kw('--json', 'audit', 'tail', '--scope', 'consumer', '--limit', '2')).stdout,
+    ) as ChainedRecord[];
+    assert.equal(two.length, 2);
+    assert.ok(two.every((r) => r.scope === 'consumer'));
+
+    const verify = await kw('audit', 'verify');
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+    assert.match(verify.stdout, /^audit chain OK/);
+    assert.match(verify.stdout, /trust: hsm-confirmed/);
+  });
+
+  it('a daemon and the CLI appending at once (two processes, one SQLite file) keep one chain', async () => {
+    // Migrate first (as `init` does), so the two processes only contend for appends.
+    await (await openStore(`sqlite:${dbPath}`)).destroy();
+    const startAt = Date.now() + 8000;
+    const codes = await Promise.all([
+      appender(configPath, 'proc-a', 150, startAt),
+      appender(configPath, 'proc-b', 150, startAt),
+    ]);
+    assert.deepEqual(codes, [0, 0]);
+    const config = validateConfig(
+      JSON.parse(await (await import('node:fs/promises')).readFile(configPath, 'utf8')),
+      {
+        source: configPath,
+        baseDir: token.dir,
+      },
+    );
+    const rt = await openRuntime(config, {
+      log: pino({ level: 'silent' }),
+      audit: createStoreAuditSink(config, { autoCheckpoint: false }),
+    });
+    try {
+      const r = await verifyAuditChain(rt.ctx);
+      assert.ok(r.ok, JSON.stringify(r.break));
+      const mine = await rt.ctx.ds.query(
+        `SELECT actor, COUNT(*) AS n FROM audit_records WHERE type = 'operator.test' GROUP BY actor`,
+      );
+      assert.deepEqual(mine, [
+        { actor: 'proc-a', n: 150 },
+        { actor: 'proc-b', n: 150 },
+      ]);
+      const order = (await rt.ctx.ds.query(
+        `SELECT actor FROM audit_records WHERE type = 'operator.test' ORDER BY seq`,
+      )) as { actor: string }[];
+      const switches = order.filter((r, i) => i > 0 && r.actor !== order[i - 1]!.actor).length;
+      assert.ok(switches > 1, 'the two processes did not interleave; the test proved nothing');
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('prune refuses evidence about live keys (exit 5, AUDIT_PRUNE_REFUSED)', async () => {
+    const refused = await kw('--json', 'audit', 'prune', '--before', '0s');
+    assert.equal(refused.code, 5, refused.stderr + refused.stdout);
+    assert.equal(
+      (JSON.parse(refused.stdout) as { error: { code: string } }).error.code,
+      'AUDIT_PRUNE_REFUSED',
+    );
+    const bad = await kw('audit', 'prune', '--before', 'yesterday');
+    assert.equal(bad.code, 2);
+  });
+
+  it('an edited record makes verify exit 1 and name the record and the kind', async () => {
+    const db = new Database(dbPath);
+    try {
+      db.exec('DROP TRIGGER audit_records_no_update');
+      db.prepare(`UPDATE audit_records SET actor = 'someone-else' WHERE seq = 2`).run();
+    } finally {
+      db.close();
+    }
+    const json = await kw('--json', 'audit', 'verify', '--offline');
+    assert.equal(json.code, 1);
+    const report = JSON.parse(json.stdout) as AuditVerifyReport;
+    assert.deepEqual([report.ok, report.break?.kind, report.break?.seq], [false, 'edited', 2]);
+    const human = await kw('audit', 'verify');
+    assert.equal(human.code, 1);
+    assert.match(human.stdout, /audit chain BROKEN at seq 2 \(edited\)/);
+  });
+});
