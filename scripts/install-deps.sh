@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 opensc util-linux ca-certificates python3 make g++)
-if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps); fi
+if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client); fi
 
 missing=()
 for p in "${packages[@]}"; do

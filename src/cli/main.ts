@@ -2,12 +2,15 @@ import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../install-root';
 import { KeywardenError } from '../policy/errors';
 import { clientsCommand } from './clients-command';
+import { auditCommand } from './audit-command';
 import { configCommand } from './config-command';
 import { EXIT, EXIT_CODE } from './exit-codes';
+import { hsmCommand } from './hsm-command';
 import { initCommand } from './init-command';
 import { keysCommand } from './keys-command';
 import { planCommand } from './plan-command';
 import { jwksCommand, scopesCommand } from './scopes-command';
+import { scanCommand } from './scan-command';
 import { serveCommand } from './serve-command';
 import { signCommand, verifyCommand } from './token-commands';
 
@@ -32,6 +35,9 @@ export function buildProgram(): Command {
     signCommand(),
     verifyCommand(),
     clientsCommand(),
+    auditCommand(),
+    hsmCommand(),
+    scanCommand(),
   ]) {
     program.addCommand(c);
   }
