@@ -71,6 +71,8 @@ export interface RequestRecord {
   /** Epoch milliseconds when the request arrived. */
   at: number;
   faulted: boolean;
+  /** The bearer token the server accepted for this request; null when it was not authenticated. */
+  token: string | null;
 }
 
 export interface KeyVaultServerOptions {
@@ -195,6 +197,7 @@ export class KeyVaultTestServer {
       status: 0,
       at: Date.now(),
       faulted: false,
+      token: null,
     };
     this.requests.push(record);
     const send = (status: number, body?: unknown, headers: Record<string, string> = {}): void => {
@@ -228,6 +231,7 @@ export class KeyVaultTestServer {
         );
         return;
       }
+      record.token = bearerOf(req) ?? null;
       const route = routeOf(req.method ?? 'GET', url.pathname);
       if (!route) {
         await drain(req);
@@ -271,8 +275,8 @@ export class KeyVaultTestServer {
   }
 
   private authenticate(req: IncomingMessage): TokenGrant | undefined {
-    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    return m?.[1] === undefined ? undefined : this.tokens.get(m[1]);
+    const token = bearerOf(req);
+    return token === undefined ? undefined : this.tokens.get(token);
   }
 
   private takeFault(op: KeyVaultOp): Fault | undefined {
@@ -390,6 +394,10 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   } catch {
     throw new VaultError(400, 'BadParameter', 'The request body is not a valid JSON object.');
   }
+}
+
+function bearerOf(req: IncomingMessage): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
 }
 
 async function drain(req: IncomingMessage): Promise<void> {
