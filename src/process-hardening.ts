@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 
 /**
@@ -27,7 +28,7 @@ export function disableCoreDumps(log: Logger): boolean {
 /** Reads this process's core-dump limit from /proc (for tests and `hsm status`). */
 export function coreDumpLimit(): string | null {
   try {
-    const limits = require('node:fs').readFileSync(`/proc/${process.pid}/limits`, 'utf8') as string;
+    const limits = readFileSync(`/proc/${process.pid}/limits`, 'utf8');
     const line = limits.split('\n').find((l) => l.startsWith('Max core file size'));
     return line ? (line.split(/\s{2,}/)[1] ?? null) : null;
   } catch {

@@ -63,6 +63,7 @@ export async function openStore(url: string, ext: StoreExtensions = {}): Promise
   try {
     await ds.initialize();
     await ds.runMigrations({ transaction: 'each' });
+    if (ds.options.type === 'better-sqlite3') serializeTransactions(ds);
   } catch (e) {
     if (ds.isInitialized) await ds.destroy().catch(() => undefined);
     throw new KeywardenError('STORE_ERROR', `cannot open store ${redactUrl(url)}: ${(e as Error).message}`, {
@@ -75,4 +76,21 @@ export async function openStore(url: string, ext: StoreExtensions = {}): Promise
 /** Store URLs may carry passwords: never print them. */
 export function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:/@]+):[^@]*@/, '$1:***@');
+}
+
+/**
+ * better-sqlite3 gives a process ONE connection, and TypeORM turns a transaction started while
+ * another is open into a savepoint of it: two concurrent `ds.transaction` calls (two scopes
+ * reconciling at once) would then commit or roll back each other's work. Queue them instead,
+ * so each transaction runs alone on the connection. (Callbacks must not start a nested
+ * `ds.transaction`; they pass their EntityManager down, as the repositories expect.)
+ */
+function serializeTransactions(ds: DataSource): void {
+  const original = ds.transaction.bind(ds) as (...args: unknown[]) => Promise<unknown>;
+  let tail: Promise<unknown> = Promise.resolve();
+  (ds as { transaction: unknown }).transaction = (...args: unknown[]) => {
+    const run = tail.then(() => original(...args));
+    tail = run.catch(() => undefined);
+    return run;
+  };
 }
