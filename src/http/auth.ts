@@ -1,3 +1,4 @@
+import { ConcurrencyLimit } from './concurrency-limit';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -44,6 +45,8 @@ export class ClientAuthenticator {
   private readonly accepted = new Map<string, AuthenticatedClient>();
   private readonly rejected = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<AuthenticatedClient | null>>();
+  /** Uncached checks each cost a scrypt: at most 4 at once, 64 waiting, the rest get 429. */
+  private readonly checks = new ConcurrencyLimit(4, 64, 'client secret checks');
   private marker: string | null = null;
   /** Bumped whenever the cache is cleared; a check started before a clear is not cached. */
   private generation = 0;
@@ -131,7 +134,8 @@ export class ClientAuthenticator {
   /** One store read + scrypt for `secret`, shared by concurrent requests presenting it. */
   private check(key: string, secret: string): Promise<AuthenticatedClient | null> {
     const generation = this.generation;
-    const check: Promise<AuthenticatedClient | null> = checkClientSecret(this.ctx, secret)
+    const check: Promise<AuthenticatedClient | null> = this.checks
+      .run(() => checkClientSecret(this.ctx, secret))
       .then((client) => {
         // Cached only if no change was seen meanwhile and polls are current.
         if (generation === this.generation && performance.now() - this.lastPollOkMs <= this.staleAfterMs) {
