@@ -6,6 +6,21 @@ import type { ScopeConfig } from '../policy/scope';
 import type { KeyTimeline } from '../policy/timeline';
 import type { LifecycleContext } from './context';
 
+/** Points in a key's generation where the test-only crash hook can kill the process. */
+type CrashPoint = 'before-backend' | 'after-backend' | 'before-complete';
+
+/**
+ * TEST HOOK, inert in normal use: when the environment variable KEYWARDEN_TEST_CRASH_AT names
+ * this point (`before-backend`: the `generating` row is committed, the backend not yet called;
+ * `after-backend`: the backend made the key, the row is not yet completed; `before-complete`:
+ * inside the completing transaction, before it commits), the process SIGKILLs itself there.
+ * test/e2e/crash-safety.test.ts uses it to prove every interruption of a rotation is recovered.
+ * Read nowhere else; any other value, or none, does nothing.
+ */
+function crashPointForTests(point: CrashPoint): void {
+  if (process.env.KEYWARDEN_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+}
+
 /** RFC 7638 JWK thumbprint (base64url SHA-256): the kid of every keywarden key. */
 export function thumbprint(jwk: PublicJwk): Promise<string> {
   return calculateJwkThumbprint(jwk as Parameters<typeof calculateJwkThumbprint>[0], 'sha256');
@@ -61,6 +76,7 @@ export async function generateKey(
       m,
     );
   });
+  crashPointForTests('before-backend');
   let generated;
   try {
     generated = await backend.generate(ref, {
@@ -75,6 +91,7 @@ export async function generateKey(
     await abandon(ctx, backend, row, actor, e);
     throw e;
   }
+  crashPointForTests('after-backend');
   return completeKey(ctx, row, generated.ref, generated.publicJwk, actor, reason);
 }
 
@@ -109,6 +126,7 @@ export async function completeKey(
       },
       m,
     );
+    crashPointForTests('before-complete');
   });
   ctx.log.info({ scope: row.scope, kid, reason, activateAt: row.activateAt }, 'key created');
   return { ...row, kid, publicJwk, backendRef: ref, status: 'ready' };

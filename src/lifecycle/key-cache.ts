@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
+import { KeyChangeListener } from '../store/key-change-notifier';
 import type { KeyChangeMarker, KeyRepository } from '../store/key-repository';
 import { buildJwks, type BuiltJwks } from './build-jwks';
 
@@ -22,15 +23,19 @@ export interface ScopeView {
 
 /**
  * This process's view of every scope's keys, reloaded from the store whenever its change
- * marker moves (polled every `server.keyRefreshSeconds`). States are never cached: callers
+ * marker moves (polled every `server.keyRefreshSeconds`) and, on PostgreSQL, as soon as another
+ * process announces a key write (LISTEN keywarden_keys). States are never cached: callers
  * compute them from the timestamps at request time (I2). The cache only saves the store
- * round trip and the key import, and a revocation reaches it within one poll interval.
+ * round trip and the key import. A revocation reaches it within one poll interval plus one
+ * reload at worst, typically milliseconds after the commit on PostgreSQL.
  */
 export class KeyCache {
   private views = new Map<string, ScopeView>();
   private marker: KeyChangeMarker | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private refreshing: Promise<void> | null = null;
+  private inFlight: Promise<void> | null = null;
+  private queued: { force: boolean; promise: Promise<void> } | null = null;
+  private listener: KeyChangeListener | null = null;
 
   constructor(
     private readonly config: KeywardenConfig,
@@ -39,12 +44,34 @@ export class KeyCache {
     private readonly log: Logger,
   ) {}
 
-  /** Loads now if the store changed (or `force`). Concurrent callers share one reload. */
+  /**
+   * Loads now if the store changed (or `force`). A reload already running may have read the
+   * store before the caller's change, so callers arriving meanwhile share one more reload after
+   * it (forced if any of them asked), never just the running one.
+   */
   refresh(force = false): Promise<void> {
-    this.refreshing ??= this.doRefresh(force).finally(() => {
-      this.refreshing = null;
+    if (!this.inFlight) return this.launch(force);
+    if (this.queued) {
+      this.queued.force ||= force;
+      return this.queued.promise;
+    }
+    const queued: { force: boolean; promise: Promise<void> } = { force, promise: Promise.resolve() };
+    queued.promise = this.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.launch(queued.force);
+      });
+    this.queued = queued;
+    return queued.promise;
+  }
+
+  private launch(force: boolean): Promise<void> {
+    const p: Promise<void> = this.doRefresh(force).finally(() => {
+      if (this.inFlight === p) this.inFlight = null;
     });
-    return this.refreshing;
+    this.inFlight = p;
+    return p;
   }
 
   private async doRefresh(force: boolean): Promise<void> {
@@ -83,7 +110,11 @@ export class KeyCache {
     this.marker = marker;
   }
 
-  /** Starts polling the store. The timer does not keep the process alive. */
+  /**
+   * Starts polling the store and, on PostgreSQL, listening for key writes on a dedicated
+   * connection (reconnecting when it drops; the polling is the fallback that keeps the bound).
+   * Neither keeps the process alive.
+   */
   start(): void {
     if (this.timer) return;
     const ms = this.config.server.keyRefreshSeconds * 1000;
@@ -91,11 +122,34 @@ export class KeyCache {
       this.refresh().catch((e) => this.log.error({ err: (e as Error).message }, 'key cache refresh failed'));
     }, ms);
     this.timer.unref();
+    const url = this.config.store.url;
+    if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+      this.listener = new KeyChangeListener(url, {
+        log: this.log,
+        onChange: () => {
+          this.log.debug('key change announced: reloading keys');
+          // A notification means a row changed: reload even if the marker looks the same.
+          this.refresh(true)
+            .then(() => this.log.debug('keys reloaded after announcement'))
+            .catch((e) =>
+              this.log.error({ err: (e as Error).message }, 'key cache refresh after notification failed'),
+            );
+        },
+      });
+      void this.listener.start();
+    }
+  }
+
+  /** The PostgreSQL change listener while started on PostgreSQL (diagnostics and tests). */
+  get changeListener(): KeyChangeListener | null {
+    return this.listener;
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    void this.listener?.stop();
+    this.listener = null;
   }
 
   /** The scope's view, or undefined for an unknown scope. */

@@ -30,9 +30,9 @@ export async function reconcileScope(
   const report: ReconcileReport = { scope: scope.name, ran: false, done: [], errors: [] };
   const outcome = await ctx.lock.tryRun(scope.name, async () => {
     report.ran = true;
-    const keys = await ctx.keys.listByScope(scope.name);
+    let keys = await ctx.keys.listByScope(scope.name);
     const now = ctx.clock.now();
-    for (const action of nextActions(scope.policy, keys, now)) {
+    const run = async (action: ReconcileAction) => {
       try {
         report.done.push(await execute(ctx, scope, keys, action, actor));
       } catch (e) {
@@ -42,7 +42,17 @@ export async function reconcileScope(
           'reconcile action failed',
         );
       }
+    };
+    let actions = nextActions(scope.policy, keys, now);
+    // Crash leftovers first, then decide again: a completed leftover may be the very key a
+    // `create` would otherwise duplicate (nextActions creates nothing while any are present).
+    const leftovers = actions.filter((a) => a.kind === 'resolve-generating');
+    if (leftovers.length > 0) {
+      for (const action of leftovers) await run(action);
+      keys = await ctx.keys.listByScope(scope.name);
+      actions = nextActions(scope.policy, keys, now).filter((a) => a.kind !== 'resolve-generating');
     }
+    for (const action of actions) await run(action);
     await recordTransitions(ctx, scope, now, actor);
   });
   if (outcome.ran && report.done.length > 0) await ctx.cache.refresh(true);

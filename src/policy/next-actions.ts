@@ -14,7 +14,9 @@ export type ReconcileAction =
  * Idempotent by construction: after the actions are carried out, calling it again with the
  * same `now` returns only what failed.
  *
- * - A `generating` row is a crash leftover (generation runs under the scope lock): resolve it.
+ * - A `generating` row is a crash leftover (generation runs under the scope lock): resolve it,
+ *   and create nothing until it is resolved: completed, it may be the very key a `create` would
+ *   duplicate (reconcile decides again right after resolving).
  * - No active key: create one that signs at once, even if a pending key exists; the pending
  *   one still takes over when it activates (signing picks the latest activateAt).
  * - Otherwise, once `now >= latest.retireAt - prepublish`, create the successor of the key
@@ -32,13 +34,14 @@ export function nextActions(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
     return s === 'active' || s === 'pending';
   });
   const hasActive = live.some((k) => effectiveState(k, now) === 'active');
-  if (!hasActive) {
+  const leftovers = actions.length > 0; // no create until they are resolved (see above)
+  if (!leftovers && !hasActive) {
     actions.push({
       kind: 'create',
       reason: 'no-active-key',
       timeline: timelineForNewKey(policy, now, { immediate: true }),
     });
-  } else {
+  } else if (!leftovers) {
     const latest = live.reduce((a, b) => (b.retireAt > a.retireAt ? b : a));
     if (now >= successorDueAt(policy, latest.retireAt)) {
       actions.push({

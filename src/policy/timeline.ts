@@ -15,11 +15,16 @@ const at = (ms: number) => new Date(ms);
 /**
  * Timeline of a key created at `now`.
  * - `immediate`: the scope has no usable key, so it signs at once (no prepublish wait).
- * - otherwise it activates after `prepublish`, and never before `successorOf.retireAt`, so a
- *   scheduled successor takes over exactly when its predecessor retires (no gap, no overlap).
+ * - a successor (`successorOf`) activates exactly when its predecessor retires: no gap, no
+ *   overlap. Created on time (`retireAt - prepublish`) it is published a full prepublish first;
+ *   created late (a reconcile a few ms after its timer, or a daemon back from downtime while
+ *   the current key still signs) it is published for the time left. Activating it a full
+ *   prepublish after `now` instead would leave the scope without a signing key between the two,
+ *   and catch-up would then fill the gap with a key that signs with no prepublish at all.
+ * - otherwise (operator rotation) it activates a full `prepublish` after `now`.
  * `expiresAt - publishAt` never exceeds the policy's lifetime (I1): a successor is only
- * created once `now >= successorOf.retireAt - prepublish`, which makes the max() equal to
- * `now + prepublish` or less than a prepublish away.
+ * created once `now >= successorOf.retireAt - prepublish`, so it activates at most a
+ * prepublish after `now`.
  */
 export function timelineForNewKey(
   policy: KeyPolicy,
@@ -29,9 +34,8 @@ export function timelineForNewKey(
   const publish = now.getTime();
   let activate = publish;
   if (!mode.immediate) {
-    activate = publish + policy.prepublishSeconds * 1000;
     const prev = mode.successorOf?.retireAt.getTime();
-    if (prev !== undefined && prev > activate) activate = prev;
+    activate = prev !== undefined ? Math.max(prev, publish) : publish + policy.prepublishSeconds * 1000;
   }
   const retire = activate + policy.activeForSeconds * 1000;
   const expires = retire + policy.verifyGraceSeconds * 1000;

@@ -1,5 +1,6 @@
 import { CronJob } from 'cron';
 import type { LifecycleContext } from '../lifecycle/context';
+import { findOrphans, type OrphanScanReport } from '../lifecycle/find-orphans';
 import { reconcileScope, type ReconcileReport } from '../lifecycle/reconcile-scope';
 import { nextDecisionAt } from '../policy/next-actions';
 
@@ -9,6 +10,13 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface SchedulerHooks {
   onReport?(report: ReconcileReport, durationMs: number): void;
   onFailure?(scope: string, error: Error): void;
+  /** After each orphan scan of each backend (e.g. to export the count as a metric). */
+  onOrphanScan?(report: OrphanScanReport): void;
+}
+
+export interface SchedulerOptions {
+  /** How often backends are scanned for orphan objects (also once at start). Default 1 h. */
+  orphanScanIntervalMs?: number;
 }
 
 /**
@@ -24,15 +32,27 @@ export class Scheduler {
   private running = new Map<string, Promise<void>>();
   private timers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
+  private orphanTimer: NodeJS.Timeout | null = null;
+  private orphanScan: Promise<void> | null = null;
 
   constructor(
     private readonly ctx: LifecycleContext,
     private readonly hooks: SchedulerHooks = {},
+    private readonly opts: SchedulerOptions = {},
   ) {}
 
-  /** Runs every scope once now, then starts the cron jobs. */
+  /**
+   * Runs every scope once now, then starts the cron jobs and the orphan scans (the first one
+   * right away, in the background: it lists every backend and must not delay serving).
+   */
   async start(): Promise<void> {
     await Promise.all(this.ctx.config.scopes.map((s) => this.runScope(s.name)));
+    void this.scanOrphans();
+    this.orphanTimer = setInterval(
+      () => void this.scanOrphans(),
+      this.opts.orphanScanIntervalMs ?? 3_600_000,
+    );
+    this.orphanTimer.unref();
     for (const s of this.ctx.config.scopes) {
       this.jobs.push(
         CronJob.from({
@@ -66,6 +86,23 @@ export class Scheduler {
     return run;
   }
 
+  /**
+   * Scans every backend for objects with keywarden's label and no key row, and reports them
+   * (never deletes them). Runs once at a time; never rejects.
+   */
+  scanOrphans(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.orphanScan ??= findOrphans(this.ctx)
+      .then((reports) => {
+        for (const r of reports) this.hooks.onOrphanScan?.(r);
+      })
+      .catch((e: Error) => this.ctx.log.error({ err: e.message }, 'orphan scan failed'))
+      .finally(() => {
+        this.orphanScan = null;
+      });
+    return this.orphanScan;
+  }
+
   /** Arms a one-shot timer for the scope's next decision instant (replacing any earlier one). */
   private async armTimer(scope: string): Promise<void> {
     if (this.stopped) return;
@@ -88,8 +125,10 @@ export class Scheduler {
     this.stopped = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
+    this.orphanTimer = null;
     for (const j of this.jobs) await j.stop();
     this.jobs = [];
-    await Promise.all(this.running.values());
+    await Promise.all([...this.running.values(), this.orphanScan]);
   }
 }

@@ -2,6 +2,7 @@ import { IsNull, type DataSource, type EntityManager } from 'typeorm';
 import type { KeyRecord } from '../policy/key';
 import { KeywardenError } from '../policy/errors';
 import { KeyEntity, type KeyRow } from './entities/key.entity';
+import { notifyKeyChange } from './key-change-notifier';
 
 /** Maps a row to the domain record the lifecycle works with. */
 export function toKeyRecord(row: KeyRow): KeyRecord {
@@ -28,13 +29,16 @@ export function toKeyRecord(row: KeyRow): KeyRecord {
 /** A stable value that changes whenever any key row changes; daemons poll it. */
 export interface KeyChangeMarker {
   count: number;
+  /** Sum of every row's `updated_at` (see changeMarker); only compared for equality. */
   lastUpdatedMs: number;
 }
 
 /**
  * Key rows. Every write goes through here, and every write bumps `updated_at` so other
- * daemons notice. Methods take an optional EntityManager so callers can put a key change and
- * its audit record in one transaction.
+ * daemons notice; on PostgreSQL every write also sends `NOTIFY keywarden_keys` in the same
+ * transaction, so listening daemons reload at commit instead of at their next poll. Methods
+ * take an optional EntityManager so callers can put a key change and its audit record in one
+ * transaction.
  */
 export class KeyRepository {
   constructor(private readonly ds: DataSource) {}
@@ -80,6 +84,7 @@ export class KeyRepository {
   /** Step 1 of generation: the row exists before the backend object does. */
   async insertGenerating(key: KeyRecord, now: Date, m?: EntityManager): Promise<void> {
     await this.repo(m).insert({ ...key, backend: key.backendRef.backend, updatedAt: now, lastState: null });
+    await notifyKeyChange(this.ds, m);
   }
 
   /** Step 2: the backend made the key; record its public half and kid. */
@@ -94,11 +99,13 @@ export class KeyRepository {
       { ...fields, status: 'ready', updatedAt: now },
     );
     if (res.affected !== 1) throw new KeywardenError('STORE_ERROR', `key row ${id} is not generating`);
+    await notifyKeyChange(this.ds, m);
   }
 
   /** Removes a `generating` row whose backend object never came to be. */
   async deleteGenerating(id: string, m?: EntityManager): Promise<void> {
     await this.repo(m).delete({ id, status: 'generating' });
+    await notifyKeyChange(this.ds, m);
   }
 
   /** Sets revokedAt (only ever earlier: an already-revoked key keeps its first instant). */
@@ -107,11 +114,13 @@ export class KeyRepository {
       { id, revokedAt: IsNull() },
       { revokedAt: at, revokedReason: reason, updatedAt: at },
     );
+    if (res.affected === 1) await notifyKeyChange(this.ds, m);
     return res.affected === 1;
   }
 
   async markDestroyed(id: string, at: Date, m?: EntityManager): Promise<void> {
     await this.repo(m).update({ id, destroyedAt: IsNull() }, { destroyedAt: at, updatedAt: at });
+    await notifyKeyChange(this.ds, m);
   }
 
   async setLastState(id: string, state: string, m?: EntityManager): Promise<void> {
@@ -123,11 +132,16 @@ export class KeyRepository {
     return new Map(rows.map((r) => [r.id, r.lastState]));
   }
 
+  /**
+   * `lastUpdatedMs` is the SUM of `updated_at`, not the MAX: a write stamped by a host whose
+   * clock runs behind (a CLI revoking from another machine) would not move the maximum, and
+   * the revocation would never reach the polling daemons. Any write moves the sum.
+   */
   async changeMarker(): Promise<KeyChangeMarker> {
     const raw = (await this.repo()
       .createQueryBuilder('k')
       .select('COUNT(*)', 'count')
-      .addSelect('MAX(k.updated_at)', 'last')
+      .addSelect('SUM(k.updated_at)', 'last')
       .getRawOne()) as { count: string | number; last: string | number | null } | undefined;
     return { count: Number(raw?.count ?? 0), lastUpdatedMs: Number(raw?.last ?? 0) };
   }

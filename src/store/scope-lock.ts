@@ -69,7 +69,9 @@ export class PgAdvisoryScopeLock implements ScopeLock {
 /**
  * SQLite: a lease row per scope, taken with one conditional upsert inside SQLite's write
  * lock. Leases expire (a SIGKILLed holder blocks others for at most `leaseMs`), and a lease
- * whose holder process on this host is gone is taken over at once.
+ * whose holder process on this host is gone is taken over at once. While `fn` runs, the
+ * holder renews its lease every `leaseMs / 3`, so a long run (a slow RSA generation, a
+ * throttled vault) is never taken over from a live holder.
  */
 export class SqliteLeaseScopeLock implements ScopeLock {
   private readonly holderPrefix = `${os.hostname()}:${process.pid}:`;
@@ -82,9 +84,23 @@ export class SqliteLeaseScopeLock implements ScopeLock {
   async tryRun<T>(scope: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
     const holder = this.holderPrefix + randomUUID();
     if (!(await this.acquire(scope, holder))) return { ran: false };
+    const renew = setInterval(
+      () => {
+        this.ds
+          .query('UPDATE scope_locks SET expires_at_ms = ? WHERE scope = ? AND holder = ?', [
+            Date.now() + this.leaseMs,
+            scope,
+            holder,
+          ])
+          .catch(() => undefined);
+      },
+      Math.max(Math.floor(this.leaseMs / 3), 10),
+    );
+    renew.unref();
     try {
       return { ran: true, value: await fn() };
     } finally {
+      clearInterval(renew);
       await this.ds
         .query('DELETE FROM scope_locks WHERE scope = ? AND holder = ?', [scope, holder])
         .catch(() => undefined);
