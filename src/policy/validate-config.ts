@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { validateCronExpression } from 'cron';
+import { CronTime, validateCronExpression } from 'cron';
 import { configFileSchema, scopeSchema, type ConfigFile, type ScopeFile } from './config-schema';
 import { formatDuration, parseDurationSeconds } from './duration';
 import { ConfigInvalidError, type ConfigProblem } from './errors';
@@ -98,8 +98,11 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
       }
     }
     const cron = validateCronExpression(s.schedule);
-    if (!cron.valid)
+    if (!cron.valid) {
       at('schedule', `invalid cron expression "${s.schedule}": ${cron.error?.message ?? 'unparseable'}`);
+    } else if (!cronEverFires(s.schedule)) {
+      at('schedule', `cron expression "${s.schedule}" never fires (e.g. a day that no month has)`);
+    }
     const policy = validatePolicy(s.policy, (field, message) => at(`policy.${field}`, message));
     if (policy) scopes.push({ ...s, policy });
   });
@@ -260,4 +263,18 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/**
+ * A syntactically valid cron expression can still name no instant (`0 0 31 2 *`). cron's API
+ * only answers this relative to the current time; the answer for such dates does not depend
+ * on it, so this is the one place policy code lets a library look at the clock.
+ */
+function cronEverFires(expression: string): boolean {
+  try {
+    new CronTime(expression, 'UTC').sendAt();
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -595,12 +595,13 @@ describe('token service (e2e: keywarden serve + CLI)', function () {
       await revokeKey(rt.ctx, revoked.kid!, 'test: Storm regression', 'test');
       const pending = await rotateScope(rt.ctx, 'retiring', 'test');
       assert.ok(pending.activateAt.getTime() > Date.now());
-      // The daemon reloads keys every keyRefreshSeconds.
+      // The daemon reloads keys every keyRefreshSeconds: wait until it knows both the
+      // revocation and the pending key (a reload between the two would see only the first).
       const t = Date.now();
-      let reason: unknown;
       while (Date.now() - t < 10_000) {
-        reason = (await verify('retiring', token, 'retiring-api')).body.reason;
-        if (reason === 'key_revoked') break;
+        const reason = (await verify('retiring', token, 'retiring-api')).body.reason;
+        const jwks = (await (await fetch(daemon.jwksUrl('retiring'))).json()) as { keys: { kid: string }[] };
+        if (reason === 'key_revoked' && jwks.keys.some((k) => k.kid === pending.kid)) break;
         await new Promise((r) => setTimeout(r, 200));
       }
       // The route knows the key was revoked; the library no longer finds it in the JWKS.

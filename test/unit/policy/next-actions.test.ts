@@ -85,6 +85,25 @@ describe('nextActions: the reconcile decision', () => {
     assert.ok(kinds([key(0, { revokedAt: at(10) }), key(0)], 60).includes('destroy'));
   });
 
+  it('a late successor still activates exactly when its predecessor retires (no gap), published for the time left', () => {
+    const k = key(0); // retires at 1000; successor due at 900
+    const [a] = nextActions(policy, [k], at(960));
+    assert.ok(a?.kind === 'create' && a.reason === 'rotation-due');
+    assert.equal(a.timeline.activateAt.getTime(), k.retireAt.getTime());
+    assert.equal(a.timeline.publishAt.getTime(), at(960).getTime());
+    assert.ok(
+      (a.timeline.expiresAt.getTime() - a.timeline.publishAt.getTime()) / 1000 <=
+        policy.maxKeyLifetimeSeconds,
+    );
+  });
+
+  it('creates nothing while a half-made key is pending resolution (no second successor after a crash)', () => {
+    const k = key(0);
+    const halfMade = key(1000, { status: 'generating', kid: null });
+    assert.deepEqual(kinds([k, halfMade], 950), ['resolve-generating']);
+    assert.deepEqual(kinds([halfMade], 5), ['resolve-generating']);
+  });
+
   it('resolves rows left generating by a crash', () => {
     assert.deepEqual(kinds([key(0, { status: 'generating' }), key(0)], 1)[0], 'resolve-generating');
   });

@@ -103,6 +103,18 @@ describe('config validation', () => {
     assert.ok(ps2.some((p) => p.path === 'backends.hsm.pin'));
   });
 
+  it('refuses a cron schedule that never fires', () => {
+    const ps = problems(doc([scope({ schedule: '0 0 31 2 *' })]));
+    assert.deepEqual(
+      ps.map((p) => p.path),
+      ['scopes[0].schedule'],
+    );
+    assert.match(ps[0]!.message, /never fires/);
+    assert.doesNotThrow(() =>
+      validateConfig(doc([scope({ schedule: '0 0 29 2 *' })]), { source: 't', baseDir: '/' }),
+    );
+  });
+
   it('refuses duplicate scope names, unknown backends and EdDSA on Azure', () => {
     const azure = { type: 'azure', vaultUrl: 'https://v.vault.azure.net' };
     const ps = problems(
