@@ -6,24 +6,8 @@ import { notifyKeyChange } from './key-change-notifier';
 
 /** Maps a row to the domain record the lifecycle works with. */
 export function toKeyRecord(row: KeyRow): KeyRecord {
-  return {
-    id: row.id,
-    kid: row.kid,
-    scope: row.scope,
-    alg: row.alg,
-    status: row.status,
-    backendRef: row.backendRef,
-    publicJwk: row.publicJwk,
-    publishAt: row.publishAt,
-    activateAt: row.activateAt,
-    retireAt: row.retireAt,
-    expiresAt: row.expiresAt,
-    revokedAt: row.revokedAt,
-    revokedReason: row.revokedReason,
-    destroyedAt: row.destroyedAt,
-    createdAt: row.createdAt,
-    createdBy: row.createdBy,
-  };
+  const { backend: _backend, updatedAt: _updatedAt, lastState: _lastState, ...record } = row;
+  return record;
 }
 
 /** A stable value that changes whenever any key row changes; daemons poll it. */

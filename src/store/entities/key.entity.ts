@@ -1,27 +1,14 @@
 import { EntitySchema } from 'typeorm';
-import type { SigningAlg } from '../../policy/algorithms';
-import type { BackendRef, KeyRowStatus, PublicJwk } from '../../policy/key';
+import type { KeyRecord } from '../../policy/key';
 import { instant, jsonText } from '../columns';
 
-/** A key row (DESIGN.md §2). Timestamps are fixed at creation and only ever move earlier. */
-export interface KeyRow {
-  id: string;
-  kid: string | null;
-  scope: string;
-  alg: SigningAlg;
-  status: KeyRowStatus;
+/**
+ * A key row (DESIGN.md §2): the domain record plus bookkeeping columns. Timestamps are fixed
+ * at creation and only ever move earlier.
+ */
+export interface KeyRow extends KeyRecord {
+  /** The backend name, denormalised from backendRef for queries. */
   backend: string;
-  backendRef: BackendRef;
-  publicJwk: PublicJwk | null;
-  publishAt: Date;
-  activateAt: Date;
-  retireAt: Date;
-  expiresAt: Date;
-  revokedAt: Date | null;
-  revokedReason: string | null;
-  destroyedAt: Date | null;
-  createdAt: Date;
-  createdBy: string;
   /** Bumped on every write: daemons poll it to refresh their key cache. */
   updatedAt: Date;
   /** Last effective state reconcile recorded in the audit log (informational; never trusted). */
