@@ -6,6 +6,7 @@
  * Always `await daemon.stop()` in an after hook. As a backstop, children still alive when the
  * test process exits are killed.
  */
+import { cliCommand } from './cli';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -21,7 +22,6 @@ import { testConfigDocument, type TestScope } from './runtime';
 import { createSoftHsmToken, type SoftHsmToken } from './softhsm';
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
-const CLI_ENTRY = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 
 /** A daemon scope: a TestScope, on the token's `hsm` backend unless `backend` names another. */
 export type DaemonScope = TestScope & { backend?: string };
@@ -106,7 +106,8 @@ function runCli(
   env: NodeJS.ProcessEnv = {},
 ): Promise<CliResult> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['-r', 'tsx/cjs', CLI_ENTRY, '-c', configPath, ...args], {
+    const [cmd, ...pre] = cliCommand();
+    const child = spawn(cmd!, [...pre, '-c', configPath, ...args], {
       cwd: REPO_ROOT,
       env: { ...process.env, KEYWARDEN_CLI_MAIN: '1', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -186,7 +187,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       recent = (recent + d.toString()).slice(-20_000);
     };
     const serveArgs = ['serve', '--workers', String(opts.workers ?? 1)];
-    const serve = spawn(process.execPath, ['-r', 'tsx/cjs', CLI_ENTRY, '-c', configPath, ...serveArgs], {
+    const [cmd, ...pre] = cliCommand();
+    const serve = spawn(cmd!, [...pre, '-c', configPath, ...serveArgs], {
       cwd: REPO_ROOT,
       env: { ...process.env, KEYWARDEN_CLI_MAIN: '1', ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -287,21 +289,10 @@ export async function startServe(
 ): Promise<ServeProcess> {
   const port = opts.port ?? (await freePort());
   const baseUrl = `http://127.0.0.1:${port}`;
+  const [cmd, ...pre] = cliCommand();
   const child = spawn(
-    process.execPath,
-    [
-      '-r',
-      'tsx/cjs',
-      CLI_ENTRY,
-      '-c',
-      configPath,
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      ...(opts.args ?? []),
-    ],
+    cmd!,
+    [...pre, '-c', configPath, 'serve', '--host', '127.0.0.1', '--port', String(port), ...(opts.args ?? [])],
     {
       cwd: REPO_ROOT,
       env: { ...process.env, KEYWARDEN_CLI_MAIN: '1', ...opts.env },
