@@ -1,3 +1,5 @@
+import cluster from 'node:cluster';
+import { exposeWorkerRegistry, requestClusterMetrics } from '../cluster/cluster-metrics';
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { KeywardenConfig } from '../policy/scope';
@@ -71,9 +73,11 @@ export class TokenServiceMetrics {
 /** `GET /metrics` in the Prometheus text format. For operators: expose it on internal networks only. */
 export function metricsRoutes(metrics: TokenServiceMetrics): (app: FastifyInstance) => void {
   return (app) => {
+    // In a worker of `serve --workers N`, the answer is the sum over all workers.
+    if (cluster.isWorker) exposeWorkerRegistry(metrics.registry);
     app.get('/metrics', async (_req, reply) => {
       reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store');
-      return metrics.registry.metrics();
+      return cluster.isWorker ? requestClusterMetrics() : metrics.registry.metrics();
     });
   };
 }
