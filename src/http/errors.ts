@@ -33,10 +33,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
       .send({ error: { code: 'INTERNAL', message: 'internal error' } } satisfies ErrorBody);
   });
   app.setNotFoundHandler((req, reply) =>
-    reply
-      .status(404)
-      .send({
-        error: { code: 'REQUEST_INVALID', message: `no route ${req.method} ${req.url}` },
-      } satisfies ErrorBody),
+    reply.status(404).send({
+      error: { code: 'REQUEST_INVALID', message: `no route ${req.method} ${req.url}` },
+    } satisfies ErrorBody),
   );
 }
