@@ -1,4 +1,4 @@
-import fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { LifecycleContext } from '../lifecycle/context';
 import { registerErrorHandling } from './errors';
 import { registerHealthRoutes } from './health-routes';
@@ -18,9 +18,10 @@ export interface ServerOptions {
 export function createServer(ctx: LifecycleContext, opts: ServerOptions): FastifyInstance {
   const app = fastify({
     loggerInstance: ctx.log.child({ component: 'http' }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One log line per request would cost more than a JWKS response; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: ctx.config.server.bodyLimitBytes,
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
     onProtoPoisoning: 'error',
