@@ -4,26 +4,12 @@ import { ClientEntity, type ClientRow, type Grant } from './entities/client.enti
 
 export type { Grant };
 
-/** An API client as the lifecycle sees it. `secretHash` never leaves the lifecycle. */
-export interface ClientRecord {
-  id: string;
-  name: string;
-  secretHash: string;
-  /** Grants per scope name, e.g. `{ consumer: ['sign'], enterprise: ['sign', 'verify'] }`. */
-  grants: Record<string, Grant[]>;
-  createdAt: Date;
-  updatedAt: Date;
-}
+/** An API client as the lifecycle sees it (the row itself). `secretHash` never leaves the lifecycle. */
+export type ClientRecord = ClientRow;
 
 function toClientRecord(row: ClientRow): ClientRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    secretHash: row.secretHash,
-    grants: row.grants ?? {},
-    createdAt: row.createdAt,
-    updatedAt: row.updatedAt,
-  };
+  // A NULL grants column (never written by us) reads as no grants.
+  return { ...row, grants: row.grants ?? {} };
 }
 
 /**
