@@ -1,0 +1,113 @@
+import autocannon from 'autocannon';
+import { cpuSample, othersShare } from './machine';
+import { median, ms, rate } from './stats';
+
+/** One HTTP endpoint under load: what autocannon sends to it. */
+export interface LoadTarget {
+  name: string;
+  url: string;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+  /** Several requests to cycle through (e.g. many JWKS paths); overrides method/body. */
+  requests?: { method?: string; path: string; headers?: Record<string, string>; body?: string }[];
+}
+
+/** How long and how hard. */
+export interface LoadPlan {
+  connections: number;
+  warmupSeconds: number;
+  reps: number;
+  seconds: number;
+}
+
+export interface RepResult {
+  /** 2xx responses per second. */
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  /** Share of the machine's CPU used by processes outside the benchmark during this rep. */
+  others: number;
+}
+
+export interface Measured {
+  name: string;
+  reps: RepResult[];
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Highest "others" share of any rep. */
+  othersMax: number;
+  /** Any non-2xx answer or socket error in any rep (a broken run, not a slow one). */
+  failures: number;
+}
+
+function options(t: LoadTarget, connections: number, seconds: number): autocannon.Options {
+  return {
+    url: t.url,
+    connections,
+    duration: seconds,
+    pipelining: 1,
+    timeout: 10,
+    ...(t.method ? { method: t.method } : {}),
+    ...(t.headers ? { headers: t.headers } : {}),
+    ...(t.body !== undefined ? { body: t.body } : {}),
+    ...(t.requests ? { requests: t.requests } : {}),
+  };
+}
+
+/** One autocannon run. */
+export async function runLoad(t: LoadTarget, connections: number, seconds: number): Promise<RepResult> {
+  const before = cpuSample();
+  const r = await autocannon(options(t, connections, seconds));
+  const after = cpuSample();
+  return {
+    rps: r['2xx'] / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    others: othersShare(before, after),
+  };
+}
+
+/**
+ * Measures every target with the same load generator and plan: a warm-up run each, then
+ * `reps` rounds in which every target gets one run, interleaved (A B C A B C ...) so a change
+ * in the machine's load (other engineers' tests) hits every target alike. Medians per target.
+ */
+export async function measureInterleaved(
+  targets: LoadTarget[],
+  plan: LoadPlan,
+  progress: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Promise<Measured[]> {
+  for (const t of targets) {
+    if (plan.warmupSeconds > 0) await runLoad(t, plan.connections, plan.warmupSeconds);
+  }
+  const reps = new Map<string, RepResult[]>(targets.map((t) => [t.name, []]));
+  for (let i = 0; i < plan.reps; i++) {
+    for (const t of targets) {
+      const r = await runLoad(t, plan.connections, plan.seconds);
+      reps.get(t.name)!.push(r);
+      progress(
+        `  ${t.name} rep ${i + 1}/${plan.reps}: ${rate(r.rps)} p50 ${ms(r.p50)} p99 ${ms(r.p99)}` +
+          `${r.non2xx + r.errors > 0 ? ` FAILURES ${r.non2xx} non-2xx ${r.errors} errors` : ''}` +
+          ` (others used ${(r.others * 100).toFixed(0)}% of the machine)`,
+      );
+    }
+  }
+  return targets.map((t) => {
+    const rs = reps.get(t.name)!;
+    return {
+      name: t.name,
+      reps: rs,
+      rps: median(rs.map((r) => r.rps)),
+      p50: median(rs.map((r) => r.p50)),
+      p99: median(rs.map((r) => r.p99)),
+      othersMax: Math.max(...rs.map((r) => r.others)),
+      failures: rs.reduce((n, r) => n + r.non2xx + r.errors, 0),
+    };
+  });
+}

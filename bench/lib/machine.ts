@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+
+/** The machine, for the record: CPU model and count, memory, kernel, Node. */
+export function machineDescription(): string {
+  const c = cpus();
+  return `${c.length} x ${c[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`;
+}
+
+/** `uptime`'s line (load averages), for the record. */
+export function uptimeLine(): string {
+  try {
+    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+  } catch {
+    return `load average: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(', ')}`;
+  }
+}
+
+interface CpuTicks {
+  busy: number;
+  total: number;
+  ours: number;
+}
+
+function machineTicks(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+/** CPU ticks (utime+stime, children included once reaped) of this process and all its descendants. */
+function ourTicks(): number {
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // rest[1] = ppid, rest[11] = utime, rest[12] = stime (fields 4, 14, 15 of proc(5))
+      parent.set(Number(name), Number(rest[1]));
+      ticks.set(Number(name), Number(rest[11]) + Number(rest[12]));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  let sum = 0;
+  for (const [pid, t] of ticks) {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; hops++) {
+      if (p === process.pid) {
+        sum += t;
+        break;
+      }
+      p = parent.get(p);
+    }
+  }
+  return sum;
+}
+
+/** A CPU sample to difference later with `othersShare`. */
+export function cpuSample(): CpuTicks {
+  return { ...machineTicks(), ours: ourTicks() };
+}
+
+/**
+ * The share of the machine's CPU (0..1, all cores) that processes outside this benchmark used
+ * between two samples: other engineers' tests disturbing the measurement. Approximate: a
+ * process of ours that exited in between is not counted as ours.
+ */
+export function othersShare(a: CpuTicks, b: CpuTicks): number {
+  const total = b.total - a.total;
+  if (total <= 0) return 0;
+  const others = b.busy - a.busy - Math.max(0, b.ours - a.ours);
+  return Math.max(0, Math.min(1, others / total));
+}
+
+/** Resident set size of a process in MiB (VmRSS), or NaN. */
+export function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Pids of the direct children of `pid`. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}

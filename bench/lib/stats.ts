@@ -1,0 +1,30 @@
+/** The median of a non-empty list (mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The p-th percentile (0..100) by nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const rank = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[rank]!;
+}
+
+/** a / b to two decimals, as text. */
+export function ratio(a: number, b: number): string {
+  return b > 0 ? (a / b).toFixed(2) : 'n/a';
+}
+
+/** A rate for people: 12,345/s. */
+export function rate(n: number): string {
+  return `${Math.round(n).toLocaleString('en-US')}/s`;
+}
+
+/** Milliseconds for people. */
+export function ms(n: number): string {
+  return n < 10 ? `${n.toFixed(2)} ms` : `${n.toFixed(1)} ms`;
+}

@@ -1,0 +1,57 @@
+/**
+ * `npm run bench [-- NAME... [--quick] [--out FILE]]`: runs the benchmarks (all, or the named
+ * ones: sign jwks verify scale rotation), each against its yardstick in the same run, and
+ * prints a Markdown report (progress goes to stderr). No benchmark asserts anything: the
+ * numbers are for docs/benchmarks.md. Loopback only; every server it starts is stopped.
+ */
+import { writeFileSync } from 'node:fs';
+import type { BenchPlan } from './lib/bench-policy';
+import { uptimeLine } from './lib/machine';
+import { Report } from './lib/report';
+import { benchJwks } from './jwks';
+import { benchRotation } from './rotation';
+import { benchScale } from './scale';
+import { benchSign } from './sign';
+import { benchVerify } from './verify';
+import { ensureCompiled } from './lib/build';
+
+const BENCHMARKS: Record<string, (r: Report, p: BenchPlan) => Promise<void>> = {
+  sign: benchSign,
+  jwks: benchJwks,
+  verify: benchVerify,
+  scale: benchScale,
+  rotation: benchRotation,
+};
+
+async function main(): Promise<void> {
+  ensureCompiled();
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const outAt = args.indexOf('--out');
+  const out = outAt >= 0 ? args[outAt + 1] : undefined;
+  const names = args.filter((a, i) => !a.startsWith('--') && (outAt < 0 || i !== outAt + 1));
+  for (const n of names)
+    if (!BENCHMARKS[n])
+      throw new Error(`unknown benchmark ${n}; one of ${Object.keys(BENCHMARKS).join(', ')}`);
+  const plan: BenchPlan = quick
+    ? { connections: 32, warmupSeconds: 2, reps: 3, seconds: 3, quick }
+    : { connections: 32, warmupSeconds: 3, reps: 3, seconds: 5, quick };
+  const report = new Report();
+  report.header(`npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`);
+  for (const name of names.length ? names : Object.keys(BENCHMARKS)) {
+    await BENCHMARKS[name]!(report, plan);
+    if (out) writeFileSync(out, report.text());
+  }
+  report.note(`Load after: ${uptimeLine()}`);
+  const text = report.text();
+  if (out) writeFileSync(out, text);
+  process.stdout.write(`${text}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e: Error) => {
+    process.stderr.write(`bench failed: ${e.stack ?? e.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,260 @@
+/**
+ * 4. Scale: reconcile pass time and daemon memory with 10, 1,000 and 10,000 scopes, with
+ * nothing due and with one rotation (a new key) due in every scope; JWKS latency with many
+ * scopes. The passes run in a process of their own on the real store (as the scheduler runs
+ * them: every scope at once), with a FakeClock to make rotations due.
+ *
+ * Key generation: on SoftHSM2 for 10 and 1,000 scopes. SoftHSM's file object store makes each
+ * key generation slower the more objects the token holds (keywarden's backend looks the CKA_ID
+ * up before generating, and C_FindObjects walks every object file), so 10,000 first keys plus
+ * 10,000 rotations would take hours; the 1,000 and 10,000 rows are therefore also run with a
+ * zero-cost key generator (bench/lib/software-backend.ts) that isolates keywarden's own cost,
+ * and the SoftHSM lookup cost is measured on its own (softhsm-find.ts) to show where time goes.
+ */
+import { performance } from 'node:perf_hooks';
+import pino from 'pino';
+import { createStoreAuditSink } from '../src/audit';
+import { openBackend } from '../src/backends/open-backend';
+import { reconcileAll, reconcileScope, type ReconcileReport } from '../src/lifecycle/reconcile-scope';
+import { openRuntime, type Runtime } from '../src/main';
+import { FakeClock } from '../src/policy/clock';
+import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
+import { prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
+import { runLoad } from './lib/load';
+import { rssMiB } from './lib/machine';
+import { runChild } from './lib/processes';
+import type { Report } from './lib/report';
+import { ZeroCostKeygenBackend } from './lib/software-backend';
+import { ms, rate } from './lib/stats';
+
+/** ES256: SoftHSM generates P-256 keys fast, and it is the default algorithm. */
+const ALG = 'ES256';
+const scopeName = (i: number) => `s${String(i).padStart(5, '0')}`;
+
+/**
+ * softhsm: real key generation. zero-cost: bench/lib/software-backend.ts. zero-cost-no-reload:
+ * zero-cost, and the key cache's full reload after each scope that changed is suppressed during
+ * the passes that create keys (BENCHMARK ONLY: with it, 10,000 creations take over an hour, see
+ * docs/benchmarks.md); the cost of one reload is measured on its own instead.
+ */
+export type Keygen = 'softhsm' | 'zero-cost' | 'zero-cost-no-reload';
+
+interface Timed {
+  ms: number;
+  created: number;
+  errors: number;
+}
+
+function runtimeFor(kw: KeywardenSetup, clock: FakeClock, keygen: Keygen): Promise<Runtime> {
+  return openRuntime(kw.config, {
+    clock,
+    log: pino({ level: 'silent' }),
+    audit: createStoreAuditSink(kw.config),
+    ...(keygen === 'zero-cost'
+      ? { openBackend: async () => new ZeroCostKeygenBackend('hsm') }
+      : { openBackend }),
+  });
+}
+
+function firstError(reports: ReconcileReport[]): void {
+  const failed = reports.filter((r) => r.errors.length > 0);
+  if (failed.length > 0) {
+    const e = failed[0]!.errors[0]!;
+    process.stderr.write(
+      `  ${failed.length} scopes failed, e.g. ${failed[0]!.scope}: ${e.action} ${e.code}: ${e.message}\n`,
+    );
+  }
+}
+
+function summary(reports: ReconcileReport[], t0: number): Timed {
+  firstError(reports);
+  return {
+    ms: performance.now() - t0,
+    created: reports.reduce((n, r) => n + r.done.filter((d) => d.action === 'create').length, 0),
+    errors: reports.reduce((n, r) => n + r.errors.length, 0),
+  };
+}
+
+/** Every scope at once, as Scheduler.start() and a shared cron tick run them. */
+async function concurrentPass(rt: Runtime): Promise<Timed> {
+  const t = performance.now();
+  return summary(
+    await Promise.all(rt.ctx.config.scopes.map((s) => reconcileScope(rt.ctx, s.name, 'bench'))),
+    t,
+  );
+}
+
+/** One scope after another, as `keywarden init` runs them. */
+async function sequentialPass(rt: Runtime): Promise<Timed> {
+  const t = performance.now();
+  return summary(await reconcileAll(rt.ctx, 'bench'), t);
+}
+
+/** Runs `fn` with the runtime's key-cache reloads turned into no-ops (zero-cost-no-reload only). */
+async function maybeWithoutReload<T>(rt: Runtime, keygen: Keygen, fn: () => Promise<T>): Promise<T> {
+  if (keygen !== 'zero-cost-no-reload') return fn();
+  const cache = rt.ctx.cache;
+  const original = cache.refresh;
+  cache.refresh = async () => undefined;
+  try {
+    return await fn();
+  } finally {
+    cache.refresh = original;
+  }
+}
+
+/** One forced full reload of the key cache (what reconcile triggers after each scope it changed). */
+async function reloadMs(rt: Runtime): Promise<number> {
+  const t = performance.now();
+  await rt.ctx.cache.refresh(true);
+  return performance.now() - t;
+}
+
+const passText = (p: Timed) => `${ms(p.ms)}${p.errors ? ` (${p.errors} failed)` : ''}`;
+const perKey = (p: Timed) => (p.created > 0 ? `, ${ms(p.ms / p.created)}/key` : '');
+
+/** One size's measurements (run in a process of its own: a process loads one SoftHSM2 token). */
+export interface SizeResult {
+  row: (string | number)[];
+  jwksRow: (string | number)[];
+}
+
+export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): Promise<SizeResult> {
+  const kw = await prepareKeywarden({
+    scopes: Array.from({ length: n }, (_, i) => ({ name: scopeName(i), alg: ALG, policy: STEADY_POLICY })),
+    sessions: 4,
+    init: false,
+  });
+  const clock = new FakeClock(Date.now());
+  let rt: Runtime | null = await runtimeFor(kw, clock, keygen);
+  const log = (s: string) => process.stderr.write(`  ${n} scopes (${keygen}): ${s}\n`);
+  try {
+    log('first keys...');
+    const first = await maybeWithoutReload(rt, keygen, () => concurrentPass(rt!));
+    // Keys the first pass could not make are retried, as the next cron tick would.
+    const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => concurrentPass(rt!)) : null;
+    log(`first keys ${passText(first)}; nothing due...`);
+    const idleConcurrent = await concurrentPass(rt);
+    const idleSequential = await sequentialPass(rt);
+    await rt.close();
+    rt = null;
+
+    // The daemon itself (with the configured SoftHSM backend: serving JWKS and a pass with
+    // nothing due never touch the backend): start-up including its own pass, memory, JWKS.
+    log('daemon...');
+    const t = performance.now();
+    const daemon = await kw.serve(1);
+    const startupMs = performance.now() - t;
+    const rssStart = rssMiB(daemon.pid);
+    const count = Math.min(n, 1000);
+    const paths = Array.from({ length: count }, (_, i) => ({
+      method: 'GET',
+      path: `/scopes/${scopeName(Math.floor((i * n) / count))}/.well-known/jwks.json`,
+    }));
+    const load = await runLoad(
+      { name: `jwks ${n}`, url: daemon.baseUrl, requests: paths },
+      plan.connections,
+      plan.quick ? 3 : 5,
+    );
+    const rssAfterLoad = rssMiB(daemon.pid);
+    await daemon.stop();
+
+    // One rotation due in every scope: the successor is due `prepublish` before the current key retires.
+    rt = await runtimeFor(kw, clock, keygen);
+    clock.advanceSeconds(24 * 3600 - 10 * 60 + 1);
+    log('one rotation due per scope...');
+    const rotation = await maybeWithoutReload(rt, keygen, () => concurrentPass(rt!));
+    const reload = await reloadMs(rt);
+    const after = await concurrentPass(rt);
+    return {
+      row: [
+        n,
+        keygen === 'softhsm'
+          ? 'SoftHSM2'
+          : keygen === 'zero-cost'
+            ? 'zero-cost'
+            : 'zero-cost, reloads suppressed',
+        passText(idleConcurrent),
+        passText(idleSequential),
+        `${passText(rotation)}: ${rotation.created} keys${perKey(rotation)}`,
+        `${passText(after)}${after.created ? `: ${after.created} keys` : ''}`,
+        ms(reload),
+        `${passText(first)}: ${first.created} keys${perKey(first)}${retry ? `; retry ${passText(retry)}: ${retry.created}` : ''}`,
+        ms(startupMs),
+        `${rssStart.toFixed(0)} / ${rssAfterLoad.toFixed(0)} MiB`,
+      ],
+      jwksRow: [
+        n,
+        count,
+        rate(load.rps),
+        ms(load.p50),
+        ms(load.p99),
+        load.non2xx + load.errors,
+        `${(load.others * 100).toFixed(0)}%`,
+      ],
+    };
+  } finally {
+    await rt?.close();
+    await kw.cleanup();
+  }
+}
+
+export async function benchScale(report: Report, plan: BenchPlan): Promise<void> {
+  report.section('4. Scale');
+  const runs: [number, Keygen][] = plan.quick
+    ? [
+        [10, 'softhsm'],
+        [1000, 'zero-cost'],
+      ]
+    : [
+        [10, 'softhsm'],
+        [1000, 'softhsm'],
+        [1000, 'zero-cost'],
+        [10_000, 'zero-cost-no-reload'],
+      ];
+  const rows: (string | number)[][] = [];
+  const jwksRows: (string | number)[][] = [];
+  for (const [n, keygen] of runs) {
+    const r = await runChild<SizeResult>(['bench/scale-size.ts', String(n), keygen, JSON.stringify(plan)]);
+    rows.push(r.row);
+    if (keygen !== 'softhsm' || n === 10) jwksRows.push(r.jwksRow);
+    process.stderr.write(`  => ${JSON.stringify(r.row)}\n`);
+  }
+  report.note(
+    `${ALG} keys, SQLite store, hash-chained audit log on, policy activeFor 1d / prepublish 10m. "Concurrent" is how ` +
+      'the daemon runs a pass (Scheduler.start and a shared cron tick start every scope at once); "sequential" is ' +
+      "`keywarden init`'s reconcileAll. zero-cost = bench/lib/software-backend.ts (key generation in Node, private half " +
+      "discarded): keywarden's own cost without the HSM; 'reloads suppressed' also turns off the key-cache reload that " +
+      'reconcile forces after each scope it changed, during the passes that create keys (see the reload column). ' +
+      'Daemon: `serve --workers 1` (scheduler with one cron job per ' +
+      'scope + HTTP); RSS after start-up / after the JWKS load.',
+  );
+  report.table(
+    [
+      'scopes',
+      'keygen',
+      'pass, nothing due (concurrent)',
+      'pass, nothing due (sequential)',
+      'pass, one rotation due per scope',
+      'next pass',
+      'one key-cache reload',
+      'first keys',
+      'daemon start-up',
+      'daemon RSS',
+    ],
+    rows,
+  );
+  report.note('JWKS with many scopes (one daemon process, requests cycling over up to 1,000 of its scopes):');
+  report.table(['scopes', 'scopes requested', 'responses/s', 'p50', 'p99', 'failed', 'others'], jwksRows);
+  if (!plan.quick) {
+    const find = await runChild<{ rows: (string | number)[][] }>(['bench/softhsm-find.ts']);
+    report.note(
+      'SoftHSM2 (file object store) alone, pkcs11js in one process: what one C_FindObjects by CKA_ID costs as the ' +
+        'token fills up (keywarden does one per key generation, on the event loop), and C_GenerateKeyPair per key:',
+    );
+    report.table(
+      ['keys on the token', 'objects', 'C_FindObjects by CKA_ID', 'C_GenerateKeyPair (P-256)'],
+      find.rows,
+    );
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * The JWKS yardstick: a bare fastify route answering every request with one constant,
+ * pre-serialised buffer (the JWKS keywarden serves), with the same content type. Nothing is
+ * computed per request: the ceiling for a JWKS endpoint in fastify on this machine.
+ */
+import fastify from 'fastify';
+import { serveCluster, serverConfig } from './serve-cluster';
+
+const config = serverConfig<{ body: string }>();
+void serveCluster(config.workers, async () => {
+  const body = Buffer.from(config.body);
+  const app = fastify({ logger: false });
+  app.get('/jwks.json', (_req, reply) => {
+    reply.header('content-type', 'application/jwk-set+json').send(body);
+  });
+  await app.listen({ host: '127.0.0.1', port: config.port });
+});
