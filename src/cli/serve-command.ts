@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { createStoreAuditSink } from '../audit';
 import {
   defaultWorkerCount,
@@ -12,7 +13,8 @@ import {
   workerSlot,
   WorkerSupervisor,
 } from '../cluster';
-import { serveClusterMetrics } from '../cluster/cluster-metrics';
+import { primaryMetricsRegistry, serveClusterMetrics } from '../cluster/cluster-metrics';
+import { LifecycleMetrics } from '../http/lifecycle-metrics';
 import { createServer } from '../http/server';
 import { tokenServicePlugins } from '../http/sign-verify-routes';
 import type { LifecycleContext } from '../lifecycle/context';
@@ -81,16 +83,22 @@ function openDaemonRuntime(config: KeywardenConfig, log: Logger): Promise<Runtim
   return openRuntime(config, { log, audit: createStoreAuditSink(config) });
 }
 
-/** Builds the HTTP server (JWKS, discovery, health, token service) and listens. */
+/**
+ * Builds the HTTP server (JWKS, discovery, health, token service) and listens. `metricsRegistries`
+ * are served on `/metrics` next to the token service's (the key lifecycle's, in a single process).
+ */
 async function startHttp(
   ctx: LifecycleContext,
   config: KeywardenConfig,
   listen: Listen,
-  extra: ((app: FastifyInstance) => void)[] = [],
+  opts: { plugins?: ((app: FastifyInstance) => void)[]; metricsRegistries?: readonly Registry[] } = {},
 ): Promise<{ app: FastifyInstance; address: string }> {
   const app = createServer(ctx, {
     publicBaseUrl: config.server.publicUrl ?? `http://${listen.host}:${listen.port}`,
-    plugins: [...extra, ...tokenServicePlugins(ctx)],
+    plugins: [
+      ...(opts.plugins ?? []),
+      ...tokenServicePlugins(ctx, { metricsRegistries: opts.metricsRegistries ?? [] }),
+    ],
   });
   const address = await app.listen(listen);
   return { app, address };
@@ -129,10 +137,13 @@ async function serveSingle(config: KeywardenConfig, log: Logger, listen: Listen)
     );
   }
   const rt = await openDaemonRuntime(config, log);
-  const scheduler = new Scheduler(rt.ctx);
+  const lifecycle = new LifecycleMetrics(rt.ctx);
+  const scheduler = new Scheduler(rt.ctx, lifecycle.schedulerHooks());
   await scheduler.start();
   rt.ctx.cache.start();
-  const { app, address } = await startHttp(rt.ctx, config, listen);
+  const { app, address } = await startHttp(rt.ctx, config, listen, {
+    metricsRegistries: [lifecycle.registry],
+  });
   log.info({ address, scopes: config.scopes.map((s) => s.name) }, 'keywarden serving');
   return onShutdownSignal(log, async () => {
     await app.close();
@@ -153,7 +164,9 @@ async function serveWorker(
   // Each worker polls the store itself: revocations and new keys reach it as they reach a
   // separate daemon, within server.keyRefreshSeconds.
   rt.ctx.cache.start();
-  const { app, address } = await startHttp(rt.ctx, config, listen, [workerIdentityPlugin(slot)]);
+  const { app, address } = await startHttp(rt.ctx, config, listen, {
+    plugins: [workerIdentityPlugin(slot)],
+  });
   log.debug({ address }, 'worker serving');
   return onShutdownSignal(log, async () => {
     // fastify's close stops accepting, lets in-flight requests finish, then resolves.
@@ -175,17 +188,23 @@ async function servePrimary(
   workers: number,
 ): Promise<never> {
   const rt = await openDaemonRuntime(config, log);
-  const scheduler = new Scheduler(rt.ctx);
+  const lifecycle = new LifecycleMetrics(rt.ctx);
+  const scheduler = new Scheduler(rt.ctx, lifecycle.schedulerHooks());
   await scheduler.start();
+  // The lifecycle gauges read this process's key cache: keep it current with changes made by
+  // other processes (CLI revocations and rotations), as every worker does.
+  rt.ctx.cache.start();
   const threadPool = threadPoolSizeFor(config);
   const supervisor = new WorkerSupervisor({
     workers,
     log,
     env: { UV_THREADPOOL_SIZE: String(threadPool) },
   });
+  // /metrics answered by any worker reports the sum over all of them, plus the primary's own
+  // metrics: the key lifecycle (the scheduler runs here) and its process metrics. Listening
+  // before the workers start, so not even their first scrape goes unanswered.
+  serveClusterMetrics(primaryMetricsRegistry([lifecycle.registry]), log);
   supervisor.start();
-  // /metrics answered by any worker reports the sum over all of them.
-  serveClusterMetrics();
   log.info(
     {
       address: `http://${listen.host}:${listen.port}`,

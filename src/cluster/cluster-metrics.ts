@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import cluster from 'node:cluster';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, collectDefaultMetrics, Registry, type RegistryContentType } from 'prom-client';
 
 const REQUEST = 'keywarden:metrics-request';
 const RESPONSE = 'keywarden:metrics-response';
@@ -16,22 +17,65 @@ interface MetricsResponse {
   error?: string;
 }
 
+/** Prefix of the primary's own process metrics, so they never clash with the workers' sum. */
+export const PRIMARY_PROCESS_METRICS_PREFIX = 'keywarden_primary_';
+
+/**
+ * The primary's own metrics: `registries` (the key lifecycle's, since the primary runs the
+ * scheduler) plus its process and Node.js metrics under `keywarden_primary_` (the unprefixed
+ * `process_*`/`nodejs_*` are the workers' sum). Merging throws at start if two of them share a
+ * name; the lifecycle's names are distinct from the token service's the workers export (a test
+ * checks both).
+ */
+export function primaryMetricsRegistry(registries: readonly Registry[]): Registry {
+  const own = new Registry();
+  collectDefaultMetrics({ register: own, prefix: PRIMARY_PROCESS_METRICS_PREFIX });
+  return Registry.merge([...registries, own]);
+}
+
 /**
  * With `serve --workers N` each worker counts only its own requests, and a scrape lands on
  * whichever worker the kernel picks. So a worker answering `/metrics` asks the primary, which
- * collects every worker's registry (prom-client's AggregatorRegistry, over cluster IPC) and
- * answers with the sum. Call in the primary once.
+ * collects every worker's registry (prom-client's AggregatorRegistry, over cluster IPC), sums
+ * them, and appends its own metrics (`primary`, see primaryMetricsRegistry). Call in the
+ * primary once.
  */
-export function serveClusterMetrics(): void {
+export function serveClusterMetrics(primary: Registry, log: Logger): void {
   const aggregator = new AggregatorRegistry();
   cluster.on('message', (worker, message: MetricsRequest) => {
     if (message?.type !== REQUEST) return;
-    aggregator.clusterMetrics().then(
-      (text) => worker.send({ type: RESPONSE, id: message.id, text } satisfies MetricsResponse),
-      (e: Error) =>
-        worker.send({ type: RESPONSE, id: message.id, error: e.message } satisfies MetricsResponse),
+    const reply = (m: MetricsResponse) => {
+      // A worker that died meanwhile has no channel to answer on.
+      if (worker.isConnected()) worker.send(m);
+    };
+    clusterMetricsText(aggregator, primary, log).then(
+      (text) => reply({ type: RESPONSE, id: message.id, text }),
+      (e: Error) => reply({ type: RESPONSE, id: message.id, error: e.message }),
     );
   });
+}
+
+/**
+ * The workers' sum followed by the primary's metrics. Their names are disjoint, so the text is
+ * valid exposition format (each family's HELP/TYPE once). When one half cannot be collected (a
+ * worker that does not answer, a failing collector) the scrape still gets the other half.
+ */
+async function clusterMetricsText(
+  aggregator: AggregatorRegistry<RegistryContentType>,
+  primary: Registry,
+  log: Logger,
+): Promise<string> {
+  const [workers, own] = await Promise.allSettled([aggregator.clusterMetrics(), primary.metrics()]);
+  if (workers.status === 'rejected') {
+    log.warn({ err: (workers.reason as Error).message }, "metrics: cannot collect the workers' metrics");
+  }
+  if (own.status === 'rejected') {
+    log.warn({ err: (own.reason as Error).message }, "metrics: cannot collect the primary's metrics");
+  }
+  const parts = [workers, own].flatMap((r) => (r.status === 'fulfilled' && r.value !== '' ? [r.value] : []));
+  if (parts.length === 0 && workers.status === 'rejected') throw workers.reason as Error;
+  // prom-client ends its text with a newline; make sure of it before appending the next part.
+  return parts.map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join('');
 }
 
 /** In a worker: lets the primary collect `registry` (instead of prom-client's global one). */
@@ -41,8 +85,12 @@ export function exposeWorkerRegistry(registry: Registry): void {
   new AggregatorRegistry();
 }
 
-/** In a worker: the cluster-wide metrics text, from the primary. */
-export function requestClusterMetrics(timeoutMs = 5000): Promise<string> {
+/**
+ * In a worker: the cluster-wide metrics text, from the primary. The default wait outlasts
+ * prom-client's 5 s collection timeout in the primary, so when another worker does not answer
+ * the primary's partial answer (its own metrics) still arrives here.
+ */
+export function requestClusterMetrics(timeoutMs = 8000): Promise<string> {
   return new Promise((resolve, reject) => {
     const id = randomUUID();
     const onMessage = (m: MetricsResponse) => {

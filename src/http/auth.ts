@@ -1,5 +1,4 @@
-import { ConcurrencyLimit } from './concurrency-limit';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -9,8 +8,10 @@ import {
   type AuthenticatedClient,
   type Grant,
 } from '../lifecycle/clients';
+import type { DeniedRequest } from '../lifecycle/audit-activity';
 import { requireScope, type LifecycleContext } from '../lifecycle/context';
 import { KeywardenError } from '../policy/errors';
+import { ConcurrencyLimit } from './concurrency-limit';
 
 export interface ClientAuthOptions {
   /** How often the clients table is polled for changes (the revocation bound), seconds. */
@@ -117,7 +118,8 @@ export class ClientAuthenticator {
       throw new KeywardenError('UNAUTHENTICATED', 'send Authorization: Bearer <client secret>');
     }
     const secret = m[1]!;
-    const key = createHash('sha256').update(secret).digest('base64url');
+    // The cache is keyed by the secret's hash, so no secret stays in memory as a key.
+    const key = hash('sha256', secret, 'base64url');
     const now = performance.now();
     const fresh = now - this.lastPollOkMs <= this.staleAfterMs;
     if (fresh) {
@@ -169,29 +171,57 @@ function invalidSecret(): KeywardenError {
 /** The authenticated client of a request that passed `requireGrant`. */
 export const requestClient = new WeakMap<FastifyRequest, AuthenticatedClient>();
 
+/** Where refused requests are reported (the audit log's rate-limited `access.denied`). */
+export interface DeniedRequests {
+  recordDenied(d: DeniedRequest): void;
+}
+
 /**
  * An onRequest hook for `/v1/scopes/:scope/...`: authenticate (401), then the scope must exist
  * (404), then the client must hold `grant` on it (403). It runs before the body is read, so
- * an unauthenticated caller cannot make the server parse anything.
+ * an unauthenticated caller cannot make the server parse anything. Every 401 and 403 goes to
+ * `denied` (I7: failed attempts are evidence too); the secret presented is never recorded.
  */
-export function requireGrant(ctx: LifecycleContext, auth: ClientAuthenticator, grant: Grant) {
+export function requireGrant(
+  ctx: LifecycleContext,
+  auth: ClientAuthenticator,
+  grant: Grant,
+  denied: DeniedRequests,
+) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const scopeName = (req.params as { scope?: string }).scope ?? '';
     let client: AuthenticatedClient;
     try {
       client = await auth.authenticate(req.headers.authorization);
     } catch (e) {
-      // RFC 6750 §3: a 401 for a bearer-protected resource names the scheme.
-      reply.header(
-        'www-authenticate',
-        req.headers.authorization === undefined
-          ? 'Bearer realm="keywarden"'
-          : 'Bearer realm="keywarden", error="invalid_token"',
-      );
+      if (e instanceof KeywardenError && e.code === 'UNAUTHENTICATED') {
+        const presented = req.headers.authorization !== undefined;
+        denied.recordDenied({
+          status: 401,
+          ip: req.ip,
+          client: null,
+          scope: configuredScope(ctx, scopeName),
+          route: `${req.method} ${req.routeOptions.url ?? req.url}`,
+          reason: presented ? 'bad-credentials' : 'no-credentials',
+        });
+        // RFC 6750 §3: a 401 for a bearer-protected resource names the scheme.
+        reply.header(
+          'www-authenticate',
+          presented ? 'Bearer realm="keywarden", error="invalid_token"' : 'Bearer realm="keywarden"',
+        );
+      }
       throw e;
     }
-    const scopeName = (req.params as { scope?: string }).scope ?? '';
     const scope = requireScope(ctx, scopeName);
     if (!hasGrant(client, scope.name, grant)) {
+      denied.recordDenied({
+        status: 403,
+        ip: req.ip,
+        client: client.name,
+        scope: scope.name,
+        route: `${req.method} ${req.routeOptions.url ?? req.url}`,
+        reason: `no-${grant}-grant`,
+      });
       throw new KeywardenError(
         'FORBIDDEN',
         `client ${client.name} has no ${grant} grant on scope ${scope.name}`,
@@ -199,4 +229,13 @@ export function requireGrant(ctx: LifecycleContext, auth: ClientAuthenticator, g
     }
     requestClient.set(req, client);
   };
+}
+
+/** The scope name if it is configured; an unknown name from a URL is not worth recording. */
+function configuredScope(ctx: LifecycleContext, name: string): string | null {
+  try {
+    return requireScope(ctx, name).name;
+  } catch {
+    return null;
+  }
 }

@@ -70,14 +70,22 @@ export class TokenServiceMetrics {
   }
 }
 
-/** `GET /metrics` in the Prometheus text format. For operators: expose it on internal networks only. */
-export function metricsRoutes(metrics: TokenServiceMetrics): (app: FastifyInstance) => void {
+/**
+ * `GET /metrics` in the Prometheus text format. For operators: expose it on internal networks only.
+ * `extra` are more registries served alongside (the key lifecycle's, in the process that runs
+ * the scheduler); they are merged once here, so a metric name defined twice fails at start.
+ */
+export function metricsRoutes(
+  metrics: TokenServiceMetrics,
+  extra: readonly Registry[] = [],
+): (app: FastifyInstance) => void {
+  const registry = extra.length > 0 ? Registry.merge([metrics.registry, ...extra]) : metrics.registry;
   return (app) => {
-    // In a worker of `serve --workers N`, the answer is the sum over all workers.
+    // In a worker of `serve --workers N`, the answer is the sum over all workers (and the primary's own).
     if (cluster.isWorker) exposeWorkerRegistry(metrics.registry);
     app.get('/metrics', async (_req, reply) => {
-      reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store');
-      return cluster.isWorker ? requestClusterMetrics() : metrics.registry.metrics();
+      reply.header('content-type', registry.contentType).header('cache-control', 'no-store');
+      return cluster.isWorker ? requestClusterMetrics() : registry.metrics();
     });
   };
 }

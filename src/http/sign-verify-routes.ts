@@ -1,21 +1,16 @@
 import Ajv from 'ajv';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
+import { DeniedRecorder, SignActivityAggregator } from '../lifecycle/audit-activity';
 import type { LifecycleContext } from '../lifecycle/context';
 import { signToken } from '../lifecycle/sign-token';
 import { verifyToken } from '../lifecycle/verify-token';
 import { KeywardenError } from '../policy/errors';
-import { ClientAuthenticator, requireGrant } from './auth';
+import { ClientAuthenticator, requestClient, requireGrant } from './auth';
 import { metricsRoutes, TokenServiceMetrics } from './metrics';
 
 /** Longest ttlSeconds the schema accepts; the scope's maxTokenTtl caps it far lower anyway. */
 const MAX_TTL_SECONDS = 400 * 86400;
-
-const PARAMS = {
-  type: 'object',
-  properties: { scope: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' } },
-  required: ['scope'],
-  additionalProperties: false,
-} as const;
 
 const SIGN_BODY = {
   type: 'object',
@@ -30,12 +25,6 @@ const SIGN_BODY = {
       properties: { typ: { type: 'string', minLength: 1, maxLength: 64 } },
     },
   },
-} as const;
-
-const SIGN_RESPONSE = {
-  type: 'object',
-  required: ['token', 'kid', 'expiresAt'],
-  properties: { token: { type: 'string' }, kid: { type: 'string' }, expiresAt: { type: 'string' } },
 } as const;
 
 const VERIFY_BODY = {
@@ -62,6 +51,21 @@ interface VerifyBody {
 }
 
 type ScopeParams = { scope: string };
+
+/** What the token routes report to the audit log: sign activity and refused requests. */
+export interface RequestAudit {
+  activity: SignActivityAggregator;
+  denied: DeniedRecorder;
+}
+
+/**
+ * The sign answer as JSON text. Every member is JSON-safe as it is (a compact JWS is base64url
+ * and dots, expiresAt is ISO 8601); kid goes through JSON.stringify anyway, as it comes from the
+ * store. Writing it here skips a schema serializer that re-scans the token for escapes.
+ */
+function signAnswer(token: string, kid: string, expiresAt: Date): string {
+  return `{"token":"${token}","kid":${JSON.stringify(kid)},"expiresAt":"${expiresAt.toISOString()}"}`;
+}
 
 /**
  * Validation is strict, unlike fastify's defaults (which strip unknown members and coerce
@@ -95,28 +99,35 @@ export function registerSignVerifyRoutes(
   ctx: LifecycleContext,
   auth: ClientAuthenticator,
   metrics: TokenServiceMetrics,
+  audit: RequestAudit,
 ): void {
   app.register(async (api) => {
     // fastify also parses text/plain by default; these routes take JSON and nothing else (415).
     api.removeContentTypeParser('text/plain');
     api.setValidatorCompiler(strictValidator());
-    api.addHook('onReady', () => auth.start());
-    api.addHook('onClose', async () => auth.stop());
+    api.addHook('onReady', () => {
+      audit.activity.start();
+      audit.denied.start();
+      return auth.start();
+    });
+    // fastify runs onClose after in-flight requests finished: the last minute's counts are written.
+    api.addHook('onClose', async () => {
+      auth.stop();
+      await Promise.all([audit.activity.stop(), audit.denied.stop()]);
+    });
 
-    const failures = new WeakMap<FastifyRequest, string>();
-    const onError = async (req: FastifyRequest, _reply: FastifyReply, err: Error) => {
-      failures.set(req, errorResult(err));
-    };
+    // Each answer is counted once: successes by the handler, failures (from any stage: auth,
+    // validation, signing) by onError. No onResponse hook: it costs a listener pair per request.
     const scopeOf = (req: FastifyRequest) => (req.params as Partial<ScopeParams> | undefined)?.scope;
 
     api.post<{ Params: ScopeParams; Body: SignBody }>(
       '/v1/scopes/:scope/sign',
       {
-        schema: { params: PARAMS, body: SIGN_BODY, response: { 200: SIGN_RESPONSE } },
-        onRequest: requireGrant(ctx, auth, 'sign'),
-        onError,
-        onResponse: async (req, reply) => {
-          metrics.signed(scopeOf(req), failures.get(req) ?? 'ok', reply.elapsedTime / 1000);
+        // No params schema: requireGrant has already answered 404 unless the scope is configured.
+        schema: { body: SIGN_BODY },
+        onRequest: requireGrant(ctx, auth, 'sign', audit.denied),
+        onError: async (req, reply, err) => {
+          metrics.signed(scopeOf(req), errorResult(err), reply.elapsedTime / 1000);
         },
       },
       async (req, reply) => {
@@ -126,20 +137,27 @@ export function registerSignVerifyRoutes(
           ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
           ...(header?.typ !== undefined ? { typ: header.typ } : {}),
         });
-        reply.header('cache-control', 'no-store');
-        return { token: signed.token, kid: signed.kid, expiresAt: signed.expiresAt.toISOString() };
+        const client = requestClient.get(req);
+        if (client)
+          audit.activity.note({
+            scope: req.params.scope,
+            kid: signed.kid,
+            client: client.name,
+            jti: signed.jti,
+          });
+        reply.header('cache-control', 'no-store').type('application/json; charset=utf-8');
+        metrics.signed(req.params.scope, 'ok', reply.elapsedTime / 1000);
+        return signAnswer(signed.token, signed.kid, signed.expiresAt);
       },
     );
 
     api.post<{ Params: ScopeParams; Body: VerifyBody }>(
       '/v1/scopes/:scope/verify',
       {
-        schema: { params: PARAMS, body: VERIFY_BODY },
-        onRequest: requireGrant(ctx, auth, 'verify'),
-        onError,
-        onResponse: async (req) => {
-          const failed = failures.get(req);
-          if (failed !== undefined) metrics.verified(scopeOf(req), failed);
+        schema: { body: VERIFY_BODY },
+        onRequest: requireGrant(ctx, auth, 'verify', audit.denied),
+        onError: async (req, _reply, err) => {
+          metrics.verified(scopeOf(req), errorResult(err));
         },
       },
       async (req, reply) => {
@@ -157,11 +175,19 @@ export function registerSignVerifyRoutes(
 }
 
 /**
- * The token service's route plugins for createServer's `plugins`: metrics (`/metrics`) and the
- * authenticated sign/verify routes, sharing one metrics registry and one client authenticator.
+ * The token service's route plugins for createServer's `plugins`: metrics (`/metrics`, also
+ * serving `metricsRegistries`, e.g. the key lifecycle's) and the authenticated sign/verify
+ * routes, sharing one metrics registry and one client authenticator.
  */
-export function tokenServicePlugins(ctx: LifecycleContext): ((app: FastifyInstance) => void)[] {
+export function tokenServicePlugins(
+  ctx: LifecycleContext,
+  opts: { metricsRegistries?: readonly Registry[] } = {},
+): ((app: FastifyInstance) => void)[] {
   const metrics = new TokenServiceMetrics(ctx.config);
   const auth = new ClientAuthenticator(ctx, { pollSeconds: ctx.config.server.keyRefreshSeconds });
-  return [metricsRoutes(metrics), (app) => registerSignVerifyRoutes(app, ctx, auth, metrics)];
+  const audit = { activity: new SignActivityAggregator(ctx), denied: new DeniedRecorder(ctx) };
+  return [
+    metricsRoutes(metrics, opts.metricsRegistries),
+    (app) => registerSignVerifyRoutes(app, ctx, auth, metrics, audit),
+  ];
 }

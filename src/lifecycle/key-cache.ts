@@ -17,6 +17,8 @@ export interface CachedKey {
 export interface ScopeView {
   scope: ScopeConfig;
   keys: CachedKey[];
+  /** `keys`' records, kept as an array so signing picks a key without allocating. */
+  records: KeyRecord[];
   byKid: Map<string, CachedKey>;
   jwks: BuiltJwks | null;
 }
@@ -102,6 +104,7 @@ export class KeyCache {
       views.set(scope.name, {
         scope,
         keys,
+        records: keys.map((k) => k.record),
         byKid: new Map(keys.map((k) => [k.record.kid as string, k])),
         jwks: null,
       });
@@ -161,11 +164,7 @@ export class KeyCache {
   jwks(view: ScopeView, now = this.clock.now()): BuiltJwks {
     const cached = view.jwks;
     if (cached && (cached.nextChangeAt === null || now < cached.nextChangeAt)) return cached;
-    view.jwks = buildJwks(
-      view.scope,
-      view.keys.map((k) => k.record),
-      now,
-    );
+    view.jwks = buildJwks(view.scope, view.records, now);
     return view.jwks;
   }
 }

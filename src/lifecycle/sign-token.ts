@@ -15,10 +15,30 @@ export interface SignedToken {
   token: string;
   kid: string;
   expiresAt: Date;
+  /** The token's `jti`: what the audit log records of it (never the token). */
+  jti: string;
 }
 
 const TYP_RE = /^[A-Za-z0-9.+/-]{1,64}$/;
 const b64 = (s: string) => Buffer.from(s).toString('base64url');
+
+/**
+ * Encoded JOSE headers by `alg kid typ`: a scope signs with one key at a time, so the header is
+ * the same for every token until rotation. Bounded: rotation and a few `typ`s add entries.
+ */
+const encodedHeaders = new Map<string, string>();
+const MAX_ENCODED_HEADERS = 1024;
+
+function encodedHeader(alg: string, kid: string, typ: string): string {
+  const id = `${alg} ${kid} ${typ}`;
+  let h = encodedHeaders.get(id);
+  if (h === undefined) {
+    h = b64(JSON.stringify({ alg, kid, typ }));
+    if (encodedHeaders.size >= MAX_ENCODED_HEADERS) encodedHeaders.clear();
+    encodedHeaders.set(id, h);
+  }
+  return h;
+}
 
 /**
  * Signs a JWT for `scope` with its signing key at this instant (the active key with the
@@ -39,29 +59,26 @@ export async function signToken(
   }
   const now = ctx.clock.now();
   const view = ctx.cache.view(scope.name);
-  const key =
-    view &&
-    pickSigningKey(
-      view.keys.map((k) => k.record),
-      now,
-    );
+  const key = view && pickSigningKey(view.records, now);
   if (!key || !key.kid) {
     throw new KeywardenError('NO_ACTIVE_KEY', `scope ${scope.name} has no active signing key right now`);
   }
+  const jti = randomUUID();
   const claims = buildClaims(
     scope,
     { claims: req.claims, ttlSeconds: req.ttlSeconds },
     now,
     key.expiresAt,
-    randomUUID(),
+    jti,
   );
-  const header = { alg: key.alg, kid: key.kid, typ };
-  const signingInput = `${b64(JSON.stringify(header))}.${b64(JSON.stringify(claims))}`;
+  const signingInput = `${encodedHeader(key.alg, key.kid, typ)}.${b64(JSON.stringify(claims))}`;
   const backend = await ctx.backend(key.backendRef.backend);
-  const signature = await backend.sign(key.backendRef, key.alg, Buffer.from(signingInput, 'ascii'));
+  const signature = await backend.sign(key.backendRef, key.alg, Buffer.from(signingInput, 'latin1'));
+  const sig = Buffer.from(signature.buffer, signature.byteOffset, signature.byteLength);
   return {
-    token: `${signingInput}.${Buffer.from(signature).toString('base64url')}`,
+    token: `${signingInput}.${sig.toString('base64url')}`,
     kid: key.kid,
     expiresAt: new Date(claims.exp * 1000),
+    jti,
   };
 }

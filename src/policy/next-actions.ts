@@ -29,11 +29,7 @@ export function nextActions(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
     if (k.status === 'generating') actions.push({ kind: 'resolve-generating', keyId: k.id });
 
   const ready = keys.filter((k) => k.status === 'ready');
-  const live = ready.filter((k) => {
-    const s = effectiveState(k, now);
-    return s === 'active' || s === 'pending';
-  });
-  const hasActive = live.some((k) => effectiveState(k, now) === 'active');
+  const hasActive = ready.some((k) => effectiveState(k, now) === 'active');
   const leftovers = actions.length > 0; // no create until they are resolved (see above)
   if (!leftovers && !hasActive) {
     actions.push({
@@ -42,7 +38,7 @@ export function nextActions(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
       timeline: timelineForNewKey(policy, now, { immediate: true }),
     });
   } else if (!leftovers) {
-    const latest = live.reduce((a, b) => (b.retireAt > a.retireAt ? b : a));
+    const latest = latestLiveKey(ready, now) as KeyRecord; // an active key is live
     if (now >= successorDueAt(policy, latest.retireAt)) {
       actions.push({
         kind: 'create',
@@ -58,6 +54,21 @@ export function nextActions(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
     }
   }
   return actions;
+}
+
+/**
+ * Of the ready keys that are live now (active or pending), the one that retires last: rotation
+ * creates its successor `prepublish` before it retires. Undefined when no key is live.
+ */
+export function latestLiveKey(keys: readonly KeyRecord[], now: Date): KeyRecord | undefined {
+  let latest: KeyRecord | undefined;
+  for (const k of keys) {
+    if (k.status !== 'ready') continue;
+    const s = effectiveState(k, now);
+    if (s !== 'active' && s !== 'pending') continue;
+    if (!latest || k.retireAt > latest.retireAt) latest = k;
+  }
+  return latest;
 }
 
 /** The signing key: the active key with the latest activateAt (DESIGN.md §2). */
@@ -82,14 +93,8 @@ export function nextDecisionAt(policy: KeyPolicy, keys: readonly KeyRecord[], no
   const t = now.getTime();
   const candidates: number[] = [];
   const ready = keys.filter((k) => k.status === 'ready');
-  const live = ready.filter((k) => {
-    const s = effectiveState(k, now);
-    return s === 'active' || s === 'pending';
-  });
-  if (live.length > 0) {
-    const latest = live.reduce((a, b) => (b.retireAt > a.retireAt ? b : a));
-    candidates.push(successorDueAt(policy, latest.retireAt).getTime());
-  }
+  const latest = latestLiveKey(ready, now);
+  if (latest) candidates.push(successorDueAt(policy, latest.retireAt).getTime());
   for (const k of ready) {
     if (k.destroyedAt === null) candidates.push(destroyDueAt(policy, k).getTime());
     for (const d of [k.activateAt, k.retireAt, k.expiresAt, k.revokedAt]) if (d) candidates.push(d.getTime());

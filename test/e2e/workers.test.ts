@@ -1,6 +1,7 @@
 /**
  * `keywarden serve --workers 2` end to end: a real primary and two cluster workers on a fresh
- * SoftHSM2 token. Both workers answer, a SIGKILLed worker is replaced, a CLI revocation
+ * SoftHSM2 token. Both workers answer, `/metrics` from either is the workers' sum plus the
+ * primary's key lifecycle and process metrics, a SIGKILLed worker is replaced, a CLI revocation
  * reaches every worker's JWKS within the key-refresh bound, and SIGTERM to the primary lets
  * an in-flight request finish before everything exits with code 0.
  */
@@ -15,6 +16,7 @@ import { RestartBackoff } from '../../src/cluster';
 import { WORKER_HEADER } from '../../src/cluster/worker-identity';
 import { freePort } from '../helpers/daemon';
 import { testConfigDocument } from '../helpers/runtime';
+import { parseExposition, sample } from '../helpers/prometheus';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
@@ -22,6 +24,9 @@ const CLI_ENTRY = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 const KEY_REFRESH_SECONDS = 1;
 /** Slack on top of the refresh interval for a loaded 2-core machine (a poll query, a busy loop). */
 const PROPAGATION_SLACK_MS = 4000;
+/** SHORT_POLICY (test/helpers/runtime.ts): prepublish 2m, activeFor 10m. */
+const PREPUBLISH = 120;
+const ACTIVE_FOR = 600;
 
 interface Reply {
   status: number;
@@ -278,6 +283,50 @@ describe('keywarden serve --workers 2 (e2e)', function () {
     }
     const after = await fromEverySlot('/metrics');
     for (const [slot, r] of after) assert.equal(signTotal(r.body), totals[0]! + 10, `worker ${slot}`);
+  });
+
+  it("/metrics from any worker adds the primary's key lifecycle and process metrics, in one valid exposition", async () => {
+    const replies = await fromEverySlot('/metrics');
+    assert.deepEqual([...replies.keys()].sort(), [1, 2]);
+    for (const [slot, r] of replies) {
+      assert.equal(r.status, 200, r.body);
+      // Strict: a family the workers' sum and the primary's part both declared would throw here.
+      const e = parseExposition(r.body);
+      for (const scope of ['demo', 'ed']) {
+        const at = `worker ${slot}, ${scope}`;
+        const age = sample(e, 'keywarden_active_key_age_seconds', scope);
+        const retires = sample(e, 'keywarden_active_key_retirement_seconds', scope);
+        const rotation = sample(e, 'keywarden_next_rotation_seconds', scope);
+        assert.equal(sample(e, 'keywarden_scope_has_active_key', scope), 1, at);
+        assert.equal(sample(e, 'keywarden_published_keys', scope), 1, at);
+        assert.equal(sample(e, 'keywarden_reconcile_failures_total', scope), 0, at);
+        assert.ok(age !== undefined && age >= 0 && age < ACTIVE_FOR, `${at}: age ${age}`);
+        assert.ok(retires !== undefined && Math.abs(age + retires - ACTIVE_FOR) < 1e-6, `${at}: ${retires}`);
+        assert.ok(
+          rotation !== undefined && Math.abs(retires - rotation - PREPUBLISH) < 1e-6,
+          `${at}: ${rotation}`,
+        );
+        const lastOk = sample(e, 'keywarden_last_reconcile_success_timestamp_seconds', scope) ?? 0;
+        assert.ok(lastOk > 0 && lastOk <= Date.now() / 1000, `${at}: last ok ${lastOk}`);
+      }
+      assert.ok((sample(e, 'keywarden_audit_chain_length') ?? 0) > 0, `worker ${slot}`);
+      // Workers' process metrics (summed) and the primary's own, under their prefix.
+      assert.ok((sample(e, 'process_cpu_user_seconds_total') ?? 0) > 0, `worker ${slot}`);
+      assert.ok((sample(e, 'keywarden_primary_process_resident_memory_bytes') ?? 0) > 0, `worker ${slot}`);
+      assert.ok((sample(e, 'keywarden_primary_process_start_time_seconds') ?? 0) > 0, `worker ${slot}`);
+      assert.equal(e.types.get('keywarden_sign_requests_total'), 'counter', `worker ${slot}`);
+    }
+  });
+
+  it("the primary's lifecycle gauges follow a rotation made by the CLI", async () => {
+    const rotated = await runCli(configPath, ['keys', 'rotate', '--scope', 'ed']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const done = Date.now();
+    const published = await until('the primary to count the new ed key', async () => {
+      const e = parseExposition((await fresh(`${baseUrl}/metrics`)).body);
+      return sample(e, 'keywarden_published_keys', 'ed') === 2 ? Date.now() - done : undefined;
+    });
+    assert.ok(published <= KEY_REFRESH_SECONDS * 1000 + PROPAGATION_SLACK_MS, `${published} ms`);
   });
 
   it('replaces a worker killed with SIGKILL, and the replacement serves', async () => {

@@ -78,6 +78,12 @@ export interface Daemon {
   openRuntime(): Promise<Runtime>;
   /** The daemon's recent output, for assertion messages. */
   output(): string;
+  /**
+   * SIGTERM (SIGKILL after 10 s) and wait for the serve process to end, keeping the token, config
+   * and store, so the CLI can inspect what the daemon left behind. Resolves with its exit code.
+   */
+  shutdown(): Promise<number | null>;
+  /** shutdown(), then removes the token directory (store and config with it). */
   stop(): Promise<void>;
 }
 
@@ -197,9 +203,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     live.add(serve);
     serve.stdout.on('data', keep);
     serve.stderr.on('data', keep);
-    const exited = new Promise<void>((r) => serve.once('exit', () => r()));
+    const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
     await waitForHealth(baseUrl, serve, () => recent);
 
+    const shutdown = async (): Promise<number | null> => {
+      if (serve.exitCode === null && serve.signalCode === null) {
+        serve.kill('SIGTERM');
+        const killer = setTimeout(() => serve.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(killer);
+      }
+      live.delete(serve);
+      return exited;
+    };
     let stopped = false;
     return {
       baseUrl,
@@ -211,16 +227,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       cli: (args, o = {}) => runCli(configPath, args, o.input, undefined, { ...extraEnv, ...o.env }),
       openRuntime: () => openRuntime(config, { log: pino({ level: 'silent' }) }),
       output: () => recent,
+      shutdown,
       async stop() {
         if (stopped) return;
         stopped = true;
-        if (serve.exitCode === null && serve.signalCode === null) {
-          serve.kill('SIGTERM');
-          const killer = setTimeout(() => serve.kill('SIGKILL'), 10_000);
-          await exited;
-          clearTimeout(killer);
-        }
-        live.delete(serve);
+        await shutdown();
         await token.cleanup();
       },
     };

@@ -1,0 +1,166 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { LifecycleContext } from '../lifecycle/context';
+import type { OrphanScanReport } from '../lifecycle/find-orphans';
+import { auditChainLength } from '../lifecycle/audit-query';
+import type { ReconcileReport } from '../lifecycle/reconcile-scope';
+import { scopeOverview, type ScopeOverviewRow } from '../lifecycle/scope-overview';
+import type { ScopeStatus } from '../policy/scope-status';
+import type { SchedulerHooks } from '../scheduler/scheduler';
+
+/** A scrape waits at most this long for the store (the audit chain length), then goes without it. */
+const STORE_TIMEOUT_MS = 3000;
+
+/**
+ * The key lifecycle's Prometheus metrics (docs/operations.md), for the process that runs the
+ * scheduler: `serve` with one process, the cluster primary with `--workers N`. In a registry of
+ * their own, next to (never inside) the token service's, so the cluster primary can add them to
+ * its workers' sum without a name appearing twice.
+ *
+ * The per-scope gauges are computed when scraped, from the key cache and the lifecycle clock, so
+ * they are exact at scrape time and cost no store query; reconcile outcomes arrive through the
+ * scheduler's hooks (`schedulerHooks()`). A failure while collecting is logged and leaves out the
+ * series it concerns; it never fails the scrape.
+ */
+export class LifecycleMetrics {
+  readonly registry = new Registry();
+  private readonly lastSuccess: Gauge<'scope'>;
+  private readonly failures: Counter<'scope'>;
+  private readonly orphans: Gauge<'backend'>;
+  private overviewOfThisScrape: ScopeOverviewRow[] | null = null;
+
+  constructor(private readonly ctx: Pick<LifecycleContext, 'config' | 'cache' | 'clock' | 'log' | 'ds'>) {
+    const registers = [this.registry];
+    this.scopeGauge(
+      'keywarden_scope_has_active_key',
+      '1 if a key of the scope signs now, else 0 (alert on 0: the scope cannot sign)',
+      (s) => (s.hasActiveKey ? 1 : 0),
+    );
+    this.scopeGauge(
+      'keywarden_active_key_age_seconds',
+      'Seconds since the signing key of the scope activated (absent without one)',
+      (s) => s.activeKeyAgeSeconds,
+    );
+    this.scopeGauge(
+      'keywarden_active_key_retirement_seconds',
+      'Seconds until the signing key of the scope retires (absent without one)',
+      (s) => s.activeKeyRetiresInSeconds,
+    );
+    this.scopeGauge(
+      'keywarden_next_rotation_seconds',
+      'Seconds until reconcile is due to create the next key; negative: overdue (absent without a signing key)',
+      (s) => s.nextRotationInSeconds,
+    );
+    this.scopeGauge(
+      'keywarden_published_keys',
+      'Keys in the JWKS of the scope now (pending, active, retired)',
+      (s) => s.publishedKeys,
+    );
+    // Static, from the config: lets one alert rule compare every scope's key age with its own policy.
+    const activeFor = new Gauge({
+      name: 'keywarden_scope_active_for_seconds',
+      help: 'The scope policy activeFor: how long each key signs, seconds',
+      labelNames: ['scope'],
+      registers,
+    });
+    for (const s of ctx.config.scopes) activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
+    this.lastSuccess = new Gauge({
+      name: 'keywarden_last_reconcile_success_timestamp_seconds',
+      help: 'Unix time of the last reconcile of the scope by this process that ran and had no error',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'keywarden_reconcile_failures_total',
+      help: 'Failed reconcile actions (or whole passes) of the scope in this process',
+      labelNames: ['scope'],
+      registers,
+    });
+    // Zero from the start, so increase() sees the first failure and absence means "not exported".
+    for (const s of ctx.config.scopes) this.failures.inc({ scope: s.name }, 0);
+    this.orphans = new Gauge({
+      name: 'keywarden_backend_orphan_objects',
+      help: 'Backend objects with the keywarden label and no key row, as of the last successful orphan scan',
+      labelNames: ['backend'],
+      registers,
+    });
+    const log = ctx.log;
+    const ds = ctx.ds;
+    new Gauge({
+      name: 'keywarden_audit_chain_length',
+      help: 'Records in the audit hash chain (a pruned prefix not counted; absent when the store cannot be read)',
+      registers,
+      async collect() {
+        try {
+          this.set(await withTimeout(auditChainLength(ds), STORE_TIMEOUT_MS));
+        } catch (e) {
+          // remove() with no labels drops the series: better absent than a made-up 0.
+          this.remove();
+          log.warn({ err: (e as Error).message }, 'metrics: cannot read the audit chain length');
+        }
+      },
+    });
+  }
+
+  /** Hooks for the Scheduler: reconcile outcomes and orphan scans feed the counters and gauges. */
+  schedulerHooks(): SchedulerHooks {
+    return {
+      onReport: (report: ReconcileReport) => {
+        // A pass skipped because another process held the scope lock is not a success here.
+        if (report.ran && report.errors.length === 0) {
+          this.lastSuccess.set({ scope: report.scope }, this.ctx.clock.now().getTime() / 1000);
+        }
+      },
+      onFailure: (scope: string) => this.failures.inc({ scope }),
+      onOrphanScan: (report: OrphanScanReport) => {
+        // A backend that could not be listed keeps its last known count (the scan logged why).
+        if (report.error === undefined) this.orphans.set({ backend: report.backend }, report.orphans.length);
+      },
+    };
+  }
+
+  /** A gauge per scope whose value `pick` takes from the scope's status at scrape time (null: absent). */
+  private scopeGauge(name: string, help: string, pick: (s: ScopeStatus) => number | null): void {
+    const overview = () => this.overview();
+    const log = this.ctx.log;
+    new Gauge({
+      name,
+      help,
+      labelNames: ['scope'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        try {
+          for (const row of overview()) {
+            const v = pick(row.status);
+            if (v !== null) this.set({ scope: row.scope }, v);
+          }
+        } catch (e) {
+          this.reset();
+          log.warn({ err: (e as Error).message, metric: name }, 'metrics: cannot compute scope status');
+        }
+      },
+    });
+  }
+
+  /**
+   * Every scope's status, computed once per scrape: prom-client calls every metric's collect in
+   * one synchronous loop, so a result kept until the next microtask serves all the scope gauges
+   * of that scrape (with thousands of scopes, computing it per gauge would be five times the work)
+   * and the next scrape computes afresh.
+   */
+  private overview(): ScopeOverviewRow[] {
+    if (!this.overviewOfThisScrape) {
+      this.overviewOfThisScrape = scopeOverview(this.ctx);
+      queueMicrotask(() => (this.overviewOfThisScrape = null));
+    }
+    return this.overviewOfThisScrape;
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the store in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
