@@ -3,6 +3,7 @@ import type { LifecycleContext } from '../lifecycle/context';
 import { registerErrorHandling } from './errors';
 import { registerHealthRoutes } from './health-routes';
 import { registerJwksRoutes } from './jwks-routes';
+import { lazyChildLoggerFactory } from './lazy-child-logger';
 
 export interface ServerOptions {
   /** Base URL relying parties reach this server at (for `jwks_uri`). */
@@ -20,6 +21,7 @@ export function createServer(ctx: LifecycleContext, opts: ServerOptions): Fastif
     loggerInstance: ctx.log.child({ component: 'http' }) as FastifyBaseLogger,
     // One log line per request would cost more than a JWKS response; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLoggerFactory,
     bodyLimit: ctx.config.server.bodyLimitBytes,
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,

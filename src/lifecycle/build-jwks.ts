@@ -7,6 +7,8 @@ import { toPublishedJwks } from '../verify/jwks';
 /** A built JWKS document, serialised once and served many times. */
 export interface BuiltJwks {
   body: string;
+  /** `body` as UTF-8 bytes, made once: a Buffer is written to the socket without re-encoding. */
+  bytes: Buffer;
   etag: string;
   kids: string[];
   /** The earliest instant any key in it changes state; the document is rebuilt then. */
@@ -36,6 +38,7 @@ export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: D
   }
   return {
     body,
+    bytes: Buffer.from(body, 'utf8'),
     etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`,
     kids: published.map((k) => k.kid as string),
     nextChangeAt: next,

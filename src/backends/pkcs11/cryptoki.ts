@@ -267,8 +267,8 @@ export class Cryptoki {
     this.call('C_SignInit', () => this.pk.C_SignInit(session, mechanism, key));
     try {
       // 1024 bytes fits every signature we make (RSA up to 8192 bits).
-      const sig = await this.pk.C_SignAsync(session, data, Buffer.alloc(1024));
-      return Buffer.from(sig);
+      // pkcs11js answers with a view of this buffer: nothing else holds it, so no copy is needed.
+      return await this.pk.C_SignAsync(session, data, Buffer.alloc(1024));
     } catch (e) {
       throw toCkError('C_Sign', e);
     }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import { keySpecFor, type RsaModulusBits, type SigningAlg } from '../../policy/algorithms';
 import type { Attribute, Mechanism } from './cryptoki';
@@ -132,12 +132,12 @@ export function signOperation(
     case 'ES256':
       return {
         mechanism: { mechanism: pkcs11js.CKM_ECDSA },
-        data: createHash('sha256').update(input).digest(),
+        data: hash('sha256', input, 'buffer'),
       };
     case 'ES384':
       return {
         mechanism: { mechanism: pkcs11js.CKM_ECDSA },
-        data: createHash('sha384').update(input).digest(),
+        data: hash('sha384', input, 'buffer'),
       };
     case 'RS256':
       return { mechanism: { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS }, data: input };

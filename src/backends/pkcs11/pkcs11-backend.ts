@@ -120,14 +120,14 @@ export class Pkcs11Backend implements KeyBackend {
       let key = this.keys.get(a.idHex) ?? this.findPrivateKey(s, a);
       this.checkAlg(a, key, alg);
       try {
-        return new Uint8Array(await this.ck.sign(s, op.mechanism, key.handle, op.data));
+        return await this.ck.sign(s, op.mechanism, key.handle, op.data);
       } catch (e) {
         if (!isCkr(e, ...HANDLE_INVALID_CKRS)) throw e;
         // Destroyed or re-created by another process: look it up again, once.
         this.keys.delete(a.idHex);
         key = this.findPrivateKey(s, a);
         this.checkAlg(a, key, alg);
-        return new Uint8Array(await this.ck.sign(s, op.mechanism, key.handle, op.data));
+        return await this.ck.sign(s, op.mechanism, key.handle, op.data);
       }
     });
   }
