@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { KeywardenError } from '../policy/errors';
 import { HTTP_STATUS } from './error-status';
 
@@ -11,12 +12,14 @@ export interface ErrorBody {
  * One error handler for the whole server: KeywardenErrors map to their status; fastify's own
  * errors (bad JSON, wrong content type, body too large) keep their 4xx status under a
  * REQUEST_INVALID code; anything else is a 500 whose details go to the log, not the client.
+ * Logged here with the request's id and route (fastify's own request logger is off).
  */
-export function registerErrorHandling(app: FastifyInstance): void {
+export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
+  const about = (req: FastifyRequest) => ({ reqId: req.id, method: req.method, route: req.routeOptions.url });
   app.setErrorHandler((err: FastifyError | KeywardenError | Error, req, reply) => {
     if (err instanceof KeywardenError) {
       const status = HTTP_STATUS[err.code];
-      if (status >= 500) req.log.warn({ code: err.code, err: err.message }, 'request failed');
+      if (status >= 500) log.warn({ ...about(req), code: err.code, err: err.message }, 'request failed');
       return reply
         .status(status)
         .send({ error: { code: err.code, message: err.message } } satisfies ErrorBody);
@@ -27,7 +30,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
         .status(fe.statusCode)
         .send({ error: { code: 'REQUEST_INVALID', message: fe.message } } satisfies ErrorBody);
     }
-    req.log.error({ err: err.message, stack: err.stack }, 'unexpected error');
+    log.error({ ...about(req), err: err.message, stack: err.stack }, 'unexpected error');
     return reply
       .status(500)
       .send({ error: { code: 'INTERNAL', message: 'internal error' } } satisfies ErrorBody);

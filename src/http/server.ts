@@ -1,9 +1,8 @@
-import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastify, { type FastifyInstance } from 'fastify';
 import type { LifecycleContext } from '../lifecycle/context';
 import { registerErrorHandling } from './errors';
 import { registerHealthRoutes } from './health-routes';
 import { registerJwksRoutes } from './jwks-routes';
-import { lazyChildLoggerFactory } from './lazy-child-logger';
 
 export interface ServerOptions {
   /** Base URL relying parties reach this server at (for `jwks_uri`). */
@@ -18,10 +17,10 @@ export interface ServerOptions {
  */
 export function createServer(ctx: LifecycleContext, opts: ServerOptions): FastifyInstance {
   const app = fastify({
-    loggerInstance: ctx.log.child({ component: 'http' }) as FastifyBaseLogger,
-    // One log line per request would cost more than a JWKS response; errors are still logged.
-    logController: new LogController({ disableRequestLogging: true }),
-    childLoggerFactory: lazyChildLoggerFactory,
+    // No fastify logger: with one, fastify makes a child logger and a finish/error listener
+    // pair for every request even when request logging is off, a visible share of a JWKS
+    // answer in bench/profile/jwks.ts. Errors are logged by registerErrorHandling.
+    logger: false,
     bodyLimit: ctx.config.server.bodyLimitBytes,
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
@@ -29,7 +28,7 @@ export function createServer(ctx: LifecycleContext, opts: ServerOptions): Fastif
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
   });
-  registerErrorHandling(app);
+  registerErrorHandling(app, ctx.log.child({ component: 'http' }));
   registerJwksRoutes(app, ctx, opts.publicBaseUrl);
   registerHealthRoutes(app, ctx);
   for (const p of opts.plugins ?? []) p(app);
