@@ -7,12 +7,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-# better-sqlite3 and pkcs11js compile from source here.
-RUN npm ci --no-audit --no-fund --loglevel=error
+# better-sqlite3 and pkcs11js compile from source here, against the headers this Node ships in
+# /usr/local/include/node: no prebuilt download from GitHub, no header download from nodejs.org.
+ENV npm_config_nodedir=/usr/local \
+    npm_config_build_from_source=true \
+    npm_config_update_notifier=false
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json ./
 COPY src src
 COPY migrations migrations
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error
+# Keep the compiled addons (build/Release/*.node), drop their objects and bundled C sources.
+RUN find node_modules -path '*/build/Release/*' \( -name obj -o -name obj.target -o -name .deps \) -prune -exec rm -rf {} + \
+ && rm -rf node_modules/better-sqlite3/deps node_modules/better-sqlite3/src
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
@@ -26,7 +33,8 @@ COPY bin bin
 COPY config config
 COPY hsm hsm
 COPY docker/entrypoint.sh /usr/local/bin/keywarden-entrypoint
-RUN chmod 0755 /usr/local/bin/keywarden-entrypoint bin/keywarden hsm/init-token.sh \
+COPY docker/keywarden /usr/local/bin/keywarden
+RUN chmod 0755 /usr/local/bin/keywarden-entrypoint /usr/local/bin/keywarden bin/keywarden hsm/init-token.sh \
  && mkdir -p /app/data && chown node:node /app/data && chmod 0700 /app/data
 # Never root at run time.
 USER node
