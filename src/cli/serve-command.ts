@@ -15,6 +15,7 @@ import {
 } from '../cluster';
 import { primaryMetricsRegistry, serveClusterMetrics } from '../cluster/cluster-metrics';
 import { LifecycleMetrics } from '../http/lifecycle-metrics';
+import { publicBaseUrl } from '../http/public-url';
 import { createServer } from '../http/server';
 import { tokenServicePlugins } from '../http/sign-verify-routes';
 import type { LifecycleContext } from '../lifecycle/context';
@@ -73,6 +74,8 @@ export function serveCommand(): Command {
       );
       const listen = { host: opts.host ?? config.server.host, port: opts.port ?? config.server.port };
       if (cluster.isWorker) return serveWorker(config, log, listen, slot ?? cluster.worker?.id ?? 0);
+      const advertised = publicBaseUrl(config.server.publicUrl, listen);
+      if (advertised.warning) log.warn(advertised.warning);
       const workers = opts.workers ?? defaultWorkerCount();
       if (workers === 1) return serveSingle(config, log, listen);
       return servePrimary(config, log, listen, workers);
@@ -94,7 +97,7 @@ async function startHttp(
   opts: { plugins?: ((app: FastifyInstance) => void)[]; metricsRegistries?: readonly Registry[] } = {},
 ): Promise<{ app: FastifyInstance; address: string }> {
   const app = createServer(ctx, {
-    publicBaseUrl: config.server.publicUrl ?? `http://${listen.host}:${listen.port}`,
+    publicBaseUrl: publicBaseUrl(config.server.publicUrl, listen).url,
     plugins: [
       ...(opts.plugins ?? []),
       ...tokenServicePlugins(ctx, { metricsRegistries: opts.metricsRegistries ?? [] }),
