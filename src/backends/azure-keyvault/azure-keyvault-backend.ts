@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   CreateKeyOptions,
   CryptographyClient,
@@ -16,11 +15,12 @@ import type {
   PlanKeyRequest,
 } from '../key-backend';
 import { keySpecFor, RSA_MODULUS_BITS, type SigningAlg } from '../../policy/algorithms';
-import { hasCode, KeywardenError, type ErrorCode } from '../../policy/errors';
+import { hasCode, KeywardenError } from '../../policy/errors';
 import type { BackendRef, PublicJwk } from '../../policy/key';
 import type { AzureBackendConfig } from '../../policy/scope';
 import { mapAzureError } from './azure-errors';
 import { isValidKeyName, keyName, keyNamePrefix, TAG_KEY_ID, TAG_SCOPE } from './key-name';
+import { removeKey, rollbackCreate, versionsOf, type VaultAccess } from './key-removal';
 import { toPublicJwk } from './public-jwk';
 import { callVault, type RetrySettings } from './vault-call';
 
@@ -40,13 +40,6 @@ interface KeyAddress {
 }
 
 const VERSION_RE = /^[0-9A-Za-z]{0,64}$/;
-/** Failures after which the vault certainly made nothing: no rollback is attempted. */
-const VAULT_DID_NOT_ACT: readonly ErrorCode[] = [
-  'BACKEND_UNAUTHORIZED',
-  'BACKEND_OBJECT_EXISTS',
-  'BACKEND_THROTTLED',
-  'BACKEND_MECHANISM_UNSUPPORTED',
-];
 const MAX_CACHED_CRYPTO_CLIENTS = 1024;
 
 /**
@@ -64,6 +57,8 @@ export class AzureKeyVaultBackend implements KeyBackend {
   private readonly namePrefix: string;
   private readonly cryptoClients = new Map<string, CryptographyClient>();
   private readonly closing = new AbortController();
+  /** The client and guarded call, for the removal steps in key-removal.ts. */
+  private readonly vault: VaultAccess;
 
   constructor(
     private readonly client: KeyClient,
@@ -74,6 +69,11 @@ export class AzureKeyVaultBackend implements KeyBackend {
     this.vaultUrl = config.vaultUrl.replace(/\/+$/, '');
     this.host = new URL(this.vaultUrl).host;
     this.namePrefix = keyNamePrefix(config.keyPrefix);
+    this.vault = {
+      client,
+      call: (what, fn, idempotent) => this.call(what, fn, idempotent),
+      what: (action) => this.what(action),
+    };
   }
 
   planKey(request: PlanKeyRequest): BackendRef {
@@ -186,7 +186,7 @@ export class AzureKeyVaultBackend implements KeyBackend {
   async destroy(ref: BackendRef): Promise<void> {
     const a = this.address(ref);
     this.evict(a.name);
-    await this.destroyName(a.name, a.version === '' ? null : [a.version]);
+    await removeKey(this.vault, this.removal(), a.name, a.version === '' ? null : [a.version]);
   }
 
   async list(): Promise<BackendObject[]> {
@@ -203,7 +203,7 @@ export class AzureKeyVaultBackend implements KeyBackend {
     );
     const out: BackendObject[] = [];
     for (const name of names) {
-      const versions = await this.versionsOf(name);
+      const versions = await versionsOf(this.vault, name);
       for (const v of versions) out.push(this.describe(v));
     }
     return out;
@@ -304,25 +304,6 @@ export class AzureKeyVaultBackend implements KeyBackend {
     }
   }
 
-  /** Every version of a key; [] when the key does not exist. */
-  private async versionsOf(name: string): Promise<KeyProperties[]> {
-    try {
-      return await this.call(
-        this.what(`list versions of key ${name}`),
-        async (signal) => {
-          const out: KeyProperties[] = [];
-          for await (const v of this.client.listPropertiesOfKeyVersions(name, { abortSignal: signal }))
-            out.push(v);
-          return out;
-        },
-        true,
-      );
-    } catch (e) {
-      if (hasCode(e, 'BACKEND_OBJECT_NOT_FOUND')) return [];
-      throw e;
-    }
-  }
-
   private describe(v: KeyProperties): BackendObject {
     const tags = v.tags ?? {};
     return {
@@ -338,110 +319,16 @@ export class AzureKeyVaultBackend implements KeyBackend {
     };
   }
 
-  /** `versions` null = every version of the key. */
-  private async destroyName(name: string, versions: string[] | null): Promise<void> {
-    const targets =
-      versions ?? (await this.versionsOf(name)).map((v) => v.version ?? '').filter((v) => v !== '');
-    for (const version of targets) {
-      try {
-        await this.call(
-          this.what(`disable key ${name}/${version}`),
-          (signal) => this.client.updateKeyProperties(name, version, { enabled: false, abortSignal: signal }),
-          true,
-        );
-      } catch (e) {
-        if (!hasCode(e, 'BACKEND_OBJECT_NOT_FOUND')) throw e;
-      }
-    }
-    let deletedNow = false;
-    try {
-      await this.call(
-        this.what(`delete key ${name}`),
-        (signal) =>
-          this.client.beginDeleteKey(name, {
-            abortSignal: signal,
-            intervalInMs: this.settings.deletePollIntervalMs,
-          }),
-        true,
-      );
-      deletedNow = true;
-    } catch (e) {
-      if (!hasCode(e, 'BACKEND_OBJECT_NOT_FOUND')) throw e;
-    }
-    if (this.config.purgeOnDestroy) await this.purge(name, deletedNow);
+  private removal() {
+    return { purgeOnDestroy: this.config.purgeOnDestroy, ...this.settings };
   }
 
-  /** Waits (bounded) for a just-deleted key to reach the deleted state, then purges it. */
-  private async purge(name: string, deletedNow: boolean): Promise<void> {
-    const deadline = Date.now() + this.settings.deleteTimeoutMs;
-    for (;;) {
-      try {
-        await this.call(
-          this.what(`read deleted key ${name}`),
-          (signal) => this.client.getDeletedKey(name, { abortSignal: signal }),
-          true,
-        );
-        break;
-      } catch (e) {
-        if (!hasCode(e, 'BACKEND_OBJECT_NOT_FOUND')) throw e;
-        if (!deletedNow) return; // nothing deleted, nothing to purge
-        if (Date.now() >= deadline) {
-          throw new KeywardenError(
-            'BACKEND_UNAVAILABLE',
-            this.what(
-              `key ${name} was deleted but did not reach the deleted state in ${this.settings.deleteTimeoutMs} ms; destroy again later to purge it`,
-            ),
-          );
-        }
-        await sleep(this.settings.deletePollIntervalMs);
-      }
-    }
-    try {
-      await this.call(
-        this.what(`purge deleted key ${name}`),
-        (signal) => this.client.purgeDeletedKey(name, { abortSignal: signal }),
-        true,
-      );
-    } catch (e) {
-      if (!hasCode(e, 'BACKEND_OBJECT_NOT_FOUND')) throw e;
-    }
-  }
-
-  /**
-   * After a failed create: if the vault may have made the key anyway (5xx, network failure,
-   * unusable answer), remove it so no half-made key stays behind. Only a key carrying this
-   * request's keyId tag is touched. Returns the error to throw.
-   */
-  private async rollback(err: KeywardenError, name: string, keyId: string): Promise<KeywardenError> {
-    if (VAULT_DID_NOT_ACT.includes(err.code)) return err;
-    try {
-      const versions = await this.versionsOf(name);
-      if (versions.length === 0) return err;
-      if (versions.some((v) => v.tags?.[TAG_KEY_ID] !== keyId)) {
-        return new KeywardenError(
-          err.code,
-          `${err.message}; key ${name} exists but is not this request's, left alone`,
-          {
-            cause: err,
-          },
-        );
-      }
+  /** See rollbackCreate: removes a key a failed create may have left, then the error to throw. */
+  private rollback(err: KeywardenError, name: string, keyId: string): Promise<KeywardenError> {
+    return rollbackCreate(this.vault, err, name, keyId, async (versions) => {
       this.evict(name);
-      await this.destroyName(
-        name,
-        versions.map((v) => v.version ?? '').filter((v) => v !== ''),
-      );
-      return new KeywardenError(err.code, `${err.message}; the half-made key ${name} was removed`, {
-        cause: err,
-      });
-    } catch (re) {
-      const why = re instanceof Error ? re.message : String(re);
-      return new KeywardenError(
-        err.code,
-        `${err.message}; removing the possibly half-made key ${name} failed too (${why}): list() reports it for cleanup`,
-        { cause: err },
-      );
-    }
+      await removeKey(this.vault, this.removal(), name, versions);
+    });
   }
 }
 
