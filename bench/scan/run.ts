@@ -6,7 +6,10 @@
  * copy was found: every planted key, and every copy of each secret in the core (located by
  * this script with indexOf, since it knows the secrets).
  *
- *   npx tsx bench/scan/run.ts [--keep]      (root, gdb installed; ~2 min on 2 busy cores)
+ *   taskset -c 0 npx tsx bench/scan/run.ts [--keep]      (root, gdb installed; ~1 min)
+ *
+ * The issue #7 target is for one core: pin the run (taskset) and read the wall time; the
+ * time, load average and allowed CPUs are printed at the start and the end.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createPrivateKey, randomBytes } from 'node:crypto';
@@ -20,7 +23,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { calculateJwkThumbprint, type JWK } from 'jose';
@@ -174,7 +177,10 @@ function appendSynthetic(fd: number, start: number, planted: FixtureKey[]): Expe
   return expected;
 }
 
-/** How much work the raw filters leave on the real core alone (all four key types known). */
+/**
+ * How much work the raw filters leave on the real core alone (all four key types known),
+ * scanned as one buffer (scanPaths reads in chunks, with the same windows tried once each).
+ */
 function coreStats(core: Buffer, index: KnownKeyIndex): void {
   const raw = new RawScanner(index);
   const spans = nonZeroSpans(core);
@@ -219,7 +225,17 @@ function seconds(f: () => void): number {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+/** When, where and under what load: the numbers mean little without it (shared machines). */
+function conditions(when: string): string {
+  const cpus = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '?';
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  return `${when}: ${new Date().toISOString()}, load average ${load}, CPUs allowed ${cpus}, Node ${process.version}`;
+}
+
 async function main(): Promise<void> {
+  console.log(conditions('start'));
   const dir = mkdtempSync(join(tmpdir(), 'kw-scan-bench-'));
   try {
     const { core, jwks } = await dumpCore(dir);
@@ -286,6 +302,7 @@ async function main(): Promise<void> {
       console.log(`  by encoding: ${[...byEncoding].map(([e, n]) => `${e} ${n}`).join(', ')}`);
     }
     await perContent(dir, runs);
+    console.log(conditions('\nend'));
   } finally {
     if (!process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });
     else console.log(`kept ${dir}`);

@@ -4,7 +4,12 @@ import type { Hit } from './identify';
 /** Longest JSON object considered for one JWK (an RSA-8192 private JWK is ~6 KiB). */
 export const MAX_JWK_BYTES = 16 * 1024;
 
-const D_MEMBER = Buffer.from('"d"', 'latin1');
+/**
+ * Every private JWK has both a `"kty"` and a `"d"` member; `kty"` is what is searched for:
+ * Buffer.indexOf scans for a needle's first byte, and `"` is every few bytes of JSON text
+ * (searching `"d"` cost 2 ms per MiB of JSON logs, `kty"` 0.15 ms).
+ */
+const KTY_MEMBER = Buffer.from('kty"', 'latin1');
 const OPEN = 0x7b; // {
 const CLOSE = 0x7d; // }
 const QUOTE = 0x22;
@@ -12,14 +17,16 @@ const BACKSLASH = 0x5c;
 
 /**
  * Finds JWK objects with a private member `d` (every private JWK type has one), alone or as
- * members of a JWKS: from each `"d"` the innermost enclosing `{...}` is cut out, parsed as
- * JSON, and handed to node:crypto. Each key of a JWKS is its own finding at its own offset.
+ * members of a JWKS: from each `"kty"` member the innermost enclosing `{...}` is cut out,
+ * parsed as JSON, kept if it has a `d`, and handed to node:crypto. Each key of a JWKS is its
+ * own finding at its own offset.
  */
 export function findJwk(buf: Buffer): Hit[] {
   const hits: Hit[] = [];
   let lastEnd = -1;
-  for (let at = buf.indexOf(D_MEMBER); at !== -1; at = buf.indexOf(D_MEMBER, at + 1)) {
-    if (at < lastEnd || !followedByColon(buf, at + D_MEMBER.length)) continue;
+  for (let k = buf.indexOf(KTY_MEMBER); k !== -1; k = buf.indexOf(KTY_MEMBER, k + 1)) {
+    const at = k - 1; // the opening quote of "kty"
+    if (at < 0 || buf[at] !== QUOTE || at < lastEnd || !followedByColon(buf, k + KTY_MEMBER.length)) continue;
     const span = enclosingObject(buf, at);
     if (span === undefined) continue;
     let jwk: unknown;

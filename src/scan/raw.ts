@@ -1,5 +1,6 @@
 import { createECDH, createPrivateKey, createPublicKey, type ECDH } from 'node:crypto';
 import type { IndexedKey, KnownKeyIndex, KnownModulus } from './known-keys';
+import { CheckedValues } from './memo';
 import type { Encoding } from './types';
 import { ruleFor } from './thresholds';
 import {
@@ -10,6 +11,7 @@ import {
   stretches,
   type Range,
   type Visit,
+  type WordCounts,
 } from './windows';
 
 /** Raw bytes of a known key, found at `offset` (relative to the buffer). */
@@ -24,6 +26,8 @@ export interface RawHit {
 export interface RawStats {
   candidates: number;
   publicKeyComputations: number;
+  /** Checks skipped because the same value was already checked (see memo.ts). */
+  repeatsSkipped: number;
   bigintDivisions: number;
 }
 
@@ -41,8 +45,20 @@ const DUMMY_X = 'A'.repeat(43);
  * - RSA prime factors of known moduli, both byte orders, at every offset: `n % p === 0`.
  */
 export class RawScanner {
-  readonly stats: RawStats = { candidates: 0, publicKeyComputations: 0, bigintDivisions: 0 };
+  readonly stats: RawStats = {
+    candidates: 0,
+    publicKeyComputations: 0,
+    repeatsSkipped: 0,
+    bigintDivisions: 0,
+  };
+  // Per-chunk work arrays, kept across chunks: fresh arrays per chunk cost page faults and GC.
   private random8 = new Uint8Array(0);
+  private counts: WordCounts | undefined;
+  private readonly checked = {
+    p256: new CheckedValues(),
+    p384: new CheckedValues(),
+    ed25519: new CheckedValues(),
+  };
   private readonly p256: ECDH | undefined;
   private readonly p384: ECDH | undefined;
   private readonly rsaSizes: Map<number, KnownModulus[]> = new Map();
@@ -73,11 +89,22 @@ export class RawScanner {
     );
   }
 
-  /** All raw hits in `buf`, whose first byte is at file offset `base`; `spans` from nonZeroSpans. */
-  scan(buf: Buffer, base: number, spans: Range[] = nonZeroSpans(buf)): RawHit[] {
+  /**
+   * All raw hits in `buf`, whose first byte is at file offset `base`; `spans` from nonZeroSpans.
+   * Only windows starting in `owned` are tried: with overlapping chunks, each start belongs to
+   * the one chunk whose buffer also holds the bytes around it (see scan-paths.ts), so the
+   * overlap is not searched twice and no window is judged without its neighbours.
+   */
+  scan(
+    buf: Buffer,
+    base: number,
+    spans: Range[] = nonZeroSpans(buf),
+    owned: Range = [0, buf.length],
+  ): RawHit[] {
     const hits: RawHit[] = [];
-    if (!this.active) return hits;
-    const counts = countWords(buf, spans);
+    if (!this.active || spans.length === 0) return hits; // zero pages hold no key
+    const counts = countWords(buf, spans, this.counts);
+    this.counts = counts;
     const passes: { size: number; visit: Visit }[] = [];
     const reversed32 = Buffer.alloc(32);
     const p256 = this.p256;
@@ -91,10 +118,11 @@ export class RawScanner {
           // isolated blocks are tried for them; big-endian scalars are tried everywhere.
           const ownBuffer = aligned || isolated;
           if (p256 !== undefined) {
-            this.ecMatch(p256, this.index.p256, w, s, 'raw-ec-be', hits);
+            const seen = this.checked.p256;
+            this.ecMatch(p256, seen, this.index.p256, w, s, 'raw-ec-be', hits);
             if (ownBuffer) {
               reverseInto(w, reversed32);
-              this.ecMatch(p256, this.index.p256, reversed32, s, 'raw-ec-le', hits);
+              this.ecMatch(p256, seen, this.index.p256, reversed32, s, 'raw-ec-le', hits);
             }
           }
           if (hasEd && ownBuffer) this.edMatch(w, s, hits);
@@ -107,18 +135,18 @@ export class RawScanner {
       passes.push({
         size: 48,
         visit: (s, isolated, aligned) => {
-          if (!aligned || !isolated) return; // ~1.25 ms per check: BIGNUM-like blocks only
+          if (!aligned || !isolated) return; // ~0.9 ms per check: BIGNUM-like blocks only
           const w = buf.subarray(s, s + 48);
-          this.ecMatch(p384, this.index.p384, w, s, 'raw-ec-be', hits);
+          this.ecMatch(p384, this.checked.p384, this.index.p384, w, s, 'raw-ec-be', hits);
           reverseInto(w, reversed48);
-          this.ecMatch(p384, this.index.p384, reversed48, s, 'raw-ec-le', hits);
+          this.ecMatch(p384, this.checked.p384, this.index.p384, reversed48, s, 'raw-ec-le', hits);
         },
       });
     }
     for (const [size, moduli] of this.rsaSizes) {
       passes.push({ size, visit: (s) => this.rsaMatch(buf, s, size, moduli, hits) });
     }
-    const starts = passes.map((p) => stretches(buf, counts, ruleFor(p.size), spans));
+    const starts = passes.map((p) => clip(stretches(buf, counts, ruleFor(p.size), spans), owned));
     if (this.random8.length < buf.length) this.random8 = new Uint8Array(buf.length);
     const neighbours = passes.flatMap((p, i) => starts[i]!.map(([a, b]): Range => [a - 8, b + p.size]));
     markRandom8(buf, neighbours, this.random8);
@@ -135,31 +163,44 @@ export class RawScanner {
 
   private ecMatch(
     ecdh: ECDH,
+    seen: CheckedValues,
     known: Map<string, IndexedKey>,
     scalar: Buffer,
     s: number,
     encoding: Encoding,
     hits: RawHit[],
   ): void {
+    if (seen.has(scalar)) {
+      this.stats.repeatsSkipped++;
+      return;
+    }
     this.stats.publicKeyComputations++;
-    let x: string;
+    let entry: IndexedKey | undefined;
     try {
       ecdh.setPrivateKey(scalar); // computes scalar * G
       const pub = ecdh.getPublicKey();
-      x = pub.toString('latin1', 1, 1 + (pub.length - 1) / 2);
+      entry = known.get(pub.toString('latin1', 1, 1 + (pub.length - 1) / 2));
     } catch {
-      return; // zero or >= the group order: not a scalar
+      // zero or >= the group order: not a scalar
     }
-    const entry = known.get(x);
-    if (entry !== undefined) hits.push({ offset: s, length: scalar.length, encoding, entry });
+    if (entry === undefined) seen.add();
+    else hits.push({ offset: s, length: scalar.length, encoding, entry });
   }
 
   private edMatch(seed: Buffer, s: number, hits: RawHit[]): void {
+    const seen = this.checked.ed25519;
+    if (seen.has(seed)) {
+      this.stats.repeatsSkipped++;
+      return;
+    }
     this.stats.publicKeyComputations++;
+    // ~50 µs, nearly all in the import (OpenSSL 3 key management); the JWK path is the
+    // cheapest node:crypto offers (a PKCS#8 DER import measured ~600 µs).
     const jwk = { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: DUMMY_X };
     const pub = createPublicKey(createPrivateKey({ key: jwk, format: 'jwk' })).export({ format: 'jwk' });
     const entry = typeof pub.x === 'string' ? this.index.ed25519.get(pub.x) : undefined;
-    if (entry !== undefined) hits.push({ offset: s, length: 32, encoding: 'raw-ed25519-seed', entry });
+    if (entry === undefined) seen.add();
+    else hits.push({ offset: s, length: 32, encoding: 'raw-ed25519-seed', entry });
   }
 
   private rsaMatch(buf: Buffer, s: number, size: number, moduli: KnownModulus[], hits: RawHit[]): void {
@@ -189,6 +230,17 @@ export class RawScanner {
       if (m.n % p === 0n && p !== m.n) hits.push({ offset: s, length: size, encoding, entry: m.entry });
     }
   }
+}
+
+/** The parts of sorted, disjoint `ranges` inside [lo, hi). */
+function clip(ranges: Range[], [lo, hi]: Range): Range[] {
+  const out: Range[] = [];
+  for (const [a, b] of ranges) {
+    const from = Math.max(a, lo);
+    const to = Math.min(b, hi);
+    if (from < to) out.push([from, to]);
+  }
+  return out;
 }
 
 function reverseInto(src: Buffer, dst: Buffer): void {

@@ -8,16 +8,24 @@ import { findPem, MAX_PEM_BYTES } from './pem';
 import { RawScanner } from './raw';
 import type { Finding, ScanOptions, ScanResult } from './types';
 import { listFiles, messageOf, type FileEntry } from './walk';
-import { nonZeroSpans } from './windows';
+import { nonZeroSpans, type Range } from './windows';
 
-/** Default bytes per read: large enough that per-chunk costs vanish, small enough for any host. */
-export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
+/**
+ * Default bytes per step. With the overlap each read is 512 KiB: a buffer that small stays
+ * in the CPU's L2 cache from one read to the next, so the kernel's copy out of the page cache
+ * and every pass over the chunk run from cache. Measured on 1 GiB: 0.25 s of system time
+ * instead of 0.8 s with 64 MiB reads, and no more user time (per-chunk costs stay small).
+ */
+export const DEFAULT_CHUNK_BYTES = 448 * 1024;
 
 /**
  * Bytes each chunk reads past its end. Every encoding the finders accept is shorter, so
  * anything that starts inside a chunk ends inside its buffer and is seen whole at least once.
  */
 export const OVERLAP_BYTES = 2 * Math.max(MAX_PEM_BYTES, MAX_DER_BYTES, MAX_JWK_BYTES);
+
+/** Bytes before a raw window that its edge rule looks at (one 8-byte neighbour block). */
+const RAW_MARGIN = 8;
 
 /**
  * Scans files and directories for private-key material. Streams each file in chunks; holds
@@ -96,7 +104,11 @@ async function scanFile(
           });
         }
       }
-      for (const hit of raw.scan(chunk, pos, spans)) {
+      const done = pos + bytesRead >= entry.size; // the overlap may already have reached the end
+      // Raw windows starting in [pos + 8, next pos + 8) belong to this chunk (the first from 0,
+      // the last to the end): each is judged once, with the 8 bytes before and after it at hand.
+      const owned: Range = [pos === 0 ? 0 : RAW_MARGIN, done ? bytesRead : chunkBytes + RAW_MARGIN];
+      for (const hit of raw.scan(chunk, pos, spans, owned)) {
         const { fingerprint, keyType } = hit.entry;
         add({
           file: entry.file,
@@ -108,7 +120,6 @@ async function scanFile(
           match: matchOf(hit.entry),
         });
       }
-      const done = pos + bytesRead >= entry.size; // the overlap may already have reached the end
       progress(done ? entry.size : pos + chunkBytes);
       if (done) break;
     }

@@ -65,7 +65,7 @@ export interface ScanOptions {
   knownKeys: KnownKey[];
   /** Also report private keys that match no known key (`match: null`). Default false. */
   allPrivateKeys?: boolean;
-  /** Bytes read per step (default 64 MiB). Chunks overlap so nothing split at a boundary is lost. */
+  /** Bytes per step (default 448 KiB). Chunks overlap so nothing split at a boundary is lost. */
   chunkBytes?: number;
   onProgress?: (p: ScanProgress) => void;
 }

@@ -15,8 +15,11 @@
  *    middle of other random bytes is not found raw.
  *
  * Work is staged so that per-byte loops only run where they can matter: zero pages are
- * skipped by memcmp, then per-8-byte-word counts of zero and high bytes rule out text and
- * pointer-heavy memory, and only what is left gets the sliding per-byte histograms.
+ * skipped by memcmp (64 KiB at a time); per-8-byte-word counts of zero and high bytes, read
+ * four bytes at a time, rule out text (64 words at a time) and pointer-heavy memory; what is
+ * left gets one sliding pass that judges every 8-byte neighbour block; and a window's own
+ * histogram is only brought up to date where a neighbour is non-random, found by indexOf.
+ * Each shortcut is exact: the candidates are those of the plain rule (a unit test compares).
  */
 import type { WindowRule } from './thresholds';
 
@@ -24,34 +27,96 @@ import type { WindowRule } from './thresholds';
 export type Range = [number, number];
 
 const BLOCK = 4096;
+/** Zero runs are tried this many bytes at a time first: one native call per 64 KiB of a core. */
+const BIG_BLOCK = 16 * BLOCK;
+const ZEROS = Buffer.alloc(BIG_BLOCK); // never written
 
 /** Maximal runs of 4 KiB blocks that are not all zero (core dumps are mostly zero pages). */
 export function nonZeroSpans(buf: Buffer): Range[] {
-  const zero = Buffer.alloc(BLOCK);
   const spans: Range[] = [];
-  for (let a = 0; a < buf.length; a += BLOCK) {
+  let inZeros = true; // after a zero block (or at the start) the next 64 KiB are tried at once
+  for (let a = 0; a < buf.length;) {
+    if (inZeros && a + BIG_BLOCK <= buf.length && buf.compare(ZEROS, 0, BIG_BLOCK, a, a + BIG_BLOCK) === 0) {
+      a += BIG_BLOCK;
+      continue;
+    }
     const e = Math.min(buf.length, a + BLOCK);
-    if (buf.compare(zero, 0, e - a, a, e) === 0) continue;
-    const last = spans[spans.length - 1];
-    if (last !== undefined && last[1] === a) last[1] = e;
-    else spans.push([a, e]);
+    inZeros = buf.compare(ZEROS, 0, e - a, a, e) === 0;
+    if (!inZeros) {
+      const last = spans[spans.length - 1];
+      if (last !== undefined && last[1] === a) last[1] = e;
+      else spans.push([a, e]);
+    }
+    a = e;
   }
   return spans;
 }
 
-/** Per 8-byte word of a buffer (word k = bytes 8k..8k+7): how many bytes are 0x00 / >= 0x80. */
+/**
+ * Per 8-byte word of a buffer (word k = bytes 8k..8k+7): how many bytes are 0x00 / >= 0x80,
+ * and per block of 64 words the sum of `highs`, so that text (no high bytes at all) is
+ * passed over a block at a time.
+ */
 export interface WordCounts {
   zeros: Uint8Array;
   highs: Uint8Array;
+  blockHighs: Uint16Array;
 }
 
-/** Counts zero and high bytes per word inside `spans`; words outside count as all-zero. */
-export function countWords(buf: Buffer, spans: Range[]): WordCounts {
+/** log2 of the words per block of `blockHighs`. */
+const BLOCK_SHIFT = 6;
+const ONES = 0x01010101;
+
+/**
+ * Counts zero and high bytes per word inside `spans`; words outside count as all-zero.
+ * `reuse` (a previous result at least as large) saves allocating and page-faulting fresh
+ * arrays per chunk. Words are read four bytes at a time with exact SWAR bit tricks: this pass
+ * touches every byte outside zero pages, text included, so it must be cheap.
+ */
+export function countWords(buf: Buffer, spans: Range[], reuse?: WordCounts): WordCounts {
   const words = Math.ceil(buf.length / 8);
-  const zeros = new Uint8Array(words).fill(8);
-  const highs = new Uint8Array(words);
+  const blocks = (words >> BLOCK_SHIFT) + 1;
+  const fits = reuse !== undefined && reuse.zeros.length >= words && reuse.blockHighs.length >= blocks;
+  const zeros = fits ? reuse.zeros.subarray(0, words) : new Uint8Array(words);
+  const highs = fits ? reuse.highs.subarray(0, words) : new Uint8Array(words);
+  const blockHighs = fits ? reuse.blockHighs.subarray(0, blocks) : new Uint16Array(blocks);
+  zeros.fill(8);
+  highs.fill(0);
+  blockHighs.fill(0);
+  // Byte order does not matter for counting; only the view's alignment does.
+  const u32 = buf.byteOffset % 4 === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.length >> 2) : null;
+  const wholeWords = buf.length >> 3;
   for (const [a, b] of spans) {
-    for (let k = a >> 3; k < Math.ceil(b / 8); k++) {
+    const kEnd = Math.ceil(b / 8);
+    let k = a >> 3;
+    if (u32 !== null) {
+      const stop = Math.min(kEnd, wholeWords);
+      while (k < stop) {
+        const blockEnd = Math.min(stop, ((k >> BLOCK_SHIFT) + 1) << BLOCK_SHIFT);
+        let sum = 0; // high bytes in this block, written once (a read-modify-write per word costs)
+        for (; k < blockEnd; k++) {
+          const lo = u32[2 * k]!;
+          const hi = u32[2 * k + 1]!;
+          // Bit 0 of each byte lane of nl/nh = OR of that byte's 8 bits (the shifts only pull
+          // bits of the same lane down to bit 0): 1 for a non-zero byte.
+          let nl = lo | (lo >>> 1);
+          nl |= nl >>> 2;
+          nl |= nl >>> 4;
+          let nh = hi | (hi >>> 1);
+          nh |= nh >>> 2;
+          nh |= nh >>> 4;
+          const nz = (nl & ONES) + (nh & ONES); // per byte lane: 0..2
+          const h = ((lo >>> 7) & ONES) + ((hi >>> 7) & ONES);
+          const high = Math.imul(h, ONES) >>> 24; // the sum of the four lanes lands in the top byte
+          zeros[k] = 8 - (Math.imul(nz, ONES) >>> 24);
+          highs[k] = high;
+          sum += high;
+        }
+        const blk = (k - 1) >> BLOCK_SHIFT;
+        blockHighs[blk] = blockHighs[blk]! + sum;
+      }
+    }
+    for (; k < kEnd; k++) {
       let z = 0;
       let h = 0;
       const end = Math.min(buf.length, 8 * k + 8);
@@ -62,9 +127,11 @@ export function countWords(buf: Buffer, spans: Range[]): WordCounts {
       }
       zeros[k] = z + (8 * k + 8 - end);
       highs[k] = h;
+      const blk = k >> BLOCK_SHIFT;
+      blockHighs[blk] = blockHighs[blk]! + h;
     }
   }
-  return { zeros, highs };
+  return { zeros, highs, blockHighs };
 }
 
 /**
@@ -72,38 +139,73 @@ export function countWords(buf: Buffer, spans: Range[]): WordCounts {
  * randomness test, judged from word counts alone: a window starting in word k contains words
  * k+1 .. k+n-1 whole (n = floor(size / 8)) and touches no word outside k .. k+ceil(size / 8).
  * A necessary condition, never a guess: it only removes starts whose window certainly fails.
+ * A block of 64 starts is skipped at once when all the words its windows touch together hold
+ * fewer high bytes than the rule needs (text, pointer tables).
  */
 export function stretches(buf: Buffer, counts: WordCounts, rule: WindowRule, spans: Range[]): Range[] {
   const n = Math.floor(rule.size / 8); // words k+1 .. k+n-1 lie inside every window from word k
   const m = Math.ceil(rule.size / 8); // words k .. k+m are all a window from word k can touch
-  const { zeros, highs } = counts;
+  const { zeros, highs, blockHighs } = counts;
+  const { maxZeros, minHigh } = rule;
   const words = zeros.length;
   const lastStart = buf.length - rule.size;
   const out: Range[] = [];
+  let openEnd = -1; // end of the last range in `out`
   let done = 0; // words before this were already looked at (spans are sorted)
   for (const [a, b] of spans) {
     // Windows that touch the span start up to `size` bytes before it; words outside spans are zero.
     const from = Math.max(done, Math.floor(Math.max(0, a - rule.size) / 8));
     const to = Math.min(words, Math.ceil(b / 8));
     if (from >= to) continue;
+    done = to;
+    const stop = Math.min(to, Math.floor(lastStart / 8) + 1); // starts 8k <= lastStart
+    let fresh = true; // the running sums below must be recomputed at k
     let fullZeros = 0; // zeros in words k+1 .. k+n-1
     let touchedHighs = 0; // highs in words k .. k+m
-    for (let j = from + 1; j < from + n && j < words; j++) fullZeros += zeros[j]!;
-    for (let j = from; j <= from + m && j < words; j++) touchedHighs += highs[j]!;
-    for (let k = from; k < to && 8 * k <= lastStart; k++) {
-      if (fullZeros <= rule.maxZeros && touchedHighs >= rule.minHigh) {
-        const first = 8 * k;
-        const end = Math.min(lastStart + 1, first + 8);
-        const last = out[out.length - 1];
-        if (last !== undefined && last[1] === first) last[1] = end;
-        else out.push([first, end]);
+    for (let k = from; k < stop;) {
+      const block = k >> BLOCK_SHIFT;
+      const blockEnd = Math.min(stop, (block + 1) << BLOCK_SHIFT);
+      // Every window starting in this block touches only words up to blockEnd - 1 + m.
+      const lastBlock = Math.min(blockHighs.length - 1, (blockEnd - 1 + m) >> BLOCK_SHIFT);
+      let reachable = 0;
+      for (let c = block; c <= lastBlock; c++) reachable += blockHighs[c]!;
+      if (reachable < minHigh) {
+        k = blockEnd;
+        fresh = true;
+        continue;
       }
-      fullZeros += (zeros[k + n] ?? 0) - (zeros[k + 1] ?? 0);
-      touchedHighs += (highs[k + m + 1] ?? 0) - (highs[k] ?? 0);
+      if (fresh) {
+        fullZeros = 0;
+        touchedHighs = 0;
+        for (let j = k + 1; j < k + n && j < words; j++) fullZeros += zeros[j]!;
+        for (let j = k; j <= k + m && j < words; j++) touchedHighs += highs[j]!;
+        fresh = false;
+      }
+      // Far from the end of the arrays the running sums need no bounds checks (measured ~40%
+      // faster); near it, reads past the end count as 0.
+      for (const safe = Math.min(blockEnd, words - m - 1); k < safe; k++) {
+        if (fullZeros <= maxZeros && touchedHighs >= minHigh)
+          openEnd = extend(out, openEnd, 8 * k, lastStart);
+        fullZeros += zeros[k + n]! - zeros[k + 1]!;
+        touchedHighs += highs[k + m + 1]! - highs[k]!;
+      }
+      for (; k < blockEnd; k++) {
+        if (fullZeros <= maxZeros && touchedHighs >= minHigh)
+          openEnd = extend(out, openEnd, 8 * k, lastStart);
+        fullZeros += (k + n < words ? zeros[k + n]! : 0) - (k + 1 < words ? zeros[k + 1]! : 0);
+        touchedHighs += (k + m + 1 < words ? highs[k + m + 1]! : 0) - highs[k]!;
+      }
     }
-    done = to;
   }
   return out;
+}
+
+/** Adds the starts [first, first + 8) (clipped to lastStart) to `out`; returns the new last end. */
+function extend(out: Range[], openEnd: number, first: number, lastStart: number): number {
+  const end = first + 8 <= lastStart + 1 ? first + 8 : lastStart + 1;
+  if (openEnd === first) out[out.length - 1]![1] = end;
+  else out.push([first, end]);
+  return end;
 }
 
 /** 1 for bytes of plain text: printable ASCII, tab, LF, CR. */
@@ -118,25 +220,29 @@ const TEXT = new Uint8Array(256).map((_, b) =>
  * runs rare. Counting any two zero bytes as non-random would also catch pieces of pointers
  * at odd offsets, but measured 2.5x more candidates on a real core: memory is aligned, and a
  * key next to a pointer lies next to all of it. Positions not computed stay 0 ("not random"),
- * which can only add candidates.
+ * which can only add candidates. For a range [a, b) positions a..b are computed (b included:
+ * the block right after a window [s, b) starts at b); ranges may overlap and come in any
+ * order (one list per window size): they are merged so that each byte is looked at once.
  */
 export function markRandom8(buf: Buffer, ranges: Range[], out: Uint8Array): void {
   out.fill(0, 0, buf.length);
   const cnt = new Uint16Array(256);
-  for (const [a0, b] of ranges) {
-    const a = Math.max(0, a0);
+  for (const [a, b] of mergeRanges(ranges, buf.length)) {
     const end = Math.min(buf.length, b + 8);
     if (end - a < 8) continue;
     cnt.fill(0);
     let distinct = 0;
     let text = 0;
     for (let i = a; i < a + 8; i++) {
-      if (inc(cnt, buf[i]!)) distinct++;
-      text += TEXT[buf[i]!]!;
+      const x = buf[i]!;
+      if (inc(cnt, x)) distinct++;
+      text += TEXT[x]!;
     }
     for (let p = a; ; p++) {
-      const pointerLike = (buf[p] === 0 && buf[p + 1] === 0) || (buf[p + 6] === 0 && buf[p + 7] === 0);
-      if (distinct >= 6 && text < 8 && !pointerLike) out[p] = 1;
+      if (distinct >= 6 && text < 8) {
+        const pointerLike = (buf[p] === 0 && buf[p + 1] === 0) || (buf[p + 6] === 0 && buf[p + 7] === 0);
+        if (!pointerLike) out[p] = 1;
+      }
       if (p + 8 >= end) break;
       const gone = buf[p]!;
       const come = buf[p + 8]!;
@@ -145,6 +251,21 @@ export function markRandom8(buf: Buffer, ranges: Range[], out: Uint8Array): void
       text += TEXT[come]! - TEXT[gone]!;
     }
   }
+}
+
+/** Sorted union of ranges clipped to [0, length); ranges that overlap or touch are joined. */
+function mergeRanges(ranges: Range[], length: number): Range[] {
+  const sorted = ranges
+    .map(([a, b]): Range => [Math.max(0, a), Math.min(length, b)])
+    .filter(([a, b]) => a < b)
+    .sort((x, y) => x[0] - y[0]);
+  const out: Range[] = [];
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
 }
 
 /**
@@ -160,6 +281,11 @@ export type Visit = (s: number, isolated: boolean, aligned: boolean) => void;
 /**
  * Calls `visit` for every window start s in `starts` whose window passes the randomness test
  * and has a non-random neighbour block on at least one side. `base` is buf[0]'s file offset.
+ *
+ * The edge rule is checked first: in random data it fails almost everywhere, so runs of
+ * starts with random blocks on both sides are jumped over with (native) `indexOf` on
+ * `random8`, and the window's histogram is only brought up to date where a neighbour is
+ * non-random: slid from the last window tested when that is near, else rebuilt.
  */
 export function forEachCandidate(
   buf: Buffer,
@@ -170,25 +296,55 @@ export function forEachCandidate(
   visit: Visit,
 ): void {
   const W = rule.size;
+  const len = buf.length;
+  const lastBlock = len - 8; // random8[p] is meaningful for p <= lastBlock (a whole block)
+  const r8 = random8.subarray(0, Math.max(0, lastBlock + 1)); // bounds every indexOf below
   const { minDistinct, minHigh, maxZeros } = rule;
   const cnt = new Uint16Array(256);
+  let at = -1; // start of the window the histogram describes; -1: none
+  let distinct = 0;
+  let high = 0;
+  let zeroPairs = 0; // i in [at, at+W-1) with buf[i] = buf[i+1] = 0: one per pointer or small int
   for (const [first, end] of starts) {
-    if (end <= first) continue;
-    cnt.fill(0);
-    let distinct = 0;
-    let high = 0;
-    let zeroPairs = 0; // i in [s, s+W-1) with buf[i] = buf[i+1] = 0: one per pointer or small int
-    for (let i = first; i < first + W; i++) {
-      const x = buf[i]!;
-      if (inc(cnt, x)) distinct++;
-      high += x >> 7;
-      if (x === 0 && i > first && buf[i - 1] === 0) zeroPairs++;
-    }
-    for (let s = first; ; s++) {
-      const before = s >= 8 ? random8[s - 8]! : 0;
-      const after = s + W + 8 <= buf.length ? random8[s + W]! : 0;
+    for (let s = first; s < end; s++) {
+      const before = s >= 8 ? r8[s - 8]! : 0; // no block before the buffer: not random
+      const after = s + W <= lastBlock ? r8[s + W]! : 0;
+      if (before !== 0 && after !== 0) {
+        // Next start whose block before (p = s' - 8) or after (p = s' + W) is non-random.
+        const pb = r8.indexOf(0, s - 7);
+        const pa = r8.indexOf(0, s + W + 1);
+        const next = Math.min(
+          pb === -1 ? len : pb + 8, // len: past every start
+          pa === -1 ? lastBlock - W + 1 : pa - W, // past lastBlock the block after counts as 0
+        );
+        s = next - 1; // the loop's s++ lands on it
+        continue;
+      }
+      if (at >= 0 && s > at && 2 * (s - at) < W) {
+        for (; at < s; at++) {
+          const out = buf[at]!;
+          if (dec(cnt, out)) distinct--;
+          high -= out >> 7;
+          if (out === 0 && buf[at + 1] === 0) zeroPairs--;
+          const inb = buf[at + W]!;
+          if (inc(cnt, inb)) distinct++;
+          high += inb >> 7;
+          if (inb === 0 && buf[at + W - 1] === 0) zeroPairs++;
+        }
+      } else if (at !== s) {
+        cnt.fill(0);
+        distinct = 0;
+        high = 0;
+        zeroPairs = 0;
+        for (let i = s; i < s + W; i++) {
+          const x = buf[i]!;
+          if (inc(cnt, x)) distinct++;
+          high += x >> 7;
+          if (x === 0 && i > s && buf[i - 1] === 0) zeroPairs++;
+        }
+        at = s;
+      }
       if (
-        (before === 0 || after === 0) &&
         distinct >= minDistinct &&
         high >= minHigh &&
         zeroPairs <= MAX_ZERO_PAIRS &&
@@ -197,15 +353,6 @@ export function forEachCandidate(
       ) {
         visit(s, before === 0 && after === 0, ((base + s) & 7) === 0);
       }
-      if (s + 1 >= end) break;
-      const out = buf[s]!;
-      if (dec(cnt, out)) distinct--;
-      high -= out >> 7;
-      if (out === 0 && buf[s + 1] === 0) zeroPairs--;
-      const inb = buf[s + W]!;
-      if (inc(cnt, inb)) distinct++;
-      high += inb >> 7;
-      if (inb === 0 && buf[s + W - 1] === 0) zeroPairs++;
     }
   }
 }

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { scanPaths, type Finding } from '../../../src/scan';
+import { indexKnownKeys } from '../../../src/scan/known-keys';
+import { RawScanner } from '../../../src/scan/raw';
 import { heapLike, le, makeKey, noise, plantIn, tempDir, type FixtureKey } from '../../helpers/scan-fixtures';
 
 /** Raw bytes of known keys in memory-like data: no structure around them to parse. */
@@ -129,6 +131,21 @@ describe('scan: raw key material of known keys', function () {
     // Raw bytes can only be recognised through a known public key; this is by design.
     const { findings } = await scanPlanted([[4096, ec.secret]], [ec384, rsa], 64 * 1024, true);
     assert.deepEqual(findings, []);
+  });
+
+  it('checks a value that repeats once, and still reports every copy of a known key', async () => {
+    const decoy = noise(32);
+    let data = heapLike(64 * 1024, 17);
+    for (let i = 0; i < 6; i++) data = plantIn(data, 4096 * (i + 1), decoy);
+    for (let i = 0; i < 3; i++) data = plantIn(data, 40_000 + 4096 * i, ec.secret);
+    const raw = new RawScanner(await indexKnownKeys([ec.known]));
+    const hits = raw.scan(data, 0);
+    assert.deepEqual(
+      hits.map((h) => [h.offset, h.encoding]),
+      [0, 1, 2].map((i) => [40_000 + 4096 * i, 'raw-ec-be']),
+    );
+    // The decoy is tried big- and little-endian at its first copy, then skipped as a repeat.
+    assert.ok(raw.stats.repeatsSkipped >= 10, JSON.stringify(raw.stats));
   });
 
   it('does not take a scalar of another key for a known one', async () => {

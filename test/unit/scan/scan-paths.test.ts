@@ -51,6 +51,28 @@ describe('scanPaths: files, chunks, filters and what findings never contain', fu
     }
   });
 
+  it('finds raw copies lying just before, on and after chunk boundaries exactly once', async () => {
+    // Each raw window is tried by one chunk only (the one that also holds its neighbours).
+    // Boundaries 32 chunks apart: each read (chunk + 64 KiB overlap) sees one of them.
+    const chunkBytes = 4096;
+    const spacing = 32 * chunkBytes;
+    const deltas = [-48, -40, -33, -9, -8, -7, -1, 0, 1, 7, 8, 9, 31];
+    const data = Buffer.alloc(spacing * (deltas.length + 2));
+    const expected: { offset: number; encoding: string }[] = [];
+    deltas.forEach((d, i) => {
+      const offset = (i + 1) * spacing + d;
+      const le = i % 2 === 1 && offset % 8 === 0; // little-endian where it is tried: aligned
+      (le ? Buffer.from(ec.secret).reverse() : ec.secret).copy(data, offset);
+      expected.push({ offset, encoding: le ? 'raw-ec-le' : 'raw-ec-be' });
+    });
+    const file = t.write('boundaries.bin', data);
+    for (const size of [chunkBytes, 1 << 22]) {
+      const r = await scanPaths([file], { knownKeys: [ec.known], chunkBytes: size });
+      const got = r.findings.map((f) => ({ offset: f.offset, encoding: f.encoding }));
+      assert.deepEqual(got, expected, `chunkBytes ${size}`);
+    }
+  });
+
   it('reports a private key it does not know only with allPrivateKeys, with match null', async () => {
     const file = t.write('stranger.pem', encodings(stranger).sec1Pem!);
     const quiet = await scanPaths([file], { knownKeys: [ec.known] });

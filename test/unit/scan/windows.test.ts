@@ -11,7 +11,11 @@ import {
 import { heapLike } from '../../helpers/scan-fixtures';
 
 /** Candidate starts in `buf` for windows of `size` bytes, through the same stages as the scanner. */
-function candidates(buf: Buffer, size: number): { s: number; isolated: boolean; aligned: boolean }[] {
+function candidates(
+  buf: Buffer,
+  size: number,
+  base = 0,
+): { s: number; isolated: boolean; aligned: boolean }[] {
   const spans = nonZeroSpans(buf);
   const starts = stretches(buf, countWords(buf, spans), ruleFor(size), spans);
   const random8 = new Uint8Array(buf.length);
@@ -21,13 +25,100 @@ function candidates(buf: Buffer, size: number): { s: number; isolated: boolean; 
     random8,
   );
   const out: { s: number; isolated: boolean; aligned: boolean }[] = [];
-  forEachCandidate(buf, starts, random8, ruleFor(size), 0, (s, isolated, aligned) =>
+  forEachCandidate(buf, starts, random8, ruleFor(size), base, (s, isolated, aligned) =>
     out.push({ s, isolated, aligned }),
   );
   return out;
 }
 
-describe('scan: candidate windows for raw key material', () => {
+const TEXT = (b: number): boolean => (b >= 0x20 && b <= 0x7e) || b === 9 || b === 10 || b === 13;
+
+/** The neighbour rule of docs/scan.md, per block, written plainly. */
+function looksRandom8(buf: Buffer, p: number): boolean {
+  const block = [...buf.subarray(p, p + 8)];
+  const pointerLike = (block[0] === 0 && block[1] === 0) || (block[6] === 0 && block[7] === 0);
+  return new Set(block).size >= 6 && !block.every(TEXT) && !pointerLike;
+}
+
+/** The candidate rule of docs/scan.md, checked at every start with no staging or shortcuts. */
+function reference(
+  buf: Buffer,
+  size: number,
+  base = 0,
+): { s: number; isolated: boolean; aligned: boolean }[] {
+  const { minDistinct, minHigh, maxZeros } = ruleFor(size);
+  const out: { s: number; isolated: boolean; aligned: boolean }[] = [];
+  for (let s = 0; s + size <= buf.length; s++) {
+    const w = [...buf.subarray(s, s + size)];
+    let zeroPairs = 0;
+    for (let i = 1; i < size; i++) if (w[i] === 0 && w[i - 1] === 0) zeroPairs++;
+    const looksRandom =
+      new Set(w).size >= minDistinct &&
+      w.filter((b) => b >= 0x80).length >= minHigh &&
+      w.filter((b) => b === 0).length <= maxZeros &&
+      w.filter((b) => b === 0xff).length <= maxZeros &&
+      zeroPairs <= 1;
+    const before = s >= 8 && looksRandom8(buf, s - 8);
+    const after = s + size + 8 <= buf.length && looksRandom8(buf, s + size);
+    if (looksRandom && (!before || !after)) {
+      out.push({ s, isolated: !before && !after, aligned: (base + s) % 8 === 0 });
+    }
+  }
+  return out;
+}
+
+/** Data that exercises every rule: random runs of all lengths between text, pointers, zeros, 0xff. */
+function mixed(bytes: number, seed: number): Buffer {
+  const out = heapLike(bytes, seed);
+  const r = randomBytes(bytes);
+  for (let at = 0, i = 0; at < bytes; i++) {
+    const len = 8 + (r[i % r.length]! % 120);
+    const kind = r[(i * 7 + 3) % r.length]! % 6;
+    if (kind === 0) r.copy(out, at, at, Math.min(bytes, at + len)); // random run
+    if (kind === 1) out.write('{"msg":"served","ms":12} '.repeat(8).slice(0, len), at, 'latin1');
+    if (kind === 2) out.fill(0xff, at, Math.min(bytes, at + (len % 9)));
+    if (kind === 3) out.fill(0, at, Math.min(bytes, at + len));
+    at += len + (r[(i * 13 + 5) % r.length]! % 40);
+  }
+  // A zero page with random bytes right against both of its ends (windows across span edges).
+  out.fill(0, 4096, 8192);
+  r.copy(out, 4096 - 40, 0, 40);
+  r.copy(out, 8192, 40, 80);
+  // In a long run of text, windows with just the minimum of high bytes (the 32-byte rule's 3),
+  // and 129 distinct values: bounds of the shortcuts that skip text by its high-byte count.
+  const text = Buffer.from('{"level":"info","msg":"request served"}\n'.repeat(40)).subarray(0, 1500);
+  text.copy(out, 9000);
+  Buffer.from([...Array.from({ length: 29 }, (_, j) => j + 1), 0x80, 0x91, 0xa2]).copy(out, 9600);
+  Buffer.from(Array.from({ length: 129 }, (_, j) => (j * 2 + 1) % 256)).copy(out, 12_000);
+  return out;
+}
+
+describe('scan: candidate windows for raw key material', function () {
+  this.timeout(20_000); // the plain reference below is slow on purpose
+  it('offers exactly the windows the plain rule offers (staged filters are only shortcuts)', () => {
+    for (let i = 0; i < 4; i++) {
+      // Odd lengths, and a view at an odd byte offset (word counts cannot use 32-bit reads there).
+      const data = mixed(14_000 + 13 * i, 40 + i);
+      const buf = i % 2 === 0 ? data : Buffer.concat([Buffer.alloc(3), data]).subarray(3);
+      for (const size of [32, 48, 128]) {
+        assert.deepEqual(candidates(buf, size, i), reference(buf, size, i), `size ${size}, data ${i}`);
+      }
+    }
+  });
+
+  it('counts zero and high bytes per word exactly, at any alignment of the buffer', () => {
+    const data = Buffer.concat([Buffer.alloc(1), mixed(9_000 + 5, 3)]);
+    for (const view of [data.subarray(1), data.subarray(0, 8_000)]) {
+      const spans: [number, number][] = [[0, view.length]];
+      const { zeros, highs } = countWords(view, spans);
+      for (let k = 0; k < zeros.length; k++) {
+        const word = [...view.subarray(8 * k, 8 * k + 8)];
+        assert.equal(zeros[k], word.filter((b) => b === 0).length + (8 - word.length), `zeros of word ${k}`);
+        assert.equal(highs[k], word.filter((b) => b >= 0x80).length, `highs of word ${k}`);
+      }
+    }
+  });
+
   it('computes thresholds that random 32/48/128-byte keys pass', () => {
     assert.deepEqual(ruleFor(32), { size: 32, minDistinct: 22, minHigh: 3, maxZeros: 4 });
     const r48 = ruleFor(48);
