@@ -1,7 +1,9 @@
 /**
  * 2. JWKS: GET /scopes/:scope/.well-known/jwks.json against a bare fastify route returning the
  * same document as one constant buffer, and against node-oidc-provider's /jwks. One process
- * each, then all cores (2 workers each).
+ * each, then all cores (2 workers each). A second constant route also sends keywarden's two
+ * caching headers (Cache-Control, ETag) as constants, so the cost of those bytes on both ends
+ * of the connection is told apart from the cost of keywarden's per-request work.
  */
 import { exportJWK, generateKeyPair } from 'jose';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
@@ -40,7 +42,12 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
       const k = await kw.serve(workers);
       servers.push(k);
       const path = '/scopes/jwks/.well-known/jwks.json';
-      const body = await (await fetch(`${k.baseUrl}${path}`)).text();
+      const first = await fetch(`${k.baseUrl}${path}`);
+      const body = await first.text();
+      const cachingHeaders = {
+        'cache-control': first.headers.get('cache-control') ?? '',
+        etag: first.headers.get('etag') ?? '',
+      };
       const constant = await startYardstick(
         `constant buffer x${workers}`,
         'constant-jwks',
@@ -48,6 +55,13 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
         { UV_THREADPOOL_SIZE: BENCH_THREADPOOL },
       );
       servers.push(constant);
+      const constantWithHeaders = await startYardstick(
+        `constant + headers x${workers}`,
+        'constant-jwks',
+        { port: await freePort(), workers, body, headers: cachingHeaders },
+        { UV_THREADPOOL_SIZE: BENCH_THREADPOOL },
+      );
+      servers.push(constantWithHeaders);
       const oidc = await startYardstick(
         `oidc-provider x${workers}`,
         'oidc-provider',
@@ -66,12 +80,14 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
       const targets: LoadTarget[] = [
         { name: `keywarden jwks.json x${workers}`, url: `${k.baseUrl}${path}` },
         { name: `constant buffer x${workers}`, url: `${constant.baseUrl}/jwks.json` },
+        { name: `constant + caching headers x${workers}`, url: `${constantWithHeaders.baseUrl}/jwks.json` },
         { name: `oidc-provider /jwks x${workers}`, url: `${oidc.baseUrl}/jwks` },
       ];
       if (workers === 1) {
         report.note(
           `Document: ${Buffer.byteLength(body)} bytes, ${(JSON.parse(body) as { keys: unknown[] }).keys.length} keys ` +
-            '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type). ' +
+            '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type; ' +
+            '"constant + caching headers" sends the same two headers as constants). ' +
             `autocannon ${plan.connections} connections; ${plan.reps} x ${plan.seconds} s after ${plan.warmupSeconds} s warm-up.`,
         );
       }

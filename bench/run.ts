@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- NAME... [--quick] [--out FILE]]`: runs the benchmarks (all, or the named
+ * `npm run bench [-- NAME... [--quick] [--reps N] [--out FILE]]`: runs the benchmarks (all, or the named
  * ones: sign jwks verify scale rotation), each against its yardstick in the same run, and
  * prints a Markdown report (progress goes to stderr). No benchmark asserts anything: the
  * numbers are for docs/benchmarks.md. Loopback only; every server it starts is stopped.
@@ -29,13 +29,19 @@ async function main(): Promise<void> {
   const quick = args.includes('--quick');
   const outAt = args.indexOf('--out');
   const out = outAt >= 0 ? args[outAt + 1] : undefined;
-  const names = args.filter((a, i) => !a.startsWith('--') && (outAt < 0 || i !== outAt + 1));
+  // More interleaved repetitions narrow the median on a noisy (virtual) machine.
+  const repsAt = args.indexOf('--reps');
+  const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : undefined;
+  if (reps !== undefined && (!Number.isInteger(reps) || reps < 1 || reps > 50))
+    throw new Error('--reps takes a whole number from 1 to 50');
+  const valueAt = new Set([outAt + 1, repsAt + 1]);
+  const names = args.filter((a, i) => !a.startsWith('--') && !valueAt.has(i));
   for (const n of names)
     if (!BENCHMARKS[n])
       throw new Error(`unknown benchmark ${n}; one of ${Object.keys(BENCHMARKS).join(', ')}`);
   const plan: BenchPlan = quick
-    ? { connections: 32, warmupSeconds: 2, reps: 3, seconds: 3, quick }
-    : { connections: 32, warmupSeconds: 3, reps: 3, seconds: 5, quick };
+    ? { connections: 32, warmupSeconds: 2, reps: reps ?? 3, seconds: 3, quick }
+    : { connections: 32, warmupSeconds: 3, reps: reps ?? 3, seconds: 5, quick };
   const report = new Report();
   report.header(`npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`);
   for (const name of names.length ? names : Object.keys(BENCHMARKS)) {

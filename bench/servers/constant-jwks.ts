@@ -6,12 +6,16 @@
 import fastify from 'fastify';
 import { serveCluster, serverConfig } from './serve-cluster';
 
-const config = serverConfig<{ body: string }>();
+const config = serverConfig<{ body: string; headers?: Record<string, string> }>();
 void serveCluster(config.workers, async () => {
   const body = Buffer.from(config.body);
+  // Optional constant extra headers (the second yardstick: the same bytes keywarden sends).
+  const extra = Object.entries(config.headers ?? {});
   const app = fastify({ logger: false });
   app.get('/jwks.json', (_req, reply) => {
-    reply.header('content-type', 'application/jwk-set+json').send(body);
+    reply.header('content-type', 'application/jwk-set+json');
+    for (const [k, v] of extra) reply.header(k, v);
+    reply.send(body);
   });
   await app.listen({ host: '127.0.0.1', port: config.port });
 });

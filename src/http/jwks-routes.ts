@@ -1,6 +1,7 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { jwksMaxAgeSeconds } from '../lifecycle/build-jwks';
 import { requireScope, type LifecycleContext } from '../lifecycle/context';
+import type { ScopeConfig } from '../policy/scope';
 
 /**
  * Public, unauthenticated discovery: one JWKS per scope and an OpenID-style discovery
@@ -8,10 +9,10 @@ import { requireScope, type LifecycleContext } from '../lifecycle/context';
  * computes its Cache-Control and compares the ETag.
  */
 export function registerJwksRoutes(app: FastifyInstance, ctx: LifecycleContext, publicBaseUrl: string): void {
-  // The hottest route (every relying party polls it): a synchronous handler and no params
-  // schema, since requireScope answers 404 for any name that is not a configured scope.
-  app.get<{ Params: { scope: string } }>('/scopes/:scope/.well-known/jwks.json', (req, reply) => {
-    const scope = requireScope(ctx, req.params.scope);
+  // The hottest route (every relying party polls it): one static route per configured scope,
+  // so a request neither parses a path parameter nor looks its scope up, and a synchronous
+  // handler. The parametric route behind them only answers names that are not scopes (404).
+  const serveJwks = (scope: ScopeConfig) => (req: FastifyRequest, reply: FastifyReply) => {
     const view = ctx.cache.view(scope.name);
     if (!view) {
       reply.status(503).send({ error: { code: 'NO_ACTIVE_KEY', message: 'keys not loaded yet' } });
@@ -25,6 +26,13 @@ export function registerJwksRoutes(app: FastifyInstance, ctx: LifecycleContext, 
       .header('etag', jwks.etag);
     if (req.headers['if-none-match'] === jwks.etag) reply.status(304).send();
     else reply.send(jwks.bytes);
+  };
+  for (const scope of ctx.config.scopes) {
+    app.get(`/scopes/${scope.name}/.well-known/jwks.json`, serveJwks(scope));
+  }
+  app.get<{ Params: { scope: string } }>('/scopes/:scope/.well-known/jwks.json', (req) => {
+    requireScope(ctx, req.params.scope); // throws SCOPE_NOT_FOUND: every scope has its route above
+    throw new Error(`no JWKS route for configured scope ${req.params.scope}`);
   });
 
   app.get<{ Params: { scope: string } }>(

@@ -311,4 +311,39 @@ describe('token service (in-process, FakeClock)', function () {
       assert.ok(!jwks.keys.some((k) => k.kid === key.kid));
     });
   });
+
+  describe('JWKS route', () => {
+    it('serves each scope its own keys, 304 on a matching ETag, and 404 SCOPE_NOT_FOUND for any other name', async () => {
+      const fetchJwks = (scope: string, headers: Record<string, string> = {}) =>
+        fetch(`${base}/scopes/${scope}/.well-known/jwks.json`, { headers });
+      const kids = new Map<string, string[]>();
+      for (const scope of SCOPES) {
+        const r = await fetchJwks(scope);
+        assert.equal(r.status, 200);
+        assert.equal(r.headers.get('content-type'), 'application/jwk-set+json');
+        assert.match(r.headers.get('cache-control') ?? '', /^public, max-age=\d+$/);
+        const etag = r.headers.get('etag')!;
+        const body = (await r.json()) as { keys: { kid: string; iss: string }[] };
+        assert.ok(body.keys.length > 0);
+        assert.ok(
+          body.keys.every((k) => k.iss === issuer(scope)),
+          `${scope} serves only its own keys`,
+        );
+        kids.set(
+          scope,
+          body.keys.map((k) => k.kid),
+        );
+        const again = await fetchJwks(scope, { 'if-none-match': etag });
+        assert.equal(again.status, 304);
+        assert.equal(await again.text(), '');
+      }
+      const all = [...kids.values()].flat();
+      assert.equal(new Set(all).size, all.length, 'no kid is published by two scopes');
+      for (const name of ['nope', 'CONSUMER', 'consumer-', '_audit', 'a'.repeat(150)]) {
+        const r = await fetchJwks(name);
+        assert.equal(r.status, 404, name);
+        assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'SCOPE_NOT_FOUND', name);
+      }
+    });
+  });
 });
