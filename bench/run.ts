@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : undefined;
   if (reps !== undefined && (!Number.isInteger(reps) || reps < 1 || reps > 50))
     throw new Error('--reps takes a whole number from 1 to 50');
-  const valueAt = new Set([outAt + 1, repsAt + 1]);
+  const valueAt = new Set([outAt, repsAt].filter((i) => i >= 0).map((i) => i + 1));
   const names = args.filter((a, i) => !a.startsWith('--') && !valueAt.has(i));
   for (const n of names)
     if (!BENCHMARKS[n])

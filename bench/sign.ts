@@ -8,7 +8,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { BENCH_THREADPOOL, prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
 import { measureInterleaved, type LoadTarget, type Measured } from './lib/load';
-import { freePort, startYardstick, type Server } from './lib/processes';
+import { freePort, runChild, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
 import { ms, rate, ratio } from './lib/stats';
 import { packageVersion } from './lib/versions';
@@ -20,6 +20,26 @@ type Alg = (typeof ALGS)[number];
 const scopeName = (alg: Alg) => alg.toLowerCase();
 const CLIENT = { id: 'bench', secret: 'bench-client-secret-0123456789abcdef' };
 const OIDC_AUDIENCE = 'https://api.bench.test';
+
+/** Raw C_SignInit + C_SignAsync on the ES256 scope's key, in a process of its own. */
+async function rawPkcs11(kw: KeywardenSetup): Promise<{ rate: number; loopMicros: number }> {
+  const key = await kw.signingKey(scopeName('ES256'));
+  const hsm = kw.config.backends.hsm;
+  if (!hsm || hsm.type !== 'pkcs11') throw new Error('bench config lacks the hsm backend');
+  return runChild<{ rate: number; loopMicros: number }>(
+    [
+      'bench/raw-pkcs11.ts',
+      JSON.stringify({
+        module: hsm.module,
+        moduleEnv: hsm.moduleEnv,
+        tokenLabel: hsm.tokenLabel,
+        pin: kw.token.pin,
+        ckaId: key.ckaId,
+      }),
+    ],
+    { UV_THREADPOOL_SIZE: BENCH_THREADPOOL },
+  );
+}
 
 export async function idealSigner(
   kw: KeywardenSetup,
@@ -168,6 +188,15 @@ export async function benchSign(report: Report, plan: BenchPlan): Promise<void> 
         const m = await measureInterleaved(ts, plan);
         report.note(`**${alg}, one process each**`);
         report.table(HEAD, rows(m));
+        if (alg === 'ES256') {
+          // What the token alone allows: any Node signer on it pays this per token.
+          const raw = await rawPkcs11(kw);
+          report.note(
+            `Raw PKCS#11 on the same token and key (bench/raw-pkcs11.ts: C_SignInit + C_SignAsync, ` +
+              `4 sessions, 16 in flight, no HTTP): ${rate(raw.rate)} signatures, ` +
+              `${raw.loopMicros.toFixed(0)} µs of event-loop time each.`,
+          );
+        }
       } finally {
         await ideal.stop();
         await oidc.stop();
