@@ -128,7 +128,12 @@ export async function validateToken(
   );
   if (state === 'revoked') return fail('key_revoked', `key ${kid} was revoked`);
   if (state === 'expired') return fail('key_expired', `key ${kid} expired at ${key.expiresAt.toISOString()}`);
-  if (state === 'pending')
+  // The signer starts with a key at its activation instant by the signer's clock, and the JWK's
+  // `nbf` is that instant rounded up to a second: a key activating within the allowed clock skew
+  // may already have signed (without this, every token of the first second after a rotation,
+  // or of the first N seconds when this clock runs N seconds slow, was refused). The token's own
+  // iat must still fall inside the key's window (checkClaims, with the same skew).
+  if (state === 'pending' && key.activateAt.getTime() > now.getTime() + skewSeconds * 1000)
     return fail('key_pending', `key ${kid} is not active until ${key.activateAt.toISOString()}`);
 
   if (alg !== key.alg) return fail('alg_mismatch', `the header alg ${alg} is not the key's alg ${key.alg}`);

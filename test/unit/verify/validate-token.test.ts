@@ -3,7 +3,11 @@ import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import * as jose from 'jose';
 import fc from 'fast-check';
 import { REASON_CODES, type ReasonCode } from '../../../src/verify/reasons';
-import { validateToken, type ValidationResult } from '../../../src/verify/validate-token';
+import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  validateToken,
+  type ValidationResult,
+} from '../../../src/verify/validate-token';
 import {
   ALGS,
   AUDIENCE,
@@ -306,6 +310,18 @@ describe('validateToken', () => {
     it('key_pending: a published key that is not active yet', async () => {
       const key = makeKey('ES256', { activateAt: new Date(NOW.getTime() + 3600_000) });
       expectRefused(await validateToken(tokenFor(key), lookupOf(key.vk), OPTIONS), 'key_pending');
+    });
+
+    it('a key activating within the clock skew is not pending: the signer clock may be ahead, and nbf is rounded up', async () => {
+      const skew = DEFAULT_CLOCK_SKEW_SECONDS; // OPTIONS leaves the default
+      // Activation 0.4 s from now (published nbf rounds it up): the signer has started with it.
+      const soon = makeKey('ES256', { activateAt: new Date(NOW.getTime() + 400) });
+      const t = tokenFor(soon, { iat: Math.floor(NOW.getTime() / 1000) });
+      const r = await validateToken(t, lookupOf(soon.vk), OPTIONS);
+      assert.ok(r.valid, JSON.stringify(r));
+      // Just beyond the skew it is still refused as pending.
+      const later = makeKey('ES256', { activateAt: new Date(NOW.getTime() + skew * 1000 + 1000) });
+      expectRefused(await validateToken(tokenFor(later), lookupOf(later.vk), OPTIONS), 'key_pending');
     });
 
     it('key_revoked: a revoked key, whatever the token says', async () => {
