@@ -150,6 +150,49 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
     );
   });
 
+  it('generates one key at a time per module, and signs meanwhile: 12 concurrent generations all succeed', async () => {
+    // oneAtATime: no two tasks overlap, and a failed task does not stop the queue.
+    const ck = Cryptoki.open(token.modulePath, token.env);
+    try {
+      let running = 0;
+      let most = 0;
+      const task = (fail: boolean) => async () => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((r) => setTimeout(r, 5));
+        running--;
+        if (fail) throw new Error('task failed');
+        return 'done';
+      };
+      const results = await Promise.allSettled([true, false, true, false].map((f) => ck.oneAtATime(task(f))));
+      assert.equal(most, 1, 'two tasks overlapped');
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['rejected', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+    } finally {
+      ck.release();
+    }
+    // Concurrent generations through the backend (SoftHSM2 failed some when they overlapped),
+    // with signatures going on at the same time on an existing key.
+    const existing = await makeKey('ES256');
+    let signing = true;
+    let signed = 0;
+    const signer = (async () => {
+      while (signing) {
+        await backend.sign(existing.ref, 'ES256', Buffer.from('a.b'));
+        signed++;
+      }
+    })();
+    const made = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => makeKey(i % 2 ? 'ES256' : 'EdDSA', 'gen')),
+    );
+    signing = false;
+    await signer;
+    assert.equal(new Set(made.map((m) => m.jwk.x)).size, 12, 'twelve distinct keys');
+    assert.ok(signed > 0, 'signing went on while keys were generated');
+  });
+
   it('refuses to generate over an existing CKA_ID and to sign with a key of another type', async () => {
     const { ref } = await makeKey('EdDSA');
     const keyId = String(ref.ref.label).split(':')[2] as string;

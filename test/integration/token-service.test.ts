@@ -316,6 +316,9 @@ describe('token service (in-process, FakeClock)', function () {
     it('serves each scope its own keys, 304 on a matching ETag, and 404 SCOPE_NOT_FOUND for any other name', async () => {
       const fetchJwks = (scope: string, headers: Record<string, string> = {}) =>
         fetch(`${base}/scopes/${scope}/.well-known/jwks.json`, { headers });
+      // Earlier tests moved the clock past some keys' expiry: bring every scope up to date first.
+      await reconcileAll(trt.ctx, 'test');
+      await trt.ctx.cache.refresh(true);
       const kids = new Map<string, string[]>();
       for (const scope of SCOPES) {
         const r = await fetchJwks(scope);

@@ -38,11 +38,23 @@ export class Cryptoki {
   /** Keyed MAC of the PIN that logged each slot in: a second login with another PIN is refused. */
   private readonly slotPinMacs = new Map<string, Buffer>();
   private readonly macKey = randomBytes(32);
+  /** The tail of the queue `oneAtATime` keeps. */
+  private queueTail: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly modulePath: string,
     private readonly pk: pkcs11js.PKCS11,
   ) {}
+
+  /**
+   * Runs `task` once every task queued before it on this module (in this process) has settled,
+   * whatever their outcome. For operations the module gets wrong when they overlap.
+   */
+  oneAtATime<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queueTail.then(task, task);
+    this.queueTail = run.catch(() => undefined);
+    return run;
+  }
 
   /**
    * Loads and initialises (CKF_OS_LOCKING_OK) the module at `modulePath` after copying `moduleEnv`
