@@ -20,7 +20,19 @@ import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 const ROOT = resolve(__dirname, '..', '..');
 
 /** A separate Node process that appends `n` records to the store through the real sink. */
-function appender(configPath: string, name: string, n: number, startAt: number): Promise<number | null> {
+interface Appender {
+  /** Settles once the process has opened the store and waits for go(). */
+  ready: Promise<void>;
+  go(): void;
+  exited: Promise<number | null>;
+}
+
+/**
+ * A second process appending `n` records through its own StoreAuditSink. It opens the store,
+ * says READY and waits for GO on stdin: a barrier, so both processes start writing together
+ * however long each took to start (a fixed start time failed on a loaded machine).
+ */
+function appender(configPath: string, name: string, n: number): Appender {
   const code = `
     const pino = require('pino');
     const { loadConfig } = require(${JSON.stringify(join(ROOT, 'src/config/load-config.ts'))});
@@ -30,22 +42,32 @@ function appender(configPath: string, name: string, n: number, startAt: number):
       const config = loadConfig(${JSON.stringify(configPath)});
       const ds = await openStore(config.store.url);
       const sink = new StoreAuditSink(config, ds, () => Promise.reject(new Error('none')), pino({ level: 'silent' }), { autoCheckpoint: false });
-      // Both processes start writing at the same instant, so their appends really contend.
-      await new Promise((r) => setTimeout(r, Math.max(0, ${startAt} - Date.now())));
+      process.stdout.write('READY\\n');
+      await new Promise((r) => process.stdin.once('data', r));
       for (let i = 0; i < ${n}; i++) {
         await sink.record({ type: 'operator.test', actor: ${JSON.stringify(name)}, data: { i } });
       }
       await ds.destroy();
+      process.exit(0);
     })().catch((e) => { console.error(e); process.exit(1); });
   `;
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', code], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+  const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', code], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((res, rej) => {
     child.on('error', rej);
     child.on('close', res);
   });
+  const ready = new Promise<void>((res, rej) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('READY')) res();
+    });
+    void exited.then((c) => rej(new Error(`appender ${name} exited (${c}) before it was ready`)));
+  });
+  return { ready, go: () => child.stdin!.write('GO\n'), exited };
 }
 
 describe('audit commands through the real CLI', function () {
@@ -103,11 +125,10 @@ describe('audit commands through the real CLI', function () {
   it('a daemon and the CLI appending at once (two processes, one SQLite file) keep one chain', async () => {
     // Migrate first (as `init` does), so the two processes only contend for appends.
     await (await openStore(`sqlite:${dbPath}`)).destroy();
-    const startAt = Date.now() + 8000;
-    const codes = await Promise.all([
-      appender(configPath, 'proc-a', 150, startAt),
-      appender(configPath, 'proc-b', 150, startAt),
-    ]);
+    const procs = [appender(configPath, 'proc-a', 150), appender(configPath, 'proc-b', 150)];
+    await Promise.all(procs.map((p) => p.ready));
+    for (const p of procs) p.go();
+    const codes = await Promise.all(procs.map((p) => p.exited));
     assert.deepEqual(codes, [0, 0]);
     const config = validateConfig(
       JSON.parse(await (await import('node:fs/promises')).readFile(configPath, 'utf8')),
