@@ -2,41 +2,8 @@ import * as assert from 'node:assert/strict';
 import type { KeyRecord } from '../../../src/policy/key';
 import { nextActions, nextDecisionAt, pickSigningKey } from '../../../src/policy/next-actions';
 import { planRotations } from '../../../src/policy/plan';
-import type { KeyPolicy } from '../../../src/policy/scope';
-import { timelineForNewKey } from '../../../src/policy/timeline';
+import { at, key, policy, T } from './rotation-fixture';
 
-const policy: KeyPolicy = {
-  prepublishSeconds: 100,
-  activeForSeconds: 1000,
-  verifyGraceSeconds: 200,
-  maxTokenTtlSeconds: 200,
-  destroyAfterSeconds: 50,
-  maxKeyLifetimeSeconds: 1300,
-  jwksMaxAgeSeconds: 50,
-};
-const T = Date.UTC(2026, 0, 1);
-const at = (s: number) => new Date(T + s * 1000);
-let n = 0;
-function key(activate: number, over: Partial<KeyRecord> = {}): KeyRecord {
-  const tl = timelineForNewKey(policy, at(activate - 100), { immediate: false });
-  n++;
-  return {
-    id: `k${n}`,
-    kid: `kid${n}`,
-    scope: 's',
-    alg: 'ES256',
-    status: 'ready',
-    backendRef: { backend: 'hsm', ref: {} },
-    publicJwk: null,
-    ...tl,
-    revokedAt: null,
-    revokedReason: null,
-    destroyedAt: null,
-    createdAt: tl.publishAt,
-    createdBy: 'test',
-    ...over,
-  };
-}
 const kinds = (keys: KeyRecord[], s: number) =>
   nextActions(policy, keys, at(s)).map((a) => a.kind + (a.kind === 'create' ? `:${a.reason}` : ''));
 
