@@ -87,6 +87,23 @@ function openDaemonRuntime(config: KeywardenConfig, log: Logger): Promise<Runtim
 }
 
 /**
+ * What the one scheduling process runs (the single process, or the cluster primary): the
+ * runtime, the scheduler with its start-up reconcile, the lifecycle metrics it feeds, and the
+ * key cache those gauges read (kept current with changes other processes make).
+ */
+async function startScheduling(
+  config: KeywardenConfig,
+  log: Logger,
+): Promise<{ rt: Runtime; scheduler: Scheduler; lifecycle: LifecycleMetrics }> {
+  const rt = await openDaemonRuntime(config, log);
+  const lifecycle = new LifecycleMetrics(rt.ctx);
+  const scheduler = new Scheduler(rt.ctx, lifecycle.schedulerHooks());
+  await scheduler.start();
+  rt.ctx.cache.start();
+  return { rt, scheduler, lifecycle };
+}
+
+/**
  * Builds the HTTP server (JWKS, discovery, health, token service) and listens. `metricsRegistries`
  * are served on `/metrics` next to the token service's (the key lifecycle's, in a single process).
  */
@@ -139,11 +156,7 @@ async function serveSingle(config: KeywardenConfig, log: Logger, listen: Listen)
       'UV_THREADPOOL_SIZE is smaller than the PKCS#11 sessions: signatures queue; set it before start',
     );
   }
-  const rt = await openDaemonRuntime(config, log);
-  const lifecycle = new LifecycleMetrics(rt.ctx);
-  const scheduler = new Scheduler(rt.ctx, lifecycle.schedulerHooks());
-  await scheduler.start();
-  rt.ctx.cache.start();
+  const { rt, scheduler, lifecycle } = await startScheduling(config, log);
   const { app, address } = await startHttp(rt.ctx, config, listen, {
     metricsRegistries: [lifecycle.registry],
   });
@@ -190,13 +203,7 @@ async function servePrimary(
   listen: Listen,
   workers: number,
 ): Promise<never> {
-  const rt = await openDaemonRuntime(config, log);
-  const lifecycle = new LifecycleMetrics(rt.ctx);
-  const scheduler = new Scheduler(rt.ctx, lifecycle.schedulerHooks());
-  await scheduler.start();
-  // The lifecycle gauges read this process's key cache: keep it current with changes made by
-  // other processes (CLI revocations and rotations), as every worker does.
-  rt.ctx.cache.start();
+  const { rt, scheduler, lifecycle } = await startScheduling(config, log);
   const threadPool = threadPoolSizeFor(config);
   const supervisor = new WorkerSupervisor({
     workers,

@@ -16,7 +16,7 @@ export interface ScopeOverviewRow {
 export function scopeOverview(ctx: Pick<LifecycleContext, 'config' | 'cache' | 'clock'>): ScopeOverviewRow[] {
   const now = ctx.clock.now();
   return ctx.config.scopes.map((scope) => {
-    const keys = ctx.cache.view(scope.name)?.keys.map((k) => k.record) ?? [];
+    const keys = ctx.cache.view(scope.name)?.records ?? [];
     return { scope: scope.name, status: scopeStatus(scope.policy, keys, now) };
   });
 }
