@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { compiled } from './build';
 import { REPO_ROOT } from './paths';
 
@@ -17,17 +16,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
+export { freePort } from '../../test/helpers/free-port';
 
 /** A server process started by the benchmark. */
 export interface Server {

@@ -9,7 +9,6 @@
 import { cliCommand } from './cli';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/load-config';
@@ -18,6 +17,7 @@ import type { LifecycleContext } from '../../src/lifecycle/context';
 import type { KeyRecord } from '../../src/policy/key';
 import { pickSigningKey } from '../../src/policy/next-actions';
 import type { KeywardenConfig } from '../../src/policy/scope';
+import { freePort } from './free-port';
 import { testConfigDocument, type TestScope } from './runtime';
 import { createSoftHsmToken, type SoftHsmToken } from './softhsm';
 
@@ -87,22 +87,12 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+export { freePort };
+
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
-
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 function runCli(
   configPath: string,
