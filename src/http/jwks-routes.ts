@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { jwksMaxAgeSeconds } from '../lifecycle/build-jwks';
+import { jwksCacheControl, jwksMaxAgeSeconds } from '../lifecycle/build-jwks';
 import { requireScope, type LifecycleContext } from '../lifecycle/context';
 import type { ScopeConfig } from '../policy/scope';
 
@@ -22,7 +22,7 @@ export function registerJwksRoutes(app: FastifyInstance, ctx: LifecycleContext, 
     const jwks = ctx.cache.jwks(view, now);
     reply
       .header('content-type', 'application/jwk-set+json')
-      .header('cache-control', `public, max-age=${jwksMaxAgeSeconds(scope, jwks, now)}`)
+      .header('cache-control', jwksCacheControl(jwksMaxAgeSeconds(scope, jwks, now)))
       .header('etag', jwks.etag);
     if (req.headers['if-none-match'] === jwks.etag) reply.status(304).send();
     else reply.send(jwks.bytes);

@@ -61,3 +61,21 @@ export function jwksMaxAgeSeconds(
     max = Math.min(max, Math.floor((jwks.nextChangeAt.getTime() - now.getTime()) / 1000));
   return Math.max(0, Math.floor(max * (1 - 0.1 * random())));
 }
+
+/** Cache-Control values already made, by max-age (at most a day's worth of distinct values). */
+const cacheControlValues = new Map<number, string>();
+
+/**
+ * The `Cache-Control` value for a max-age, made once and reused: the JWKS route answers every
+ * relying party's poll, and a string built per request is a cons string V8 must flatten again
+ * when Node validates the header value (measured in bench/profile/jwks.ts).
+ */
+export function jwksCacheControl(maxAgeSeconds: number): string {
+  let value = cacheControlValues.get(maxAgeSeconds);
+  if (value === undefined) {
+    if (cacheControlValues.size >= 86_400) cacheControlValues.clear();
+    value = `public, max-age=${maxAgeSeconds}`;
+    cacheControlValues.set(maxAgeSeconds, value);
+  }
+  return value;
+}

@@ -163,7 +163,10 @@ export class KeyCache {
   /** The scope's JWKS at `now`, rebuilt only when a key in it changes state or keys reload. */
   jwks(view: ScopeView, now = this.clock.now()): BuiltJwks {
     const cached = view.jwks;
-    if (cached && (cached.nextChangeAt === null || now < cached.nextChangeAt)) return cached;
+    // getTime(), not `now < date`: a relational Date comparison converts both through
+    // ToPrimitive on every JWKS request.
+    if (cached && (cached.nextChangeAt === null || now.getTime() < cached.nextChangeAt.getTime()))
+      return cached;
     view.jwks = buildJwks(view.scope, view.records, now);
     return view.jwks;
   }
