@@ -1,19 +1,33 @@
 /**
  * 2. JWKS: GET /scopes/:scope/.well-known/jwks.json against a bare fastify route returning the
- * same document as one constant buffer, and against node-oidc-provider's /jwks. One process
- * each, then all cores (2 workers each). A second constant route also sends keywarden's two
- * caching headers (Cache-Control, ETag) as constants, so the cost of those bytes on both ends
- * of the connection is told apart from the cost of keywarden's per-request work.
+ * same document as one constant buffer at the same path (so requests are byte for byte alike),
+ * and against node-oidc-provider's /jwks. One process each, then all cores (2 workers each).
+ * A second constant route also sends keywarden's two caching headers (Cache-Control, ETag) as
+ * constants, so the cost of those bytes on both ends of the connection is told apart from the
+ * cost of keywarden's per-request work; a third is an identical copy of the first, an A/A
+ * control showing how far two identical servers measure apart in the same run. Every round
+ * starts every server afresh (measureFreshProcesses): on this VM one process can stay 10–20%
+ * off its twin for its whole life.
  */
 import { exportJWK, generateKeyPair } from 'jose';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { BENCH_THREADPOOL, prepareKeywarden } from './lib/keywarden';
-import { measureInterleaved, type LoadTarget, type Measured } from './lib/load';
+import { measureFreshProcesses, type LoadTarget, type Measured, type Round } from './lib/load';
 import { freePort, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
 import { ms, rate, ratio } from './lib/stats';
 
-const HEAD = ['server', 'responses/s (median)', 'p50', 'p99', 'keywarden ÷ this', 'others max', 'failed'];
+const HEAD = [
+  'server',
+  'responses/s (median)',
+  'p50',
+  'p99',
+  'keywarden ÷ this',
+  'server CPU µs/resp',
+  'load generator CPU µs/resp',
+  'others max',
+  'failed',
+];
 
 function rows(m: Measured[]): (string | number)[][] {
   const kw = m[0]!;
@@ -23,81 +37,133 @@ function rows(m: Measured[]): (string | number)[][] {
     ms(x.p50),
     ms(x.p99),
     x === kw ? '' : ratio(kw.rps, x.rps),
+    x.serverUs.toFixed(1),
+    x.loadUs.toFixed(1),
     `${(x.othersMax * 100).toFixed(0)}%`,
     x.failures,
   ]);
 }
 
+/**
+ * Splits keywarden's gap to the bare constant route into the price of the two caching headers
+ * (constant + headers against constant) and keywarden's own per-request work (keywarden
+ * against constant + headers), in throughput and in CPU per response on both ends.
+ */
+function decomposition(m: Measured[]): string {
+  const [kw, constant, withHeaders, , twin] = m as [Measured, Measured, Measured, Measured, Measured];
+  const d = (a: number, b: number) => `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(1)} µs`;
+  return (
+    `Headers alone: constant + headers ÷ constant = ${ratio(withHeaders.rps, constant.rps)} ` +
+    `(server ${d(withHeaders.serverUs, constant.serverUs)}, load generator ${d(withHeaders.loadUs, constant.loadUs)} per response). ` +
+    `keywarden's own work: keywarden ÷ constant + headers = ${ratio(kw.rps, withHeaders.rps)} ` +
+    `(server ${d(kw.serverUs, withHeaders.serverUs)}, load generator ${d(kw.loadUs, withHeaders.loadUs)} per response). ` +
+    `Noise (A/A): constant ÷ its identical second process = ${ratio(constant.rps, twin.rps)} ` +
+    `(server ${d(constant.serverUs, twin.serverUs)} per response).`
+  );
+}
+
 export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> {
   report.section('2. JWKS');
   const kw = await prepareKeywarden({ scopes: [{ name: 'jwks', policy: STEADY_POLICY }], sessions: 4 });
-  const servers: Server[] = [];
   try {
     // A second, pre-published key: a JWKS as relying parties usually see it (current + next).
     const rotated = await kw.cli(['keys', 'rotate', '--scope', 'jwks']);
     if (rotated.code !== 0) throw new Error(`keys rotate failed: ${rotated.stderr}`);
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     const oidcJwk = await exportJWK(privateKey);
+    const path = '/scopes/jwks/.well-known/jwks.json';
+    let document = '';
     for (const workers of [1, 2]) {
-      const k = await kw.serve(workers);
-      servers.push(k);
-      const path = '/scopes/jwks/.well-known/jwks.json';
-      const first = await fetch(`${k.baseUrl}${path}`);
-      const body = await first.text();
-      const cachingHeaders = {
-        'cache-control': first.headers.get('cache-control') ?? '',
-        etag: first.headers.get('etag') ?? '',
+      const start = async (): Promise<Round> => {
+        const servers: Server[] = [];
+        const stop = async () => {
+          while (servers.length) await servers.pop()!.stop();
+        };
+        try {
+          const k = await kw.serve(workers);
+          servers.push(k);
+          const first = await fetch(`${k.baseUrl}${path}`);
+          const body = await first.text();
+          document = body;
+          const cachingHeaders = {
+            'cache-control': first.headers.get('cache-control') ?? '',
+            etag: first.headers.get('etag') ?? '',
+          };
+          const env = { UV_THREADPOOL_SIZE: BENCH_THREADPOOL };
+          const yardsticks = await Promise.all([
+            startYardstick('constant', 'constant-jwks', { port: await freePort(), workers, body, path }, env),
+            startYardstick(
+              'constant + headers',
+              'constant-jwks',
+              { port: await freePort(), workers, body, path, headers: cachingHeaders },
+              env,
+            ),
+            startYardstick(
+              'oidc-provider',
+              'oidc-provider',
+              {
+                port: await freePort(),
+                workers,
+                alg: 'ES256',
+                jwk: oidcJwk,
+                clientId: 'bench',
+                clientSecret: 'bench-client-secret-0123456789abcdef',
+                audience: 'https://api.bench.test',
+              },
+              env,
+            ),
+            // An A/A control: a second process identical to the first constant one. How far
+            // apart two identical servers measure is the noise every other ratio carries.
+            startYardstick(
+              'constant twin',
+              'constant-jwks',
+              { port: await freePort(), workers, body, path },
+              env,
+            ),
+          ]);
+          servers.push(...yardsticks);
+          const [constant, withHeaders, oidc, twin] = yardsticks as [Server, Server, Server, Server];
+          return {
+            targets: [
+              { name: `keywarden jwks.json x${workers}`, url: `${k.baseUrl}${path}`, pid: k.pid },
+              { name: `constant buffer x${workers}`, url: `${constant.baseUrl}${path}`, pid: constant.pid },
+              {
+                name: `constant + caching headers x${workers}`,
+                url: `${withHeaders.baseUrl}${path}`,
+                pid: withHeaders.pid,
+              },
+              { name: `oidc-provider /jwks x${workers}`, url: `${oidc.baseUrl}/jwks`, pid: oidc.pid },
+              {
+                name: `constant buffer (second process) x${workers}`,
+                url: `${twin.baseUrl}${path}`,
+                pid: twin.pid,
+              },
+            ] satisfies LoadTarget[],
+            stop,
+          };
+        } catch (e) {
+          await stop();
+          throw e;
+        }
       };
-      const constant = await startYardstick(
-        `constant buffer x${workers}`,
-        'constant-jwks',
-        { port: await freePort(), workers, body },
-        { UV_THREADPOOL_SIZE: BENCH_THREADPOOL },
-      );
-      servers.push(constant);
-      const constantWithHeaders = await startYardstick(
-        `constant + headers x${workers}`,
-        'constant-jwks',
-        { port: await freePort(), workers, body, headers: cachingHeaders },
-        { UV_THREADPOOL_SIZE: BENCH_THREADPOOL },
-      );
-      servers.push(constantWithHeaders);
-      const oidc = await startYardstick(
-        `oidc-provider x${workers}`,
-        'oidc-provider',
-        {
-          port: await freePort(),
-          workers,
-          alg: 'ES256',
-          jwk: oidcJwk,
-          clientId: 'bench',
-          clientSecret: 'bench-client-secret-0123456789abcdef',
-          audience: 'https://api.bench.test',
-        },
-        { UV_THREADPOOL_SIZE: BENCH_THREADPOOL },
-      );
-      servers.push(oidc);
-      const targets: LoadTarget[] = [
-        { name: `keywarden jwks.json x${workers}`, url: `${k.baseUrl}${path}` },
-        { name: `constant buffer x${workers}`, url: `${constant.baseUrl}/jwks.json` },
-        { name: `constant + caching headers x${workers}`, url: `${constantWithHeaders.baseUrl}/jwks.json` },
-        { name: `oidc-provider /jwks x${workers}`, url: `${oidc.baseUrl}/jwks` },
-      ];
+      const m = await measureFreshProcesses(start, plan);
       if (workers === 1) {
         report.note(
-          `Document: ${Buffer.byteLength(body)} bytes, ${(JSON.parse(body) as { keys: unknown[] }).keys.length} keys ` +
+          `Document: ${Buffer.byteLength(document)} bytes, ${(JSON.parse(document) as { keys: unknown[] }).keys.length} keys ` +
             '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type; ' +
-            '"constant + caching headers" sends the same two headers as constants). ' +
-            `autocannon ${plan.connections} connections; ${plan.reps} x ${plan.seconds} s after ${plan.warmupSeconds} s warm-up.`,
+            '"constant + caching headers" sends the same two headers as constants; both constant routes answer ' +
+            'the same path as keywarden; "second process" is an identical copy of the constant route, an A/A ' +
+            "control for this run's noise). CPU µs per response: the server's processes, and the load generator " +
+            '(autocannon, sharing the 2 cores). ' +
+            `autocannon ${plan.connections} connections; ${plan.reps} rounds, each starting every server afresh, ` +
+            `warming each up for ${plan.warmupSeconds} s and measuring each for ${plan.seconds} s; medians over rounds.`,
         );
       }
-      const m = await measureInterleaved(targets, plan);
       report.note(`**${workers === 1 ? 'One process each' : 'All cores: 2 worker processes each'}**`);
       report.table(HEAD, rows(m));
-      while (servers.length) await servers.pop()!.stop();
+      report.note(decomposition(m));
     }
   } finally {
-    for (const s of servers) await s.stop();
     await kw.cleanup();
   }
 }

@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import { cpuSample, othersShare } from './machine';
+import { cpuSample, othersShare, processTreeCpuUs } from './machine';
 import { median, ms, rate } from './stats';
 
 /** One HTTP endpoint under load: what autocannon sends to it. */
@@ -11,6 +11,8 @@ export interface LoadTarget {
   body?: string;
   /** Several requests to cycle through (e.g. many JWKS paths); overrides method/body. */
   requests?: { method?: string; path: string; headers?: Record<string, string>; body?: string }[];
+  /** The server's pid: its CPU time (workers included) per response is then reported. */
+  pid?: number;
 }
 
 /** How long and how hard. */
@@ -30,6 +32,10 @@ export interface RepResult {
   errors: number;
   /** Share of the machine's CPU used by processes outside the benchmark during this rep. */
   others: number;
+  /** CPU µs the server (all its processes) spent per 2xx response; NaN without `pid`. */
+  serverUs: number;
+  /** CPU µs the load generator (autocannon, in this process) spent per 2xx response. */
+  loadUs: number;
 }
 
 export interface Measured {
@@ -38,6 +44,9 @@ export interface Measured {
   rps: number;
   p50: number;
   p99: number;
+  /** Medians of the per-response CPU costs (see RepResult). */
+  serverUs: number;
+  loadUs: number;
   /** Highest "others" share of any rep. */
   othersMax: number;
   /** Any non-2xx answer or socket error in any rep (a broken run, not a slow one). */
@@ -61,8 +70,13 @@ function options(t: LoadTarget, connections: number, seconds: number): autocanno
 /** One autocannon run. */
 export async function runLoad(t: LoadTarget, connections: number, seconds: number): Promise<RepResult> {
   const before = cpuSample();
+  const serverBefore = t.pid === undefined ? Number.NaN : processTreeCpuUs(t.pid);
+  const loadBefore = process.cpuUsage();
   const r = await autocannon(options(t, connections, seconds));
+  const load = process.cpuUsage(loadBefore);
+  const serverUs = t.pid === undefined ? Number.NaN : processTreeCpuUs(t.pid) - serverBefore;
   const after = cpuSample();
+  const responses = Math.max(1, r['2xx']);
   return {
     rps: r['2xx'] / r.duration,
     p50: r.latency.p50,
@@ -70,6 +84,8 @@ export async function runLoad(t: LoadTarget, connections: number, seconds: numbe
     non2xx: r.non2xx,
     errors: r.errors + r.timeouts,
     others: othersShare(before, after),
+    serverUs: serverUs / responses,
+    loadUs: (load.user + load.system) / responses,
   };
 }
 
@@ -94,20 +110,60 @@ export async function measureInterleaved(
       progress(
         `  ${t.name} rep ${i + 1}/${plan.reps}: ${rate(r.rps)} p50 ${ms(r.p50)} p99 ${ms(r.p99)}` +
           `${r.non2xx + r.errors > 0 ? ` FAILURES ${r.non2xx} non-2xx ${r.errors} errors` : ''}` +
+          `${Number.isNaN(r.serverUs) ? '' : ` server ${r.serverUs.toFixed(1)} µs/resp`} load generator ${r.loadUs.toFixed(1)} µs/resp` +
           ` (others used ${(r.others * 100).toFixed(0)}% of the machine)`,
       );
     }
   }
-  return targets.map((t) => {
-    const rs = reps.get(t.name)!;
-    return {
-      name: t.name,
-      reps: rs,
-      rps: median(rs.map((r) => r.rps)),
-      p50: median(rs.map((r) => r.p50)),
-      p99: median(rs.map((r) => r.p99)),
-      othersMax: Math.max(...rs.map((r) => r.others)),
-      failures: rs.reduce((n, r) => n + r.non2xx + r.errors, 0),
-    };
-  });
+  return targets.map((t) => summarise(t.name, reps.get(t.name)!));
+}
+
+/** Medians over a target's repetitions. */
+function summarise(name: string, rs: RepResult[]): Measured {
+  return {
+    name,
+    reps: rs,
+    rps: median(rs.map((r) => r.rps)),
+    p50: median(rs.map((r) => r.p50)),
+    p99: median(rs.map((r) => r.p99)),
+    serverUs: median(rs.map((r) => r.serverUs)),
+    loadUs: median(rs.map((r) => r.loadUs)),
+    othersMax: Math.max(...rs.map((r) => r.others)),
+    failures: rs.reduce((n, r) => n + r.non2xx + r.errors, 0),
+  };
+}
+
+/** Servers started for one round of measureFreshProcesses, and how to stop them. */
+export interface Round {
+  targets: LoadTarget[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Like measureInterleaved, but each of `plan.reps` rounds starts every server afresh (`start`),
+ * warms each up, measures each once (interleaved) and stops them. Two processes running the same
+ * code can differ by 10–20% for their whole life on this virtual machine (placement, heap layout,
+ * JIT decisions): one long-lived process per target would make that one draw the result. Medians
+ * over rounds sample it instead. Targets are matched across rounds by name.
+ */
+export async function measureFreshProcesses(
+  start: (round: number) => Promise<Round>,
+  plan: LoadPlan,
+  progress: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Promise<Measured[]> {
+  const all = new Map<string, RepResult[]>();
+  for (let i = 0; i < plan.reps; i++) {
+    const round = await start(i);
+    try {
+      progress(`  round ${i + 1}/${plan.reps} (fresh processes)`);
+      // A different target goes first each round, so none always runs right after the start-up.
+      const k = i % round.targets.length;
+      const order = [...round.targets.slice(k), ...round.targets.slice(0, k)];
+      const m = await measureInterleaved(order, { ...plan, reps: 1 }, progress);
+      for (const x of m) all.set(x.name, [...(all.get(x.name) ?? []), ...x.reps]);
+    } finally {
+      await round.stop();
+    }
+  }
+  return [...all].map(([name, rs]) => summarise(name, rs));
 }
