@@ -2,14 +2,15 @@
  * 2. JWKS: GET /scopes/:scope/.well-known/jwks.json against a bare fastify route returning the
  * same document as one constant buffer at the same path (so requests are byte for byte alike),
  * and against node-oidc-provider's /jwks. One process each, then all cores (2 workers each).
- * A second constant route also sends keywarden's two caching headers (Cache-Control, ETag) as
- * constants, so the cost of those bytes on both ends of the connection is told apart from the
+ * A second constant route also sends keywarden's headers (Cache-Control, ETag and, with
+ * workers, the worker header) as constants, so the cost of those bytes on both ends of the connection is told apart from the
  * cost of keywarden's per-request work; a third is an identical copy of the first, an A/A
  * control showing how far two identical servers measure apart in the same run. Every round
  * starts every server afresh (measureFreshProcesses): on this VM one process can stay 10–20%
  * off its twin for its whole life.
  */
 import { exportJWK, generateKeyPair } from 'jose';
+import { WORKER_HEADER } from '../src/cluster/worker-identity';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { BENCH_THREADPOOL, prepareKeywarden } from './lib/keywarden';
 import { measureFreshProcesses, type LoadTarget, type Measured, type Round } from './lib/load';
@@ -45,7 +46,7 @@ function rows(m: Measured[]): (string | number)[][] {
 }
 
 /**
- * Splits keywarden's gap to the bare constant route into the price of the two caching headers
+ * Splits keywarden's gap to the bare constant route into the price of keywarden's extra headers
  * (constant + headers against constant) and keywarden's own per-request work (keywarden
  * against constant + headers), in throughput and in CPU per response on both ends.
  */
@@ -53,13 +54,20 @@ function decomposition(m: Measured[]): string {
   const [kw, constant, withHeaders, , twin] = m as [Measured, Measured, Measured, Measured, Measured];
   const d = (a: number, b: number) => `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(1)} µs`;
   return (
-    `Headers alone: constant + headers ÷ constant = ${ratio(withHeaders.rps, constant.rps)} ` +
+    `Headers alone: constant + keywarden's headers ÷ constant = ${ratio(withHeaders.rps, constant.rps)} ` +
     `(server ${d(withHeaders.serverUs, constant.serverUs)}, load generator ${d(withHeaders.loadUs, constant.loadUs)} per response). ` +
-    `keywarden's own work: keywarden ÷ constant + headers = ${ratio(kw.rps, withHeaders.rps)} ` +
+    `keywarden's own work: keywarden ÷ constant + its headers = ${ratio(kw.rps, withHeaders.rps)} ` +
     `(server ${d(kw.serverUs, withHeaders.serverUs)}, load generator ${d(kw.loadUs, withHeaders.loadUs)} per response). ` +
     `Noise (A/A): constant ÷ its identical second process = ${ratio(constant.rps, twin.rps)} ` +
-    `(server ${d(constant.serverUs, twin.serverUs)} per response).`
+    `(server ${d(constant.serverUs, twin.serverUs)} per response). ` +
+    `Per round: keywarden ÷ constant ${spread(kw, constant)}, constant ÷ second process ${spread(constant, twin)}.`
   );
+}
+
+/** The range of a ÷ b over rounds (rep i of each was measured in the same round). */
+function spread(a: Measured, b: Measured): string {
+  const r = a.reps.map((x, i) => x.rps / b.reps[i]!.rps).sort((x, y) => x - y);
+  return `${r[0]!.toFixed(2)}–${r[r.length - 1]!.toFixed(2)}`;
 }
 
 export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> {
@@ -85,10 +93,14 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
           const first = await fetch(`${k.baseUrl}${path}`);
           const body = await first.text();
           document = body;
-          const cachingHeaders = {
+          // Every header keywarden adds to the constant route's: the caching pair, and with
+          // --workers the worker header (WORKER_HEADER), all sent as constants.
+          const cachingHeaders: Record<string, string> = {
             'cache-control': first.headers.get('cache-control') ?? '',
             etag: first.headers.get('etag') ?? '',
           };
+          const worker = first.headers.get(WORKER_HEADER);
+          if (worker !== null) cachingHeaders[WORKER_HEADER] = worker;
           const env = { UV_THREADPOOL_SIZE: BENCH_THREADPOOL };
           const yardsticks = await Promise.all([
             startYardstick('constant', 'constant-jwks', { port: await freePort(), workers, body, path }, env),
@@ -128,7 +140,7 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
               { name: `keywarden jwks.json x${workers}`, url: `${k.baseUrl}${path}`, pid: k.pid },
               { name: `constant buffer x${workers}`, url: `${constant.baseUrl}${path}`, pid: constant.pid },
               {
-                name: `constant + caching headers x${workers}`,
+                name: `constant + keywarden's headers x${workers}`,
                 url: `${withHeaders.baseUrl}${path}`,
                 pid: withHeaders.pid,
               },
@@ -151,7 +163,8 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
         report.note(
           `Document: ${Buffer.byteLength(document)} bytes, ${(JSON.parse(document) as { keys: unknown[] }).keys.length} keys ` +
             '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type; ' +
-            '"constant + caching headers" sends the same two headers as constants; both constant routes answer ' +
+            '"constant + keywarden\'s headers" sends keywarden\'s Cache-Control and ETag (and with workers its worker ' +
+            'header) as constants; both constant routes answer ' +
             'the same path as keywarden; "second process" is an identical copy of the constant route, an A/A ' +
             "control for this run's noise). CPU µs per response: the server's processes, and the load generator " +
             '(autocannon, sharing the 2 cores). ' +
