@@ -47,7 +47,8 @@ describe('Azure Key Vault backend against the local Key Vault protocol server', 
   const scope = 'integ';
 
   before(async () => {
-    server = await startKeyVaultServer();
+    // Two items per page (Key Vault sends up to 25): every list in these tests spans pages.
+    server = await startKeyVaultServer({ pageSize: 2 });
   });
 
   afterEach(() => server.clearFaults());
@@ -586,6 +587,21 @@ describe('Azure Key Vault backend against the local Key Vault protocol server', 
         attributes: { extractable: false, enabled: true },
       });
     });
+  });
+
+  it("list follows the vault's pages and returns every key of its prefix exactly once", async () => {
+    const b = await open({ keyPrefix: 'kwpages' });
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await generate(b, 'ES256')).keyId);
+    const from = server.requests.length;
+    const listed = await b.list();
+    assert.deepEqual(listed.map((o) => o.keyId).sort(), [...made].sort());
+    const pages = server.requests.slice(from).filter((r) => r.op === 'list');
+    assert.ok(pages.length >= 3, `the 5 keys and the others fit in ${pages.length} pages of 2?`);
+    assert.ok(
+      pages.slice(1).every((r) => r.rawQuery.includes('skiptoken')),
+      pages.map((r) => r.rawQuery).join('\n'),
+    );
   });
 
   it('the vault never hands out private key material, even to a direct SDK client', async () => {

@@ -80,7 +80,16 @@ export interface KeyVaultServerOptions {
   tenantId?: string;
   /** Clock used for nbf/exp enforcement and timestamps. */
   now?: () => Date;
+  /**
+   * Items per page of a list answer when the client asks for no smaller `maxresults` (default
+   * 25, Key Vault's own maximum). Lower it to make every list span several pages.
+   */
+  pageSize?: number;
 }
+
+/** Key Vault's largest `maxresults`. */
+const MAX_PAGE = 25;
+const LIST_OPS: ReadonlySet<KeyVaultOp> = new Set(['list', 'listVersions', 'listDeleted']);
 
 interface TokenGrant {
   permissions: ReadonlySet<KeyVaultOp>;
@@ -104,6 +113,7 @@ export class KeyVaultTestServer {
   /** Every request in arrival order. */
   readonly requests: RequestRecord[] = [];
 
+  private readonly pageSize: number;
   private readonly tokens = new Map<string, TokenGrant>();
   private faults: Array<Fault & { remaining: number }> = [];
 
@@ -112,8 +122,9 @@ export class KeyVaultTestServer {
     private readonly server: Server,
     private readonly state: VaultState,
     private readonly tmpDir: string,
-    opts: { vaultUrl: string; caPem: string; caFile: string; tenantId: string },
+    opts: { vaultUrl: string; caPem: string; caFile: string; tenantId: string; pageSize: number },
   ) {
+    this.pageSize = opts.pageSize;
     this.vaultUrl = opts.vaultUrl;
     this.caPem = opts.caPem;
     this.caFile = opts.caFile;
@@ -252,6 +263,7 @@ export class KeyVaultTestServer {
         );
       }
       const body = await readJson(req);
+      const paging = LIST_OPS.has(route.op) ? this.pagingOf(url) : null;
       const fault = this.takeFault(route.op);
       if (fault?.delayMs !== undefined) await sleep(fault.delayMs);
       const failing = fault !== undefined && (fault.status !== undefined || fault.dropConnection === true);
@@ -260,7 +272,8 @@ export class KeyVaultTestServer {
         this.answerFault(fault, res, send);
         return;
       }
-      const result = await this.execute(route, body);
+      const executed = await this.execute(route, body);
+      const result = paging ? this.page(executed as { value: unknown[] }, paging, url) : executed;
       if (failing) {
         record.faulted = true;
         this.answerFault(fault, res, send);
@@ -314,6 +327,40 @@ export class KeyVaultTestServer {
       { error: { code, message } },
       fault.retryAfterSeconds === undefined ? {} : { 'retry-after': String(fault.retryAfterSeconds) },
     );
+  }
+
+  /** `maxresults` and `$skiptoken` of a list request, checked as Key Vault checks them. */
+  private pagingOf(url: URL): { size: number; offset: number } {
+    const max = url.searchParams.get('maxresults');
+    let size = this.pageSize;
+    if (max !== null) {
+      const n = Number(max);
+      if (!/^\d+$/.test(max) || n < 1 || n > MAX_PAGE)
+        throw new VaultError(400, 'BadParameter', `Invalid maxresults: ${max} (1 to ${MAX_PAGE}).`);
+      size = Math.min(size, n);
+    }
+    const token = url.searchParams.get('$skiptoken');
+    let offset = 0;
+    if (token !== null) {
+      const decoded = /^o(\d{1,9})$/.exec(Buffer.from(token, 'base64url').toString('latin1'));
+      if (!decoded) throw new VaultError(400, 'BadParameter', 'Invalid $skiptoken.');
+      offset = Number(decoded[1]);
+    }
+    return { size, offset };
+  }
+
+  /**
+   * One page of a list answer; `nextLink` is absolute and repeats the query (as Key Vault's does),
+   * with an opaque `$skiptoken` the SDK follows unchanged.
+   */
+  private page(list: { value: unknown[] }, p: { size: number; offset: number }, url: URL): unknown {
+    const end = p.offset + p.size;
+    if (end >= list.value.length) return { value: list.value.slice(p.offset), nextLink: null };
+    const next = new URL(url.pathname, this.vaultUrl);
+    next.searchParams.set('api-version', url.searchParams.get('api-version') ?? '');
+    next.searchParams.set('$skiptoken', Buffer.from(`o${end}`, 'latin1').toString('base64url'));
+    if (url.searchParams.has('maxresults')) next.searchParams.set('maxresults', String(p.size));
+    return { value: list.value.slice(p.offset, end), nextLink: next.toString() };
   }
 
   private async execute(route: Route, body: Record<string, unknown>): Promise<unknown> {
@@ -429,6 +476,9 @@ export function staticTokenCredential(token: string): TokenCredential & { calls:
 
 /** Starts a server on 127.0.0.1 with an ephemeral port and a certificate from a throw-away test CA. */
 export async function startKeyVaultServer(opts: KeyVaultServerOptions = {}): Promise<KeyVaultTestServer> {
+  const pageSize = opts.pageSize ?? MAX_PAGE;
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE)
+    throw new Error(`pageSize must be a whole number from 1 to ${MAX_PAGE}`);
   const tls = await testTlsMaterial();
   const tmpDir = await mkdtemp(join(tmpdir(), 'kw-kv-server-'));
   const caFile = join(tmpDir, 'test-ca.pem');
@@ -446,6 +496,7 @@ export async function startKeyVaultServer(opts: KeyVaultServerOptions = {}): Pro
     caPem: tls.caPem,
     caFile,
     tenantId: opts.tenantId ?? '72f988bf-0000-4000-8000-00000000cafe',
+    pageSize,
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => void kv.handle(req, res));
   return kv;
