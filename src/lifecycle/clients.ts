@@ -188,6 +188,8 @@ export interface AuthenticatedClient {
   id: string;
   name: string;
   grants: Readonly<Record<string, readonly Grant[]>>;
+  /** The row's `updated_at` (epoch ms) when the secret was checked: a cached answer is only as good as this. */
+  version: number;
 }
 
 /**
@@ -208,12 +210,12 @@ export async function checkClientSecret(
     throw new KeywardenError('STORE_ERROR', `cannot read API clients: ${(e as Error).message}`, { cause: e });
   }
   if (!c || !(await verifySecret(secret, c.secretHash))) return null;
-  return { id: c.id, name: c.name, grants: c.grants };
+  return { id: c.id, name: c.name, grants: c.grants, version: c.updatedAt.getTime() };
 }
 
-/** A value that changes whenever any client is added, removed or changed (polled by daemons). */
-export function clientsChangeMarker(ctx: LifecycleContext): Promise<string> {
-  return clients(ctx).changeMarker();
+/** Every client's id and row version (`updated_at`, epoch ms), polled by daemons. */
+export function clientVersions(ctx: LifecycleContext): Promise<Map<string, number>> {
+  return clients(ctx).versions();
 }
 
 /** True when the client holds `grant` on `scope`. */

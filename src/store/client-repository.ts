@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { ClientEntity, type ClientRow, type Grant } from './entities/client.entity';
 
@@ -13,8 +12,8 @@ function toClientRecord(row: ClientRow): ClientRecord {
 }
 
 /**
- * API client rows. Every write bumps `updated_at` (or removes the row), which changes the
- * `changeMarker` that daemons poll to drop cached authentications.
+ * API client rows. Every write bumps `updated_at` (or removes the row); daemons poll `versions`
+ * to drop cached authentications of clients that changed or went away.
  */
 export class ClientRepository {
   constructor(private readonly ds: DataSource) {}
@@ -53,20 +52,14 @@ export class ClientRepository {
     return (res.affected ?? 0) > 0;
   }
 
-  /**
-   * A digest of every row's id and `updated_at`: it changes on any insert, delete or update,
-   * including a delete and an insert between two polls (which COUNT/MAX alone could miss).
-   * The clients table is small (one row per calling service), so reading it is cheap.
-   */
-  async changeMarker(): Promise<string> {
+  /** Every client's id and `updated_at` (epoch ms): what a cached authentication was checked against. */
+  async versions(): Promise<Map<string, number>> {
     const rows = (await this.repo()
       .createQueryBuilder('c')
       .select('c.id', 'id')
       .addSelect('c.updated_at', 'updated')
       .orderBy('c.id', 'ASC')
       .getRawMany()) as { id: string; updated: string | number }[];
-    const h = createHash('sha256');
-    for (const r of rows) h.update(`${r.id}:${Number(r.updated)};`);
-    return h.digest('base64url');
+    return new Map(rows.map((r) => [r.id, Number(r.updated)]));
   }
 }

@@ -193,6 +193,22 @@ describe('token service (in-process, FakeClock)', function () {
       }
     });
 
+    it('a client added, used and removed between two polls is refused after the next poll', async () => {
+      // The table looks the same at both polls (the client came and went in between), yet the
+      // daemon cached an answer for it in between: comparing table markers alone kept it.
+      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      await auth.start();
+      try {
+        const c = await addClient(trt.ctx, 'fleeting', { consumer: ['sign'] }, 'test');
+        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+        await removeClient(trt.ctx, 'fleeting', 'test');
+        await auth.poll();
+        await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+      } finally {
+        auth.stop();
+      }
+    });
+
     it('trusts nothing cached when polls stop succeeding', async () => {
       const c = await addClient(trt.ctx, 'stale', { consumer: ['sign'] }, 'test');
       // Never started: no successful poll, so every request goes to the store.
