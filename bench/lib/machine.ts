@@ -34,8 +34,8 @@ function machineTicks(): { busy: number; total: number } {
   return { busy, total: busy + idle + iowait };
 }
 
-/** CPU ticks (utime+stime, children included once reaped) of this process and all its descendants. */
-function ourTicks(): number {
+/** Every live process's parent and CPU ticks (utime+stime), read from /proc. */
+function processTable(): { parent: Map<number, number>; ticks: Map<number, number> } {
   const parent = new Map<number, number>();
   const ticks = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
@@ -50,10 +50,20 @@ function ourTicks(): number {
       // The process ended while we looked.
     }
   }
+  return { parent, ticks };
+}
+
+/**
+ * CPU ticks of `root` and every live descendant (children included once reaped, as the kernel
+ * counts them), or NaN when `root` is gone.
+ */
+function treeTicks(root: number): number {
+  const { parent, ticks } = processTable();
+  if (!ticks.has(root)) return Number.NaN;
   let sum = 0;
   for (const [pid, t] of ticks) {
     for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; hops++) {
-      if (p === process.pid) {
+      if (p === root) {
         sum += t;
         break;
       }
@@ -65,7 +75,7 @@ function ourTicks(): number {
 
 /** A CPU sample to difference later with `othersShare`. */
 export function cpuSample(): CpuTicks {
-  return { ...machineTicks(), ours: ourTicks() };
+  return { ...machineTicks(), ours: treeTicks(process.pid) };
 }
 
 /**
@@ -96,44 +106,5 @@ export function rssMiB(pid: number): number {
  * thousands of requests that is well under a µs per request.
  */
 export function processTreeCpuUs(pid: number): number {
-  const parent = new Map<number, number>();
-  const ticks = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      parent.set(Number(name), Number(rest[1]));
-      ticks.set(Number(name), Number(rest[11]) + Number(rest[12]));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  if (!ticks.has(pid)) return Number.NaN;
-  let sum = 0;
-  for (const [p0, t] of ticks) {
-    for (let p: number | undefined = p0, hops = 0; p !== undefined && p > 1 && hops < 64; hops++) {
-      if (p === pid) {
-        sum += t;
-        break;
-      }
-      p = parent.get(p);
-    }
-  }
-  return sum * 10_000;
-}
-
-/** Pids of the direct children of `pid`. */
-export function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
+  return treeTicks(pid) * 10_000;
 }
