@@ -95,19 +95,19 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
           document = body;
           // Every header keywarden adds to the constant route's: the caching pair, and with
           // --workers the worker header (WORKER_HEADER), all sent as constants.
-          const cachingHeaders: Record<string, string> = {
+          const keywardenHeaders: Record<string, string> = {
             'cache-control': first.headers.get('cache-control') ?? '',
             etag: first.headers.get('etag') ?? '',
           };
           const worker = first.headers.get(WORKER_HEADER);
-          if (worker !== null) cachingHeaders[WORKER_HEADER] = worker;
+          if (worker !== null) keywardenHeaders[WORKER_HEADER] = worker;
           const env = { UV_THREADPOOL_SIZE: BENCH_THREADPOOL };
           const yardsticks = await Promise.all([
             startYardstick('constant', 'constant-jwks', { port: await freePort(), workers, body, path }, env),
             startYardstick(
               'constant + headers',
               'constant-jwks',
-              { port: await freePort(), workers, body, path, headers: cachingHeaders },
+              { port: await freePort(), workers, body, path, headers: keywardenHeaders },
               env,
             ),
             startYardstick(
@@ -164,7 +164,7 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
           `Document: ${Buffer.byteLength(document)} bytes, ${(JSON.parse(document) as { keys: unknown[] }).keys.length} keys ` +
             '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type; ' +
             '"constant + keywarden\'s headers" sends keywarden\'s Cache-Control and ETag (and with workers its worker ' +
-            'header) as constants; both constant routes answer ' +
+            'header) as constants; every constant route answers ' +
             'the same path as keywarden; "second process" is an identical copy of the constant route, an A/A ' +
             "control for this run's noise). CPU µs per response: the server's processes, and the load generator " +
             '(autocannon, sharing the 2 cores). ' +

@@ -144,7 +144,8 @@ export interface Round {
  * warms each up, measures each once (interleaved) and stops them. Two processes running the same
  * code can differ by 10–20% for their whole life on this virtual machine (placement, heap layout,
  * JIT decisions): one long-lived process per target would make that one draw the result. Medians
- * over rounds sample it instead. Targets are matched across rounds by name.
+ * over rounds sample it instead. Targets are matched across rounds by name and returned in
+ * the order `start` gave them in the first round.
  */
 export async function measureFreshProcesses(
   start: (round: number) => Promise<Round>,
