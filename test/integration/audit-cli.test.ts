@@ -19,22 +19,29 @@ import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 
 const ROOT = resolve(__dirname, '..', '..');
 
-/** A separate Node process that appends `n` records to the store through the real sink. */
+/** A separate Node process that appends records to the store through the real sink, in rounds. */
 interface Appender {
-  /** Settles once the process has opened the store and waits for go(). */
+  /** Settles once the process has opened the store and waits for the first round. */
   ready: Promise<void>;
-  go(): void;
+  /** Starts the next round; settles when the process has appended that round's records. */
+  round(): Promise<void>;
   exited: Promise<number | null>;
 }
 
 /**
- * A second process appending `n` records through its own StoreAuditSink. It opens the store,
- * says READY and waits for GO on stdin: a barrier, so both processes start writing together
- * however long each took to start (a fixed start time failed on a loaded machine).
+ * A second process appending `rounds` × `perRound` records through its own StoreAuditSink. It
+ * opens the store, says READY, then for each round waits for GO on stdin, appends, and says
+ * DONE. The parent starts both processes' rounds together: a barrier, so they write at the same
+ * time however long each took to start (a fixed start time failed on a loaded machine). Rounds,
+ * not one long run, because SQLite's busy handler sleeps while the other writer holds the lock:
+ * a process that wins the first append can keep the lock for a whole long run (a CI machine
+ * once wrote all 150 of one process's records before the other's first), and a test in which
+ * one process wrote everything first proves nothing about concurrent appends.
  */
-function appender(configPath: string, name: string, n: number): Appender {
+function appender(configPath: string, name: string, rounds: number, perRound: number): Appender {
   const code = `
     const pino = require('pino');
+    const { createInterface } = require('node:readline');
     const { loadConfig } = require(${JSON.stringify(join(ROOT, 'src/config/load-config.ts'))});
     const { openStore } = require(${JSON.stringify(join(ROOT, 'src/store/data-source.ts'))});
     const { StoreAuditSink } = require(${JSON.stringify(join(ROOT, 'src/audit/index.ts'))});
@@ -42,10 +49,14 @@ function appender(configPath: string, name: string, n: number): Appender {
       const config = loadConfig(${JSON.stringify(configPath)});
       const ds = await openStore(config.store.url);
       const sink = new StoreAuditSink(config, ds, () => Promise.reject(new Error('none')), pino({ level: 'silent' }), { autoCheckpoint: false });
+      const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
       process.stdout.write('READY\\n');
-      await new Promise((r) => process.stdin.once('data', r));
-      for (let i = 0; i < ${n}; i++) {
-        await sink.record({ type: 'operator.test', actor: ${JSON.stringify(name)}, data: { i } });
+      for (let r = 0; r < ${rounds}; r++) {
+        await lines.next();
+        for (let j = 0; j < ${perRound}; j++) {
+          await sink.record({ type: 'operator.test', actor: ${JSON.stringify(name)}, data: { round: r, i: r * ${perRound} + j } });
+        }
+        process.stdout.write('DONE\\n');
       }
       await ds.destroy();
       process.exit(0);
@@ -59,15 +70,32 @@ function appender(configPath: string, name: string, n: number): Appender {
     child.on('error', rej);
     child.on('close', res);
   });
-  const ready = new Promise<void>((res, rej) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('READY')) res();
-    });
-    void exited.then((c) => rej(new Error(`appender ${name} exited (${c}) before it was ready`)));
+  // Each READY or DONE line settles the oldest waiter; a process that exits early fails them all.
+  const waiters: { res: () => void; rej: (e: Error) => void }[] = [];
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    let nl: number;
+    while ((nl = out.indexOf('\n')) >= 0) {
+      const line = out.slice(0, nl);
+      out = out.slice(nl + 1);
+      if (line === 'READY' || line === 'DONE') waiters.shift()?.res();
+    }
   });
-  return { ready, go: () => child.stdin!.write('GO\n'), exited };
+  void exited.then((c) => {
+    for (const w of waiters.splice(0)) w.rej(new Error(`appender ${name} exited (${c}) mid-protocol`));
+  });
+  const next = () => new Promise<void>((res, rej) => waiters.push({ res, rej }));
+  const ready = next();
+  return {
+    ready,
+    round: () => {
+      const done = next();
+      child.stdin!.write('GO\n');
+      return done;
+    },
+    exited,
+  };
 }
 
 describe('audit commands through the real CLI', function () {
@@ -125,9 +153,14 @@ describe('audit commands through the real CLI', function () {
   it('a daemon and the CLI appending at once (two processes, one SQLite file) keep one chain', async () => {
     // Migrate first (as `init` does), so the two processes only contend for appends.
     await (await openStore(`sqlite:${dbPath}`)).destroy();
-    const procs = [appender(configPath, 'proc-a', 150), appender(configPath, 'proc-b', 150)];
+    const rounds = 15;
+    const perRound = 10;
+    const procs = [
+      appender(configPath, 'proc-a', rounds, perRound),
+      appender(configPath, 'proc-b', rounds, perRound),
+    ];
     await Promise.all(procs.map((p) => p.ready));
-    for (const p of procs) p.go();
+    for (let r = 0; r < rounds; r++) await Promise.all(procs.map((p) => p.round()));
     const codes = await Promise.all(procs.map((p) => p.exited));
     assert.deepEqual(codes, [0, 0]);
     const config = validateConfig(
@@ -151,9 +184,24 @@ describe('audit commands through the real CLI', function () {
         { actor: 'proc-a', n: 150 },
         { actor: 'proc-b', n: 150 },
       ]);
-      const order = (await rt.ctx.ds.query(
-        `SELECT actor FROM audit_records WHERE type = 'operator.test' ORDER BY seq`,
-      )) as { actor: string }[];
+      const order = (
+        (await rt.ctx.ds.query(
+          `SELECT actor, data FROM audit_records WHERE type = 'operator.test' ORDER BY seq`,
+        )) as { actor: string; data: string | Record<string, unknown> }[]
+      ).map((r) => ({
+        actor: r.actor,
+        i: (typeof r.data === 'string' ? JSON.parse(r.data) : r.data).i as number,
+      }));
+      // Each process's records sit in the chain in the order it wrote them...
+      for (const actor of ['proc-a', 'proc-b']) {
+        const is = order.filter((r) => r.actor === actor).map((r) => r.i);
+        assert.deepEqual(
+          is,
+          [...is].sort((x, y) => x - y),
+          `${actor}'s records are out of order`,
+        );
+      }
+      // ...and the chain holds them interleaved, not as one process's run then the other's.
       const switches = order.filter((r, i) => i > 0 && r.actor !== order[i - 1]!.actor).length;
       assert.ok(switches > 1, 'the two processes did not interleave; the test proved nothing');
     } finally {
