@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- NAME... [--quick] [--reps N] [--out FILE]]`: runs the benchmarks (all, or the named
- * ones: sign jwks verify scale rotation), each against its yardstick in the same run, and
+ * ones: sign jwks verify scale rotation idle), each against its yardstick in the same run, and
  * prints a Markdown report (progress goes to stderr). No benchmark asserts anything: the
  * numbers are for docs/benchmarks.md. Loopback only; every server it starts is stopped.
  */
@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import type { BenchPlan } from './lib/bench-policy';
 import { uptimeLine } from './lib/machine';
 import { Report } from './lib/report';
+import { benchIdle } from './idle';
 import { benchJwks } from './jwks';
 import { benchRotation } from './rotation';
 import { benchScale } from './scale';
@@ -21,6 +22,7 @@ const BENCHMARKS: Record<string, (r: Report, p: BenchPlan) => Promise<void>> = {
   verify: benchVerify,
   scale: benchScale,
   rotation: benchRotation,
+  idle: benchIdle,
 };
 
 async function main(): Promise<void> {

@@ -53,6 +53,15 @@ function processTable(): { parent: Map<number, number>; ticks: Map<number, numbe
   return { parent, ticks };
 }
 
+/** Whether `pid` is `root` or one of its descendants, by the parent links of `parent`. */
+function inTree(parent: ReadonlyMap<number, number>, pid: number, root: number): boolean {
+  for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; hops++) {
+    if (p === root) return true;
+    p = parent.get(p);
+  }
+  return false;
+}
+
 /**
  * CPU ticks of `root` and every live descendant (children included once reaped, as the kernel
  * counts them), or NaN when `root` is gone.
@@ -61,13 +70,29 @@ function treeTicks(root: number): number {
   const { parent, ticks } = processTable();
   if (!ticks.has(root)) return Number.NaN;
   let sum = 0;
-  for (const [pid, t] of ticks) {
-    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; hops++) {
-      if (p === root) {
-        sum += t;
-        break;
-      }
-      p = parent.get(p);
+  for (const [pid, t] of ticks) if (inTree(parent, pid, root)) sum += t;
+  return sum;
+}
+
+/** The live processes in `root`'s tree (itself included). */
+function treePids(root: number): number[] {
+  const { parent } = processTable();
+  return [...parent.keys()].filter((pid) => inTree(parent, pid, root));
+}
+
+/**
+ * Voluntary context switches so far of the main thread of `root` and of each live descendant:
+ * how often those event loops went to sleep and were woken. Threads other than the main one
+ * (V8's, libuv's pool) are not counted.
+ */
+export function mainThreadWakeups(root: number): number {
+  let sum = 0;
+  for (const pid of treePids(root)) {
+    try {
+      const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) sum += Number(m[1]);
+    } catch {
+      // The process ended while we looked.
     }
   }
   return sum;

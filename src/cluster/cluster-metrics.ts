@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, collectDefaultMetrics, Registry, type RegistryContentType } from 'prom-client';
+import { AggregatorRegistry, Registry, type RegistryContentType } from 'prom-client';
+import { collectProcessMetrics } from '../http/process-metrics';
 
 const REQUEST = 'keywarden:metrics-request';
 const RESPONSE = 'keywarden:metrics-response';
@@ -29,7 +30,7 @@ export const PRIMARY_PROCESS_METRICS_PREFIX = 'keywarden_primary_';
  */
 export function primaryMetricsRegistry(registries: readonly Registry[]): Registry {
   const own = new Registry();
-  collectDefaultMetrics({ register: own, prefix: PRIMARY_PROCESS_METRICS_PREFIX });
+  collectProcessMetrics(own, PRIMARY_PROCESS_METRICS_PREFIX);
   return Registry.merge([...registries, own]);
 }
 

@@ -1,8 +1,9 @@
 import cluster from 'node:cluster';
 import { exposeWorkerRegistry, requestClusterMetrics } from '../cluster/cluster-metrics';
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import type { KeywardenConfig } from '../policy/scope';
+import { collectProcessMetrics } from './process-metrics';
 
 /** Label value for a scope name that is not configured (keeps label cardinality bounded). */
 export const UNKNOWN_SCOPE_LABEL = '_unknown';
@@ -48,7 +49,7 @@ export class TokenServiceMetrics {
       labelNames: ['scope', 'reason'],
       registers,
     });
-    collectDefaultMetrics({ register: this.registry });
+    collectProcessMetrics(this.registry);
   }
 
   private scopeLabel(scope: string | undefined): string {
