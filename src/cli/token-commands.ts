@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { signToken } from '../lifecycle/sign-token';
 import { verifyToken } from '../lifecycle/verify-token';
 import { KeywardenError } from '../policy/errors';
+import { tokenTypeProblem } from '../verify/token-type';
 import { EXIT } from './exit-codes';
 import { globals, output, withRuntime } from './io';
 
@@ -51,12 +52,21 @@ export function verifyCommand(): Command {
     )
     .requiredOption('--scope <scope>', 'the scope the token must belong to')
     .requiredOption('--audience <aud>', 'the audience you are (required: there is no audience-less verify)')
+    .option(
+      '--typ <typ>',
+      'the token type you accept, e.g. at+jwt: a token whose header typ differs is refused (typ_mismatch)',
+      (v) => {
+        const problem = tokenTypeProblem(v);
+        if (problem) throw new InvalidArgumentError(problem);
+        return v;
+      },
+    )
     .argument('<token>', "the JWT, or '-' to read it from stdin")
-    .action(async (token: string, opts: { scope: string; audience: string }, cmd: Command) => {
+    .action(async (token: string, opts: { scope: string; audience: string; typ?: string }, cmd: Command) => {
       await withRuntime(cmd, async ({ ctx }) => {
         const jwt = readTokenArg(token);
         if (jwt.length === 0) throw new KeywardenError('REQUEST_INVALID', 'no token given');
-        const r = await verifyToken(ctx, opts.scope, jwt, opts.audience);
+        const r = await verifyToken(ctx, opts.scope, jwt, opts.audience, opts.typ);
         if (r.valid) {
           output(cmd, { valid: true, kid: r.kid, claims: r.claims }, () => JSON.stringify(r.claims, null, 2));
           return;

@@ -6,6 +6,7 @@ import type { LifecycleContext } from '../lifecycle/context';
 import { signToken } from '../lifecycle/sign-token';
 import { verifyToken } from '../lifecycle/verify-token';
 import { KeywardenError } from '../policy/errors';
+import { TOKEN_TYPE_RE } from '../verify/token-type';
 import { ClientAuthenticator, requestClient, requireGrant } from './auth';
 import { metricsRoutes, TokenServiceMetrics } from './metrics';
 
@@ -36,6 +37,8 @@ const VERIFY_BODY = {
     // and the server's body limit bounds what is read at all.
     token: { type: 'string' },
     audience: { type: 'string', minLength: 1, maxLength: 1024 },
+    // The token type the caller accepts (explicit typing); the grammar the sign route signs.
+    typ: { type: 'string', pattern: TOKEN_TYPE_RE.source },
   },
 } as const;
 
@@ -48,6 +51,7 @@ interface SignBody {
 interface VerifyBody {
   token: string;
   audience: string;
+  typ?: string;
 }
 
 type ScopeParams = { scope: string };
@@ -161,7 +165,7 @@ export function registerSignVerifyRoutes(
         },
       },
       async (req, reply) => {
-        const r = await verifyToken(ctx, req.params.scope, req.body.token, req.body.audience);
+        const r = await verifyToken(ctx, req.params.scope, req.body.token, req.body.audience, req.body.typ);
         reply.header('cache-control', 'no-store');
         if (r.valid) {
           metrics.verified(req.params.scope, 'valid');

@@ -3,6 +3,7 @@ import { buildClaims } from '../policy/claims';
 import { KeywardenError } from '../policy/errors';
 import { pickSigningKey } from '../policy/next-actions';
 import { requireScope, type LifecycleContext } from './context';
+import { TOKEN_TYPE_RE } from '../verify/token-type';
 
 export interface SignRequest {
   claims: unknown;
@@ -19,7 +20,6 @@ export interface SignedToken {
   jti: string;
 }
 
-const TYP_RE = /^[A-Za-z0-9.+/-]{1,64}$/;
 const b64 = (s: string) => Buffer.from(s).toString('base64url');
 
 /**
@@ -51,7 +51,7 @@ export async function signToken(
 ): Promise<SignedToken> {
   const scope = requireScope(ctx, scopeName);
   const typ = req.typ ?? 'JWT';
-  if (typeof typ !== 'string' || !TYP_RE.test(typ)) {
+  if (typeof typ !== 'string' || !TOKEN_TYPE_RE.test(typ)) {
     throw new KeywardenError(
       'REQUEST_INVALID',
       'header.typ must be a short media type such as JWT or at+jwt',

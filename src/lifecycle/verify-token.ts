@@ -5,12 +5,14 @@ import { requireScope, type LifecycleContext } from './context';
  * Complete validation of a token against ONE scope (I5, I6): only that scope's keys are
  * candidates, `iss` must be that scope's issuer, and the key's state is computed now.
  * Revoked keys are still looked up (so the reason says `key_revoked`, not `kid_unknown`).
+ * `typ`, when given, is the token type the caller accepts (explicit typing, see validateToken).
  */
 export async function verifyToken(
   ctx: LifecycleContext,
   scopeName: string,
   token: string,
   audience: string,
+  typ?: string,
 ): Promise<ValidationResult> {
   const scope = requireScope(ctx, scopeName);
   const view = ctx.cache.view(scope.name);
@@ -30,5 +32,10 @@ export async function verifyToken(
       },
     ];
   };
-  return validateToken(token, lookup, { issuer: scope.issuer, audience, now: ctx.clock.now() });
+  return validateToken(token, lookup, {
+    issuer: scope.issuer,
+    audience,
+    now: ctx.clock.now(),
+    ...(typ !== undefined ? { typ } : {}),
+  });
 }

@@ -1,6 +1,7 @@
 import { systemClock, type Clock } from '../policy/clock';
 import { insecureUrlProblem } from './fetch-document';
 import { RemoteKeySet } from './remote-key-set';
+import { tokenTypeProblem } from './token-type';
 import {
   DEFAULT_CLOCK_SKEW_SECONDS,
   DEFAULT_MAX_TOKEN_BYTES,
@@ -35,6 +36,12 @@ export interface VerifierOptions {
    * whoever can alter the JWKS in transit can mint tokens.
    */
   allowInsecureHttp?: boolean;
+  /**
+   * The token type this relying party accepts, e.g. `at+jwt` (explicit typing, RFC 8725):
+   * tokens whose header `typ` is another type, or absent, are refused (`typ_mismatch`).
+   * Compared case-insensitively, with `application/` optional. Default: any `typ`.
+   */
+  typ?: string;
 }
 
 /** A relying party's verifier for one issuer and audience. */
@@ -71,6 +78,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     now,
     clockSkewSeconds: o.clockSkewSeconds,
     maxTokenBytes: o.maxTokenBytes,
+    ...(o.typ !== undefined ? { typ: o.typ } : {}),
   });
 
   async function verify(token: string): Promise<ValidationResult> {
@@ -115,6 +123,7 @@ interface CheckedOptions {
   maxCacheSeconds: number;
   maxTokenBytes: number;
   allowInsecureHttp: boolean;
+  typ: string | undefined;
 }
 
 function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
@@ -161,6 +170,10 @@ function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
   if (!Number.isInteger(maxTokenBytes) || maxTokenBytes <= 0) {
     throw new RangeError('createVerifier: maxTokenBytes must be a positive integer');
   }
+  if (options.typ !== undefined) {
+    const problem = tokenTypeProblem(options.typ);
+    if (problem) throw new TypeError(`createVerifier: ${problem}`);
+  }
   return {
     issuer,
     audience,
@@ -172,5 +185,6 @@ function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
     maxCacheSeconds,
     maxTokenBytes,
     allowInsecureHttp,
+    typ: options.typ,
   };
 }

@@ -30,6 +30,7 @@ export const REASON_CODES = [
   'iat_outside_key_window',
   'exp_beyond_key_expiry',
   'jwks_unavailable',
+  'typ_mismatch',
 ] as const;
 
 /** A stable, machine-readable reason a token was refused. */
@@ -67,6 +68,8 @@ export const REASON_DESCRIPTIONS: Readonly<Record<ReasonCode, string>> = {
   exp_beyond_key_expiry: "The token exp is later than its key's expiry.",
   jwks_unavailable:
     'The verification keys could not be obtained (discovery or JWKS fetch failed, or the key source errored).',
+  typ_mismatch:
+    'The header typ is not the token type the verifier expects (explicit typing: another kind of token from the same issuer).',
 };
 
 /** True for a string that is one of the reason codes. */

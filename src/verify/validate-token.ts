@@ -6,6 +6,7 @@ import { checkClaims } from './check-claims';
 import { decodeCompactJws } from './compact-jws';
 import type { ReasonCode } from './reasons';
 import { verifyJwsSignature } from './signature';
+import { isTokenType, normalizeTokenType, tokenTypeProblem } from './token-type';
 
 /**
  * A public key as validation needs it: the key itself and the lifecycle times that decide
@@ -38,6 +39,11 @@ export interface ValidationOptions {
   clockSkewSeconds?: number;
   /** Tokens longer than this are refused before any parsing; default 8192. */
   maxTokenBytes?: number;
+  /**
+   * The token type this relying party accepts, e.g. `at+jwt`: the header `typ` must be it
+   * (case-insensitive, `application/` optional). Absent: any `typ`, or none.
+   */
+  typ?: string;
 }
 
 /** The protected header of a token that passed validation. */
@@ -81,6 +87,10 @@ export async function validateToken(
   const skewSeconds = options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
   const maxTokenBytes = options.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
   checkOptions(issuer, audience, now, skewSeconds, maxTokenBytes);
+  if (options.typ !== undefined) {
+    const problem = tokenTypeProblem(options.typ);
+    if (problem) throw new TypeError(`validateToken: ${problem}`);
+  }
 
   if (typeof token !== 'string') return fail('token_malformed', 'the token must be a string');
   if (token.length > maxTokenBytes || Buffer.byteLength(token) > maxTokenBytes) {
@@ -140,6 +150,14 @@ export async function validateToken(
 
   if (!(await verifyJwsSignature(alg, key.key, signingInput, signature))) {
     return fail('signature_invalid', 'the signature does not verify');
+  }
+
+  // After the signature: the header is the issuer's, but it may name another kind of token.
+  if (options.typ !== undefined && !isTokenType(header.typ, normalizeTokenType(options.typ))) {
+    return fail(
+      'typ_mismatch',
+      `the header typ is ${header.typ === undefined ? 'absent' : JSON.stringify(header.typ)}, not ${JSON.stringify(options.typ)}`,
+    );
   }
 
   const claimFailure = checkClaims(payload, key, {

@@ -44,14 +44,19 @@ describe('token service (in-process, FakeClock)', function () {
   const aud = (scope: string) => `${scope}-api`;
 
   /** The verify route's and the library's answer for one token. */
-  async function bothVerdicts(scope: string, token: string) {
-    const route = await post(`/v1/scopes/${scope}/verify`, { token, audience: aud(scope) });
+  async function bothVerdicts(scope: string, token: string, typ?: string) {
+    const route = await post(`/v1/scopes/${scope}/verify`, {
+      token,
+      audience: aud(scope),
+      ...(typ !== undefined ? { typ } : {}),
+    });
     assert.equal(route.status, 200);
     const verifier = createVerifier({
       issuer: issuer(scope),
       audience: aud(scope),
       jwksUri: `${base}/scopes/${scope}/.well-known/jwks.json`,
       clock: trt.clock,
+      ...(typ !== undefined ? { typ } : {}),
     });
     const lib = await verifier.verify(token);
     return {
@@ -236,6 +241,50 @@ describe('token service (in-process, FakeClock)', function () {
       assert.equal(status, 401);
       const boundMs = trt.config.server.keyRefreshSeconds * 1000;
       assert.ok(elapsed <= boundMs + 1000, `401 after ${elapsed} ms; bound ${boundMs} ms + 1 s slack`);
+    });
+  });
+
+  describe('explicit typing (typ)', () => {
+    it('a verifier expecting at+jwt refuses a token the same client signed as JWT (route and library)', async () => {
+      const access = await post('/v1/scopes/enterprise/sign', {
+        claims: { aud: aud('enterprise') },
+        header: { typ: 'at+jwt' },
+      });
+      assert.equal(access.status, 200);
+      const plain = await post('/v1/scopes/enterprise/sign', { claims: { aud: aud('enterprise') } });
+      assert.equal(plain.status, 200);
+      const [accessToken, plainToken] = [access.body.token as string, plain.body.token as string];
+      assert.deepEqual(await bothVerdicts('enterprise', accessToken, 'at+jwt'), {
+        route: 'valid',
+        library: 'valid',
+      });
+      assert.deepEqual(await bothVerdicts('enterprise', accessToken, 'application/AT+JWT'), {
+        route: 'valid',
+        library: 'valid',
+      });
+      // Same key, same issuer, same audience, valid signature: another kind of token.
+      assert.deepEqual(await bothVerdicts('enterprise', plainToken), { route: 'valid', library: 'valid' });
+      assert.deepEqual(await bothVerdicts('enterprise', plainToken, 'at+jwt'), {
+        route: 'typ_mismatch',
+        library: 'typ_mismatch',
+      });
+    });
+
+    it('a typ that is not a media type is 400 REQUEST_INVALID, not a verdict', async () => {
+      const signed = await post('/v1/scopes/enterprise/sign', { claims: { aud: aud('enterprise') } });
+      for (const typ of ['', 'at+jwt; charset=utf-8', 'a b', 'x'.repeat(65), 5, null]) {
+        const r = await post('/v1/scopes/enterprise/verify', {
+          token: signed.body.token,
+          audience: aud('enterprise'),
+          typ,
+        });
+        assert.equal(r.status, 400, JSON.stringify(typ));
+        assert.equal((r.body.error as { code: string }).code, 'REQUEST_INVALID');
+      }
+      assert.throws(
+        () => createVerifier({ issuer: issuer('enterprise'), audience: aud('enterprise'), typ: 'at jwt' }),
+        TypeError,
+      );
     });
   });
 

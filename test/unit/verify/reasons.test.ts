@@ -34,6 +34,7 @@ describe('reason codes', () => {
         'iat_outside_key_window',
         'exp_beyond_key_expiry',
         'jwks_unavailable',
+        'typ_mismatch',
       ],
     );
   });

@@ -564,6 +564,55 @@ describe('validateToken', () => {
     });
   });
 
+  describe('explicit typing (the typ option)', () => {
+    const AT = { ...OPTIONS, typ: 'at+jwt' };
+
+    it('typ_mismatch: an authentic token of another type (JWT, an ID token) is not an access token', async () => {
+      for (const typ of ['JWT', 'application/jwt', 'id_token+jwt', 'at+jwt2', 'application/at+jwt/x']) {
+        const token = tokenFor(es256, {}, { typ });
+        // The same token is valid for a verifier that does not ask for a type...
+        expectValid(await validateToken(token, lookupOf(es256.vk), OPTIONS));
+        // ...and refused by one that expects access tokens.
+        expectRefused(await validateToken(token, lookupOf(es256.vk), AT), 'typ_mismatch');
+      }
+    });
+
+    it('typ_mismatch: no typ, or a typ that is not a string, when one is expected', async () => {
+      const none = tokenFor(es256, {}, { typ: undefined });
+      assert.ok(!Buffer.from(none.split('.')[0]!, 'base64url').toString().includes('typ'));
+      expectRefused(await validateToken(none, lookupOf(es256.vk), AT), 'typ_mismatch');
+      for (const typ of [null, 1, ['at+jwt'], { type: 'at+jwt' }]) {
+        const token = tokenFor(es256, {}, { typ });
+        expectRefused(await validateToken(token, lookupOf(es256.vk), AT), 'typ_mismatch');
+      }
+    });
+
+    it('accepts the expected type in any case, with or without application/ (RFC 7515 4.1.9)', async () => {
+      for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/At+Jwt']) {
+        const token = tokenFor(es256, {}, { typ });
+        expectValid(await validateToken(token, lookupOf(es256.vk), AT));
+        expectValid(
+          await validateToken(token, lookupOf(es256.vk), { ...OPTIONS, typ: 'application/AT+jwt' }),
+        );
+      }
+    });
+
+    it('checks the signature first: a forged token with the right typ is signature_invalid', async () => {
+      const other = makeKey('ES256', {}, 1); // slot 1: another key pair
+      const forged = forge({ alg: 'ES256', kid: es256.kid, typ: 'at+jwt' }, claims(), other.privateKey);
+      expectRefused(await validateToken(forged, lookupOf(es256.vk), AT), 'signature_invalid');
+      const forgedWrongTyp = forge({ alg: 'ES256', kid: es256.kid, typ: 'JWT' }, claims(), other.privateKey);
+      expectRefused(await validateToken(forgedWrongTyp, lookupOf(es256.vk), AT), 'signature_invalid');
+    });
+
+    it('rejects an expected typ that is not a media type with a TypeError', async () => {
+      const token = tokenFor(es256, {}, { typ: 'at+jwt' });
+      for (const typ of ['', ' at+jwt', 'at+jwt; charset=x', 'x'.repeat(65), 1 as unknown as string]) {
+        await assert.rejects(validateToken(token, lookupOf(es256.vk), { ...OPTIONS, typ }), TypeError);
+      }
+    });
+  });
+
   // Mocha runs a suite's own tests before its child suites: this one must be a later suite.
   describe('coverage', () => {
     it('has provoked every reason code with an attacking token', () => {
