@@ -78,14 +78,7 @@ export class KeyCache {
 
   private async doRefresh(force: boolean): Promise<void> {
     const marker = await this.keys.changeMarker();
-    if (
-      !force &&
-      this.marker &&
-      marker.count === this.marker.count &&
-      marker.lastUpdatedMs === this.marker.lastUpdatedMs
-    ) {
-      return;
-    }
+    if (!force && this.marker && marker.version === this.marker.version) return;
     const all = await this.keys.listAll();
     const byScope = new Map<string, KeyRecord[]>();
     for (const k of all) {

@@ -10,11 +10,13 @@ export function toKeyRecord(row: KeyRow): KeyRecord {
   return record;
 }
 
-/** A stable value that changes whenever any key row changes; daemons poll it. */
+/**
+ * A value that changes whenever any key row changes; daemons poll it. The database raises it in
+ * every writer's transaction (migration KeySetVersion1764200000000), so it moves even when the
+ * writers' clocks disagree or a row is edited outside keywarden.
+ */
 export interface KeyChangeMarker {
-  count: number;
-  /** Sum of every row's `updated_at` (see changeMarker); only compared for equality. */
-  lastUpdatedMs: number;
+  version: string;
 }
 
 /**
@@ -116,17 +118,13 @@ export class KeyRepository {
     return new Map(rows.map((r) => [r.id, r.lastState]));
   }
 
-  /**
-   * `lastUpdatedMs` is the SUM of `updated_at`, not the MAX: a write stamped by a host whose
-   * clock runs behind (a CLI revoking from another machine) would not move the maximum, and
-   * the revocation would never reach the polling daemons. Any write moves the sum.
-   */
   async changeMarker(): Promise<KeyChangeMarker> {
-    const raw = (await this.repo()
-      .createQueryBuilder('k')
-      .select('COUNT(*)', 'count')
-      .addSelect('SUM(k.updated_at)', 'last')
-      .getRawOne()) as { count: string | number; last: string | number | null } | undefined;
-    return { count: Number(raw?.count ?? 0), lastUpdatedMs: Number(raw?.last ?? 0) };
+    const rows = (await this.ds.query('SELECT version FROM key_set_version WHERE id = 1')) as {
+      version: string | number;
+    }[];
+    if (rows.length !== 1)
+      throw new KeywardenError('STORE_ERROR', 'key_set_version has no row: the store is not migrated');
+    // bigint comes back as a string from pg and a number from SQLite: compare as text.
+    return { version: String(rows[0]!.version) };
   }
 }
