@@ -14,7 +14,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * reloading every daemon's keys for it would cost a full reload per transition). A migration
  * that adds a column to `keys` must recreate the update triggers with it.
  */
-const CACHED_COLUMNS = [
+export const KEY_SET_VERSION_COLUMNS: readonly string[] = [
   'id',
   'kid',
   'scope',
@@ -33,7 +33,8 @@ const CACHED_COLUMNS = [
   'created_at',
   'created_by',
   'updated_at',
-].join(', ');
+];
+const CACHED_COLUMNS = KEY_SET_VERSION_COLUMNS.join(', ');
 
 export class KeySetVersion1764200000000 implements MigrationInterface {
   name = 'KeySetVersion1764200000000';

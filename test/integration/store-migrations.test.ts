@@ -1,0 +1,129 @@
+/**
+ * Schema migrations on a store that already holds data, on SQLite and PostgreSQL: a store made
+ * by the previous release (every migration before the key set version) is upgraded in place,
+ * the counter then moves on key writes and not on `last_state`, and the migration reverts
+ * cleanly. Also: the triggers cover every column the key cache reads.
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import 'reflect-metadata';
+import { DataSource } from 'typeorm';
+import { MIGRATIONS } from '../../migrations';
+import { KEY_SET_VERSION_COLUMNS } from '../../migrations/1764200000000-key-set-version';
+import { KeyEntity } from '../../src/store/entities/key.entity';
+import { startPostgres, type TestPostgres } from '../helpers/postgres';
+
+const BEFORE_KEY_SET_VERSION = MIGRATIONS.filter((m) => m.name !== 'KeySetVersion1764200000000');
+
+function dataSource(url: string, migrations: typeof MIGRATIONS): DataSource {
+  return url.startsWith('sqlite:')
+    ? new DataSource({ type: 'better-sqlite3', database: url.slice('sqlite:'.length), migrations })
+    : new DataSource({ type: 'postgres', url, migrations });
+}
+
+const KEY_ROW = {
+  id: '00000000-0000-4000-8000-000000000001',
+  kid: 'kid-1',
+  scope: 'demo',
+  alg: 'ES256',
+  status: 'ready',
+  backend: 'hsm',
+  backend_ref: '{}',
+  public_jwk: '{}',
+  publish_at: 1,
+  activate_at: 2,
+  retire_at: 3,
+  expires_at: 4,
+  created_at: 1,
+  created_by: 'test',
+  updated_at: 1,
+};
+
+describe('store migrations on a store with data', function () {
+  this.timeout(120_000);
+  let pg: TestPostgres | undefined;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kw-migrations-'));
+  });
+  after(async () => {
+    await pg?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the key set version triggers cover every column of keys but last_state', () => {
+    const columns = Object.entries(KeyEntity.options.columns).map(([prop, c]) => c?.name ?? prop);
+    assert.deepEqual(
+      [...KEY_SET_VERSION_COLUMNS].sort(),
+      columns.filter((c) => c !== 'last_state').sort(),
+      'a column was added to keys: recreate the key_set_version triggers with it',
+    );
+  });
+
+  for (const kind of ['SQLite', 'PostgreSQL'] as const) {
+    it(`${kind}: upgrades a previous release's store in place, counts key writes, and reverts`, async () => {
+      let url: string;
+      if (kind === 'SQLite') url = `sqlite:${join(dir, 'kw.db')}`;
+      else {
+        pg = await startPostgres();
+        url = await pg.createDatabase('migrations');
+      }
+      const p = (n: number) => (kind === 'SQLite' ? '?' : `$${n}`);
+      const cols = Object.keys(KEY_ROW);
+      const insert = `INSERT INTO keys (${cols.join(', ')}) VALUES (${cols.map((_, i) => p(i + 1)).join(', ')})`;
+
+      const old = dataSource(url, BEFORE_KEY_SET_VERSION);
+      await old.initialize();
+      await old.runMigrations({ transaction: 'each' });
+      await old.query(insert, Object.values(KEY_ROW));
+      await old.destroy();
+
+      const ds = dataSource(url, MIGRATIONS);
+      await ds.initialize();
+      try {
+        const applied = await ds.runMigrations({ transaction: 'each' });
+        assert.deepEqual(
+          applied.map((m) => m.name),
+          ['KeySetVersion1764200000000'],
+        );
+        const version = async () =>
+          Number(
+            (
+              (await ds.query('SELECT version FROM key_set_version WHERE id = 1')) as { version: string }[]
+            )[0]!.version,
+          );
+        assert.equal(await version(), 0);
+        // The existing row is kept, and writes to it move the counter.
+        await ds.query(`UPDATE keys SET revoked_at = ${p(1)}, revoked_reason = ${p(2)} WHERE id = ${p(3)}`, [
+          5,
+          'test',
+          KEY_ROW.id,
+        ]);
+        assert.equal(await version(), 1);
+        await ds.query(`UPDATE keys SET last_state = ${p(1)} WHERE id = ${p(2)}`, ['active', KEY_ROW.id]);
+        assert.equal(await version(), 1, 'last_state alone must not move the counter');
+        await ds.query(`DELETE FROM keys WHERE id = ${p(1)}`, [KEY_ROW.id]);
+        assert.equal(await version(), 2);
+        await ds.query(insert, Object.values(KEY_ROW));
+        assert.equal(await version(), 3);
+
+        await ds.undoLastMigration({ transaction: 'each' });
+        const left = (await ds.query(
+          kind === 'SQLite'
+            ? "SELECT name FROM sqlite_master WHERE name LIKE '%key_set%' OR name LIKE 'keys_changed%'"
+            : "SELECT tgname AS name FROM pg_trigger WHERE tgname LIKE 'keys_changed%' UNION ALL SELECT tablename FROM pg_tables WHERE tablename = 'key_set_version'",
+        )) as unknown[];
+        assert.deepEqual(left, []);
+        // Without its triggers and table, key writes still work (nothing points at the counter).
+        await ds.query(`UPDATE keys SET revoked_reason = ${p(1)} WHERE id = ${p(2)}`, [
+          'after revert',
+          KEY_ROW.id,
+        ]);
+      } finally {
+        await ds.destroy();
+      }
+    });
+  }
+});
