@@ -77,9 +77,8 @@ export class KeyCache {
   }
 
   private async doRefresh(force: boolean): Promise<void> {
-    const marker = await this.keys.changeMarker();
-    if (!force && this.marker && marker.version === this.marker.version) return;
-    const all = await this.keys.listAll();
+    const { marker, keys: all } = await this.keys.readIfChanged(force ? null : this.marker);
+    if (all === null) return;
     const byScope = new Map<string, KeyRecord[]>();
     for (const k of all) {
       if (k.status !== 'ready' || k.publicJwk === null || k.kid === null) continue;

@@ -7,6 +7,7 @@ import { KeywardenError } from '../policy/errors';
 import { ClientEntity } from './entities/client.entity';
 import { KeyEntity } from './entities/key.entity';
 import { ScopeLockEntity } from './entities/scope-lock.entity';
+import { assertKeySetVersionTriggers } from './key-set-version';
 
 export const ENTITIES = [KeyEntity, ClientEntity, ScopeLockEntity];
 
@@ -63,6 +64,7 @@ export async function openStore(url: string, ext: StoreExtensions = {}): Promise
   try {
     await ds.initialize();
     await ds.runMigrations({ transaction: 'each' });
+    await assertKeySetVersionTriggers(ds);
     if (ds.options.type === 'better-sqlite3') serializeTransactions(ds);
   } catch (e) {
     if (ds.isInitialized) await ds.destroy().catch(() => undefined);

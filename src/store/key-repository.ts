@@ -3,6 +3,7 @@ import type { KeyRecord } from '../policy/key';
 import { KeywardenError } from '../policy/errors';
 import { KeyEntity, type KeyRow } from './entities/key.entity';
 import { notifyKeyChange } from './key-change-notifier';
+import { readKeySetVersion } from './key-set-version';
 
 /** Maps a row to the domain record the lifecycle works with. */
 export function toKeyRecord(row: KeyRow): KeyRecord {
@@ -10,19 +11,16 @@ export function toKeyRecord(row: KeyRow): KeyRecord {
   return record;
 }
 
-/**
- * A value that changes whenever any key row changes; daemons poll it. The database raises it in
- * every writer's transaction (migration KeySetVersion1764200000000), so it moves even when the
- * writers' clocks disagree or a row is edited outside keywarden.
- */
+/** The store's key set version as last read (see readKeySetVersion); only compared for equality. */
 export interface KeyChangeMarker {
   version: string;
 }
 
 /**
- * Key rows. Every write goes through here, and every write bumps `updated_at` so other
- * daemons notice; on PostgreSQL every write also sends `NOTIFY keywarden_keys` in the same
- * transaction, so listening daemons reload at commit instead of at their next poll. Methods
+ * Key rows. Every write goes through here; the database changes the key set version in each
+ * writing transaction (triggers), which daemons poll, and on PostgreSQL every write also sends
+ * `NOTIFY keywarden_keys` in the same transaction, so listening daemons reload at commit
+ * instead of at their next poll. Methods
  * take an optional EntityManager so callers can put a key change and its audit record in one
  * transaction.
  */
@@ -118,13 +116,18 @@ export class KeyRepository {
     return new Map(rows.map((r) => [r.id, r.lastState]));
   }
 
-  async changeMarker(): Promise<KeyChangeMarker> {
-    const rows = (await this.ds.query('SELECT version FROM key_set_version WHERE id = 1')) as {
-      version: string | number;
-    }[];
-    if (rows.length !== 1)
-      throw new KeywardenError('STORE_ERROR', 'key_set_version has no row: the store is not migrated');
-    // bigint comes back as a string from pg and a number from SQLite: compare as text.
-    return { version: String(rows[0]!.version) };
+  /**
+   * The key set version and, unless it equals `known`, every key, read in one transaction. On
+   * SQLite a process has one connection, and outside the transaction queue a read could see
+   * another flow's uncommitted write (a revocation that then rolls back would stay cached).
+   */
+  async readIfChanged(
+    known: KeyChangeMarker | null,
+  ): Promise<{ marker: KeyChangeMarker; keys: KeyRecord[] | null }> {
+    return this.ds.transaction(async (m) => {
+      const marker = { version: await readKeySetVersion(m) };
+      if (known && known.version === marker.version) return { marker, keys: null };
+      return { marker, keys: await this.listAll(m) };
+    });
   }
 }

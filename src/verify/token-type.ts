@@ -6,9 +6,10 @@
 
 /**
  * What keywarden signs as `typ` and accepts as an expected one: a short media type, with or
- * without its `application/` (JWT, at+jwt, application/at+jwt). No spaces or parameters.
+ * without its `application/` (JWT, at+jwt, application/at+jwt): ASCII, at most 64 characters,
+ * one optional `type/` before the subtype, no spaces or parameters.
  */
-export const TOKEN_TYPE_RE = /^[A-Za-z0-9.+/-]{1,64}$/;
+export const TOKEN_TYPE_RE = /^(?=.{1,64}$)[A-Za-z0-9.+-]+(?:\/[A-Za-z0-9.+-]+)?$/;
 
 /**
  * A `typ` value in the form two values are compared in: media types are case-insensitive, and a
@@ -16,13 +17,19 @@ export const TOKEN_TYPE_RE = /^[A-Za-z0-9.+/-]{1,64}$/;
  * `AT+JWT` and `application/at+jwt` are one type.
  */
 export function normalizeTokenType(typ: string): string {
+  // Only ever given TOKEN_TYPE_RE's ASCII: Unicode case folding would equate more than ASCII's
+  // (the Kelvin sign lowercases to k).
   const lower = typ.toLowerCase();
   return lower.includes('/') ? lower : `application/${lower}`;
 }
 
 /** Whether a header's `typ` (any JSON value, or absent) is the expected, already normalized, type. */
 export function isTokenType(headerTyp: unknown, expectedNormalized: string): boolean {
-  return typeof headerTyp === 'string' && normalizeTokenType(headerTyp) === expectedNormalized;
+  return (
+    typeof headerTyp === 'string' &&
+    TOKEN_TYPE_RE.test(headerTyp) &&
+    normalizeTokenType(headerTyp) === expectedNormalized
+  );
 }
 
 /** Why `typ` cannot be an expected token type, or undefined if it can. */

@@ -35,10 +35,13 @@ describe('key cache change detection (polled)', function () {
       let trt: TestRuntime;
       before(async () => {
         const storeUrl = await store.url();
-        trt = await startTestRuntime([{ name: 'alpha' }, { name: 'beta' }], {
-          clock: new FakeClock(Date.UTC(2026, 5, 1)),
-          ...(storeUrl ? { storeUrl } : {}),
-        });
+        trt = await startTestRuntime(
+          [{ name: 'alpha' }, { name: 'beta' }, { name: 'gamma' }, { name: 'delta' }],
+          {
+            clock: new FakeClock(Date.UTC(2026, 5, 1)),
+            ...(storeUrl ? { storeUrl } : {}),
+          },
+        );
         await reconcileAll(trt.ctx, 'test');
         await trt.ctx.cache.refresh(true);
       });
@@ -63,6 +66,29 @@ describe('key cache change detection (polled)', function () {
         await trt.ctx.cache.refresh();
         assert.notEqual(trt.ctx.cache.view('alpha')?.byKid.get(a.kid!)?.record.revokedAt ?? null, null);
         assert.notEqual(trt.ctx.cache.view('beta')?.byKid.get(b.kid!)?.record.revokedAt ?? null, null);
+      });
+
+      it('never caches a revocation that rolls back, and sees the next write after it', async () => {
+        const [g, d] = [keyOf('gamma'), keyOf('delta')];
+        await trt.ctx.cache.refresh();
+        let poll: Promise<void> | undefined;
+        await assert.rejects(
+          trt.ctx.ds.transaction(async (m) => {
+            assert.ok(await trt.ctx.keys.revoke(g.id, trt.clock.now(), 'test: rolled back', m));
+            // A poll while the write is open: on SQLite it shares this process's one connection.
+            poll = trt.ctx.cache.refresh();
+            await Promise.race([poll, new Promise((r) => setTimeout(r, 200))]);
+            throw new Error('roll back');
+          }),
+          /roll back/,
+        );
+        await poll;
+        assert.equal(trt.ctx.cache.view('gamma')?.byKid.get(g.kid!)?.record.revokedAt, null);
+        // The next committed write is seen, whatever the version was while the write was open.
+        assert.ok(await trt.ctx.keys.revoke(d.id, trt.clock.now(), 'test: revoked'));
+        await trt.ctx.cache.refresh();
+        assert.notEqual(trt.ctx.cache.view('delta')?.byKid.get(d.kid!)?.record.revokedAt ?? null, null);
+        assert.equal(trt.ctx.cache.view('gamma')?.byKid.get(g.kid!)?.record.revokedAt, null);
       });
 
       it('sees a write that leaves updated_at exactly as it was', async () => {

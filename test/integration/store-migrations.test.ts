@@ -1,8 +1,9 @@
 /**
  * Schema migrations on a store that already holds data, on SQLite and PostgreSQL: a store made
  * by the previous release (every migration before the key set version) is upgraded in place,
- * the counter then moves on key writes and not on `last_state`, and the migration reverts
- * cleanly. Also: the triggers cover every column the key cache reads.
+ * the installed triggers cover every column the key cache reads, the counter moves on key writes
+ * and not on `last_state`, the migration reverts cleanly, and a store whose trigger was removed
+ * by hand is refused.
  */
 import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,8 +12,9 @@ import { join } from 'node:path';
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
-import { KEY_SET_VERSION_COLUMNS } from '../../migrations/1764200000000-key-set-version';
-import { KeyEntity } from '../../src/store/entities/key.entity';
+import { hasCode } from '../../src/policy/errors';
+import { openStore } from '../../src/store/data-source';
+import { installedKeyTriggers, versionedKeyColumns } from '../../src/store/key-set-version';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 
 const BEFORE_KEY_SET_VERSION = MIGRATIONS.filter((m) => m.name !== 'KeySetVersion1764200000000');
@@ -53,17 +55,8 @@ describe('store migrations on a store with data', function () {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('the key set version triggers cover every column of keys but last_state', () => {
-    const columns = Object.entries(KeyEntity.options.columns).map(([prop, c]) => c?.name ?? prop);
-    assert.deepEqual(
-      [...KEY_SET_VERSION_COLUMNS].sort(),
-      columns.filter((c) => c !== 'last_state').sort(),
-      'a column was added to keys: recreate the key_set_version triggers with it',
-    );
-  });
-
   for (const kind of ['SQLite', 'PostgreSQL'] as const) {
-    it(`${kind}: upgrades a previous release's store in place, counts key writes, and reverts`, async () => {
+    it(`${kind}: upgrades a previous release's store in place, counts key writes, reverts, and refuses a store without its triggers`, async () => {
       let url: string;
       if (kind === 'SQLite') url = `sqlite:${join(dir, 'kw.db')}`;
       else {
@@ -95,6 +88,11 @@ describe('store migrations on a store with data', function () {
             )[0]!.version,
           );
         assert.equal(await version(), 0);
+        // The installed triggers, read back from the database, cover every column the cache reads.
+        const installed = await installedKeyTriggers(ds);
+        assert.ok(installed.insert && installed.delete);
+        assert.deepEqual([...installed.updateColumns].sort(), versionedKeyColumns().sort());
+        assert.ok(!installed.updateColumns.includes('last_state'));
         // The existing row is kept, and writes to it move the counter.
         await ds.query(`UPDATE keys SET revoked_at = ${p(1)}, revoked_reason = ${p(2)} WHERE id = ${p(3)}`, [
           5,
@@ -108,6 +106,18 @@ describe('store migrations on a store with data', function () {
         assert.equal(await version(), 2);
         await ds.query(insert, Object.values(KEY_ROW));
         assert.equal(await version(), 3);
+
+        const nonces = new Set<string>();
+        for (let i = 0; i < 3; i++) {
+          await ds.query(`UPDATE keys SET revoked_reason = ${p(1)} WHERE id = ${p(2)}`, [
+            `n${i}`,
+            KEY_ROW.id,
+          ]);
+          nonces.add(
+            ((await ds.query('SELECT nonce FROM key_set_version')) as { nonce: string }[])[0]!.nonce,
+          );
+        }
+        assert.equal(nonces.size, 3, 'each write draws a new nonce');
 
         await ds.undoLastMigration({ transaction: 'each' });
         const left = (await ds.query(
@@ -124,6 +134,22 @@ describe('store migrations on a store with data', function () {
       } finally {
         await ds.destroy();
       }
+      // Migrated again, then the update trigger dropped (SQLite) or disabled (PostgreSQL) by
+      // hand: no process opens the store, since its daemons would never see key updates.
+      await (await openStore(url)).destroy();
+      const tamper = dataSource(url, []);
+      await tamper.initialize();
+      await tamper.query(
+        kind === 'SQLite'
+          ? 'DROP TRIGGER keys_changed_update'
+          : 'ALTER TABLE keys DISABLE TRIGGER keys_changed',
+      );
+      await tamper.destroy();
+      await assert.rejects(openStore(url), (e: unknown) => {
+        assert.ok(hasCode(e, 'STORE_ERROR'));
+        assert.match((e as Error).message, /do not record .*updates of id, kid/);
+        return true;
+      });
     });
   }
 });

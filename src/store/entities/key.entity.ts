@@ -9,7 +9,7 @@ import { instant, jsonText } from '../columns';
 export interface KeyRow extends KeyRecord {
   /** The backend name, denormalised from backendRef for queries. */
   backend: string;
-  /** Bumped on every write: daemons poll it to refresh their key cache. */
+  /** Set on every write by the writer's clock (for people; daemons poll key_set_version). */
   updatedAt: Date;
   /** Last effective state reconcile recorded in the audit log (informational; never trusted). */
   lastState: string | null;

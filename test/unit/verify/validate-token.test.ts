@@ -597,6 +597,15 @@ describe('validateToken', () => {
       }
     });
 
+    it('typ_mismatch: a header typ that only Unicode case folding equates (the Kelvin sign for k)', async () => {
+      const token = tokenFor(es256, {}, { typ: '\u212A+jwt' });
+      assert.equal('\u212A+jwt'.toLowerCase(), 'k+jwt'); // what a naive comparison would equate
+      expectRefused(
+        await validateToken(token, lookupOf(es256.vk), { ...OPTIONS, typ: 'k+jwt' }),
+        'typ_mismatch',
+      );
+    });
+
     it('checks the signature first: a forged token with the right typ is signature_invalid', async () => {
       const other = makeKey('ES256', {}, 1); // slot 1: another key pair
       const forged = forge({ alg: 'ES256', kid: es256.kid, typ: 'at+jwt' }, claims(), other.privateKey);
@@ -607,7 +616,16 @@ describe('validateToken', () => {
 
     it('rejects an expected typ that is not a media type with a TypeError', async () => {
       const token = tokenFor(es256, {}, { typ: 'at+jwt' });
-      for (const typ of ['', ' at+jwt', 'at+jwt; charset=x', 'x'.repeat(65), 1 as unknown as string]) {
+      for (const typ of [
+        '',
+        ' at+jwt',
+        'at+jwt; charset=x',
+        'x'.repeat(65),
+        '/',
+        'application/',
+        'a/b/c',
+        1 as unknown as string,
+      ]) {
         await assert.rejects(validateToken(token, lookupOf(es256.vk), { ...OPTIONS, typ }), TypeError);
       }
     });
