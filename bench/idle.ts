@@ -5,7 +5,7 @@
  * fastify server of the JWKS benchmark, idle too, with the same number of processes. Nothing
  * sends requests; keywarden's own timers run as deployed (key and client polls every
  * server.keyRefreshSeconds = 2 s, the scheduler, the audit activity flushes, the metrics
- * collectors).
+ * collectors). `--reps N` windows per server (median and range).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
@@ -13,15 +13,15 @@ import { prepareKeywarden } from './lib/keywarden';
 import { mainThreadWakeups, processTreeCpuUs } from './lib/machine';
 import { freePort, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
+import { median } from './lib/stats';
 
 interface Idle {
   cpuMsPerSecond: number;
   wakeupsPerSecond: number;
 }
 
-/** Lets `server` settle, then measures its tree for `seconds`. */
-async function measureIdle(server: Server, settleSeconds: number, seconds: number): Promise<Idle> {
-  await sleep(settleSeconds * 1000);
+/** Measures `server`'s tree over one window of `seconds`. */
+async function measureIdle(server: Server, seconds: number): Promise<Idle> {
   const cpu0 = processTreeCpuUs(server.pid);
   const wake0 = mainThreadWakeups(server.pid);
   await sleep(seconds * 1000);
@@ -29,6 +29,16 @@ async function measureIdle(server: Server, settleSeconds: number, seconds: numbe
     cpuMsPerSecond: (processTreeCpuUs(server.pid) - cpu0) / 1000 / seconds,
     wakeupsPerSecond: (mainThreadWakeups(server.pid) - wake0) / seconds,
   };
+}
+
+/** The per-window values of `windows`: median, and the range as text. */
+function summarise(windows: Idle[], pick: (w: Idle) => number, digits: number): string {
+  const values = windows.map(pick);
+  const range =
+    values.length > 1
+      ? ` (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`
+      : '';
+  return `${median(values).toFixed(digits)}${range}`;
 }
 
 export async function benchIdle(report: Report, plan: BenchPlan): Promise<void> {
@@ -48,20 +58,26 @@ export async function benchIdle(report: Report, plan: BenchPlan): Promise<void> 
         body: '{"keys":[]}',
       });
       servers.push(bare);
-      // Both idle at once: each measurement window sees the same machine.
-      const [mine, theirs] = await Promise.all([
-        measureIdle(k, settle, seconds),
-        measureIdle(bare, settle, seconds),
-      ]);
-      for (const [name, r] of [
+      // Both idle at once, so each window sees the same machine; several windows on the same
+      // processes, because V8's background work (its memory reducer runs a full GC some
+      // seconds after start and again later) makes any one window's CPU time swing widely.
+      await sleep(settle * 1000);
+      const mine: Idle[] = [];
+      const theirs: Idle[] = [];
+      for (let w = 0; w < plan.reps; w++) {
+        const [a, b] = await Promise.all([measureIdle(k, seconds), measureIdle(bare, seconds)]);
+        mine.push(a);
+        theirs.push(b);
+      }
+      for (const [name, windows] of [
         [`keywarden serve --workers ${workers}`, mine],
         [`bare fastify x${workers}`, theirs],
       ] as const) {
         rows.push([
           name,
-          r.cpuMsPerSecond.toFixed(2),
-          `${(r.cpuMsPerSecond / 10).toFixed(2)}%`,
-          r.wakeupsPerSecond.toFixed(1),
+          summarise(windows, (w) => w.cpuMsPerSecond, 2),
+          `${(median(windows.map((w) => w.cpuMsPerSecond)) / 10).toFixed(2)}%`,
+          summarise(windows, (w) => w.wakeupsPerSecond, 1),
         ]);
       }
     } finally {
@@ -70,11 +86,16 @@ export async function benchIdle(report: Report, plan: BenchPlan): Promise<void> 
     }
   }
   report.table(
-    ['idle server', 'CPU ms per s (process tree)', 'of one core', 'main-thread wakeups per s'],
+    [
+      'idle server',
+      'CPU ms per s (process tree), median (range)',
+      'of one core (median)',
+      'main-thread wakeups per s, median (range)',
+    ],
     rows,
   );
   report.note(
-    `Measured over ${seconds} s after ${settle} s of settling; CPU from /proc in 10 ms ticks, so ` +
+    `${plan.reps} windows of ${seconds} s each, after ${settle} s of settling; CPU from /proc in 10 ms ticks, so ` +
       `values under ~${(10 / seconds).toFixed(2)} ms/s are at the resolution limit.`,
   );
 }
