@@ -10,9 +10,8 @@
  * off its twin for its whole life.
  */
 import { exportJWK, generateKeyPair } from 'jose';
-import { WORKER_HEADER } from '../src/cluster/worker-identity';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
-import { BENCH_THREADPOOL, prepareKeywarden } from './lib/keywarden';
+import { BENCH_THREADPOOL, headersKeywardenAdds, prepareKeywarden } from './lib/keywarden';
 import { measureFreshProcesses, type LoadTarget, type Measured, type Round } from './lib/load';
 import { freePort, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
@@ -93,14 +92,7 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
           const first = await fetch(`${k.baseUrl}${path}`);
           const body = await first.text();
           document = body;
-          // Every header keywarden adds to the constant route's: the caching pair, and with
-          // --workers the worker header (WORKER_HEADER), all sent as constants.
-          const keywardenHeaders: Record<string, string> = {
-            'cache-control': first.headers.get('cache-control') ?? '',
-            etag: first.headers.get('etag') ?? '',
-          };
-          const worker = first.headers.get(WORKER_HEADER);
-          if (worker !== null) keywardenHeaders[WORKER_HEADER] = worker;
+          const keywardenHeaders = headersKeywardenAdds(first);
           const env = { UV_THREADPOOL_SIZE: BENCH_THREADPOOL };
           const yardsticks = await Promise.all([
             startYardstick('constant', 'constant-jwks', { port: await freePort(), workers, body, path }, env),

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { WORKER_HEADER } from '../../src/cluster/worker-identity';
 import { loadConfig } from '../../src/config/load-config';
 import { pickSigningKey } from '../../src/policy/next-actions';
 import type { KeywardenConfig } from '../../src/policy/scope';
@@ -129,4 +130,19 @@ export async function prepareKeywarden(o: SetupOptions): Promise<KeywardenSetup>
     },
     cleanup: () => token.cleanup(),
   };
+}
+
+/**
+ * The headers keywarden adds to a JWKS answer beyond a bare route's content type, with the
+ * values it sent in `res`: the caching pair and, with --workers, the worker header. The
+ * yardsticks send them as constants, to tell their cost apart from keywarden's own work.
+ */
+export function headersKeywardenAdds(res: Response): Record<string, string> {
+  const headers: Record<string, string> = {
+    'cache-control': res.headers.get('cache-control') ?? '',
+    etag: res.headers.get('etag') ?? '',
+  };
+  const worker = res.headers.get(WORKER_HEADER);
+  if (worker !== null) headers[WORKER_HEADER] = worker;
+  return headers;
 }

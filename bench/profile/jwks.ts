@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { STEADY_POLICY } from '../lib/bench-policy';
 import { ensureCompiled } from '../lib/build';
 import { summariseProfile, type ProfileSummary } from '../lib/cpuprofile';
-import { prepareKeywarden } from '../lib/keywarden';
+import { headersKeywardenAdds, prepareKeywarden } from '../lib/keywarden';
 import { runLoad } from '../lib/load';
 import { freePort, REPO_ROOT, startYardstick } from '../lib/processes';
 import { rate } from '../lib/stats';
@@ -48,10 +48,7 @@ async function main(): Promise<void> {
     // The yardstick answers the same path with the same caching headers (as constants), so the
     // difference is keywarden's own per-request work.
     const path = new URL(url).pathname;
-    const headers = {
-      'cache-control': first.headers.get('cache-control') ?? '',
-      etag: first.headers.get('etag') ?? '',
-    };
+    const headers = headersKeywardenAdds(first);
     const a = await runLoad({ name: 'kw', url }, 32, seconds);
     await server.stop();
     const c = await startYardstick(

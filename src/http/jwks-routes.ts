@@ -39,7 +39,7 @@ export function registerJwksRoutes(app: FastifyInstance, ctx: LifecycleContext, 
     '/scopes/:scope/.well-known/openid-configuration',
     async (req, reply) => {
       const scope = requireScope(ctx, req.params.scope);
-      reply.header('cache-control', `public, max-age=${scope.policy.jwksMaxAgeSeconds}`);
+      reply.header('cache-control', jwksCacheControl(scope.policy.jwksMaxAgeSeconds));
       return {
         issuer: scope.issuer,
         jwks_uri: `${publicBaseUrl}/scopes/${scope.name}/.well-known/jwks.json`,

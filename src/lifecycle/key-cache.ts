@@ -4,7 +4,7 @@ import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import { KeyChangeListener } from '../store/key-change-notifier';
-import type { KeyChangeMarker, KeyRepository } from '../store/key-repository';
+import type { KeyRepository } from '../store/key-repository';
 import { buildJwks, type BuiltJwks } from './build-jwks';
 
 /** A ready key with its public key imported once. */
@@ -24,16 +24,17 @@ export interface ScopeView {
 }
 
 /**
- * This process's view of every scope's keys, reloaded from the store whenever its change
- * marker moves (polled every `server.keyRefreshSeconds`) and, on PostgreSQL, as soon as another
- * process announces a key write (LISTEN keywarden_keys). States are never cached: callers
+ * This process's view of every scope's keys, reloaded from the store whenever its key set
+ * version changes (polled every `server.keyRefreshSeconds`) and, on PostgreSQL, as soon as
+ * another process announces a key write (LISTEN keywarden_keys). States are never cached: callers
  * compute them from the timestamps at request time (I2). The cache only saves the store
  * round trip and the key import. A revocation reaches it within one poll interval plus one
  * reload at worst, typically milliseconds after the commit on PostgreSQL.
  */
 export class KeyCache {
   private views = new Map<string, ScopeView>();
-  private marker: KeyChangeMarker | null = null;
+  /** The store's key set version these views were loaded at. */
+  private version: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private queued: { force: boolean; promise: Promise<void> } | null = null;
@@ -77,7 +78,7 @@ export class KeyCache {
   }
 
   private async doRefresh(force: boolean): Promise<void> {
-    const { marker, keys: all } = await this.keys.readIfChanged(force ? null : this.marker);
+    const { version, keys: all } = await this.keys.readIfChanged(force ? null : this.version);
     if (all === null) return;
     const byScope = new Map<string, KeyRecord[]>();
     for (const k of all) {
@@ -102,7 +103,7 @@ export class KeyCache {
       });
     }
     this.views = views;
-    this.marker = marker;
+    this.version = version;
   }
 
   /**
@@ -123,7 +124,7 @@ export class KeyCache {
         log: this.log,
         onChange: () => {
           this.log.debug('key change announced: reloading keys');
-          // A notification means a row changed: reload even if the marker looks the same.
+          // A notification means a row changed: reload even if the version looks the same.
           this.refresh(true)
             .then(() => this.log.debug('keys reloaded after announcement'))
             .catch((e) =>

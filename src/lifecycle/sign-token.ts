@@ -3,7 +3,7 @@ import { buildClaims } from '../policy/claims';
 import { KeywardenError } from '../policy/errors';
 import { pickSigningKey } from '../policy/next-actions';
 import { requireScope, type LifecycleContext } from './context';
-import { TOKEN_TYPE_RE } from '../verify/token-type';
+import { tokenTypeProblem } from '../verify/token-type';
 
 export interface SignRequest {
   claims: unknown;
@@ -51,7 +51,7 @@ export async function signToken(
 ): Promise<SignedToken> {
   const scope = requireScope(ctx, scopeName);
   const typ = req.typ ?? 'JWT';
-  if (typeof typ !== 'string' || !TOKEN_TYPE_RE.test(typ)) {
+  if (tokenTypeProblem(typ) !== undefined) {
     throw new KeywardenError(
       'REQUEST_INVALID',
       'header.typ must be a short media type such as JWT or at+jwt',

@@ -11,18 +11,12 @@ export function toKeyRecord(row: KeyRow): KeyRecord {
   return record;
 }
 
-/** The store's key set version as last read (see readKeySetVersion); only compared for equality. */
-export interface KeyChangeMarker {
-  version: string;
-}
-
 /**
  * Key rows. Every write goes through here; the database changes the key set version in each
  * writing transaction (triggers), which daemons poll, and on PostgreSQL every write also sends
  * `NOTIFY keywarden_keys` in the same transaction, so listening daemons reload at commit
- * instead of at their next poll. Methods
- * take an optional EntityManager so callers can put a key change and its audit record in one
- * transaction.
+ * instead of at their next poll. Methods take an optional EntityManager so callers can put a
+ * key change and its audit record in one transaction.
  */
 export class KeyRepository {
   constructor(private readonly ds: DataSource) {}
@@ -117,17 +111,16 @@ export class KeyRepository {
   }
 
   /**
-   * The key set version and, unless it equals `known`, every key, read in one transaction. On
-   * SQLite a process has one connection, and outside the transaction queue a read could see
-   * another flow's uncommitted write (a revocation that then rolls back would stay cached).
+   * The key set version (see readKeySetVersion) and, unless it equals `known`, every key, read
+   * in one transaction. On SQLite a process has one connection, and outside the transaction
+   * queue a read could see another flow's uncommitted write (a revocation that then rolls back
+   * would stay cached).
    */
-  async readIfChanged(
-    known: KeyChangeMarker | null,
-  ): Promise<{ marker: KeyChangeMarker; keys: KeyRecord[] | null }> {
+  async readIfChanged(known: string | null): Promise<{ version: string; keys: KeyRecord[] | null }> {
     return this.ds.transaction(async (m) => {
-      const marker = { version: await readKeySetVersion(m) };
-      if (known && known.version === marker.version) return { marker, keys: null };
-      return { marker, keys: await this.listAll(m) };
+      const version = await readKeySetVersion(m);
+      if (version === known) return { version, keys: null };
+      return { version, keys: await this.listAll(m) };
     });
   }
 }

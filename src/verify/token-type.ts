@@ -23,12 +23,12 @@ export function normalizeTokenType(typ: string): string {
   return lower.includes('/') ? lower : `application/${lower}`;
 }
 
-/** Whether a header's `typ` (any JSON value, or absent) is the expected, already normalized, type. */
-export function isTokenType(headerTyp: unknown, expectedNormalized: string): boolean {
+/** Whether a header's `typ` (any JSON value, or absent) is the `expected` type. */
+export function isTokenType(headerTyp: unknown, expected: string): boolean {
   return (
     typeof headerTyp === 'string' &&
     TOKEN_TYPE_RE.test(headerTyp) &&
-    normalizeTokenType(headerTyp) === expectedNormalized
+    normalizeTokenType(headerTyp) === normalizeTokenType(expected)
   );
 }
 

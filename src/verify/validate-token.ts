@@ -6,7 +6,7 @@ import { checkClaims } from './check-claims';
 import { decodeCompactJws } from './compact-jws';
 import type { ReasonCode } from './reasons';
 import { verifyJwsSignature } from './signature';
-import { isTokenType, normalizeTokenType, tokenTypeProblem } from './token-type';
+import { isTokenType, tokenTypeProblem } from './token-type';
 
 /**
  * A public key as validation needs it: the key itself and the lifecycle times that decide
@@ -153,7 +153,7 @@ export async function validateToken(
   }
 
   // After the signature: the header is the issuer's, but it may name another kind of token.
-  if (options.typ !== undefined && !isTokenType(header.typ, normalizeTokenType(options.typ))) {
+  if (options.typ !== undefined && !isTokenType(header.typ, options.typ)) {
     return fail(
       'typ_mismatch',
       `the header typ is ${header.typ === undefined ? 'absent' : JSON.stringify(header.typ)}, not ${JSON.stringify(options.typ)}`,

@@ -129,41 +129,16 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
     it('verify --typ: a JWT-typed token is typ_mismatch for an at+jwt verifier (exit 1); a bad --typ is exit 2', async () => {
       const at = await kw(['sign', '--scope', 'demo', '--typ', 'at+jwt', '--claims', '{"aud":"demo-api"}']);
       assert.equal(at.code, 0, at.stderr);
-      const accepted = await kw([
-        'verify',
-        '--scope',
-        'demo',
-        '--audience',
-        'demo-api',
-        '--typ',
-        'application/at+jwt',
-        at.stdout.trim(),
-      ]);
+      // `keywarden [--json] verify` of `jwt` for demo-api in scope demo, accepting token type `typ`.
+      const verifyAs = (typ: string, jwt: string, ...globalOpts: string[]) =>
+        kw([...globalOpts, 'verify', '--scope', 'demo', '--audience', 'demo-api', '--typ', typ, jwt]);
+      const accepted = await verifyAs('application/at+jwt', at.stdout.trim());
       assert.equal(accepted.code, 0, accepted.stderr);
-      const refused = await kw([
-        '--json',
-        'verify',
-        '--scope',
-        'demo',
-        '--audience',
-        'demo-api',
-        '--typ',
-        'at+jwt',
-        token1,
-      ]);
+      const refused = await verifyAs('at+jwt', token1, '--json');
       assert.equal(refused.code, 1, refused.stderr);
       assert.equal(JSON.parse(refused.stdout).reason, 'typ_mismatch');
       await unchanged(async () => {
-        const bad = await kw([
-          'verify',
-          '--scope',
-          'demo',
-          '--audience',
-          'demo-api',
-          '--typ',
-          'at+jwt; x',
-          token1,
-        ]);
+        const bad = await verifyAs('at+jwt; x', token1);
         assert.equal(bad.code, 2, bad.stderr);
         assert.match(bad.stderr, /media type/);
       });

@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { FakeClock } from '../../src/policy/clock';
+import type { KeyRecord } from '../../src/policy/key';
 import { KeyEntity } from '../../src/store/entities/key.entity';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
@@ -52,6 +53,8 @@ describe('key cache change detection (polled)', function () {
         assert.ok(record, `no key in ${scope}`);
         return record;
       };
+      /** What the cache holds now for `key` (looked up by its scope and kid). */
+      const cached = (key: KeyRecord) => trt.ctx.cache.view(key.scope)?.byKid.get(key.kid!)?.record;
       const updatedAt = async (id: string) =>
         (await trt.ctx.ds.getRepository(KeyEntity).findOneByOrFail({ id })).updatedAt.getTime();
 
@@ -64,8 +67,8 @@ describe('key cache change detection (polled)', function () {
         assert.equal((await updatedAt(a.id)) + (await updatedAt(b.id)), ua + ub);
 
         await trt.ctx.cache.refresh();
-        assert.notEqual(trt.ctx.cache.view('alpha')?.byKid.get(a.kid!)?.record.revokedAt ?? null, null);
-        assert.notEqual(trt.ctx.cache.view('beta')?.byKid.get(b.kid!)?.record.revokedAt ?? null, null);
+        assert.notEqual(cached(a)?.revokedAt ?? null, null);
+        assert.notEqual(cached(b)?.revokedAt ?? null, null);
       });
 
       it('never caches a revocation that rolls back, and sees the next write after it', async () => {
@@ -83,12 +86,12 @@ describe('key cache change detection (polled)', function () {
           /roll back/,
         );
         await poll;
-        assert.equal(trt.ctx.cache.view('gamma')?.byKid.get(g.kid!)?.record.revokedAt, null);
+        assert.equal(cached(g)?.revokedAt, null);
         // The next committed write is seen, whatever the version was while the write was open.
         assert.ok(await trt.ctx.keys.revoke(d.id, trt.clock.now(), 'test: revoked'));
         await trt.ctx.cache.refresh();
-        assert.notEqual(trt.ctx.cache.view('delta')?.byKid.get(d.kid!)?.record.revokedAt ?? null, null);
-        assert.equal(trt.ctx.cache.view('gamma')?.byKid.get(g.kid!)?.record.revokedAt, null);
+        assert.notEqual(cached(d)?.revokedAt ?? null, null);
+        assert.equal(cached(g)?.revokedAt, null);
       });
 
       it('sees a write that leaves updated_at exactly as it was', async () => {
@@ -98,10 +101,7 @@ describe('key cache change detection (polled)', function () {
           .getRepository(KeyEntity)
           .update({ id: a.id }, { revokedReason: 'test: edited in place', updatedAt: new Date(before) });
         await trt.ctx.cache.refresh();
-        assert.equal(
-          trt.ctx.cache.view('alpha')?.byKid.get(a.kid!)?.record.revokedReason,
-          'test: edited in place',
-        );
+        assert.equal(cached(a)?.revokedReason, 'test: edited in place');
       });
 
       it('does not reload for last_state, which only the audit bookkeeping reads', async () => {
