@@ -270,6 +270,17 @@ describe('token service (in-process, FakeClock)', function () {
       });
     });
 
+    it('the sign route signs only typ values a verifier can expect: others are 400 REQUEST_INVALID', async () => {
+      for (const typ of ['a/b/c', 'application/', '/', 'at jwt', 'at+jwt;x', '\u212A+jwt']) {
+        const r = await post('/v1/scopes/enterprise/sign', {
+          claims: { aud: aud('enterprise') },
+          header: { typ },
+        });
+        assert.equal(r.status, 400, typ);
+        assert.equal((r.body.error as { code: string }).code, 'REQUEST_INVALID');
+      }
+    });
+
     it('a typ that is not a media type is 400 REQUEST_INVALID, not a verdict', async () => {
       const signed = await post('/v1/scopes/enterprise/sign', { claims: { aud: aud('enterprise') } });
       for (const typ of ['', 'at+jwt; charset=utf-8', 'a b', 'x'.repeat(65), 5, null]) {
