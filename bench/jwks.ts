@@ -2,10 +2,11 @@
  * 2. JWKS: GET /scopes/:scope/.well-known/jwks.json against a bare fastify route returning the
  * same document as one constant buffer at the same path (so requests are byte for byte alike),
  * and against node-oidc-provider's /jwks. One process each, then all cores (2 workers each).
- * A second constant route also sends keywarden's headers (Cache-Control, ETag and, with
- * workers, the worker header) as constants, so the cost of those bytes on both ends of the connection is told apart from the
- * cost of keywarden's per-request work; a third is an identical copy of the first, an A/A
- * control showing how far two identical servers measure apart in the same run. Every round
+ * A second constant route also sends keywarden's headers (Cache-Control and ETag; the worker
+ * header too if a configuration turns it on) as constants, so the cost of those bytes on both
+ * ends of the connection is told apart from the cost of keywarden's per-request work; a third
+ * is an identical copy of the first, an A/A control showing how far two identical servers
+ * measure apart in the same run. Every round
  * starts every server afresh (measureFreshProcesses): on this VM one process can stay 10–20%
  * off its twin for its whole life.
  */
@@ -155,8 +156,7 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
         report.note(
           `Document: ${Buffer.byteLength(document)} bytes, ${(JSON.parse(document) as { keys: unknown[] }).keys.length} keys ` +
             '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type; ' +
-            '"constant + keywarden\'s headers" sends keywarden\'s Cache-Control and ETag (and with workers its worker ' +
-            'header) as constants; every constant route answers ' +
+            '"constant + keywarden\'s headers" sends the headers keywarden sent as constants; every constant route answers ' +
             'the same path as keywarden; "second process" is an identical copy of the constant route, an A/A ' +
             "control for this run's noise). CPU µs per response: the server's processes, and the load generator " +
             '(autocannon, sharing the 2 cores). ' +

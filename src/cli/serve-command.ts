@@ -9,7 +9,7 @@ import {
   maxPkcs11Sessions,
   parseWorkerCount,
   threadPoolSizeFor,
-  workerIdentityPlugin,
+  workerPlugins,
   workerSlot,
   WorkerSupervisor,
 } from '../cluster';
@@ -181,7 +181,7 @@ async function serveWorker(
   // separate daemon, within server.keyRefreshSeconds.
   rt.ctx.cache.start();
   const { app, address } = await startHttp(rt.ctx, config, listen, {
-    plugins: [workerIdentityPlugin(slot)],
+    plugins: workerPlugins(config.server, slot),
   });
   log.debug({ address }, 'worker serving');
   return onShutdownSignal(log, async () => {

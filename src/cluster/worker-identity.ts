@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 /** Environment variable carrying a worker's slot number (1..N) from the primary. */
 export const WORKER_SLOT_ENV = 'KEYWARDEN_WORKER_SLOT';
 
-/** Response header naming the worker slot that answered (only with --workers > 1). */
+/** Response header naming the worker slot that answered (with `server.workerHeader` only). */
 export const WORKER_HEADER = 'x-keywarden-worker';
 
 /**
@@ -19,7 +19,9 @@ export function workerSlot(env: NodeJS.ProcessEnv = process.env): number | null 
 /**
  * A createServer plugin that names the answering worker in every response, so operators (and
  * tests) can see that every worker serves and which one answered a given request. The slot is
- * a small number, not a pid: nothing about the host is disclosed.
+ * a small number, not a pid, but it still tells any client how the daemon is laid out, and it
+ * costs a hook and a header on every response of the hottest route (JWKS): so it is opt-in
+ * (`server.workerHeader`), and workerPlugins leaves it out by default.
  */
 export function workerIdentityPlugin(slot: number): (app: FastifyInstance) => void {
   const value = String(slot);
@@ -29,4 +31,12 @@ export function workerIdentityPlugin(slot: number): (app: FastifyInstance) => vo
       done();
     });
   };
+}
+
+/** The createServer plugins a worker in `slot` runs with, given the server configuration. */
+export function workerPlugins(
+  server: { workerHeader: boolean },
+  slot: number,
+): ((app: FastifyInstance) => void)[] {
+  return server.workerHeader ? [workerIdentityPlugin(slot)] : [];
 }

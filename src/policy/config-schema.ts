@@ -83,8 +83,15 @@ export const configFileSchema = z.strictObject({
       bodyLimitBytes: z.number().int().min(1024).max(1048576).default(65536),
       keyRefreshSeconds: z.number().int().min(1).max(60).default(2),
       publicUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+      workerHeader: z.boolean().default(false),
     })
-    .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 65536, keyRefreshSeconds: 2 }),
+    .default({
+      host: '127.0.0.1',
+      port: 8080,
+      bodyLimitBytes: 65536,
+      keyRefreshSeconds: 2,
+      workerHeader: false,
+    }),
   store: z
     .strictObject({ url: z.string().min(1).default('sqlite:keywarden.db') })
     .default({ url: 'sqlite:keywarden.db' }),

@@ -85,6 +85,11 @@ export interface ServerConfig {
   keyRefreshSeconds: number;
   /** Base URL relying parties reach this server at (for `jwks_uri`); default http://host:port. */
   publicUrl?: string;
+  /**
+   * With `serve --workers N`, name the answering worker slot in an `x-keywarden-worker` header
+   * on every response. Off by default: a debugging aid, not something to tell anonymous clients.
+   */
+  workerHeader: boolean;
 }
 
 export interface StoreConfig {

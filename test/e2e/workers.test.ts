@@ -175,7 +175,8 @@ describe('keywarden serve --workers 2 (e2e)', function () {
       ],
       {
         logLevel: 'info',
-        server: { host: '127.0.0.1', port, keyRefreshSeconds: KEY_REFRESH_SECONDS },
+        // workerHeader: the tests tell the workers apart by it (off by default).
+        server: { host: '127.0.0.1', port, keyRefreshSeconds: KEY_REFRESH_SECONDS, workerHeader: true },
       },
     );
     configPath = join(token.dir, 'keywarden.yaml');

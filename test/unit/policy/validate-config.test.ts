@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { ConfigInvalidError } from '../../../src/policy/errors';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
 import { validateConfig } from '../../../src/policy/validate-config';
-import { parseConfigText } from '../../../src/config/load-config';
+import { loadConfig, parseConfigText } from '../../../src/config/load-config';
 import { parseDurationSeconds } from '../../../src/policy/duration';
 
 const policy = {
@@ -101,6 +101,29 @@ describe('config validation', () => {
     assert.ok(ps.some((p) => p.path === 'scopes[0]' && /polcy/.test(p.message)));
     const ps2 = problems({ ...doc([scope()]), backends: { hsm: { ...backends.hsm, pin: '1234' } } });
     assert.ok(ps2.some((p) => p.path === 'backends.hsm.pin'));
+  });
+
+  it('server.workerHeader is off unless set, and must be a boolean', () => {
+    assert.equal(validateConfig(doc([scope()]), { source: 't', baseDir: '/e' }).server.workerHeader, false);
+    const on = validateConfig(doc([scope()], { server: { workerHeader: true } }), {
+      source: 't',
+      baseDir: '/e',
+    });
+    assert.equal(on.server.workerHeader, true);
+    assert.equal(on.server.keyRefreshSeconds, 2, 'other server fields keep their defaults');
+    const ps = problems(doc([scope()], { server: { workerHeader: 'yes' } }));
+    assert.deepEqual(
+      ps.map((p) => p.path),
+      ['server.workerHeader'],
+    );
+  });
+
+  it('the annotated example configurations are valid, with the documented server defaults', () => {
+    for (const file of ['config/production.example.yaml', 'config/default.yaml']) {
+      const c = loadConfig(file, {});
+      assert.ok(c.scopes.length > 0, file);
+      assert.equal(c.server.workerHeader, false, file);
+    }
   });
 
   it('refuses a cron schedule that never fires', () => {
