@@ -32,13 +32,13 @@ const BEARER_RE = /^Bearer +([\x21-\x7e]{1,256}) *$/i;
  * of requests a second cannot pay per request. So answers are cached in memory, keyed by the
  * SHA-256 of the presented secret (the secret itself is never kept):
  *
- * - The clients table (id and `updated_at` of each row) is polled every `pollSeconds`
- *   (server.keyRefreshSeconds, default 2 s); any change to any client (add, remove,
- *   rotate-secret) clears every cached answer, and an answer whose client row is gone or
- *   changed since its check is dropped even when the table as a whole looks as it did at the
- *   last poll (a client added, used and removed between two polls). A removed client or a
- *   replaced secret therefore gets 401 within one poll interval plus the time of one poll
- *   query.
+ * - The clients table (each row's id and content digest, clientRowVersion) is polled every
+ *   `pollSeconds` (server.keyRefreshSeconds, default 2 s); any change to any client (add,
+ *   remove, rotate-secret, a grant edited in the database) clears every cached answer, and an
+ *   answer whose client row is gone or changed since its check is dropped even when the table
+ *   as a whole looks as it did at the last poll (a client added, used and removed between two
+ *   polls). A removed client or a replaced secret therefore gets 401 within one poll interval
+ *   plus the time of one poll query, whatever the clocks of the hosts that wrote the rows.
  * - If polls fail or stall, cached answers stop being trusted after `staleAfterPolls`
  *   intervals: requests then re-check against the store (fail closed).
  * - Concurrent requests with the same secret share one check, so a burst from a fresh client
@@ -113,7 +113,7 @@ export class ClientAuthenticator {
    * table can look the same at two polls while a client came and went in between: added,
    * authenticated (and cached), removed. Comparing markers alone would keep that answer.
    */
-  private evictChanged(versions: ReadonlyMap<string, number>): void {
+  private evictChanged(versions: ReadonlyMap<string, string>): void {
     for (const [key, client] of this.accepted) {
       if (versions.get(client.id) !== client.version) this.accepted.delete(key);
     }

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { KeywardenError } from '../policy/errors';
-import { ClientRepository, type ClientRecord, type Grant } from '../store/client-repository';
+import { clientRowVersion, ClientRepository, type ClientRecord, type Grant } from '../store/client-repository';
 import { requireScope, type LifecycleContext } from './context';
 import { hashSecret, verifySecret } from './secret-hash';
 
@@ -188,8 +188,8 @@ export interface AuthenticatedClient {
   id: string;
   name: string;
   grants: Readonly<Record<string, readonly Grant[]>>;
-  /** The row's `updated_at` (epoch ms) when the secret was checked: a cached answer is only as good as this. */
-  version: number;
+  /** The row's clientRowVersion when the secret was checked: a cached answer is only as good as this. */
+  version: string;
 }
 
 /**
@@ -210,11 +210,11 @@ export async function checkClientSecret(
     throw new KeywardenError('STORE_ERROR', `cannot read API clients: ${(e as Error).message}`, { cause: e });
   }
   if (!c || !(await verifySecret(secret, c.secretHash))) return null;
-  return { id: c.id, name: c.name, grants: c.grants, version: c.updatedAt.getTime() };
+  return { id: c.id, name: c.name, grants: c.grants, version: clientRowVersion(c) };
 }
 
-/** Every client's id and row version (`updated_at`, epoch ms), polled by daemons. */
-export function clientVersions(ctx: LifecycleContext): Promise<Map<string, number>> {
+/** Every client's id and row version (clientRowVersion), polled by daemons. */
+export function clientVersions(ctx: LifecycleContext): Promise<Map<string, string>> {
   return clients(ctx).versions();
 }
 

@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { ClientEntity, type ClientRow, type Grant } from './entities/client.entity';
 
@@ -9,6 +10,20 @@ export type ClientRecord = ClientRow;
 function toClientRecord(row: ClientRow): ClientRecord {
   // A NULL grants column (never written by us) reads as no grants.
   return { ...row, grants: row.grants ?? {} };
+}
+
+/**
+ * A digest of everything an authentication answer depends on: id, name, secret hash, grants,
+ * and `updated_at`. A cached answer is good while its row still has this version. It is derived
+ * from the row's content rather than from `updated_at` alone, so a replaced secret is noticed
+ * even when its write carries the same millisecond as the previous one (a clock stepped back,
+ * two hosts' clocks apart, a frozen test clock): every new secret hash has a fresh salt. A row
+ * edited outside keywarden (grants changed by SQL) is noticed too, and a previous release's CLI
+ * writing to the same store needs nothing new.
+ */
+export function clientRowVersion(c: ClientRecord): string {
+  const content = JSON.stringify([c.id, c.name, c.secretHash, c.grants, c.updatedAt.getTime()]);
+  return hash('sha256', content, 'base64url').slice(0, 22);
 }
 
 /**
@@ -52,14 +67,13 @@ export class ClientRepository {
     return (res.affected ?? 0) > 0;
   }
 
-  /** Every client's id and `updated_at` (epoch ms): what a cached authentication was checked against. */
-  async versions(): Promise<Map<string, number>> {
-    const rows = (await this.repo()
-      .createQueryBuilder('c')
-      .select('c.id', 'id')
-      .addSelect('c.updated_at', 'updated')
-      .orderBy('c.id', 'ASC')
-      .getRawMany()) as { id: string; updated: string | number }[];
-    return new Map(rows.map((r) => [r.id, Number(r.updated)]));
+  /**
+   * Every client's id and clientRowVersion: what a cached authentication was checked against.
+   * Reads every row whole (secret hashes included, as a secret check does); API clients number
+   * in the tens to thousands, and a poll of 1,000 costs a few ms.
+   */
+  async versions(): Promise<Map<string, string>> {
+    const rows = await this.repo().find({ order: { id: 'ASC' } });
+    return new Map(rows.map((r) => [r.id, clientRowVersion(toClientRecord(r))]));
   }
 }

@@ -175,24 +175,60 @@ describe('token service (in-process, FakeClock)', function () {
   });
 
   describe('auth cache', () => {
-    it('answers from memory while the clients table is unchanged, and drops everything when it changes', async () => {
+    it('answers from memory until a poll sees the client row change, even with updated_at untouched', async () => {
       const c = await addClient(trt.ctx, 'cached', { consumer: ['sign'] }, 'test');
       const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
       await auth.start();
       try {
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
-        // Break the stored hash WITHOUT touching updated_at: the change marker does not move,
-        // so only a cached answer can still accept the secret. This proves no scrypt per request.
+        // Break the stored hash WITHOUT touching updated_at. Until the next poll only a cached
+        // answer can still accept the secret: this proves no scrypt per request.
         await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
           'scrypt$broken',
           c.client.id,
         ]);
-        await auth.poll();
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
-        // Now a real change (any client row): the next poll clears the cache and the store decides.
-        await trt.ctx.ds.query('UPDATE clients SET updated_at = updated_at + 1 WHERE id = ?', [c.client.id]);
+        // The poll compares each row's content, not its timestamp: the cached answer goes.
         await auth.poll();
         await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+      } finally {
+        auth.stop();
+      }
+    });
+
+    it('a secret rotated in the same millisecond as the last write is refused after the next poll', async () => {
+      // Attack: the old secret, cached as good, must not outlive a rotation whose updated_at
+      // equals the previous one (a clock stepped back, a CLI on a host whose clock is behind;
+      // here the FakeClock simply does not move).
+      const c = await addClient(trt.ctx, 'same-ms', { consumer: ['sign'] }, 'test');
+      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      await auth.start();
+      try {
+        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+        const rotated = await rotateClientSecret(trt.ctx, 'same-ms', 'test');
+        assert.equal(rotated.client.updatedAt.getTime(), c.client.updatedAt.getTime(), 'same updated_at');
+        await auth.poll();
+        await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+        assert.equal((await auth.authenticate(`Bearer ${rotated.secret}`)).id, c.client.id);
+      } finally {
+        auth.stop();
+      }
+    });
+
+    it('a grant taken away in the database is enforced after the next poll', async () => {
+      const c = await addClient(trt.ctx, 'narrowed', { consumer: ['sign', 'verify'] }, 'test');
+      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      await auth.start();
+      try {
+        assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, {
+          consumer: ['sign', 'verify'],
+        });
+        await trt.ctx.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
+          JSON.stringify({ consumer: ['verify'] }),
+          c.client.id,
+        ]);
+        await auth.poll();
+        assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, { consumer: ['verify'] });
       } finally {
         auth.stop();
       }
