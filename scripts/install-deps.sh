@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what keywarden needs on a fresh Debian 12 machine (run as root):
-#   system packages (SoftHSM2 and friends; with --test also PostgreSQL and gdb),
+#   system packages (SoftHSM2 and friends; with --test also PostgreSQL, gdb and systemd for
+#   systemd-analyze),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json),
 #   and the compiled output (dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 opensc util-linux ca-certificates python3 make g++)
-if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client); fi
+if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd); fi
 
 missing=()
 for p in "${packages[@]}"; do
