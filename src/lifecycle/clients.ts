@@ -1,6 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { KeywardenError } from '../policy/errors';
-import { clientRowVersion, ClientRepository, type ClientRecord, type Grant } from '../store/client-repository';
+import {
+  clientRowVersion,
+  ClientRepository,
+  type ClientRecord,
+  type Grant,
+} from '../store/client-repository';
 import { requireScope, type LifecycleContext } from './context';
 import { hashSecret, verifySecret } from './secret-hash';
 
