@@ -16,7 +16,7 @@ import { BENCH_THREADPOOL, headersKeywardenAdds, prepareKeywarden } from './lib/
 import { measureFreshProcesses, type LoadTarget, type Measured, type Round } from './lib/load';
 import { freePort, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
-import { ms, rate, ratio } from './lib/stats';
+import { median, ms, rate, ratio } from './lib/stats';
 
 const HEAD = [
   'server',
@@ -64,10 +64,19 @@ function decomposition(m: Measured[]): string {
   );
 }
 
-/** The range of a ÷ b over rounds (rep i of each was measured in the same round). */
+/**
+ * a ÷ b over rounds (rep i of each was measured in the same round): the range, the median of
+ * the per-round ratios, and the rates summed over all rounds divided (what
+ * bench/pool-rounds.ts computes across runs).
+ */
 function spread(a: Measured, b: Measured): string {
-  const r = a.reps.map((x, i) => x.rps / b.reps[i]!.rps).sort((x, y) => x - y);
-  return `${r[0]!.toFixed(2)}–${r[r.length - 1]!.toFixed(2)}`;
+  const r = a.reps.map((x, i) => x.rps / b.reps[i]!.rps);
+  const sorted = [...r].sort((x, y) => x - y);
+  const sum = (m: Measured) => m.reps.reduce((s, x) => s + x.rps, 0);
+  return (
+    `${sorted[0]!.toFixed(2)}–${sorted[sorted.length - 1]!.toFixed(2)} ` +
+    `(median ${median(r).toFixed(2)}, Σ rates ${(sum(a) / sum(b)).toFixed(2)})`
+  );
 }
 
 export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> {

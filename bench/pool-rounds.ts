@@ -1,0 +1,65 @@
+/**
+ * `npx tsx bench/pool-rounds.ts LOG...`: pools the rounds of several `npm run bench -- jwks`
+ * runs from their progress logs (the per-round rates each run prints on stderr, saved with
+ * `2> FILE`). One run's medians move by 10% on this VM; docs/benchmarks.md §2 quotes the
+ * pooled figures this prints, for one process (x1) and all cores (x2):
+ * - Σ rates ÷ Σ rates: each server's rates summed over every round, then divided;
+ * - the median over rounds of the per-round ratio (both servers measured in the same round).
+ * Only rounds in which all three of keywarden, the constant route and the constant route with
+ * keywarden's headers were measured count.
+ */
+import { readFileSync } from 'node:fs';
+import { median } from './lib/stats';
+
+const KEYWARDEN = 'keywarden jwks.json';
+const CONSTANT = 'constant buffer';
+const WITH_HEADERS = "constant + keywarden's headers";
+const TWIN = 'constant buffer (second process)';
+
+type Round = Map<string, number>;
+
+/** Earlier names of the same server in older logs. */
+const RENAMED: Record<string, string> = { 'constant + caching headers': WITH_HEADERS };
+
+/** Every round of a log: server name and worker count ("keywarden jwks.json x1") to its rate. */
+export function roundsOf(log: string): Round[] {
+  const rounds: Round[] = [];
+  let current: Round | null = null;
+  for (const line of log.split('\n')) {
+    if (/^\s+round \d+\/\d+/.test(line)) {
+      current = new Map();
+      rounds.push(current);
+      continue;
+    }
+    const m = /^\s+(.+?) (x\d+) rep \d+\/\d+: ([\d,]+)\/s/.exec(line);
+    if (m && current) current.set(`${RENAMED[m[1]!] ?? m[1]!} ${m[2]!}`, Number(m[3]!.replace(/,/g, '')));
+  }
+  return rounds;
+}
+
+function pooled(rounds: Round[], a: string, b: string): { sums: number; medianOfRatios: number } | null {
+  const pairs = rounds.filter((r) => r.has(a) && r.has(b)).map((r) => [r.get(a)!, r.get(b)!] as const);
+  if (pairs.length === 0) return null;
+  const sum = (i: 0 | 1) => pairs.reduce((s, p) => s + p[i], 0);
+  return { sums: sum(0) / sum(1), medianOfRatios: median(pairs.map(([x, y]) => x / y)) };
+}
+
+function main(files: string[]): void {
+  if (files.length === 0) throw new Error('usage: npx tsx bench/pool-rounds.ts LOG...');
+  const all = files.flatMap((f) => roundsOf(readFileSync(f, 'utf8')));
+  console.log(
+    '| workers | rounds | keywarden ÷ constant (Σ rates) | (median per round) | keywarden ÷ constant + its headers | constant + headers ÷ constant | A/A |',
+  );
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const x of ['x1', 'x2']) {
+    const rounds = all.filter((r) => [KEYWARDEN, CONSTANT, WITH_HEADERS].every((n) => r.has(`${n} ${x}`)));
+    const f = (a: string, b: string, k: 'sums' | 'medianOfRatios' = 'sums') =>
+      pooled(rounds, `${a} ${x}`, `${b} ${x}`)?.[k].toFixed(3) ?? '—';
+    console.log(
+      `| ${x} | ${rounds.length} | ${f(KEYWARDEN, CONSTANT)} | ${f(KEYWARDEN, CONSTANT, 'medianOfRatios')} | ` +
+        `${f(KEYWARDEN, WITH_HEADERS)} | ${f(WITH_HEADERS, CONSTANT)} | ${f(CONSTANT, TWIN)} |`,
+    );
+  }
+}
+
+if (require.main === module) main(process.argv.slice(2));
