@@ -87,5 +87,9 @@ describe('deploy/keywarden.service (systemd-analyze, offline)', function () {
     assert.match(UNIT, /^LimitCORE=0$/m);
     assert.match(UNIT, /^LoadCredential=hsm-pin:/m);
     assert.doesNotMatch(UNIT, /^Environment=.*PIN/im, 'no PIN in the environment');
+    // Found by starting the unit under systemd as PID 1: V8 calls pkey_alloc in every node
+    // process (outside @system-service), and SoftHSM2 writes its token files.
+    assert.match(UNIT, /^SystemCallFilter=@system-service @pkey$/m);
+    assert.match(UNIT, /^ReadWritePaths=-\/var\/lib\/softhsm\/tokens$/m);
   });
 });
