@@ -1,7 +1,7 @@
-import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { reconcileAll, type ReconcileReport } from '../lifecycle/reconcile-scope';
 import { pickSigningKey } from '../policy/next-actions';
+import { ensureStoreDirectory } from '../store/data-source';
 import { EXIT_CODE } from './exit-codes';
 import { cliActor, loadConfigFor, output, table, withRuntime } from './io';
 
@@ -15,7 +15,7 @@ export function initCommand(): Command {
     .description("prepare the store and create each scope's first key (idempotent)")
     .action(async (_o, cmd: Command) => {
       const config = loadConfigFor(cmd);
-      fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      ensureStoreDirectory(config.dataDir);
       await withRuntime(cmd, async ({ ctx }) => {
         const reports = await reconcileAll(ctx, cliActor());
         const failed = reports.filter((r) => r.errors.length > 0);

@@ -20,6 +20,28 @@ export interface StoreExtensions {
 }
 
 /**
+ * Creates `dir` (and its parents, owner-only) for a store or data directory. A directory that
+ * cannot be made (no permission, a file in the way, a read-only file system) is STORE_ERROR with
+ * the path and the reason, not an internal error: it is the usual mistake of a CLI run as
+ * another user or with another config than the daemon's.
+ */
+export function ensureStoreDirectory(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new KeywardenError(
+      'STORE_ERROR',
+      `cannot create the directory ${dir}: ${err.code ?? err.message}` +
+        (err.code === 'EACCES' || err.code === 'EPERM'
+          ? ` (running as uid ${process.getuid?.() ?? '?'}; is this the daemon's user and config?)`
+          : ''),
+      { cause: e },
+    );
+  }
+}
+
+/**
  * Builds the DataSource for a store URL: `sqlite:<file>` (better-sqlite3, the embedded
  * default, WAL mode with a busy timeout so the CLI and daemons on one host share it) or
  * `postgres://...` (several daemons sharing one database).
@@ -29,7 +51,7 @@ export function createDataSource(url: string, ext: StoreExtensions = {}): DataSo
   const migrations = [...MIGRATIONS, ...(ext.migrations ?? [])];
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length);
-    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    if (file !== ':memory:') ensureStoreDirectory(path.dirname(file));
     return new DataSource({
       type: 'better-sqlite3',
       database: file,

@@ -76,6 +76,23 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
     assert.deepEqual(JSON.parse((await kw(['--json', 'keys', 'list'], cfg)).stdout), []);
   });
 
+  it('a store directory that cannot be made: exit 7 STORE_ERROR naming the path, not an internal error', async () => {
+    // A file where the data directory should be (as unwritable as it gets for root).
+    const blocked = join(token.dir, 'good.yaml', 'data');
+    const cfg = await write('blocked.yaml', {
+      ...testConfigDocument(token, [{ name: 'demo' }]),
+      dataDir: blocked,
+    });
+    for (const args of [['init'], ['keys', 'list']]) {
+      const r = await kw(args, cfg);
+      assert.equal(r.code, 7, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /STORE_ERROR/);
+      assert.ok(r.stderr.includes(`cannot create the directory ${blocked}`), r.stderr);
+      assert.match(r.stderr, /ENOTDIR/);
+      assert.doesNotMatch(r.stderr, /internal error/);
+    }
+  });
+
   describe('with an initialised store', () => {
     let token1: string;
     before(async () => {
