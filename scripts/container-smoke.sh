@@ -38,53 +38,17 @@ volume="$run_id-data"
 containers=()
 t0=$SECONDS
 
-say() { printf '[%3ds] %s\n' "$((SECONDS - t0))" "$*"; }
-fail() {
-  printf '[%3ds] FAIL: %s\n' "$((SECONDS - t0))" "$*" >&2
-  exit 1
-}
-ok() { say "ok: $*"; }
+source scripts/lib/smoke-common.sh
 
 [[ $(id -u) -eq 0 ]] || fail "run as root (podman with rootful storage under $work)"
 [[ -r /etc/debian_version ]] || fail "this script expects Debian (apt-get, debootstrap)"
 [[ -f Dockerfile && -f docker/entrypoint.sh ]] || fail "run from a keywarden checkout"
 
 # --- packages ---------------------------------------------------------------------------------
-packages=(podman runc debootstrap curl jq ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]} > 0)); then
-  say "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-fi
+install_packages podman runc debootstrap curl jq ca-certificates
 
 # --- podman configuration (only for this script's podman calls) -------------------------------
-mkdir -p "$work/conf" "$work/logs"
-nofile=$(ulimit -Hn)
-[[ $nofile == unlimited ]] && nofile=1048576
-cat >"$work/conf/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$work/storage"
-runroot = "$work/run"
-EOF
-# root here may lack CAP_SYS_RESOURCE: podman's default nofile request (above the hard limit)
-# would fail, so ask for what we have. crun rejects hybrid cgroup setups; runc copes.
-cat >"$work/conf/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
-
-[engine]
-runtime = "runc"
-EOF
-export CONTAINERS_STORAGE_CONF="$work/conf/storage.conf"
-export CONTAINERS_CONF="$work/conf/containers.conf"
+configure_podman "$work"
 
 cleanup() {
   local rc=$?
@@ -104,23 +68,6 @@ trap 'exit 130' INT TERM
 label_of() { podman image inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
 
 # --- base image: debian:bookworm (debootstrap) -------------------------------------------------
-# The Debian mirror the host uses (deb822 or one-line sources), else deb.debian.org.
-apt_uri() {
-  local suite=$1 f uri=""
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -r $f ]] || continue
-    uri=$(awk -v s="$suite" '
-      /^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == s) found = 1 }
-      /^$/ { if (found && u != "") { print u; exit } found = 0; u = "" }
-      END { if (found && u != "") print u }' "$f" | head -n1)
-    [[ -n $uri ]] && break
-  done
-  if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-    uri=$(awk -v s="$suite" '$1 == "deb" && $3 == s { print $2; exit }' /etc/apt/sources.list)
-  fi
-  echo "${uri:-$2}"
-}
-
 if [[ $(label_of "$debian_image" org.keywarden.smoke.base) != "debian-bookworm-2" ]]; then
   mirror=$(apt_uri bookworm http://deb.debian.org/debian)
   security=$(apt_uri bookworm-security http://deb.debian.org/debian-security)
