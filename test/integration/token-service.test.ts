@@ -196,6 +196,34 @@ describe('token service (in-process, FakeClock)', function () {
       }
     });
 
+    it('a cached answer survives polls that see no change, even with another row unreadable', async () => {
+      const c = await addClient(trt.ctx, 'steady', { consumer: ['sign'] }, 'test');
+      const other = await addClient(trt.ctx, 'hand-edited', { consumer: ['sign'] }, 'test');
+      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      await auth.start();
+      try {
+        // Someone edits another client's grants by hand into text that is not JSON.
+        await trt.ctx.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
+          '{consumer: sign',
+          other.client.id,
+        ]);
+        await auth.poll();
+        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+        await auth.poll(); // nothing changed: the answer must stay cached
+        // Only the cache can accept the secret now (and the broken row must not have made the
+        // poll fail: a failed poll clears the cache).
+        await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
+          'scrypt$broken',
+          c.client.id,
+        ]);
+        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+        await assert.rejects(auth.authenticate(`Bearer ${other.secret}`));
+      } finally {
+        auth.stop();
+        await trt.ctx.ds.query('DELETE FROM clients WHERE id IN (?, ?)', [c.client.id, other.client.id]);
+      }
+    });
+
     it('a secret rotated in the same millisecond as the last write is refused after the next poll', async () => {
       // Attack: the old secret, cached as good, must not outlive a rotation whose updated_at
       // equals the previous one (a clock stepped back, a CLI on a host whose clock is behind;
