@@ -134,7 +134,7 @@ export async function prepareKeywarden(o: SetupOptions): Promise<KeywardenSetup>
 
 /**
  * The headers keywarden adds to a JWKS answer beyond a bare route's content type, with the
- * values it sent in `res`: the caching pair and, with --workers, the worker header. The
+ * values it sent in `res`: the caching pair and, where `server.workerHeader` is on, the worker header. The
  * yardsticks send them as constants, to tell their cost apart from keywarden's own work.
  */
 export function headersKeywardenAdds(res: Response): Record<string, string> {
