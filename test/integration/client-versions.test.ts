@@ -1,0 +1,102 @@
+/**
+ * The auth cache's client versions on both stores: the version a secret check records and the
+ * one the poll reads must be equal for an unchanged row (else every poll would drop every
+ * cached answer), and must differ after any change an answer depends on, however the row was
+ * written. PostgreSQL returns bigint columns as strings and SQLite as numbers; grants are JSON
+ * text on both.
+ */
+import { strict as assert } from 'node:assert';
+import { ClientAuthenticator } from '../../src/http/auth';
+import {
+  addClient,
+  checkClientSecret,
+  clientVersions,
+  rotateClientSecret,
+} from '../../src/lifecycle/clients';
+import { FakeClock } from '../../src/policy/clock';
+import { hasCode } from '../../src/policy/errors';
+import { ClientEntity } from '../../src/store/entities/client.entity';
+import { startPostgres, type TestPostgres } from '../helpers/postgres';
+import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
+
+let pg: TestPostgres | undefined;
+const STORES: { name: string; url: () => Promise<string | undefined> }[] = [
+  { name: 'SQLite', url: async () => undefined },
+  {
+    name: 'PostgreSQL',
+    url: async () => {
+      pg ??= await startPostgres();
+      return pg.createDatabase(`clients_${Date.now()}`);
+    },
+  },
+];
+
+describe('client versions (auth cache), on both stores', function () {
+  this.timeout(120_000);
+  after(async () => {
+    await pg?.stop();
+    pg = undefined;
+  });
+
+  for (const store of STORES) {
+    describe(store.name, () => {
+      let trt: TestRuntime;
+      before(async () => {
+        const storeUrl = await store.url();
+        trt = await startTestRuntime([{ name: 'alpha' }], {
+          clock: new FakeClock(Date.UTC(2026, 5, 1)),
+          ...(storeUrl ? { storeUrl } : {}),
+        });
+      });
+      after(async () => trt?.close());
+
+      const clientRows = () => trt.ctx.ds.getRepository(ClientEntity);
+      const polledVersion = async (id: string) => (await clientVersions(trt.ctx)).get(id);
+
+      it('a check and a poll agree on an unchanged row, grants or JSON null', async () => {
+        const a = await addClient(trt.ctx, 'agree', { alpha: ['sign', 'verify'] }, 'test');
+        const checked = await checkClientSecret(trt.ctx, a.secret);
+        assert.ok(checked);
+        assert.equal(await polledVersion(a.client.id), checked.version);
+        // Grants stored as JSON null (never written by keywarden) read as no grants on both paths.
+        await trt.ctx.ds
+          .createQueryBuilder()
+          .update(ClientEntity)
+          .set({ grants: () => "'null'" })
+          .where('id = :id', { id: a.client.id })
+          .execute();
+        const again = await checkClientSecret(trt.ctx, a.secret);
+        assert.deepEqual(again?.grants, {});
+        assert.equal(await polledVersion(a.client.id), again?.version);
+        assert.notEqual(again?.version, checked.version);
+      });
+
+      it('a cached answer survives a poll with no change, and not one after a rotation in the same millisecond', async () => {
+        const c = await addClient(trt.ctx, 'rotated', { alpha: ['sign'] }, 'test');
+        const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+        await auth.start();
+        try {
+          assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+          await auth.poll();
+          // Hash broken without a poll: only the cached answer can accept the secret.
+          const { secretHash } = await clientRows().findOneByOrFail({ id: c.client.id });
+          await clientRows().update({ id: c.client.id }, { secretHash: 'scrypt$broken' });
+          assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+          await clientRows().update({ id: c.client.id }, { secretHash });
+          await auth.poll(); // the hash went and came back: same content, the answer may stay
+          const rotated = await rotateClientSecret(trt.ctx, 'rotated', 'test');
+          assert.equal(
+            rotated.client.updatedAt.getTime(),
+            c.client.updatedAt.getTime(),
+            'FakeClock did not move',
+          );
+          await auth.poll();
+          await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+          assert.equal((await auth.authenticate(`Bearer ${rotated.secret}`)).id, c.client.id);
+        } finally {
+          auth.stop();
+        }
+      });
+    });
+  }
+});
