@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
+import { instant, jsonText } from './columns';
 import { ClientEntity, type ClientRow, type Grant } from './entities/client.entity';
 
 export type { Grant };
@@ -92,7 +93,7 @@ export class ClientRepository {
         clientRowVersion({
           ...r,
           grants: grantsForVersion(r.grants),
-          updatedAt: new Date(Number(r.updatedAt)),
+          updatedAt: instant.from(r.updatedAt) as Date,
         }),
       ]),
     );
@@ -104,19 +105,18 @@ interface RawClientVersionRow {
   name: string;
   secretHash: string;
   grants: string | null;
-  /** bigint: a string on PostgreSQL, a number on SQLite. */
+  /** bigint: a string on PostgreSQL, a number on SQLite (instant.from reads both). */
   updatedAt: string | number;
 }
 
 /**
- * The grants as a checked secret carries them (parsed, NULL as no grants), so the version of a
- * sound row equals the one a check computes; text that is not JSON is kept as text, so that
- * row's version matches no check.
+ * The grants as a checked secret carries them (the entity's transformer, then NULL as no grants,
+ * as in toClientRecord), so the version of a sound row equals the one a check computes; text
+ * that is not JSON is kept as text, so that row's version matches no check.
  */
 function grantsForVersion(raw: string | null): unknown {
-  if (raw === null) return {};
   try {
-    return (JSON.parse(raw) as unknown) ?? {};
+    return (jsonText.from(raw) as ClientRow['grants'] | null) ?? {};
   } catch {
     return `unparsed:${raw}`;
   }
