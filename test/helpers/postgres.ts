@@ -116,3 +116,34 @@ export async function startPostgres(): Promise<TestPostgres> {
     stop,
   };
 }
+
+/** A store an integration suite runs on: `url()` is undefined for the runtime's SQLite file. */
+export interface TestStore {
+  name: 'SQLite' | 'PostgreSQL';
+  url(): Promise<string | undefined>;
+}
+
+/**
+ * SQLite and PostgreSQL, for suites that run the same tests on both: the PostgreSQL cluster is
+ * started on first use and shared by the suite, each `url()` a fresh database named after
+ * `prefix`; `stop()` (in the suite's `after`) stops the cluster if it was started.
+ */
+export function bothStores(prefix: string): { stores: TestStore[]; stop(): Promise<void> } {
+  let pg: TestPostgres | undefined;
+  return {
+    stores: [
+      { name: 'SQLite', url: async () => undefined },
+      {
+        name: 'PostgreSQL',
+        url: async () => {
+          pg ??= await startPostgres();
+          return pg.createDatabase(prefix);
+        },
+      },
+    ],
+    async stop() {
+      await pg?.stop();
+      pg = undefined;
+    },
+  };
+}

@@ -6,7 +6,7 @@
  * text on both.
  */
 import { strict as assert } from 'node:assert';
-import { ClientAuthenticator } from '../../src/http/auth';
+import { withAuthenticator } from '../helpers/auth';
 import {
   addClient,
   checkClientSecret,
@@ -16,27 +16,14 @@ import {
 import { FakeClock } from '../../src/policy/clock';
 import { hasCode } from '../../src/policy/errors';
 import { ClientEntity } from '../../src/store/entities/client.entity';
-import { startPostgres, type TestPostgres } from '../helpers/postgres';
+import { bothStores } from '../helpers/postgres';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
 
-let pg: TestPostgres | undefined;
-const STORES: { name: string; url: () => Promise<string | undefined> }[] = [
-  { name: 'SQLite', url: async () => undefined },
-  {
-    name: 'PostgreSQL',
-    url: async () => {
-      pg ??= await startPostgres();
-      return pg.createDatabase(`clients_${Date.now()}`);
-    },
-  },
-];
+const { stores: STORES, stop: stopPostgres } = bothStores('clients');
 
 describe('client versions (auth cache), on both stores', function () {
   this.timeout(120_000);
-  after(async () => {
-    await pg?.stop();
-    pg = undefined;
-  });
+  after(() => stopPostgres());
 
   for (const store of STORES) {
     describe(store.name, () => {
@@ -73,9 +60,7 @@ describe('client versions (auth cache), on both stores', function () {
 
       it('a cached answer survives a poll with no change, and not one after a rotation in the same millisecond', async () => {
         const c = await addClient(trt.ctx, 'rotated', { alpha: ['sign'] }, 'test');
-        const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
-        await auth.start();
-        try {
+        await withAuthenticator(trt.ctx, async (auth) => {
           assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
           await auth.poll();
           // Hash broken without a poll: only the cached answer can accept the secret.
@@ -93,9 +78,7 @@ describe('client versions (auth cache), on both stores', function () {
           await auth.poll();
           await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
           assert.equal((await auth.authenticate(`Bearer ${rotated.secret}`)).id, c.client.id);
-        } finally {
-          auth.stop();
-        }
+        });
       });
     });
   }

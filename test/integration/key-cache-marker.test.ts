@@ -10,26 +10,14 @@ import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { FakeClock } from '../../src/policy/clock';
 import type { KeyRecord } from '../../src/policy/key';
 import { KeyEntity } from '../../src/store/entities/key.entity';
-import { startPostgres, type TestPostgres } from '../helpers/postgres';
+import { bothStores } from '../helpers/postgres';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
 
-const STORES: { name: string; url: () => Promise<string | undefined> }[] = [];
-let pg: TestPostgres | undefined;
-STORES.push({ name: 'SQLite', url: async () => undefined });
-STORES.push({
-  name: 'PostgreSQL',
-  url: async () => {
-    pg ??= await startPostgres();
-    return pg.createDatabase(`marker_${Date.now()}`);
-  },
-});
+const { stores: STORES, stop: stopPostgres } = bothStores('marker');
 
 describe('key cache change detection (polled)', function () {
   this.timeout(120_000);
-  after(async () => {
-    await pg?.stop();
-    pg = undefined;
-  });
+  after(() => stopPostgres());
 
   for (const store of STORES) {
     describe(store.name, () => {

@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import type { FastifyInstance } from 'fastify';
 import { parseGrantOptions } from '../../src/cli/clients-command';
 import { ClientAuthenticator } from '../../src/http/auth';
+import { withAuthenticator } from '../helpers/auth';
 import { createServer } from '../../src/http/server';
 import { tokenServicePlugins } from '../../src/http/sign-verify-routes';
 import { addClient, checkClientSecret, removeClient, rotateClientSecret } from '../../src/lifecycle/clients';
@@ -175,51 +176,44 @@ describe('token service (in-process, FakeClock)', function () {
   });
 
   describe('auth cache', () => {
+    /** Makes the stored hash match no secret, leaving updated_at alone: only a cached answer can still accept. */
+    const breakSecretHash = (id: string) =>
+      trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', ['scrypt$broken', id]);
+
     it('answers from memory until a poll sees the client row change, even with updated_at untouched', async () => {
       const c = await addClient(trt.ctx, 'cached', { consumer: ['sign'] }, 'test');
-      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
-      await auth.start();
-      try {
+      await withAuthenticator(trt.ctx, async (auth) => {
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         // Break the stored hash WITHOUT touching updated_at. Until the next poll only a cached
         // answer can still accept the secret: this proves no scrypt per request.
-        await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
-          'scrypt$broken',
-          c.client.id,
-        ]);
+        await breakSecretHash(c.client.id);
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         // The poll compares each row's content, not its timestamp: the cached answer goes.
         await auth.poll();
         await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
-      } finally {
-        auth.stop();
-      }
+      });
     });
 
     it('a cached answer survives polls that see no change, even with another row unreadable', async () => {
       const c = await addClient(trt.ctx, 'steady', { consumer: ['sign'] }, 'test');
       const other = await addClient(trt.ctx, 'hand-edited', { consumer: ['sign'] }, 'test');
-      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
-      await auth.start();
       try {
-        // Someone edits another client's grants by hand into text that is not JSON.
-        await trt.ctx.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
-          '{consumer: sign',
-          other.client.id,
-        ]);
-        await auth.poll();
-        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
-        await auth.poll(); // nothing changed: the answer must stay cached
-        // Only the cache can accept the secret now (and the broken row must not have made the
-        // poll fail: a failed poll clears the cache).
-        await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
-          'scrypt$broken',
-          c.client.id,
-        ]);
-        assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
-        await assert.rejects(auth.authenticate(`Bearer ${other.secret}`));
+        await withAuthenticator(trt.ctx, async (auth) => {
+          // Someone edits another client's grants by hand into text that is not JSON.
+          await trt.ctx.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
+            '{consumer: sign',
+            other.client.id,
+          ]);
+          await auth.poll();
+          assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+          await auth.poll(); // nothing changed: the answer must stay cached
+          // Only the cache can accept the secret now (and the broken row must not have made the
+          // poll fail: a failed poll clears the cache).
+          await breakSecretHash(c.client.id);
+          assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
+          await assert.rejects(auth.authenticate(`Bearer ${other.secret}`));
+        });
       } finally {
-        auth.stop();
         await trt.ctx.ds.query('DELETE FROM clients WHERE id IN (?, ?)', [c.client.id, other.client.id]);
       }
     });
@@ -229,25 +223,19 @@ describe('token service (in-process, FakeClock)', function () {
       // equals the previous one (a clock stepped back, a CLI on a host whose clock is behind;
       // here the FakeClock simply does not move).
       const c = await addClient(trt.ctx, 'same-ms', { consumer: ['sign'] }, 'test');
-      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
-      await auth.start();
-      try {
+      await withAuthenticator(trt.ctx, async (auth) => {
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         const rotated = await rotateClientSecret(trt.ctx, 'same-ms', 'test');
         assert.equal(rotated.client.updatedAt.getTime(), c.client.updatedAt.getTime(), 'same updated_at');
         await auth.poll();
         await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
         assert.equal((await auth.authenticate(`Bearer ${rotated.secret}`)).id, c.client.id);
-      } finally {
-        auth.stop();
-      }
+      });
     });
 
     it('a grant taken away in the database is enforced after the next poll', async () => {
       const c = await addClient(trt.ctx, 'narrowed', { consumer: ['sign', 'verify'] }, 'test');
-      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
-      await auth.start();
-      try {
+      await withAuthenticator(trt.ctx, async (auth) => {
         assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, {
           consumer: ['sign', 'verify'],
         });
@@ -257,25 +245,19 @@ describe('token service (in-process, FakeClock)', function () {
         ]);
         await auth.poll();
         assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, { consumer: ['verify'] });
-      } finally {
-        auth.stop();
-      }
+      });
     });
 
     it('a client added, used and removed between two polls is refused after the next poll', async () => {
       // The table looks the same at both polls (the client came and went in between), yet the
       // daemon cached an answer for it in between: comparing table markers alone kept it.
-      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
-      await auth.start();
-      try {
+      await withAuthenticator(trt.ctx, async (auth) => {
         const c = await addClient(trt.ctx, 'fleeting', { consumer: ['sign'] }, 'test');
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         await removeClient(trt.ctx, 'fleeting', 'test');
         await auth.poll();
         await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
-      } finally {
-        auth.stop();
-      }
+      });
     });
 
     it('trusts nothing cached when polls stop succeeding', async () => {
@@ -283,10 +265,7 @@ describe('token service (in-process, FakeClock)', function () {
       // Never started: no successful poll, so every request goes to the store.
       const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
       assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).name, 'stale');
-      await trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', [
-        'scrypt$broken',
-        c.client.id,
-      ]);
+      await breakSecretHash(c.client.id);
       await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
     });
 
