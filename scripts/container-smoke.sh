@@ -56,11 +56,7 @@ cleanup() {
     podman rm -f -t 0 "$c" >/dev/null 2>&1 || true
   done
   podman volume rm -f "$volume" >/dev/null 2>&1 || true
-  if ((rc == 0)); then
-    say "PASS: container smoke test ($((SECONDS - t0)) s)"
-  else
-    echo "container smoke test FAILED (exit $rc); logs under $work/logs" >&2
-  fi
+  report_result "$rc" "container smoke test" "$work/logs"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

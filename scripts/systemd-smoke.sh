@@ -111,11 +111,7 @@ cleanup() {
       podman rm -f -t 0 "$cname" >/dev/null 2>&1 || true
     fi
   fi
-  if ((rc == 0)); then
-    say "PASS: systemd smoke test ($((SECONDS - t0)) s)"
-  else
-    echo "systemd smoke test FAILED (exit $rc); logs under $work/logs" >&2
-  fi
+  report_result "$rc" "systemd smoke test" "$work/logs"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -11,6 +11,16 @@ fail() {
 }
 ok() { say "ok: $*"; }
 
+# The last line of a smoke test, from its EXIT trap: $1 its exit status, $2 its name, $3 where
+# its logs are.
+report_result() {
+  if (($1 == 0)); then
+    say "PASS: $2 ($((SECONDS - t0)) s)"
+  else
+    echo "$2 FAILED (exit $1); logs under $3" >&2
+  fi
+}
+
 # Installs the Debian packages of "$@" that are missing (apt-get update only if needed).
 install_packages() {
   local p missing=()
