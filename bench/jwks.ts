@@ -6,7 +6,9 @@
  * header too if a configuration turns it on) as constants, so the cost of those bytes on both
  * ends of the connection is told apart from the cost of keywarden's per-request work; a third
  * is an identical copy of the first, an A/A control showing how far two identical servers
- * measure apart in the same run. Every round
+ * measure apart in the same run. A node:http server sending the same bytes as keywarden (its
+ * headers included) without a framework shows the ceiling keywarden's fast path (which answers
+ * JWKS requests ahead of fastify) can approach. Every round
  * starts every server afresh (measureFreshProcesses): on this VM one process can stay 10–20%
  * off its twin for its whole life.
  */
@@ -51,13 +53,22 @@ function rows(m: Measured[]): (string | number)[][] {
  * against constant + headers), in throughput and in CPU per response on both ends.
  */
 function decomposition(m: Measured[]): string {
-  const [kw, constant, withHeaders, , twin] = m as [Measured, Measured, Measured, Measured, Measured];
+  const [kw, constant, withHeaders, , twin, bare] = m as [
+    Measured,
+    Measured,
+    Measured,
+    Measured,
+    Measured,
+    Measured,
+  ];
   const d = (a: number, b: number) => `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(1)} µs`;
   return (
     `Headers alone: constant + keywarden's headers ÷ constant = ${ratio(withHeaders.rps, constant.rps)} ` +
     `(server ${d(withHeaders.serverUs, constant.serverUs)}, load generator ${d(withHeaders.loadUs, constant.loadUs)} per response). ` +
     `keywarden's own work: keywarden ÷ constant + its headers = ${ratio(kw.rps, withHeaders.rps)} ` +
     `(server ${d(kw.serverUs, withHeaders.serverUs)}, load generator ${d(kw.loadUs, withHeaders.loadUs)} per response). ` +
+    `Framework: constant + keywarden's headers (fastify) ÷ the same bytes from node:http = ${ratio(withHeaders.rps, bare.rps)}; ` +
+    `keywarden ÷ node:http = ${ratio(kw.rps, bare.rps)} (server ${d(kw.serverUs, bare.serverUs)} per response). ` +
     `Noise (A/A): constant ÷ its identical second process = ${ratio(constant.rps, twin.rps)} ` +
     `(server ${d(constant.serverUs, twin.serverUs)} per response). ` +
     `Per round: keywarden ÷ constant ${spread(kw, constant)}, constant ÷ second process ${spread(constant, twin)}.`
@@ -134,9 +145,21 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
               { port: await freePort(), workers, body, path },
               env,
             ),
+            startYardstick(
+              'node:http constant + headers',
+              'constant-jwks-http',
+              { port: await freePort(), workers, body, path, headers: keywardenHeaders },
+              env,
+            ),
           ]);
           servers.push(...yardsticks);
-          const [constant, withHeaders, oidc, twin] = yardsticks as [Server, Server, Server, Server];
+          const [constant, withHeaders, oidc, twin, bare] = yardsticks as [
+            Server,
+            Server,
+            Server,
+            Server,
+            Server,
+          ];
           return {
             targets: [
               { name: `keywarden jwks.json x${workers}`, url: `${k.baseUrl}${path}`, pid: k.pid },
@@ -151,6 +174,11 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
                 name: `constant buffer (second process) x${workers}`,
                 url: `${twin.baseUrl}${path}`,
                 pid: twin.pid,
+              },
+              {
+                name: `node:http constant + keywarden's headers x${workers}`,
+                url: `${bare.baseUrl}${path}`,
+                pid: bare.pid,
               },
             ] satisfies LoadTarget[],
             stop,
@@ -167,7 +195,7 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
             '(keywarden adds Cache-Control and ETag per request; the constant route sends only content-type; ' +
             '"constant + keywarden\'s headers" sends the headers keywarden sent as constants; every constant route answers ' +
             'the same path as keywarden; "second process" is an identical copy of the constant route, an A/A ' +
-            "control for this run's noise). CPU µs per response: the server's processes, and the load generator " +
+            "control for this run's noise; \"node:http\" sends keywarden's bytes, headers included, with no framework). CPU µs per response: the server's processes, and the load generator " +
             '(autocannon, sharing the 2 cores). ' +
             `autocannon ${plan.connections} connections; ${plan.reps} rounds, each starting every server afresh, ` +
             `warming each up for ${plan.warmupSeconds} s and measuring each for ${plan.seconds} s; medians over rounds.`,

@@ -15,6 +15,7 @@ const KEYWARDEN = 'keywarden jwks.json';
 const CONSTANT = 'constant buffer';
 const WITH_HEADERS = "constant + keywarden's headers";
 const TWIN = 'constant buffer (second process)';
+const NODE_HTTP = "node:http constant + keywarden's headers";
 
 type Round = Map<string, number>;
 
@@ -48,16 +49,16 @@ function main(files: string[]): void {
   if (files.length === 0) throw new Error('usage: npx tsx bench/pool-rounds.ts LOG...');
   const all = files.flatMap((f) => roundsOf(readFileSync(f, 'utf8')));
   console.log(
-    '| workers | rounds | keywarden ÷ constant (Σ rates) | (median per round) | keywarden ÷ constant + its headers | constant + headers ÷ constant | A/A |',
+    '| workers | rounds | keywarden ÷ constant (Σ rates) | (median per round) | keywarden ÷ constant + its headers | constant + headers ÷ constant | A/A | keywarden ÷ node:http (rounds that had it) |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const x of ['x1', 'x2']) {
     const rounds = all.filter((r) => [KEYWARDEN, CONSTANT, WITH_HEADERS].every((n) => r.has(`${n} ${x}`)));
     const f = (a: string, b: string, k: 'sums' | 'medianOfRatios' = 'sums') =>
       pooled(rounds, `${a} ${x}`, `${b} ${x}`)?.[k].toFixed(3) ?? '—';
     console.log(
       `| ${x} | ${rounds.length} | ${f(KEYWARDEN, CONSTANT)} | ${f(KEYWARDEN, CONSTANT, 'medianOfRatios')} | ` +
-        `${f(KEYWARDEN, WITH_HEADERS)} | ${f(WITH_HEADERS, CONSTANT)} | ${f(CONSTANT, TWIN)} |`,
+        `${f(KEYWARDEN, WITH_HEADERS)} | ${f(WITH_HEADERS, CONSTANT)} | ${f(CONSTANT, TWIN)} | ${f(KEYWARDEN, NODE_HTTP)} |`,
     );
   }
 }

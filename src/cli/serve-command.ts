@@ -9,7 +9,7 @@ import {
   maxPkcs11Sessions,
   parseWorkerCount,
   threadPoolSizeFor,
-  workerPlugins,
+  workerResponseHeaders,
   workerSlot,
   WorkerSupervisor,
 } from '../cluster';
@@ -111,14 +111,12 @@ async function startHttp(
   ctx: LifecycleContext,
   config: KeywardenConfig,
   listen: Listen,
-  opts: { plugins?: ((app: FastifyInstance) => void)[]; metricsRegistries?: readonly Registry[] } = {},
+  opts: { responseHeaders?: Record<string, string>; metricsRegistries?: readonly Registry[] } = {},
 ): Promise<{ app: FastifyInstance; address: string }> {
   const app = createServer(ctx, {
     publicBaseUrl: publicBaseUrl(config.server.publicUrl, listen).url,
-    plugins: [
-      ...(opts.plugins ?? []),
-      ...tokenServicePlugins(ctx, { metricsRegistries: opts.metricsRegistries ?? [] }),
-    ],
+    plugins: tokenServicePlugins(ctx, { metricsRegistries: opts.metricsRegistries ?? [] }),
+    ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
   });
   const address = await app.listen(listen);
   return { app, address };
@@ -181,7 +179,7 @@ async function serveWorker(
   // separate daemon, within server.keyRefreshSeconds.
   rt.ctx.cache.start();
   const { app, address } = await startHttp(rt.ctx, config, listen, {
-    plugins: workerPlugins(config.server, slot),
+    responseHeaders: workerResponseHeaders(config.server, slot),
   });
   log.debug({ address }, 'worker serving');
   return onShutdownSignal(log, async () => {

@@ -1,5 +1,3 @@
-import type { FastifyInstance } from 'fastify';
-
 /** Environment variable carrying a worker's slot number (1..N) from the primary. */
 export const WORKER_SLOT_ENV = 'KEYWARDEN_WORKER_SLOT';
 
@@ -17,26 +15,15 @@ export function workerSlot(env: NodeJS.ProcessEnv = process.env): number | null 
 }
 
 /**
- * A createServer plugin that names the answering worker in every response, so operators (and
- * tests) can see that every worker serves and which one answered a given request. The slot is
- * a small number, not a pid, but it still tells any client how the daemon is laid out, and it
- * costs a hook and a header on every response of the hottest route (JWKS): so it is opt-in
- * (`server.workerHeader`), and workerPlugins leaves it out by default.
+ * The constant headers a worker in `slot` adds to every response (createServer's
+ * `responseHeaders`): `x-keywarden-worker` with `server.workerHeader`, so operators (and tests)
+ * can see that every worker serves and which one answered a given request; none by default. The
+ * slot is a small number, not a pid, but it still tells any client how the daemon is laid out,
+ * and it is one more header on every answer of the hottest route (JWKS).
  */
-export function workerIdentityPlugin(slot: number): (app: FastifyInstance) => void {
-  const value = String(slot);
-  return (app) => {
-    app.addHook('onRequest', (_req, reply, done) => {
-      reply.header(WORKER_HEADER, value);
-      done();
-    });
-  };
-}
-
-/** The createServer plugins a worker in `slot` runs with, given the server configuration. */
-export function workerPlugins(
+export function workerResponseHeaders(
   server: { workerHeader: boolean },
   slot: number,
-): ((app: FastifyInstance) => void)[] {
-  return server.workerHeader ? [workerIdentityPlugin(slot)] : [];
+): Record<string, string> {
+  return server.workerHeader ? { [WORKER_HEADER]: String(slot) } : {};
 }

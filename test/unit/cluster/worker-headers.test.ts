@@ -1,0 +1,15 @@
+import * as assert from 'node:assert/strict';
+import { WORKER_HEADER, workerResponseHeaders } from '../../../src/cluster/worker-identity';
+
+// How createServer adds these headers to every answer (fastify routes, errors and the JWKS
+// fast path alike) is tested in test/integration/http-server.test.ts.
+describe('worker identity header', () => {
+  it('is off by default: a worker tells clients nothing about the process layout', () => {
+    assert.deepEqual(workerResponseHeaders({ workerHeader: false }, 2), {});
+  });
+
+  it('with server.workerHeader names the worker slot', () => {
+    assert.deepEqual(workerResponseHeaders({ workerHeader: true }, 2), { [WORKER_HEADER]: '2' });
+    assert.deepEqual(workerResponseHeaders({ workerHeader: true }, 17), { [WORKER_HEADER]: '17' });
+  });
+});
