@@ -6,20 +6,22 @@ import { answerJwks, jwksPath } from './jwks-routes';
 /**
  * Answers `GET /scopes/<scope>/.well-known/jwks.json` straight from node:http, before fastify
  * makes a request and a reply object, runs its router and its hooks. The JWKS is the one
- * anonymous route every relying party polls; measured on the 2-core VM, fastify's per-request
- * machinery is about 13% of a constant answer's throughput (docs/benchmarks.md §2).
+ * anonymous route every relying party polls, and fastify's per-request machinery was the largest
+ * cost left on it (docs/benchmarks.md §2).
  *
  * It answers only what it can answer exactly as the fastify route would (the same answerJwks,
  * the same headers): a GET of a configured scope's exact path, keys loaded, server not closing.
  * Everything else returns false and goes to fastify unchanged: HEAD, a query string, any other
  * path or spelling, a request during shutdown (fastify's 503 + `Connection: close`), a scope
  * whose keys are not loaded (503 NO_ACTIVE_KEY), and an exception (fastify's error handling
- * then answers the same request).
+ * then answers the same request). createServer turns it off for good when a root-level request
+ * hook is added, so no such hook ever misses a JWKS request.
  */
 export class JwksFastPath {
   private readonly scopes: ReadonlyMap<string, ScopeConfig>;
   private readonly extraHeaders: readonly (readonly [string, string])[];
-  private closing = false;
+  private on = true;
+  private count = 0;
 
   /** `extraHeaders` are added to every answer, as createServer adds them to fastify's. */
   constructor(
@@ -30,14 +32,23 @@ export class JwksFastPath {
     this.extraHeaders = Object.entries(extraHeaders);
   }
 
-  /** From here on every request goes to fastify, which sheds it with 503 while it drains. */
-  close(): void {
-    this.closing = true;
+  /** From here on every request goes to fastify (at shutdown: which sheds it with 503). */
+  turnOff(): void {
+    this.on = false;
+  }
+
+  get enabled(): boolean {
+    return this.on;
+  }
+
+  /** Requests answered here since start (tests and diagnostics). */
+  get answered(): number {
+    return this.count;
   }
 
   /** Answers the request and returns true, or returns false having written nothing. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
-    if (this.closing || req.method !== 'GET') return false;
+    if (!this.on || req.method !== 'GET') return false;
     const scope = this.scopes.get(req.url ?? '');
     if (scope === undefined) return false;
     try {
@@ -56,12 +67,16 @@ export class JwksFastPath {
         res.writeHead(200, headers);
         res.end(answer.bytes);
       }
-    } catch {
+      this.count++;
+      return true;
+    } catch (e) {
+      // Logged here because fastify's retry may succeed, and a failure that passes would go unseen.
+      this.ctx.log.warn({ scope: scope.name, err: (e as Error).message }, 'JWKS fast path failed');
       // Nothing sent yet: fastify answers the request (its error handler if it throws again).
       // Headers already sent: the answer cannot be completed or replaced, so drop the connection.
       if (!res.headersSent) return false;
       res.destroy();
+      return true;
     }
-    return true;
   }
 }

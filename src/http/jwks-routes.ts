@@ -2,13 +2,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { jwksCacheControl, jwksMaxAgeSeconds } from '../lifecycle/build-jwks';
 import { requireScope, type LifecycleContext } from '../lifecycle/context';
 import type { ScopeConfig } from '../policy/scope';
+import { ifNoneMatchHits } from './etag';
 
 /** The path a scope's JWKS is published at. */
 export function jwksPath(scope: string): string {
   return `/scopes/${scope}/.well-known/jwks.json`;
 }
 
-/** What a JWKS request is answered with: the document, or 304 when the client's ETag matches. */
+/** What a JWKS request is answered with: the document, or 304 when `If-None-Match` matches. */
 export interface JwksAnswer {
   notModified: boolean;
   cacheControl: string;
@@ -20,7 +21,7 @@ export interface JwksAnswer {
 /**
  * The one computation behind every JWKS answer, whichever way the request arrived (the
  * node:http fast path or the fastify route): the scope's current document, a max-age that ends
- * before its next change, and the ETag comparison. Undefined while the scope's keys are not
+ * before its next change, and the `If-None-Match` comparison. Undefined while the scope's keys are not
  * loaded yet.
  */
 export function answerJwks(
@@ -33,7 +34,7 @@ export function answerJwks(
   const now = ctx.clock.now();
   const jwks = ctx.cache.jwks(view, now);
   return {
-    notModified: ifNoneMatch === jwks.etag,
+    notModified: ifNoneMatchHits(ifNoneMatch, jwks.etag),
     cacheControl: jwksCacheControl(jwksMaxAgeSeconds(scope, jwks, now)),
     etag: jwks.etag,
     bytes: jwks.bytes,
@@ -45,7 +46,7 @@ export function answerJwks(
  * document. The JWKS body is built once per key-set change (KeyCache); a request only
  * computes its Cache-Control and compares the ETag. Most JWKS requests never reach these
  * routes: the JwksFastPath answers a plain `GET` of the exact path ahead of fastify, and hands
- * everything else (HEAD, a query string, shutdown, keys not loaded) to the routes below.
+ * everything else (HEAD, a query string, shutdown, keys not loaded, an exception) to them.
  */
 export function registerJwksRoutes(app: FastifyInstance, ctx: LifecycleContext, publicBaseUrl: string): void {
   // One static route per configured scope, so a request neither parses a path parameter nor

@@ -1,4 +1,4 @@
-import { createServer as createHttpServer, type ServerOptions as ServerOptionsHttp } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { LifecycleContext } from '../lifecycle/context';
 import { registerErrorHandling } from './errors';
@@ -6,24 +6,39 @@ import { registerHealthRoutes } from './health-routes';
 import { JwksFastPath } from './jwks-fast-path';
 import { registerJwksRoutes } from './jwks-routes';
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The node:http JWKS answerer ahead of this instance's router (src/http/jwks-fast-path.ts). */
+    jwksFastPath: JwksFastPath;
+  }
+}
+
 export interface ServerOptions {
   /** Base URL relying parties reach this server at (for `jwks_uri`). */
   publicBaseUrl: string;
-  /** Extra route plugins (sign/verify/metrics) registered by the composition root. */
+  /**
+   * Extra route plugins (sign/verify/metrics) registered by the composition root. A plugin that
+   * adds a request hook at the root (one that would run for every route) turns the JWKS fast
+   * path off, so the hook sees JWKS requests too; hooks inside `app.register` do not.
+   */
   plugins?: ((app: FastifyInstance) => void)[];
   /** Constant headers added to every response (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
 }
 
-/** The server options fastify has resolved (defaults applied) when it calls serverFactory. */
-interface ResolvedServerOptions {
-  /** node:http server options (fastify's `http` option), passed on as fastify would. */
-  http?: ServerOptionsHttp;
-  keepAliveTimeout: number;
-  requestTimeout: number;
-  connectionTimeout: number;
-  maxRequestsPerSocket: number | null;
-}
+/** The hooks that run per request: one of these at the root would otherwise miss fast JWKS answers. */
+const REQUEST_HOOKS = new Set([
+  'onRequest',
+  'preParsing',
+  'preValidation',
+  'preHandler',
+  'preSerialization',
+  'onSend',
+  'onResponse',
+  'onError',
+  'onTimeout',
+  'onRequestAbort',
+]);
 
 /**
  * The HTTP surface: thin adapters over the lifecycle. Bodies are size-limited, JSON only, and
@@ -43,25 +58,12 @@ export function createServer(ctx: LifecycleContext, opts: ServerOptions): Fastif
     // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    // The server fastify would make, with the JWKS fast path in front of fastify's handler.
-    // fastify passes its resolved options; the timeouts are set as fastify sets them itself.
-    serverFactory: (handler, options) => {
-      const o = options as unknown as ResolvedServerOptions;
-      const server = createHttpServer(o.http ?? {}, (req, res) => {
-        if (!jwksFastPath.handle(req, res)) handler(req, res);
-      });
-      server.keepAliveTimeout = o.keepAliveTimeout;
-      server.requestTimeout = o.requestTimeout;
-      server.setTimeout(o.connectionTimeout);
-      if (o.maxRequestsPerSocket !== null && o.maxRequestsPerSocket > 0)
-        server.maxRequestsPerSocket = o.maxRequestsPerSocket;
-      return server;
-    },
   });
-  // fastify marks itself closing before preClose hooks run; from then on fastify answers every
-  // request (503 and `Connection: close` while in-flight requests drain).
+  app.decorate('jwksFastPath', jwksFastPath);
+  putFastPathAhead(app, jwksFastPath);
+  // fastify marks itself closing (and its routes answer 503) before preClose hooks run.
   app.addHook('preClose', (done) => {
-    jwksFastPath.close();
+    jwksFastPath.turnOff();
     done();
   });
   const headers = Object.entries(responseHeaders);
@@ -74,6 +76,49 @@ export function createServer(ctx: LifecycleContext, opts: ServerOptions): Fastif
   registerErrorHandling(app, ctx.log.child({ component: 'http' }));
   registerJwksRoutes(app, ctx, opts.publicBaseUrl);
   registerHealthRoutes(app, ctx);
+  turnOffOnRootRequestHooks(app, jwksFastPath, ctx);
   for (const p of opts.plugins ?? []) p(app);
   return app;
+}
+
+/**
+ * Makes the fast path the server's request listener, passing what it declines to fastify's.
+ * fastify made the server (with its timeouts and options) and gave it one `request` listener;
+ * that listener is moved behind the fast path. A server fastify adds later for a second address
+ * of a name (`--host localhost`: 127.0.0.1 and ::1) gets fastify's listener alone.
+ */
+function putFastPathAhead(app: FastifyInstance, fastPath: JwksFastPath): void {
+  const listeners = app.server.listeners('request') as ((
+    req: IncomingMessage,
+    res: ServerResponse,
+  ) => void)[];
+  if (listeners.length !== 1)
+    throw new Error(`expected fastify's one request listener on its server, found ${listeners.length}`);
+  const fastifyHandler = listeners[0]!;
+  app.server.removeListener('request', fastifyHandler);
+  app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!fastPath.handle(req, res)) fastifyHandler(req, res);
+  });
+}
+
+/**
+ * From here on, a request hook added at the root instance (where it runs for every route, the
+ * JWKS routes included) turns the fast path off for good: a later access log, rate limit or
+ * allowlist must not silently skip the most-polled route. Hooks added inside `app.register`
+ * (an encapsulated child, `this !== app`) only cover that child's routes and change nothing.
+ */
+function turnOffOnRootRequestHooks(
+  app: FastifyInstance,
+  fastPath: JwksFastPath,
+  ctx: LifecycleContext,
+): void {
+  const addHook = app.addHook as (this: FastifyInstance, name: string, ...rest: unknown[]) => FastifyInstance;
+  const guarded = function (this: FastifyInstance, name: string, ...rest: unknown[]): FastifyInstance {
+    if (this === app && REQUEST_HOOKS.has(name) && fastPath.enabled) {
+      fastPath.turnOff();
+      ctx.log.debug({ hook: name }, 'JWKS fast path off: a root-level request hook must see every request');
+    }
+    return addHook.call(this, name, ...rest);
+  };
+  app.addHook = guarded as typeof app.addHook;
 }

@@ -10,6 +10,7 @@ import fastify, { type FastifyInstance } from 'fastify';
 import { WORKER_HEADER } from '../../src/cluster/worker-identity';
 import { jwksPath } from '../../src/http/jwks-routes';
 import { createServer } from '../../src/http/server';
+import { tokenServicePlugins } from '../../src/http/sign-verify-routes';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { FakeClock } from '../../src/policy/clock';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
@@ -69,8 +70,6 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
   let trt: TestRuntime;
   let app: FastifyInstance;
   let port: number;
-  /** Requests that reached fastify (the fast path answers without it). */
-  let reachedFastify = 0;
 
   const open = () =>
     new Promise<Socket>((resolve, reject) => {
@@ -88,11 +87,11 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
       s.destroy();
     }
   }
-  /** `send`, also saying whether fastify saw the request. */
+  /** `send`, also saying whether fastify answered it rather than the fast path. */
   async function sendCounted(raw: string): Promise<{ r: RawResponse; viaFastify: boolean }> {
-    const before = reachedFastify;
+    const before = app.jwksFastPath.answered;
     const r = await send(raw);
-    return { r, viaFastify: reachedFastify > before };
+    return { r, viaFastify: app.jwksFastPath.answered === before };
   }
 
   before(async () => {
@@ -101,17 +100,11 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
     });
     await reconcileAll(trt.ctx, 'test');
     await trt.ctx.cache.refresh(true);
+    // As `serve` builds it: the token service's routes and metrics, and a worker header.
     app = createServer(trt.ctx, {
       publicBaseUrl: 'http://127.0.0.1',
       responseHeaders: { [WORKER_HEADER]: '3' },
-      plugins: [
-        (a) => {
-          a.addHook('onRequest', (_req, _reply, done) => {
-            reachedFastify++;
-            done();
-          });
-        },
-      ],
+      plugins: tokenServicePlugins(trt.ctx),
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
     port = (app.server.address() as { port: number }).port;
@@ -122,7 +115,7 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
     await trt?.close();
   });
 
-  it('keeps the connection settings fastify gives its own server (the fast path needs serverFactory)', async () => {
+  it('leaves the server fastify made, and its connection settings, as fastify made them', async () => {
     const plain = fastify({ logger: false });
     try {
       for (const k of [
@@ -136,6 +129,11 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
     } finally {
       await plain.close();
     }
+  });
+
+  it("stays on with the daemon's own plugins: none adds a root-level request hook", async () => {
+    await app.ready();
+    assert.equal(app.jwksFastPath.enabled, true);
   });
 
   it('answers a GET of the exact path without fastify, with the bytes and headers the fastify route gives', async () => {
@@ -176,16 +174,134 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
     }
   });
 
-  it('an ETag that is not the current one, weak or listed, gets the document, as from fastify', async () => {
+  it('If-None-Match compares weakly on both paths: a weak, listed or * match is 304, any other tag 200', async () => {
     const etag = (await send(request('GET', jwksPath('consumer')))).headers.etag!;
-    for (const other of [`W/${etag}`, `"other", ${etag}`, '*', etag.slice(0, -2) + '"']) {
-      const fast = await sendCounted(request('GET', jwksPath('consumer'), { 'if-none-match': other }));
+    const cases: [string, number][] = [
+      [`W/${etag}`, 304],
+      [`"other", ${etag}`, 304],
+      ['*', 304],
+      [etag.slice(0, -2) + '"', 200],
+      [`"other"`, 200],
+    ];
+    for (const [value, status] of cases) {
+      const fast = await sendCounted(request('GET', jwksPath('consumer'), { 'if-none-match': value }));
       const routed = await sendCounted(
-        request('GET', `${jwksPath('consumer')}?x`, { 'if-none-match': other }),
+        request('GET', `${jwksPath('consumer')}?x`, { 'if-none-match': value }),
       );
-      assert.equal(fast.viaFastify, false, other);
-      assert.equal(fast.r.status, routed.r.status, other);
-      assert.equal(fast.r.status, 200, other);
+      assert.equal(fast.viaFastify, false, value);
+      assert.equal(routed.viaFastify, true, value);
+      assert.equal(fast.r.status, status, value);
+      assert.equal(routed.r.status, status, value);
+      assert.equal(fast.r.body, routed.r.body, value);
+    }
+  });
+
+  it('a scope whose keys are not loaded gets 503 NO_ACTIVE_KEY from fastify', async () => {
+    const cache = trt.ctx.cache;
+    const view = cache.view.bind(cache);
+    cache.view = (scope: string) => (scope === 'partner' ? undefined : view(scope));
+    try {
+      const { r, viaFastify } = await sendCounted(request('GET', jwksPath('partner')));
+      assert.equal(viaFastify, true);
+      assert.equal(r.status, 503);
+      assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'NO_ACTIVE_KEY');
+      assert.equal((await sendCounted(request('GET', jwksPath('consumer')))).viaFastify, false);
+    } finally {
+      cache.view = view;
+    }
+  });
+
+  it('request bodies, 100-continue, HTTP/1.0 and Connection: close cannot smuggle a request past it', async () => {
+    const path = jwksPath('consumer');
+    const smuggled = request('GET', '/nowhere');
+    const s = await open();
+    try {
+      // A GET with a body that looks like a request, by Content-Length and chunked, then a real
+      // pipelined request: the bodies are bodies (no 404 for /nowhere), the next request is served.
+      const reading = readResponses(s, 3);
+      s.write(
+        `GET ${path} HTTP/1.1\r\nhost: kw.test\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}` +
+          `GET ${path} HTTP/1.1\r\nhost: kw.test\r\ntransfer-encoding: chunked\r\n\r\n` +
+          `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n` +
+          request('GET', '/scopes/partner/.well-known/openid-configuration'),
+      );
+      const answers = await reading;
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        [200, 200, 200],
+      );
+      assert.equal(
+        (JSON.parse(answers[2]!.body) as { issuer: string }).issuer,
+        'https://issuer.test/partner',
+      );
+    } finally {
+      s.destroy();
+    }
+    // Both framings at once is refused by node's parser before anyone answers.
+    const both = await send(
+      `GET ${path} HTTP/1.1\r\nhost: kw.test\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`,
+    );
+    assert.equal(both.status, 400);
+
+    const before = app.jwksFastPath.answered;
+    const c = await open();
+    try {
+      const reading = readResponses(c, 2);
+      c.write(request('GET', path, { expect: '100-continue' }));
+      // node answers 100 Continue first; the JWKS follows on the same connection.
+      assert.deepEqual(
+        (await reading).map((a) => a.status),
+        [100, 200],
+      );
+    } finally {
+      c.destroy();
+    }
+    const old = await send(`GET ${path} HTTP/1.0\r\n\r\n`);
+    assert.equal(old.status, 200);
+    assert.equal(old.headers.connection, 'close');
+    const closing = await send(request('GET', path, { connection: 'close' }));
+    assert.equal(closing.status, 200);
+    assert.equal(closing.headers.connection, 'close');
+    assert.equal(app.jwksFastPath.answered, before + 3, 'the fast path answered all three');
+  });
+
+  it('a request hook added at the root turns it off, so the hook sees JWKS requests; one inside register does not', async () => {
+    const seen: string[] = [];
+    const hooked = createServer(trt.ctx, {
+      publicBaseUrl: 'http://127.0.0.1',
+      plugins: [
+        (a) => {
+          a.register(async (child) => {
+            child.addHook('onRequest', async () => undefined);
+          });
+        },
+      ],
+    });
+    const rooted = createServer(trt.ctx, {
+      publicBaseUrl: 'http://127.0.0.1',
+      plugins: [
+        (a) => {
+          a.addHook('onResponse', (req, _reply, done) => {
+            seen.push(req.url);
+            done();
+          });
+        },
+      ],
+    });
+    try {
+      for (const a of [hooked, rooted]) await a.listen({ host: '127.0.0.1', port: 0 });
+      const get = (a: FastifyInstance) =>
+        fetch(`http://127.0.0.1:${(a.server.address() as { port: number }).port}${jwksPath('consumer')}`);
+      assert.equal((await get(hooked)).status, 200);
+      assert.equal(hooked.jwksFastPath.enabled, true);
+      assert.equal(hooked.jwksFastPath.answered, 1);
+      assert.equal((await get(rooted)).status, 200);
+      assert.equal(rooted.jwksFastPath.enabled, false);
+      assert.equal(rooted.jwksFastPath.answered, 0);
+      assert.deepEqual(seen, [jwksPath('consumer')]);
+    } finally {
+      await hooked.close();
+      await rooted.close();
     }
   });
 
@@ -288,6 +404,12 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
       ],
     });
     await closing.listen({ host: '127.0.0.1', port: 0 });
+    const closingBase = `http://127.0.0.1:${(closing.server.address() as { port: number }).port}`;
+    // Without responseHeaders (the default), the fast path sends no worker header.
+    const plain = await fetch(`${closingBase}${jwksPath('consumer')}`);
+    assert.equal(plain.status, 200);
+    assert.equal(closing.jwksFastPath.answered, 1);
+    assert.equal(plain.headers.get(WORKER_HEADER), null);
     const s = await new Promise<Socket>((resolve, reject) => {
       const c = connect((closing.server.address() as { port: number }).port, '127.0.0.1', () => resolve(c));
       c.once('error', reject);
@@ -306,9 +428,11 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
       assert.equal(jwks!.status, 503);
       assert.equal(jwks!.headers.connection, 'close');
       await closed;
+      assert.equal(closing.jwksFastPath.answered, 1, 'nothing more answered by the fast path');
     } finally {
       release();
       s.destroy();
+      await closing.close();
     }
   });
 });

@@ -1,8 +1,8 @@
 import * as assert from 'node:assert/strict';
 import { WORKER_HEADER, workerResponseHeaders } from '../../../src/cluster/worker-identity';
 
-// How createServer adds these headers to every answer (fastify routes, errors and the JWKS
-// fast path alike) is tested in test/integration/http-server.test.ts.
+// How createServer adds these headers to answers (fastify's routes and error answers, and the
+// JWKS fast path) is tested in test/integration/http-server.test.ts.
 describe('worker identity header', () => {
   it('is off by default: a worker tells clients nothing about the process layout', () => {
     assert.deepEqual(workerResponseHeaders({ workerHeader: false }, 2), {});
