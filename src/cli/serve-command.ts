@@ -116,7 +116,7 @@ async function startHttp(
   const app = createServer(ctx, {
     publicBaseUrl: publicBaseUrl(config.server.publicUrl, listen).url,
     plugins: tokenServicePlugins(ctx, { metricsRegistries: opts.metricsRegistries ?? [] }),
-    ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
+    responseHeaders: opts.responseHeaders,
   });
   const address = await app.listen(listen);
   return { app, address };

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LifecycleContext } from '../lifecycle/context';
 import type { ScopeConfig } from '../policy/scope';
-import { answerJwks, jwksPath } from './jwks-routes';
+import { answerJwks, JWKS_CONTENT_TYPE, jwksPath } from './jwks-routes';
 
 /**
  * Answers `GET /scopes/<scope>/.well-known/jwks.json` straight from node:http, before fastify
@@ -56,7 +56,7 @@ export class JwksFastPath {
       if (answer === undefined) return false;
       const headers: Record<string, string | number> = {};
       for (const [k, v] of this.extraHeaders) headers[k] = v;
-      headers['content-type'] = 'application/jwk-set+json';
+      headers['content-type'] = JWKS_CONTENT_TYPE;
       headers['cache-control'] = answer.cacheControl;
       headers.etag = answer.etag;
       if (answer.notModified) {

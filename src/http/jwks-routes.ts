@@ -4,6 +4,9 @@ import { requireScope, type LifecycleContext } from '../lifecycle/context';
 import type { ScopeConfig } from '../policy/scope';
 import { ifNoneMatchHits } from './etag';
 
+/** The media type of every JWKS answer (RFC 7517 §8.5), from either path. */
+export const JWKS_CONTENT_TYPE = 'application/jwk-set+json';
+
 /** The path a scope's JWKS is published at. */
 export function jwksPath(scope: string): string {
   return `/scopes/${scope}/.well-known/jwks.json`;
@@ -59,7 +62,7 @@ export function registerJwksRoutes(app: FastifyInstance, ctx: LifecycleContext, 
       return;
     }
     reply
-      .header('content-type', 'application/jwk-set+json')
+      .header('content-type', JWKS_CONTENT_TYPE)
       .header('cache-control', answer.cacheControl)
       .header('etag', answer.etag);
     if (answer.notModified) reply.status(304).send();

@@ -29,10 +29,9 @@ describe('client versions (auth cache), on both stores', function () {
     describe(store.name, () => {
       let trt: TestRuntime;
       before(async () => {
-        const storeUrl = await store.url();
         trt = await startTestRuntime([{ name: 'alpha' }], {
           clock: new FakeClock(Date.UTC(2026, 5, 1)),
-          ...(storeUrl ? { storeUrl } : {}),
+          storeUrl: await store.url(),
         });
       });
       after(async () => trt?.close());

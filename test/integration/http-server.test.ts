@@ -71,9 +71,10 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
   let app: FastifyInstance;
   let port: number;
 
-  const open = () =>
+  /** A connection to `app` (or to the server on `to`). */
+  const open = (to = port) =>
     new Promise<Socket>((resolve, reject) => {
-      const s = connect(port, '127.0.0.1', () => resolve(s));
+      const s = connect(to, '127.0.0.1', () => resolve(s));
       s.once('error', reject);
     });
   /** One request on its own connection. */
@@ -404,16 +405,13 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
       ],
     });
     await closing.listen({ host: '127.0.0.1', port: 0 });
-    const closingBase = `http://127.0.0.1:${(closing.server.address() as { port: number }).port}`;
+    const closingPort = (closing.server.address() as { port: number }).port;
     // Without responseHeaders (the default), the fast path sends no worker header.
-    const plain = await fetch(`${closingBase}${jwksPath('consumer')}`);
+    const plain = await fetch(`http://127.0.0.1:${closingPort}${jwksPath('consumer')}`);
     assert.equal(plain.status, 200);
     assert.equal(closing.jwksFastPath.answered, 1);
     assert.equal(plain.headers.get(WORKER_HEADER), null);
-    const s = await new Promise<Socket>((resolve, reject) => {
-      const c = connect((closing.server.address() as { port: number }).port, '127.0.0.1', () => resolve(c));
-      c.once('error', reject);
-    });
+    const s = await open(closingPort);
     try {
       const reading = readResponses(s, 2);
       s.write(request('GET', '/test/slow'));

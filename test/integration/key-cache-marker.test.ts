@@ -23,12 +23,11 @@ describe('key cache change detection (polled)', function () {
     describe(store.name, () => {
       let trt: TestRuntime;
       before(async () => {
-        const storeUrl = await store.url();
         trt = await startTestRuntime(
           [{ name: 'alpha' }, { name: 'beta' }, { name: 'gamma' }, { name: 'delta' }],
           {
             clock: new FakeClock(Date.UTC(2026, 5, 1)),
-            ...(storeUrl ? { storeUrl } : {}),
+            storeUrl: await store.url(),
           },
         );
         await reconcileAll(trt.ctx, 'test');
