@@ -18,8 +18,9 @@ export interface BuiltJwks {
 /**
  * The scope's JWKS at `now`: its pending, active and retired keys only (I5), each JWK built by
  * `toPublishedJwk` (the one definition of the published format, shared with the verify
- * library's parser): an allowlist of public members plus kid, alg, use, the scope's `iss` and
- * the key's lifecycle instants, so relying parties apply the same rules as the server.
+ * library's parser): an allowlist of public members plus kid, alg, use, the scope's `iss`, the
+ * key's lifecycle instants and the scope's maxTokenTtl (`max_token_ttl`), so relying parties
+ * apply the same rules as the server.
  */
 export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: Date): BuiltJwks {
   const published = keys.filter(
@@ -27,7 +28,12 @@ export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: D
       k.status === 'ready' && k.kid !== null && k.publicJwk !== null && isPublished(effectiveState(k, now)),
   );
   const jwks = toPublishedJwks(
-    published.map((k) => ({ ...k, kid: k.kid as string, publicJwk: k.publicJwk as PublicJwk })),
+    published.map((k) => ({
+      ...k,
+      kid: k.kid as string,
+      publicJwk: k.publicJwk as PublicJwk,
+      maxTokenTtlSeconds: scope.policy.maxTokenTtlSeconds,
+    })),
     scope.issuer,
   );
   const body = JSON.stringify(jwks);

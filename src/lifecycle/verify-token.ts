@@ -3,7 +3,8 @@ import { requireScope, type LifecycleContext } from './context';
 
 /**
  * Complete validation of a token against ONE scope (I5, I6): only that scope's keys are
- * candidates, `iss` must be that scope's issuer, and the key's state is computed now.
+ * candidates, `iss` must be that scope's issuer, the key's state is computed now, and `exp - iat`
+ * is bounded by the scope's maxTokenTtl as configured now (the bound the JWKS publishes).
  * Revoked keys are still looked up (so the reason says `key_revoked`, not `kid_unknown`).
  * `typ`, when given, is the token type the caller accepts (explicit typing, see validateToken).
  */
@@ -29,6 +30,7 @@ export async function verifyToken(
         retireAt: r.retireAt,
         expiresAt: r.expiresAt,
         revokedAt: r.revokedAt,
+        maxTokenTtlSeconds: scope.policy.maxTokenTtlSeconds,
       },
     ];
   };

@@ -1,10 +1,35 @@
+import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../policy/scope';
 import type { ReasonCode } from './reasons';
 
-/** Key lifecycle times the claim checks compare against. */
+/** Key lifecycle times, and the scope's token lifetime bound, the claim checks compare against. */
 export interface KeyWindow {
   activateAt: Date;
   retireAt: Date;
   expiresAt: Date;
+  /**
+   * The scope's maxTokenTtl in seconds: the signer caps `exp - iat` at it, so a longer token
+   * did not come from the signer. Anything but a valid bound (see isTokenLifetimeBound)
+   * refuses every token: a missing bound must not mean an unbounded lifetime.
+   */
+  maxTokenTtlSeconds: number;
+}
+
+/**
+ * Whether `v` can be a token lifetime bound: a positive integer number of seconds, at most the
+ * absolute key lifetime ceiling of 400 days (I1; no token outlives its key, so no bound is longer).
+ */
+export function isTokenLifetimeBound(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= ABSOLUTE_MAX_KEY_LIFETIME_SECONDS;
+}
+
+/**
+ * A would-be bound in a message: short and never throwing, whatever a JWKS or a caller's key
+ * lookup put there (JSON.stringify throws on a BigInt, and a string can be a megabyte long).
+ */
+export function describeLifetimeBound(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (v === undefined || v === null) return String(v);
+  return `a ${Array.isArray(v) ? 'array' : typeof v}`;
 }
 
 export interface ClaimCheckOptions {
@@ -18,8 +43,9 @@ export type ClaimFailure = { reason: ReasonCode; message: string };
 
 /**
  * The claim half of complete validation (I6): types of registered claims, then iss, aud,
- * exp, nbf, iat, and finally that the token fits its key's life: issued while the key was
- * active and not outliving the key. Returns undefined when every check passes.
+ * exp, nbf, iat, then that the token fits its key's life (issued while the key was active and
+ * not outliving the key), and finally that it lives no longer than its scope's maxTokenTtl.
+ * Returns undefined when every check passes.
  */
 export function checkClaims(
   claims: Record<string, unknown>,
@@ -81,6 +107,22 @@ export function checkClaims(
     return {
       reason: 'exp_beyond_key_expiry',
       message: `exp ${isoSeconds(exp)} is after the key's expiry ${key.expiresAt.toISOString()}`,
+    };
+  }
+  // The signer never makes exp - iat longer than maxTokenTtl: a longer-lived token was minted by
+  // someone holding the key outside the signer (a leak) or by a bug, and would otherwise live
+  // until the key's own expiry. Fail closed when the key has no usable bound.
+  const bound = key.maxTokenTtlSeconds;
+  if (!isTokenLifetimeBound(bound)) {
+    return {
+      reason: 'token_lifetime_exceeded',
+      message: `the key carries no valid token lifetime bound (maxTokenTtl: ${describeLifetimeBound(bound)}), so no lifetime can be accepted`,
+    };
+  }
+  if (exp * 1000 - iatMs > bound * 1000 + skewMs) {
+    return {
+      reason: 'token_lifetime_exceeded',
+      message: `the token lives ${exp - iat} s (iat ${isoSeconds(iat)}, exp ${isoSeconds(exp)}), longer than the scope's maxTokenTtl of ${bound} s (+ ${skewMs / 1000} s clock skew)`,
     };
   }
   return undefined;

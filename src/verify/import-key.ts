@@ -1,12 +1,16 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { keySpecFor, type SigningAlg } from '../policy/algorithms';
 import type { PublicJwk } from '../policy/key';
+import { isTokenLifetimeBound } from './check-claims';
 import type { VerificationKey } from './validate-token';
 
 /** RFC 7518 §3.3 asks for at least 2048 bits; keywarden makes 2048 or 3072. */
 export const MIN_RSA_MODULUS_BITS = 2048;
 
-/** What importVerificationKey needs: a public JWK, its alg and its lifecycle times. */
+/**
+ * What importVerificationKey needs: a public JWK, its alg, its lifecycle times and its scope's
+ * token lifetime bound.
+ */
 export interface VerificationKeyInput {
   kid: string;
   alg: SigningAlg;
@@ -15,6 +19,8 @@ export interface VerificationKeyInput {
   retireAt: Date;
   expiresAt: Date;
   revokedAt: Date | null;
+  /** The scope's maxTokenTtl in seconds: a positive integer, at most 400 days. */
+  maxTokenTtlSeconds: number;
 }
 
 export type ImportResult = { ok: true; key: VerificationKey } | { ok: false; problem: string };
@@ -23,10 +29,14 @@ export type ImportResult = { ok: true; key: VerificationKey } | { ok: false; pro
  * Imports a public JWK once into a node:crypto KeyObject (validation then reuses it on every
  * token) after checking that the key type and curve fit `alg`: an EC P-384 key never verifies
  * ES256, an RSA key below 2048 bits never verifies anything. Only public members are read.
+ * A key without a valid token lifetime bound is refused: it would verify tokens of any length.
  */
 export function importVerificationKey(input: VerificationKeyInput): ImportResult {
   const { publicJwk: jwk, alg } = input;
   if (typeof input.kid !== 'string' || input.kid.length === 0) return { ok: false, problem: 'kid is empty' };
+  if (!isTokenLifetimeBound(input.maxTokenTtlSeconds)) {
+    return { ok: false, problem: 'maxTokenTtlSeconds must be a positive integer of at most 400 days' };
+  }
   const spec = keySpecFor(alg);
   let material: JsonWebKey;
   if (spec.kty === 'EC') {
@@ -65,6 +75,7 @@ export function importVerificationKey(input: VerificationKeyInput): ImportResult
       retireAt: input.retireAt,
       expiresAt: input.expiresAt,
       revokedAt: input.revokedAt,
+      maxTokenTtlSeconds: input.maxTokenTtlSeconds,
     },
   };
 }

@@ -2,6 +2,7 @@ import { isSigningAlg, type SigningAlg } from '../policy/algorithms';
 import { KeywardenError } from '../policy/errors';
 import type { PublicJwk } from '../policy/key';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../policy/scope';
+import { describeLifetimeBound, isTokenLifetimeBound } from './check-claims';
 import { importVerificationKey } from './import-key';
 import { parseJsonObject } from './strict-json';
 import type { VerificationKey } from './validate-token';
@@ -11,6 +12,9 @@ import type { VerificationKey } from './validate-token';
  * party needs to apply the same lifecycle rules as the server: `iss` binds the key to its scope
  * (I5) and the NumericDate times (seconds) carry its life, as OpenID Federation does with
  * `iat`/`nbf`/`exp` on JWKs: `nbf` = activateAt, `retire_at` = retireAt, `exp` = expiresAt.
+ * `max_token_ttl` is the scope's maxTokenTtl in seconds: the longest `exp - iat` of a token the
+ * key signs. It rides on every JWK, not on the document, because a token is validated against
+ * one key and everything that decides which tokens a key can have signed travels with the key.
  */
 export interface PublishedJwk {
   kty: 'EC' | 'RSA' | 'OKP';
@@ -26,6 +30,7 @@ export interface PublishedJwk {
   nbf: number;
   exp: number;
   retire_at: number;
+  max_token_ttl: number;
 }
 
 /** A scope's JWKS document. */
@@ -41,6 +46,8 @@ export interface PublishableKey {
   activateAt: Date;
   retireAt: Date;
   expiresAt: Date;
+  /** Its scope's maxTokenTtl, seconds (a positive integer, at most 400 days). */
+  maxTokenTtlSeconds: number;
 }
 
 /** Members that exist only in private or symmetric JWKs: their presence disqualifies a JWK. */
@@ -52,7 +59,8 @@ const PUBLIC_MEMBERS = { EC: ['crv', 'x', 'y'], RSA: ['n', 'e'], OKP: ['crv', 'x
 /**
  * Builds the published JWK of a key from an allowlist of public members, so a private member
  * can never leak into a JWKS whatever `publicJwk` carries. Times are rounded to whole seconds
- * towards the stricter side: activation later, retirement and expiry earlier.
+ * towards the stricter side: activation later, retirement and expiry earlier. Throws
+ * KEY_NOT_USABLE rather than publish a JWK that relying parties would ignore.
  */
 export function toPublishedJwk(key: PublishableKey, issuer: string): PublishedJwk {
   const kty = key.publicJwk.kty;
@@ -66,6 +74,12 @@ export function toPublishedJwk(key: PublishableKey, issuer: string): PublishedJw
     }
     jwk[member] = value as never;
   }
+  if (!isTokenLifetimeBound(key.maxTokenTtlSeconds)) {
+    throw new KeywardenError(
+      'KEY_NOT_USABLE',
+      `key ${key.kid}: maxTokenTtlSeconds (${describeLifetimeBound(key.maxTokenTtlSeconds)}) is not a positive integer of at most 400 days`,
+    );
+  }
   return {
     ...(jwk as Pick<PublishedJwk, 'kty' | 'crv' | 'x' | 'y' | 'n' | 'e'>),
     kid: key.kid,
@@ -75,6 +89,7 @@ export function toPublishedJwk(key: PublishableKey, issuer: string): PublishedJw
     nbf: Math.ceil(key.activateAt.getTime() / 1000),
     exp: Math.floor(key.expiresAt.getTime() / 1000),
     retire_at: Math.floor(key.retireAt.getTime() / 1000),
+    max_token_ttl: key.maxTokenTtlSeconds,
   };
 }
 
@@ -97,9 +112,12 @@ export type JwksInspection =
  * Reads a JWKS (JSON text or parsed value) as published by keywarden for `expectedIssuer`.
  * Keys are imported once. A JWK is ignored when it has a private member, an `iss` other than
  * `expectedIssuer` (I5), an alg outside the allowlist or not fitting its key, `use` other than
- * `sig`, missing or inconsistent lifecycle times, or a life longer than the absolute ceiling
- * (I1). The document as a whole fails only when it is not a JWKS. Keys from a JWKS have
- * `revokedAt` null: revoked keys are simply not published.
+ * `sig`, missing or inconsistent lifecycle times, a life longer than the absolute ceiling
+ * (I1), or a missing or invalid `max_token_ttl` (not a positive integer of seconds, or over the
+ * 400-day ceiling): without the bound the key would accept tokens of any lifetime, so it is
+ * not used at all (fail closed; its tokens are then `kid_unknown`). The document as a whole
+ * fails only when it is not a JWKS. Keys from a JWKS have `revokedAt` null: revoked keys are
+ * simply not published.
  */
 export function inspectJwks(body: unknown, expectedIssuer: string): JwksInspection {
   let doc: unknown = body;
@@ -161,6 +179,12 @@ function readJwk(jwk: unknown, expectedIssuer: string): JwkRead {
     return bad('times are out of order (need nbf <= retire_at <= exp)');
   if (exp - nbf > ABSOLUTE_MAX_KEY_LIFETIME_SECONDS)
     return bad('lives longer than the absolute key lifetime ceiling');
+  const maxTokenTtl = j.max_token_ttl;
+  if (!isTokenLifetimeBound(maxTokenTtl)) {
+    return bad(
+      `max_token_ttl (${describeLifetimeBound(maxTokenTtl)}) is not a positive integer of seconds within the 400-day ceiling`,
+    );
+  }
   const imported = importVerificationKey({
     kid,
     alg: j.alg,
@@ -169,6 +193,7 @@ function readJwk(jwk: unknown, expectedIssuer: string): JwkRead {
     retireAt: new Date(retireAt * 1000),
     expiresAt: new Date(exp * 1000),
     revokedAt: null,
+    maxTokenTtlSeconds: maxTokenTtl,
   });
   return imported.ok ? imported : bad(imported.problem);
 }

@@ -31,6 +31,7 @@ export const REASON_CODES = [
   'exp_beyond_key_expiry',
   'jwks_unavailable',
   'typ_mismatch',
+  'token_lifetime_exceeded',
 ] as const;
 
 /** A stable, machine-readable reason a token was refused. */
@@ -70,6 +71,8 @@ export const REASON_DESCRIPTIONS: Readonly<Record<ReasonCode, string>> = {
     'The verification keys could not be obtained (discovery or JWKS fetch failed, or the key source errored).',
   typ_mismatch:
     'The header typ is not the token type the verifier expects (explicit typing: another kind of token from the same issuer).',
+  token_lifetime_exceeded:
+    "The token lifetime (exp - iat) is longer than its scope's maxTokenTtl plus the clock skew, or its key carries no valid bound.",
 };
 
 /** True for a string that is one of the reason codes. */

@@ -9,8 +9,9 @@ import { verifyJwsSignature } from './signature';
 import { isTokenType, tokenTypeProblem } from './token-type';
 
 /**
- * A public key as validation needs it: the key itself and the lifecycle times that decide
- * whether it may verify at all (I2) and which tokens it can have signed.
+ * A public key as validation needs it: the key itself, the lifecycle times that decide
+ * whether it may verify at all (I2) and which tokens it can have signed, and its scope's
+ * bound on token lifetimes.
  */
 export interface VerificationKey {
   kid: string;
@@ -21,6 +22,13 @@ export interface VerificationKey {
   retireAt: Date;
   expiresAt: Date;
   revokedAt: Date | null;
+  /**
+   * The scope's maxTokenTtl, seconds (a positive integer, at most 400 days): tokens whose
+   * `exp - iat` exceeds it plus the clock skew are refused (`token_lifetime_exceeded`). The
+   * server takes it from the scope's config, the library from the JWK's `max_token_ttl`. A key
+   * without a valid value verifies nothing.
+   */
+  maxTokenTtlSeconds: number;
 }
 
 /**
@@ -71,7 +79,8 @@ const FORBIDDEN_HEADER_MEMBERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256']
 /**
  * Complete validation of a compact JWS JWT (I6): size, structure, header rules, key lookup in
  * the scope, key state at `now`, algorithm, signature, then claims including that the token
- * was issued while its key was active and does not outlive the key. Both the server (keys
+ * was issued while its key was active, does not outlive the key, and lives no longer than the
+ * scope's maxTokenTtl (`exp - iat`, plus the clock skew). Both the server (keys
  * from the store) and the relying-party library (keys from a JWKS) call this one function;
  * there is deliberately no signature-only variant.
  *

@@ -342,6 +342,77 @@ describe('token service (in-process, FakeClock)', function () {
     });
   });
 
+  describe("token lifetime: exp - iat bounded by the scope's maxTokenTtl (route and library)", () => {
+    // The test policy's maxTokenTtl is 5m; both verifiers allow 30 s of clock skew.
+    const MAX_TTL = 300;
+    const SKEW = 30;
+
+    it('the JWKS publishes the bound on every key as max_token_ttl, from the scope policy', async () => {
+      const consumer = trt.config.scopes.find((sc) => sc.name === 'consumer')!;
+      assert.equal(consumer.policy.maxTokenTtlSeconds, MAX_TTL);
+      const jwks = (await (await fetch(`${base}/scopes/consumer/.well-known/jwks.json`)).json()) as {
+        keys: { kid: string; max_token_ttl: unknown }[];
+      };
+      assert.ok(jwks.keys.length > 0);
+      for (const k of jwks.keys) assert.equal(k.max_token_ttl, MAX_TTL, k.kid);
+    });
+
+    it("refuses a token the scope's real key signed to live past maxTokenTtl + skew; accepts one at the bound", async () => {
+      const key = await signingKeyOf(trt.ctx, 'consumer');
+      const iat = s(trt.clock.now());
+      const living = (seconds: number) =>
+        signWithKey(
+          trt.ctx,
+          key,
+          { alg: key.alg, kid: key.kid, typ: 'JWT' },
+          { iss: issuer('consumer'), aud: aud('consumer'), iat, nbf: iat, exp: iat + seconds },
+        );
+      // The leak this closes: a token made with the HSM key outside the signer, living until the
+      // key's own expiry (exp_beyond_key_expiry does not catch it: it outlives no key).
+      const untilKeyExpiry = s(key.expiresAt) - iat;
+      assert.ok(untilKeyExpiry > MAX_TTL + SKEW, `the key expires in ${untilKeyExpiry} s`);
+      for (const seconds of [untilKeyExpiry, MAX_TTL + SKEW + 1]) {
+        assert.deepEqual(await bothVerdicts('consumer', await living(seconds)), {
+          route: 'token_lifetime_exceeded',
+          library: 'token_lifetime_exceeded',
+        });
+      }
+      for (const seconds of [MAX_TTL + SKEW, MAX_TTL]) {
+        assert.deepEqual(await bothVerdicts('consumer', await living(seconds)), {
+          route: 'valid',
+          library: 'valid',
+        });
+      }
+      // What the signer makes for the longest ttl it is asked for stays within the bound.
+      const signed = await post('/v1/scopes/consumer/sign', {
+        claims: { aud: aud('consumer') },
+        ttlSeconds: 400 * 86400,
+      });
+      assert.equal(signed.status, 200);
+      assert.deepEqual(await bothVerdicts('consumer', signed.body.token as string), {
+        route: 'valid',
+        library: 'valid',
+      });
+    });
+
+    it('the route reports the reason and the numbers in its message', async () => {
+      const key = await signingKeyOf(trt.ctx, 'consumer');
+      const iat = s(trt.clock.now());
+      const token = await signWithKey(
+        trt.ctx,
+        key,
+        { alg: key.alg, kid: key.kid, typ: 'JWT' },
+        { iss: issuer('consumer'), aud: aud('consumer'), iat, nbf: iat, exp: iat + 600 },
+      );
+      assert.ok(iat + 600 < s(key.expiresAt), 'the token does not outlive its key');
+      const r = await post('/v1/scopes/consumer/verify', { token, audience: aud('consumer') });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.valid, false);
+      assert.equal(r.body.reason, 'token_lifetime_exceeded');
+      assert.match(r.body.message as string, /600 s.*maxTokenTtl of 300 s/);
+    });
+  });
+
   describe('key states over time (route and library)', () => {
     let key: KeyRecord;
     let t0: Date;

@@ -106,6 +106,7 @@ function publish(scope: ScopeState, key: TestKey, issuer = scope.issuer): void {
         activateAt: key.vk.activateAt,
         retireAt: key.vk.retireAt,
         expiresAt: key.vk.expiresAt,
+        maxTokenTtlSeconds: key.vk.maxTokenTtlSeconds,
       },
       issuer,
     ),

@@ -14,6 +14,8 @@ export const AUDIENCE = 'mail-api';
 export const NOW = new Date(Date.UTC(2026, 2, 1, 12, 0, 0));
 export const NOW_S = Math.floor(NOW.getTime() / 1000);
 export const DAY_MS = 86_400_000;
+/** The scope maxTokenTtl test keys carry unless told otherwise (a day: above every default token). */
+export const MAX_TOKEN_TTL_S = 86_400;
 
 export const ALGS: readonly SigningAlg[] = ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'];
 
@@ -41,6 +43,8 @@ export interface KeyTimesInput {
   retireAt?: Date;
   expiresAt?: Date;
   revokedAt?: Date | null;
+  /** The scope's maxTokenTtl, seconds; default MAX_TOKEN_TTL_S. */
+  maxTokenTtlSeconds?: number;
 }
 
 export interface TestKey extends KeyPair {
@@ -73,6 +77,7 @@ export function makeKey(alg: SigningAlg, times: KeyTimesInput = {}, slot = 0, ki
     retireAt: times.retireAt ?? new Date(NOW.getTime() + 10 * DAY_MS),
     expiresAt: times.expiresAt ?? new Date(NOW.getTime() + 20 * DAY_MS),
     revokedAt: times.revokedAt ?? null,
+    maxTokenTtlSeconds: times.maxTokenTtlSeconds ?? MAX_TOKEN_TTL_S,
   });
   if (!imported.ok) throw new Error(imported.problem);
   return { ...pair, alg, kid: id, publicJwk, vk: imported.key };

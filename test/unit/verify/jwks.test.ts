@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { hasCode } from '../../../src/policy/errors';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
 import {
@@ -10,12 +12,14 @@ import {
   toPublishedJwks,
   type PublishableKey,
 } from '../../../src/verify/jwks';
+import { importVerificationKey } from '../../../src/verify/import-key';
 import { validateToken } from '../../../src/verify/validate-token';
 import {
   ALGS,
   DAY_MS,
   ISSUER,
   NOW,
+  NOW_S,
   OPTIONS,
   OTHER_ISSUER,
   makeKey,
@@ -31,6 +35,7 @@ function publishable(key: TestKey, times: Partial<PublishableKey> = {}): Publish
     activateAt: key.vk.activateAt,
     retireAt: key.vk.retireAt,
     expiresAt: key.vk.expiresAt,
+    maxTokenTtlSeconds: key.vk.maxTokenTtlSeconds,
     ...times,
   };
 }
@@ -42,7 +47,7 @@ function lookupFromJwks(body: unknown, issuer: string) {
 }
 
 describe('published JWK format', () => {
-  it('toPublishedJwk copies only public members, plus kid, alg, use, iss and the key times', () => {
+  it('toPublishedJwk copies only public members, plus kid, alg, use, iss, the key times and max_token_ttl', () => {
     for (const alg of ALGS) {
       const key = makeKey(alg);
       const withPrivate = { ...key.publicJwk, ...(key.privateKey.export({ format: 'jwk' }) as object) };
@@ -51,13 +56,28 @@ describe('published JWK format', () => {
       const expected = { EC: ['crv', 'x', 'y'], RSA: ['e', 'n'], OKP: ['crv', 'x'] }[key.publicJwk.kty];
       assert.deepEqual(
         Object.keys(jwk).sort(),
-        ['kty', ...expected, 'kid', 'alg', 'use', 'iss', 'nbf', 'exp', 'retire_at'].sort(),
+        ['kty', ...expected, 'kid', 'alg', 'use', 'iss', 'nbf', 'exp', 'retire_at', 'max_token_ttl'].sort(),
       );
       assert.equal(jwk.use, 'sig');
       assert.equal(jwk.iss, ISSUER);
       assert.equal(jwk.nbf, key.vk.activateAt.getTime() / 1000);
       assert.equal(jwk.retire_at, key.vk.retireAt.getTime() / 1000);
       assert.equal(jwk.exp, key.vk.expiresAt.getTime() / 1000);
+      assert.equal(jwk.max_token_ttl, key.vk.maxTokenTtlSeconds);
+    }
+  });
+
+  it('toPublishedJwk refuses to publish a key without a valid token lifetime bound', () => {
+    const key = makeKey('ES256');
+    for (const bad of [0, -1, 1.5, NaN, Infinity, ABSOLUTE_MAX_KEY_LIFETIME_SECONDS + 1, undefined]) {
+      assert.throws(
+        () => toPublishedJwk(publishable(key, { maxTokenTtlSeconds: bad as number }), ISSUER),
+        (e: unknown) => hasCode(e, 'KEY_NOT_USABLE'),
+        String(bad),
+      );
+    }
+    for (const ok of [1, 300, ABSOLUTE_MAX_KEY_LIFETIME_SECONDS]) {
+      assert.equal(toPublishedJwk(publishable(key, { maxTokenTtlSeconds: ok }), ISSUER).max_token_ttl, ok);
     }
   });
 
@@ -75,6 +95,41 @@ describe('published JWK format', () => {
     assert.equal(jwk.nbf * 1000, NOW.getTime() + 1000);
     assert.equal(jwk.retire_at * 1000, NOW.getTime() + DAY_MS);
     assert.equal(jwk.exp * 1000, NOW.getTime() + 2 * DAY_MS);
+  });
+
+  it('importVerificationKey refuses a key without a valid token lifetime bound', () => {
+    const key = makeKey('ES256');
+    const input = { ...publishable(key), revokedAt: null };
+    assert.equal(importVerificationKey(input).ok, true);
+    for (const bad of [undefined, 0, -1, 1.5, NaN, ABSOLUTE_MAX_KEY_LIFETIME_SECONDS + 1, '300']) {
+      const r = importVerificationKey({ ...input, maxTokenTtlSeconds: bad as number });
+      assert.equal(r.ok, false, String(bad));
+      assert.match(r.ok ? '' : r.problem, /maxTokenTtlSeconds/);
+    }
+  });
+
+  it('every member a published JWK carries is described in docs/verify-library.md and docs/api.md', () => {
+    const docs = join(__dirname, '../../../docs');
+    /** The text of a doc's `## heading` section, up to the next one. */
+    const section = (file: string, heading: string) => {
+      const text = readFileSync(join(docs, file), 'utf8');
+      const start = text.indexOf(`## ${heading}\n`);
+      assert.ok(start >= 0, `${file} has no "## ${heading}"`);
+      const end = text.indexOf('\n## ', start + 1);
+      return text.slice(start, end < 0 ? undefined : end);
+    };
+    const formatSection = section('verify-library.md', 'Published JWK format');
+    const jwksSection = section('api.md', 'JWKS');
+    for (const alg of ALGS) {
+      for (const member of Object.keys(toPublishedJwk(publishable(makeKey(alg)), ISSUER))) {
+        assert.match(
+          formatSection,
+          new RegExp(`^\\|[^\\n]*\`${member}\``, 'm'),
+          `verify-library.md: ${member}`,
+        );
+        assert.ok(jwksSection.includes(`\`${member}`), `api.md JWKS section: ${member}`);
+      }
+    }
   });
 
   it('toPublishedJwk refuses a public JWK that lacks its key members', () => {
@@ -106,6 +161,7 @@ describe('published JWK format', () => {
       assert.equal(vk.activateAt.getTime(), key.vk.activateAt.getTime());
       assert.equal(vk.retireAt.getTime(), key.vk.retireAt.getTime());
       assert.equal(vk.expiresAt.getTime(), key.vk.expiresAt.getTime());
+      assert.equal(vk.maxTokenTtlSeconds, key.vk.maxTokenTtlSeconds);
       const result = await validateToken(tokenFor(key), lookupFromJwks(body, ISSUER), OPTIONS);
       assert.equal(result.valid, true, result.valid ? '' : result.message);
     }
@@ -188,6 +244,34 @@ describe('published JWK format', () => {
       );
     });
 
+    it('a missing or malformed max_token_ttl: no bound must not mean any lifetime (fail closed)', async () => {
+      const { max_token_ttl: _ttl, ...noBound } = good();
+      await assertIgnored(noBound, /max_token_ttl/);
+      for (const bad of [
+        null,
+        '300',
+        0,
+        -300,
+        300.5,
+        Infinity,
+        NaN,
+        ABSOLUTE_MAX_KEY_LIFETIME_SECONDS + 1,
+        Number.MAX_SAFE_INTEGER + 2,
+        true,
+        [300],
+        { seconds: 300 },
+        300n,
+      ]) {
+        await assertIgnored({ ...good(), max_token_ttl: bad }, /max_token_ttl/);
+      }
+      // The same key with a bound at either end of the range is used.
+      for (const ok of [1, ABSOLUTE_MAX_KEY_LIFETIME_SECONDS]) {
+        const inspection = inspectJwks({ keys: [{ ...good(), max_token_ttl: ok }] }, ISSUER);
+        assert.ok(inspection.ok);
+        assert.equal(inspection.keys[0]?.maxTokenTtlSeconds, ok);
+      }
+    });
+
     it('an RSA key below 2048 bits, and an EC point not on the curve', async () => {
       const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
       const weakJwk = weak.publicKey.export({ format: 'jwk' });
@@ -199,6 +283,24 @@ describe('published JWK format', () => {
       x[5] = x[5]! ^ 0xff;
       await assertIgnored({ ...good(), x: x.toString('base64url') }, /not a valid public key/);
     });
+  });
+
+  it("bounds token lifetimes by the JWK's max_token_ttl (+ skew), as the signer does", async () => {
+    const key = makeKey('ES256', { maxTokenTtlSeconds: 300 });
+    const body = JSON.stringify(toPublishedJwks([publishable(key)], ISSUER));
+    assert.equal((JSON.parse(body) as { keys: { max_token_ttl: number }[] }).keys[0]?.max_token_ttl, 300);
+    const iat = NOW_S - 60;
+    const lifetime = (seconds: number) => tokenFor(key, { iat, nbf: iat, exp: iat + seconds });
+    for (const seconds of [300, 330]) {
+      const ok = await validateToken(lifetime(seconds), lookupFromJwks(body, ISSUER), OPTIONS);
+      assert.equal(ok.valid, true, ok.valid ? '' : ok.message);
+    }
+    const long = await validateToken(lifetime(331), lookupFromJwks(body, ISSUER), OPTIONS);
+    assert.equal(long.valid === false && long.reason, 'token_lifetime_exceeded');
+    // The published bound is what decides: the same token passes under a bound of 331 s.
+    const wider = JSON.stringify(toPublishedJwks([publishable(key, { maxTokenTtlSeconds: 331 })], ISSUER));
+    const passes = await validateToken(lifetime(331), lookupFromJwks(wider, ISSUER), OPTIONS);
+    assert.equal(passes.valid, true);
   });
 
   it('keeps two JWKs with one kid, so validation reports kid_ambiguous', async () => {

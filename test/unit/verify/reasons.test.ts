@@ -35,6 +35,7 @@ describe('reason codes', () => {
         'exp_beyond_key_expiry',
         'jwks_unavailable',
         'typ_mismatch',
+        'token_lifetime_exceeded',
       ],
     );
   });

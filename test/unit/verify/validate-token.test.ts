@@ -8,6 +8,7 @@ import {
   validateToken,
   type ValidationResult,
 } from '../../../src/verify/validate-token';
+import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
 import {
   ALGS,
   AUDIENCE,
@@ -499,6 +500,87 @@ describe('validateToken', () => {
         'exp_beyond_key_expiry',
       );
       expectValid(await validateToken(tokenFor(key, { exp: NOW_S + 3600 }), lookupOf(key.vk), OPTIONS));
+    });
+
+    describe("token_lifetime_exceeded: exp - iat beyond the scope's maxTokenTtl + skew", () => {
+      // A scope whose signer caps tokens at 5 minutes; the key itself lives for weeks.
+      let key: TestKey;
+      const iat = NOW_S - 60;
+      const living = (seconds: number, extra: Record<string, unknown> = {}) =>
+        tokenFor(key, { iat, nbf: iat, exp: iat + seconds, ...extra });
+      before(() => {
+        key = makeKey('ES256', { maxTokenTtlSeconds: 300 });
+      });
+
+      it('a token minted with the real key to live until the key expires (the leaked-key case)', async () => {
+        const untilKeyExpiry = Math.floor(key.vk.expiresAt.getTime() / 1000) - iat;
+        assert.ok(untilKeyExpiry > 19 * 86400);
+        expectRefused(
+          await validateToken(living(untilKeyExpiry), lookupOf(key.vk), OPTIONS),
+          'token_lifetime_exceeded',
+        );
+        // A day, an hour: anything the signer would never have made.
+        for (const seconds of [86400, 3600, 331]) {
+          expectRefused(
+            await validateToken(living(seconds), lookupOf(key.vk), OPTIONS),
+            'token_lifetime_exceeded',
+          );
+        }
+      });
+
+      it('accepts exactly maxTokenTtl + skew, and refuses one second (or a fraction) more', async () => {
+        expectValid(await validateToken(living(300), lookupOf(key.vk), OPTIONS));
+        expectValid(await validateToken(living(330), lookupOf(key.vk), OPTIONS));
+        expectRefused(await validateToken(living(331), lookupOf(key.vk), OPTIONS), 'token_lifetime_exceeded');
+        expectRefused(
+          await validateToken(living(330.5), lookupOf(key.vk), OPTIONS),
+          'token_lifetime_exceeded',
+        );
+        // With no skew the bound is maxTokenTtl itself; with the most skew, 300 + 300.
+        const noSkew = { ...OPTIONS, clockSkewSeconds: 0 };
+        expectValid(await validateToken(living(300), lookupOf(key.vk), noSkew));
+        expectRefused(await validateToken(living(301), lookupOf(key.vk), noSkew), 'token_lifetime_exceeded');
+        const maxSkew = { ...OPTIONS, clockSkewSeconds: 300 };
+        expectValid(await validateToken(living(600), lookupOf(key.vk), maxSkew));
+        expectRefused(await validateToken(living(601), lookupOf(key.vk), maxSkew), 'token_lifetime_exceeded');
+      });
+
+      it('measures from iat, whatever nbf says: a late nbf does not shorten the lifetime', async () => {
+        // Valid only from 50 s after iat, yet it lives exp - iat = 400 s: the signer never made it.
+        const token = living(400, { nbf: iat + 50 });
+        expectRefused(await validateToken(token, lookupOf(key.vk), OPTIONS), 'token_lifetime_exceeded');
+      });
+
+      it('comes after the key checks: a token that also outlives its key is exp_beyond_key_expiry', async () => {
+        const short = makeKey('ES256', {
+          expiresAt: new Date(NOW.getTime() + 3600_000),
+          maxTokenTtlSeconds: 300,
+        });
+        expectRefused(
+          await validateToken(tokenFor(short, { exp: NOW_S + 7200 }), lookupOf(short.vk), OPTIONS),
+          'exp_beyond_key_expiry',
+        );
+      });
+
+      it('fails closed: a key without a valid bound verifies no token at all', async () => {
+        const good = living(60);
+        expectValid(await validateToken(good, lookupOf(key.vk), OPTIONS));
+        for (const bad of [
+          undefined,
+          null,
+          0,
+          -300,
+          300.5,
+          NaN,
+          Infinity,
+          ABSOLUTE_MAX_KEY_LIFETIME_SECONDS + 1,
+          '300',
+          300n,
+        ]) {
+          const unbounded = { ...key.vk, maxTokenTtlSeconds: bad as number };
+          expectRefused(await validateToken(good, lookupOf(unbounded), OPTIONS), 'token_lifetime_exceeded');
+        }
+      });
     });
   });
 
