@@ -6,6 +6,7 @@ import type { KeyBackend } from './backends/key-backend';
 import type { AuditSink } from './lifecycle/audit-sink';
 import type { LifecycleContext } from './lifecycle/context';
 import { KeyCache } from './lifecycle/key-cache';
+import { KeyIntegrity } from './lifecycle/key-integrity';
 import { systemClock, type Clock } from './policy/clock';
 import { KeywardenError } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
@@ -25,6 +26,12 @@ export interface RuntimeOptions {
   ) => AuditSink;
   /** Backend factory override (tests inject pre-opened backends). */
   openBackend?: typeof openBackend;
+  /**
+   * Record integrity findings (refused key rows, missing rows) in the audit log, not only in the
+   * log. The daemon's scheduling process does; workers and one-shot commands only log them, so
+   * one finding is not recorded once per process.
+   */
+  auditIntegrity?: boolean;
 }
 
 /** A wired process: the lifecycle context plus what must be closed on exit. */
@@ -55,7 +62,16 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     return p;
   };
   const keys = new KeyRepository(ds);
-  const cache = new KeyCache(config, keys, clock, opts.log);
+  const audit = opts.audit ? opts.audit(ds, backend, opts.log, clock) : new LogAuditSink(opts.log);
+  const integrity = new KeyIntegrity({
+    config,
+    clock,
+    log: opts.log,
+    backend,
+    rowExists: async (id) => (await keys.findById(id)) !== null,
+    audit: opts.auditIntegrity ? audit : null,
+  });
+  const cache = new KeyCache(config, keys, clock, opts.log, integrity);
   const ctx: LifecycleContext = {
     config,
     clock,
@@ -63,7 +79,7 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     ds,
     keys,
     lock: createScopeLock(ds),
-    audit: opts.audit ? opts.audit(ds, backend, opts.log, clock) : new LogAuditSink(opts.log),
+    audit,
     cache,
     backend,
   };

@@ -45,6 +45,35 @@ export interface KeyBackend {
   /** Every object carrying keywarden's label prefix / tag, for orphan detection and hygiene. */
   list(): Promise<BackendObject[]>;
 
+  /**
+   * A stable string naming the key object `ref` points at (PKCS#11: the CKA_ID in hex; Key Vault:
+   * name/version), the same for a ref and for the inventory entry of its object. Pure; no I/O.
+   */
+  refIdentity(ref: BackendRef): string;
+
+  /**
+   * Stores keywarden's seal of a key (its signature over its own record, see policy/key-seal.ts)
+   * in the backend beside the key, where the store cannot change it. Once per key:
+   * BACKEND_OBJECT_EXISTS when the key already has a seal, BACKEND_OBJECT_NOT_FOUND when the key
+   * does not exist.
+   */
+  attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void>;
+
+  /**
+   * Every private key object (signing-capable key) in the backend, from one listing: what the
+   * integrity check needs at each key reload to see that the key a row names still exists and is
+   * sealed, without one lookup per row.
+   */
+  inventory(): Promise<InventoryEntry[]>;
+
+  /**
+   * What the backend itself holds for each key (in the order asked): its public key, the scope and
+   * row id in its label or tags, its seal, and the validity recorded at creation. The expensive
+   * check, done once per row content; linear in the backend's objects, however many are asked
+   * (one listing, not one lookup per key). Throws only when the backend as a whole cannot answer.
+   */
+  inspectKeys(keys: readonly { ref: BackendRef; alg: SigningAlg }[]): Promise<KeyInspection[]>;
+
   /** Cheap liveness probe for /readyz. Never throws. */
   health(): Promise<BackendHealth>;
 
@@ -91,6 +120,43 @@ export interface BackendObject {
     neverExtractable?: boolean;
     enabled?: boolean;
   };
+}
+
+/** One private key object found by `inventory()`. */
+export interface InventoryEntry {
+  /** As `refIdentity` gives it for a ref to this object. */
+  identity: string;
+  ref: BackendRef;
+  /** Label (PKCS#11) or key name (Key Vault). */
+  label: string;
+  /** The store row id in the label / tags, when it is one of keywarden's. */
+  keyId: string | null;
+  scope: string | null;
+  /** The backend holds a seal for this key. */
+  sealed: boolean;
+}
+
+/** The answer for one key of `inspectKeys`. */
+export type KeyInspection =
+  | { status: 'found'; facts: BackendKeyFacts }
+  /** No private key object at the reference: never made, or destroyed. */
+  | { status: 'missing' }
+  /** The key exists but cannot be vouched for: its public half is gone, it does not fit the alg, ... */
+  | { status: 'unreadable'; problem: string };
+
+/** What the backend says about one key (see `inspectKeys`). Never private key material. */
+export interface BackendKeyFacts {
+  publicJwk: PublicJwk;
+  /** The store row id and scope its label / tags name (null when they name none). */
+  keyId: string | null;
+  scope: string | null;
+  /** The stored seal, or null when the key has none (made before sealing). */
+  seal: Uint8Array | null;
+  /**
+   * The validity recorded at creation (PKCS#11 CKA_START_DATE/CKA_END_DATE of the public key,
+   * whole UTC days; Key Vault nbf/exp, seconds). Confirms the times of keys made before sealing.
+   */
+  validity: { notBefore: Date | null; notAfter: Date | null; precision: 'day' | 'second' };
 }
 
 export interface BackendHealth {

@@ -1,10 +1,48 @@
 import { Command } from 'commander';
 import { checkHsm, hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle/hsm-check';
+import { HSM_FINDING_KINDS } from '../policy/hsm-findings';
 import { EXIT } from './exit-codes';
 import { loadConfigFor, output, table, withRuntime } from './io';
 
 const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
 const bytes = (n: number | null): string => (n === null ? 'not reported' : `${n} B`);
+
+type Listed = HsmCheckReport['backends'][number]['objects'][number];
+
+/** What a key may be used for, as its flags say: `sign`, `sign,decrypt`, ... ('?' none reported). */
+function uses(o: Listed): string {
+  const a = o.attributes;
+  const flags: [string, boolean | undefined][] = [
+    ['sign', a.sign],
+    ['sign-recover', a.signRecover],
+    ['decrypt', a.decrypt],
+    ['unwrap', a.unwrap],
+    ['derive', a.derive],
+  ];
+  if (flags.every(([, v]) => v === undefined)) return '?';
+  return (
+    flags
+      .filter(([, v]) => v === true)
+      .map(([name]) => name)
+      .join(',') || 'none'
+  );
+}
+
+const isKey = (o: Listed): boolean => o.class === 'private' || o.class === 'secret';
+
+/** The `--help` list of finding kinds, from the catalogue docs/errors.md documents. */
+function findingKindsHelp(): string {
+  const kinds = Object.entries(HSM_FINDING_KINDS);
+  const width = Math.max(...kinds.map(([k]) => k.length));
+  return [
+    '',
+    'Finding kinds (any finding: exit 1; --json gives each with kind, subject, id, kid, message):',
+    ...kinds.map(([kind, meaning]) => `  ${kind.padEnd(width)}  ${meaning}`),
+    '',
+    'Keys made before keywarden set CKA_MODIFIABLE/CKA_COPYABLE/CKA_SIGN_RECOVER are reported as',
+    'modifiable and copyable (and can-sign-recover where the module defaults it on): rotate them.',
+  ].join('\n');
+}
 
 function humanCheck(r: HsmCheckReport): string {
   const parts: string[] = [];
@@ -15,16 +53,19 @@ function humanCheck(r: HsmCheckReport): string {
     if (b.objects.length > 0) {
       parts.push(
         table(
-          ['class', 'label', 'id', 'type', 'sens', 'extr', 'aSens', 'nExtr', 'kid'],
+          ['class', 'label', 'id', 'type', 'sens', 'extr', 'aSens', 'nExtr', 'mod', 'copy', 'uses', 'kid'],
           b.objects.map((o) => [
             o.class,
             o.label,
             o.id.slice(0, 16),
-            o.keyType,
-            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.sensitive) : '',
-            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.extractable) : '',
-            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.alwaysSensitive) : '',
-            o.class === 'private' || o.class === 'secret' ? flag(o.attributes.neverExtractable) : '',
+            o.keyType ?? o.application,
+            isKey(o) ? flag(o.attributes.sensitive) : '',
+            isKey(o) ? flag(o.attributes.extractable) : '',
+            isKey(o) ? flag(o.attributes.alwaysSensitive) : '',
+            isKey(o) ? flag(o.attributes.neverExtractable) : '',
+            b.allObjects ? flag(o.attributes.modifiable) : '',
+            b.allObjects ? flag(o.attributes.copyable) : '',
+            b.allObjects && isKey(o) ? uses(o) : '',
             o.kid?.slice(0, 12),
           ]),
         ),
@@ -89,8 +130,10 @@ export function hsmCommand(): Command {
     .command('check')
     .description(
       'list every object on the configured tokens; exit 1 if a private key is exportable or readable, ' +
-        'an object has no key row, or a dead key was not destroyed',
+        'serves another use than signing, can be modified or copied, an object is unlabelled, a key ' +
+        'pair or seal is left partial, an object has no key row, or a dead key was not destroyed',
     )
+    .addHelpText('after', findingKindsHelp)
     .action(async (_o, cmd: Command) => {
       await withRuntime(cmd, async ({ ctx }) => {
         const r = await checkHsm(ctx);

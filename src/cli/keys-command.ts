@@ -5,15 +5,18 @@ import { rotateScope } from '../lifecycle/rotate-scope';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState } from '../policy/key-state';
+import { verifyKeyRows, type RowTrust } from '../lifecycle/verify-key-rows';
+import { EXIT } from './exit-codes';
 import { cliActor, iso, output, table, withRuntime } from './io';
 
 /** A key as printed by the CLI: its record plus its effective state now. No private data exists to print. */
-export function describeKey(k: KeyRecord, now: Date) {
+export function describeKey(k: KeyRecord, now: Date, trust?: RowTrust) {
   return {
     kid: k.kid,
     scope: k.scope,
     alg: k.alg,
     state: k.status === 'generating' ? 'generating' : effectiveState(k, now),
+    ...(trust === undefined ? {} : { trust }),
     publishAt: k.publishAt,
     activateAt: k.activateAt,
     retireAt: k.retireAt,
@@ -35,6 +38,7 @@ function humanKey(d: ReturnType<typeof describeKey>): string {
     `scope:      ${d.scope}`,
     `alg:        ${d.alg}`,
     `state:      ${d.state}`,
+    ...(d.trust === undefined ? [] : [`trust:      ${d.trust}`]),
     `publish:    ${iso(d.publishAt)}`,
     `activate:   ${iso(d.activateAt)}`,
     `retire:     ${iso(d.retireAt)}`,
@@ -57,18 +61,20 @@ export function keysCommand(): Command {
       await withRuntime(cmd, async ({ ctx }) => {
         if (opts.scope) requireScope(ctx, opts.scope);
         const now = ctx.clock.now();
+        const { trust } = await verifyKeyRows(ctx);
         const all = opts.scope ? await ctx.keys.listByScope(opts.scope) : await ctx.keys.listAll();
-        const rows = all.map((k) => describeKey(k, now));
+        const rows = all.map((k) => describeKey(k, now, trust.get(k.id) ?? 'unchecked'));
         output(cmd, rows, () =>
           rows.length === 0
             ? 'no keys'
             : table(
-                ['scope', 'kid', 'alg', 'state', 'activate', 'retire', 'expires'],
+                ['scope', 'kid', 'alg', 'state', 'trust', 'activate', 'retire', 'expires'],
                 rows.map((r) => [
                   r.scope,
                   r.kid,
                   r.alg,
                   r.state,
+                  r.trust,
                   iso(r.activateAt),
                   iso(r.retireAt),
                   iso(r.expiresAt),
@@ -92,6 +98,45 @@ export function keysCommand(): Command {
     });
 
   keys
+    .command('verify')
+    .description(
+      'check every key row against its backend now (present, same public key, seal valid over the row, ' +
+        'within policy) and every keywarden key in the backends has its row; exit 1 on any finding',
+    )
+    .action(async (_o, cmd: Command) => {
+      await withRuntime(cmd, async ({ ctx }) => {
+        const r = await verifyKeyRows(ctx);
+        const counts = { trusted: 0, dead: 0, refused: 0, unchecked: 0 };
+        for (const t of r.trust.values()) counts[t] += 1;
+        const json = {
+          ok: r.ok,
+          checkedAt: r.checkedAt,
+          counts,
+          refused: r.refused,
+          missingRows: r.missingRows,
+        };
+        output(cmd, json, () =>
+          [
+            `${counts.trusted} trusted, ${counts.dead} dead (revoked or expired), ${counts.refused} refused, ` +
+              `${counts.unchecked} not checked (generating, or scope not configured)`,
+            ...r.refused.map(
+              (f) =>
+                `  refused ${f.reason}: scope ${f.scope} kid ${f.kid ?? '-'} (row ${f.keyId}): ${f.message}`,
+            ),
+            ...r.missingRows.map(
+              (m) =>
+                `  row-missing: backend ${m.backend} holds ${m.label} (scope ${m.scope ?? '-'}) but its row is gone`,
+            ),
+            r.ok
+              ? 'keys verify OK'
+              : `keys verify FAILED: ${r.refused.length + r.missingRows.length} finding(s)`,
+          ].join('\n'),
+        );
+        if (!r.ok) process.exitCode = EXIT.NEGATIVE;
+      });
+    });
+
+  keys
     .command('rotate')
     .description(
       'create the next key of a scope now (normal prepublish: it signs once every JWKS cache knows it)',
@@ -108,7 +153,8 @@ export function keysCommand(): Command {
   keys
     .command('revoke')
     .description(
-      'revoke a key now: it leaves the JWKS and stops signing and verifying; a replacement is made if needed',
+      'revoke a key now: it leaves the JWKS, stops signing and verifying, and its HSM objects are destroyed; ' +
+        'a replacement is made if needed',
     )
     .argument('<kid>')
     .requiredOption('--reason <text>', 'why (recorded in the audit log)')
@@ -118,11 +164,15 @@ export function keysCommand(): Command {
         const now = ctx.clock.now();
         const result = {
           revoked: describeKey(r.revoked, now),
+          destroyed: r.destroyed,
           replacement: r.replacement ? describeKey(r.replacement, now) : null,
         };
         output(cmd, result, () =>
           [
             `revoked ${r.revoked.kid} (scope ${r.revoked.scope}): ${opts.reason}`,
+            r.destroyed
+              ? 'its backend objects are destroyed'
+              : 'its backend objects could not be destroyed yet (backend unreachable); the daemon retries',
             r.replacement
               ? `replacement ${r.replacement.kid} is active now`
               : 'another active key keeps signing; no replacement needed',

@@ -82,8 +82,9 @@ export function serveCommand(): Command {
     });
 }
 
-function openDaemonRuntime(config: KeywardenConfig, log: Logger): Promise<Runtime> {
-  return openRuntime(config, { log, audit: createStoreAuditSink(config) });
+/** `scheduling`: the one process that also records integrity findings in the audit log. */
+function openDaemonRuntime(config: KeywardenConfig, log: Logger, scheduling: boolean): Promise<Runtime> {
+  return openRuntime(config, { log, audit: createStoreAuditSink(config), auditIntegrity: scheduling });
 }
 
 /**
@@ -95,7 +96,7 @@ async function startScheduling(
   config: KeywardenConfig,
   log: Logger,
 ): Promise<{ rt: Runtime; scheduler: Scheduler; lifecycle: LifecycleMetrics }> {
-  const rt = await openDaemonRuntime(config, log);
+  const rt = await openDaemonRuntime(config, log, true);
   const lifecycle = new LifecycleMetrics(rt.ctx);
   const scheduler = new Scheduler(rt.ctx, lifecycle.schedulerHooks());
   await scheduler.start();
@@ -174,7 +175,7 @@ async function serveWorker(
   listen: Listen,
   slot: number,
 ): Promise<never> {
-  const rt = await openDaemonRuntime(config, log);
+  const rt = await openDaemonRuntime(config, log, false);
   // Each worker polls the store itself: revocations and new keys reach it as they reach a
   // separate daemon, within server.keyRefreshSeconds.
   rt.ctx.cache.start();

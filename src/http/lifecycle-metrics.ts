@@ -83,6 +83,33 @@ export class LifecycleMetrics {
       labelNames: ['backend'],
       registers,
     });
+    const integrity = () => ctx.cache.integrity.report;
+    new Gauge({
+      name: 'keywarden_key_rows_refused',
+      help:
+        'Key rows of the scope the integrity check refuses (never published, signed with or trusted), by ' +
+        'reason; absent when none (alert on > 0: someone wrote the store, see docs/security-model.md)',
+      labelNames: ['scope', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of integrity()?.refused ?? []) this.inc({ scope: r.scope, reason: r.reason });
+      },
+    });
+    const backendNames = Object.keys(ctx.config.backends);
+    new Gauge({
+      name: 'keywarden_key_rows_missing',
+      help: 'Keys the backend holds with a keywarden label whose store row is gone (a deleted row, or an old backup)',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        this.reset();
+        const report = integrity();
+        if (!report) return;
+        for (const b of backendNames) this.set({ backend: b }, 0);
+        for (const m of report.missingRows) this.inc({ backend: m.backend });
+      },
+    });
     const log = ctx.log;
     const ds = ctx.ds;
     new Gauge({

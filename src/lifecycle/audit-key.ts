@@ -7,7 +7,7 @@ import { destroyDueAt, timelineForNewKey } from '../policy/timeline';
 import { runLocked } from '../store/scope-lock';
 import type { StatementSigner } from '../audit/signature';
 import type { LifecycleContext } from './context';
-import { abandon, completeKey, generateKey } from './generate-key';
+import { generateKey, recoverGenerating } from './generate-key';
 import type { KeyCache } from './key-cache';
 
 /**
@@ -106,19 +106,7 @@ export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
     const keys = await actx.keys.listByScope(AUDIT_SCOPE);
     // Generation only happens under this lock, so a `generating` row here is a crash leftover.
     for (const row of keys.filter((k) => k.status === 'generating')) {
-      const backend = await actx.backend(row.backendRef.backend);
-      if (await backend.exists(row.backendRef)) {
-        const jwk = await backend.publicKey(row.backendRef, row.alg);
-        await completeKey(lc, row, row.backendRef, jwk, AUDIT_ACTOR, 'recovered after interruption');
-      } else {
-        await abandon(
-          lc,
-          backend,
-          row,
-          AUDIT_ACTOR,
-          new Error('interrupted before the backend created the key'),
-        );
-      }
+      await recoverGenerating(lc, row, AUDIT_ACTOR);
     }
     const now = actx.clock.now();
     const again = signingAuditKey(await actx.keys.listByScope(AUDIT_SCOPE), now);

@@ -4,7 +4,7 @@ import { statementKid, verifyStatement, type StatementKind } from '../audit/sign
 import type { KeyRecord } from '../policy/key';
 import { AUDIT_SCOPE, type AuditContext } from './audit-key';
 import { CHECKPOINT_TYPE, PRUNED_TYPE, type CheckpointData } from './audit-checkpoint';
-import { thumbprint } from './generate-key';
+import { thumbprint } from './thumbprint';
 
 /** How the chain was found broken. */
 export type AuditBreakKind =

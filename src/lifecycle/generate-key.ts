@@ -1,39 +1,42 @@
 import { randomUUID } from 'node:crypto';
-import { calculateJwkThumbprint } from 'jose';
 import type { KeyBackend } from '../backends/key-backend';
 import type { KeyRecord, PublicJwk } from '../policy/key';
+import { encodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import type { ScopeConfig } from '../policy/scope';
 import type { KeyTimeline } from '../policy/timeline';
 import type { LifecycleContext } from './context';
+import { judgeFacts } from './key-integrity';
+import { thumbprint } from './thumbprint';
 
 /** Points in a key's generation where the test-only crash hook can kill the process. */
-type CrashPoint = 'before-backend' | 'after-backend' | 'before-complete';
+type CrashPoint = 'before-backend' | 'after-backend' | 'after-seal' | 'before-complete';
 
 /**
  * TEST HOOK, inert in normal use: when the environment variable KEYWARDEN_TEST_CRASH_AT names
  * this point (`before-backend`: the `generating` row is committed, the backend not yet called;
- * `after-backend`: the backend made the key, the row is not yet completed; `before-complete`:
- * inside the completing transaction, before it commits), the process SIGKILLs itself there.
+ * `after-backend`: the backend made the key, it is not sealed yet; `after-seal`: the key is
+ * sealed, the row not yet completed; `before-complete`: inside the completing transaction, before
+ * it commits), and KEYWARDEN_TEST_CRASH_SCOPE is unset or names the key's scope (so a key made
+ * for the audit log at the same time cannot take the crash), the process SIGKILLs itself there.
  * test/e2e/crash-safety.test.ts uses it to prove every interruption of a rotation is recovered.
  * Read nowhere else; any other value, or none, does nothing.
  */
-function crashPointForTests(point: CrashPoint): void {
-  if (process.env.KEYWARDEN_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
-}
-
-/** RFC 7638 JWK thumbprint (base64url SHA-256): the kid of every keywarden key. */
-export function thumbprint(jwk: PublicJwk): Promise<string> {
-  return calculateJwkThumbprint(jwk as Parameters<typeof calculateJwkThumbprint>[0], 'sha256');
+function crashPointForTests(point: CrashPoint, scope: string): void {
+  if (process.env.KEYWARDEN_TEST_CRASH_AT !== point) return;
+  const only = process.env.KEYWARDEN_TEST_CRASH_SCOPE;
+  if (only === undefined || only === scope) process.kill(process.pid, 'SIGKILL');
 }
 
 /**
  * Creates one key for `scope` with a fixed timeline. Crash-safe ordering:
  * 1. the row is written as `generating` with the backend address chosen up front;
  * 2. the backend generates the keypair there;
- * 3. the row is completed with the public key and kid.
- * A crash between 1 and 3 leaves a `generating` row that reconcile finishes or removes. A
- * backend failure removes the row and any half-made object, then rethrows.
- * Must run under the scope lock.
+ * 3. the new key signs its own record (the seal, policy/key-seal.ts) inside the backend, and the
+ *    seal is stored in the backend beside it, out of the store's reach;
+ * 4. the row is completed with the public key and kid.
+ * A crash between 1 and 4 leaves a `generating` row that reconcile finishes (the key is sealed
+ * and its seal verifies over the row) or removes with its object. A failure removes the row and
+ * any half-made object, then rethrows. Must run under the scope lock.
  */
 export async function generateKey(
   ctx: LifecycleContext,
@@ -76,10 +79,10 @@ export async function generateKey(
       m,
     );
   });
-  crashPointForTests('before-backend');
-  let generated;
+  crashPointForTests('before-backend', scope.name);
+  let sealed: SealedFacts;
   try {
-    generated = await backend.generate(ref, {
+    const generated = await backend.generate(ref, {
       alg: scope.alg,
       rsaBits: scope.rsaBits,
       scope: scope.name,
@@ -87,12 +90,61 @@ export async function generateKey(
       notBefore: timeline.publishAt,
       notAfter: timeline.expiresAt,
     });
+    crashPointForTests('after-backend', scope.name);
+    sealed = await sealNewKey(backend, { ...row, backendRef: generated.ref }, generated.publicJwk);
   } catch (e) {
     await abandon(ctx, backend, row, actor, e);
     throw e;
   }
-  crashPointForTests('after-backend');
-  return completeKey(ctx, row, generated.ref, generated.publicJwk, actor, reason);
+  crashPointForTests('after-seal', scope.name);
+  return completeKey(ctx, row, sealed.backendRef, sealed.publicJwk, actor, reason);
+}
+
+/** Step 3: the new key signs its own record, and the backend keeps the seal. */
+async function sealNewKey(backend: KeyBackend, row: KeyRecord, publicJwk: PublicJwk): Promise<SealedFacts> {
+  const facts: SealedFacts = { ...row, kid: await thumbprint(publicJwk), publicJwk };
+  const signature = await backend.sign(facts.backendRef, facts.alg, sealInput(facts));
+  await backend.attachSeal(facts.backendRef, encodeSeal(signature));
+  return facts;
+}
+
+/** What recovering a crash leftover did. */
+export type RecoveryOutcome = { outcome: 'completed'; key: KeyRecord } | { outcome: 'removed'; why: string };
+
+/**
+ * Finishes or removes a `generating` row a crash left behind. It is completed only when its key
+ * exists, is sealed, and the seal verifies over the row (so a leftover edited in the store is
+ * never completed); otherwise the object, if any, is destroyed and the row removed, and reconcile
+ * makes a fresh key. Must run under the scope lock.
+ */
+export async function recoverGenerating(
+  ctx: LifecycleContext,
+  row: KeyRecord,
+  actor: string,
+): Promise<RecoveryOutcome> {
+  const backend = await ctx.backend(row.backendRef.backend);
+  const [answer] = await backend.inspectKeys([{ ref: row.backendRef, alg: row.alg }]);
+  let why = 'interrupted before the backend created the key';
+  if (answer?.status === 'found' && answer.facts.seal !== null) {
+    const facts = answer.facts;
+    const candidate = { ...row, kid: await thumbprint(facts.publicJwk), publicJwk: facts.publicJwk };
+    const verdict = await judgeFacts(candidate, facts);
+    if (verdict.ok) {
+      const key = await completeKey(
+        ctx,
+        row,
+        row.backendRef,
+        facts.publicJwk,
+        actor,
+        'recovered after interruption',
+      );
+      return { outcome: 'completed', key };
+    }
+    why = `not completed: ${verdict.message}`;
+  } else if (answer?.status === 'found') why = 'interrupted before the key was sealed';
+  else if (answer?.status === 'unreadable') why = `its object is unusable: ${answer.problem}`;
+  await abandon(ctx, backend, row, actor, new Error(why));
+  return { outcome: 'removed', why };
 }
 
 /** Step 3, also used by reconcile to finish a crash leftover whose object exists. */
@@ -126,7 +178,7 @@ export async function completeKey(
       },
       m,
     );
-    crashPointForTests('before-complete');
+    crashPointForTests('before-complete', row.scope);
   });
   ctx.log.info({ scope: row.scope, kid, reason, activateAt: row.activateAt }, 'key created');
   return { ...row, kid, publicJwk, backendRef: ref, status: 'ready' };

@@ -2,6 +2,7 @@ import type { BackendObject, KeyBackend } from '../backends/key-backend';
 import type { ModuleDescription, TokenObject, TokenObjectAttributes } from '../backends/pkcs11';
 import { describeToken } from '../backends/pkcs11/describe-token';
 import { LABEL_PREFIX } from '../backends/pkcs11/key-templates';
+import type { HsmFindingKind } from '../policy/hsm-findings';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState, isPublished } from '../policy/key-state';
 import type { KeywardenConfig } from '../policy/scope';
@@ -9,25 +10,10 @@ import { destroyDueAt } from '../policy/timeline';
 import { coreDumpLimit } from '../process-hardening';
 import { AUDIT_SCOPE, auditKeyDestroyDueAt } from './audit-key';
 import type { LifecycleContext } from './context';
+import { nameObject, partialObjects, tokenHygiene } from './token-hygiene';
 
-/** What `hsm check` fails on (I3 hygiene). */
-export type HsmFindingKind =
-  /** A private key that can be exported (CKA_EXTRACTABLE true). */
-  | 'extractable'
-  /** A private key whose value can be read (CKA_SENSITIVE not true). */
-  | 'not-sensitive'
-  /** A private key that was readable at some point of its life (CKA_ALWAYS_SENSITIVE not true). */
-  | 'not-always-sensitive'
-  /** A private key that was exportable at some point (CKA_NEVER_EXTRACTABLE not true). */
-  | 'not-never-extractable'
-  /** An object with keywarden's label and no key row: made outside keywarden, or a leftover. */
-  | 'orphan'
-  /** A key row past its destroy time whose object still exists. */
-  | 'overdue-destroy'
-  /** A published key whose private object is gone: it cannot sign. */
-  | 'missing-object'
-  /** The backend could not be opened or listed. */
-  | 'unavailable';
+/** What `hsm check` fails on (I3 hygiene): the catalogue with meanings is `HSM_FINDING_KINDS`. */
+export type { HsmFindingKind } from '../policy/hsm-findings';
 
 export interface HsmFinding {
   backend: string;
@@ -46,6 +32,8 @@ export interface HsmObject {
   id: string;
   label: string;
   keyType: string | null;
+  /** CKA_APPLICATION of a data object (`keywarden-key-seal/v1` for a key seal), else null. */
+  application: string | null;
   attributes: TokenObjectAttributes;
   /** The key row it belongs to, when there is one. */
   kid: string | null;
@@ -108,7 +96,9 @@ function destroyDue(config: KeywardenConfig, k: KeyRecord): { at: Date; note: st
 /**
  * Lists every object on each configured backend and checks I3 hygiene: every private key
  * sensitive, never extractable, always so; no keywarden-labelled object without a key row; no
- * object left past its key's destroy time; no published key without its object.
+ * object left past its key's destroy time; no published key without its object. On PKCS#11 tokens
+ * (every object listed) also: private keys that serve uses other than signing, can be modified or
+ * copied; modifiable key seals; unlabelled objects; partial key pairs and seals without keys.
  */
 export async function checkHsm(
   ctx: Pick<LifecycleContext, 'config' | 'keys' | 'backend' | 'clock'>,
@@ -138,6 +128,9 @@ export async function checkHsm(
       continue;
     }
     const rows = allRows.filter((r) => r.backendRef.backend === name);
+    // Usage, mutability, labels and partial key pairs are token-level checks: only a backend that
+    // lists every object with its PKCS#11 attributes can answer them.
+    const everyObject = hasListAll(backend);
     const listed: HsmObject[] = [];
     for (const o of objects) {
       const row = rowFor(o, rows);
@@ -146,11 +139,12 @@ export async function checkHsm(
         id: o.id,
         label: o.label,
         keyType: o.keyType,
+        application: o.application ?? null,
         attributes: o.attributes,
         kid: row?.kid ?? null,
         scope: row?.scope ?? o.scope,
       });
-      const what = `${o.class} key '${o.label}' (id ${o.id || '-'})`;
+      const what = nameObject(o);
       if (o.class === 'private') {
         const a = o.attributes;
         if (a.extractable !== false)
@@ -170,8 +164,18 @@ export async function checkHsm(
           find('not-never-extractable', o.label, o.id, row?.kid ?? null, `${what} has been extractable`);
         }
       }
+      if (everyObject) {
+        tokenHygiene(o, what, (kind, message) =>
+          find(kind, o.label, o.id || null, row?.kid ?? null, message),
+        );
+      }
       if (o.label.startsWith(LABEL_PREFIX) && !row) {
         find('orphan', o.label, o.id, null, `${what} carries keywarden's label but no key row matches it`);
+      }
+    }
+    if (everyObject) {
+      for (const p of partialObjects(objects)) {
+        find(p.kind, p.object.label, p.object.id || null, rowFor(p.object, rows)?.kid ?? null, p.message);
       }
     }
     for (const k of rows) {

@@ -6,6 +6,7 @@ import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import { KeyChangeListener } from '../store/key-change-notifier';
 import type { KeyRepository } from '../store/key-repository';
 import { buildJwks, type BuiltJwks } from './build-jwks';
+import type { KeyIntegrity } from './key-integrity';
 
 /** A ready key with its public key imported once. */
 export interface CachedKey {
@@ -26,10 +27,12 @@ export interface ScopeView {
 /**
  * This process's view of every scope's keys, reloaded from the store whenever its key set
  * version changes (polled every `server.keyRefreshSeconds`) and, on PostgreSQL, as soon as
- * another process announces a key write (LISTEN keywarden_keys). States are never cached: callers
- * compute them from the timestamps at request time (I2). The cache only saves the store
- * round trip and the key import. A revocation reaches it within one poll interval plus one
- * reload at worst, typically milliseconds after the commit on PostgreSQL.
+ * another process announces a key write (LISTEN keywarden_keys). Every reload passes the rows
+ * through the integrity check (key-integrity.ts): only rows their backend vouches for (or rows
+ * already dead by their own times) enter a view, so a store write never becomes a signing or
+ * validation capability. States are never cached: callers compute them from the timestamps at
+ * request time (I2). A revocation reaches it within one poll interval plus one reload at worst,
+ * typically milliseconds after the commit on PostgreSQL.
  */
 export class KeyCache {
   private views = new Map<string, ScopeView>();
@@ -45,6 +48,8 @@ export class KeyCache {
     private readonly keys: KeyRepository,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** The integrity check every reload runs; its last report feeds readiness and metrics. */
+    readonly integrity: KeyIntegrity,
   ) {}
 
   /**
@@ -80,8 +85,9 @@ export class KeyCache {
   private async doRefresh(force: boolean): Promise<void> {
     const { version, keys: all } = await this.keys.readIfChanged(force ? null : this.version);
     if (all === null) return;
+    const { usable } = await this.integrity.check(all);
     const byScope = new Map<string, KeyRecord[]>();
-    for (const k of all) {
+    for (const k of usable) {
       if (k.status !== 'ready' || k.publicJwk === null || k.kid === null) continue;
       let list = byScope.get(k.scope);
       if (!list) byScope.set(k.scope, (list = []));

@@ -3,16 +3,20 @@ import type { KeyRecord } from '../policy/key';
 import { effectiveState } from '../policy/key-state';
 import { nextActions, type ReconcileAction } from '../policy/next-actions';
 import type { ScopeConfig } from '../policy/scope';
-import { abandon, completeKey, generateKey } from './generate-key';
+import { generateKey, recoverGenerating } from './generate-key';
 import { requireScope, type LifecycleContext } from './context';
+import { sealLegacyKeys } from './seal-legacy-keys';
+
+/** What one reconcile step did: an action of nextActions, or sealing a key made before sealing. */
+export type ReconcileStep = ReconcileAction['kind'] | 'seal-legacy';
 
 /** What one reconcile pass of one scope did. */
 export interface ReconcileReport {
   scope: string;
   /** False when another process held the scope lock (it is reconciling instead). */
   ran: boolean;
-  done: { action: ReconcileAction['kind']; kid?: string | null; detail?: string }[];
-  errors: { action: ReconcileAction['kind']; message: string; code: ErrorCode }[];
+  done: { action: ReconcileStep; kid?: string | null; detail?: string }[];
+  errors: { action: ReconcileStep; message: string; code: ErrorCode }[];
 }
 
 /**
@@ -30,7 +34,14 @@ export async function reconcileScope(
   const report: ReconcileReport = { scope: scope.name, ran: false, done: [], errors: [] };
   const outcome = await ctx.lock.tryRun(scope.name, async () => {
     report.ran = true;
-    let keys = await ctx.keys.listByScope(scope.name);
+    await sealLegacy(ctx, scope, actor, report);
+    // Rows the integrity check refused do not exist for decisions: a row inserted in the store
+    // must not stand in for a key, and a tampered one's times must not drive its destruction.
+    const listTrusted = async () => {
+      const refused = new Set(ctx.cache.integrity.refusedIn(scope.name).map((r) => r.keyId));
+      return (await ctx.keys.listByScope(scope.name)).filter((k) => !refused.has(k.id));
+    };
+    let keys = await listTrusted();
     const now = ctx.clock.now();
     const run = async (action: ReconcileAction) => {
       try {
@@ -49,11 +60,17 @@ export async function reconcileScope(
     const leftovers = actions.filter((a) => a.kind === 'resolve-generating');
     if (leftovers.length > 0) {
       for (const action of leftovers) await run(action);
-      keys = await ctx.keys.listByScope(scope.name);
+      keys = await listTrusted();
       actions = nextActions(scope.policy, keys, now).filter((a) => a.kind !== 'resolve-generating');
     }
     for (const action of actions) await run(action);
-    await recordTransitions(ctx, scope, now, actor);
+    await recordTransitions(
+      ctx,
+      scope,
+      (await listTrusted()).map((k) => k.id),
+      now,
+      actor,
+    );
   });
   if (outcome.ran && report.done.length > 0) await ctx.cache.refresh(true);
   return report;
@@ -73,14 +90,10 @@ async function execute(
     }
     case 'resolve-generating': {
       const row = keys.find((k) => k.id === action.keyId) as KeyRecord;
-      const backend = await ctx.backend(row.backendRef.backend);
-      if (await backend.exists(row.backendRef)) {
-        const jwk = await backend.publicKey(row.backendRef, row.alg);
-        const key = await completeKey(ctx, row, row.backendRef, jwk, actor, 'recovered after interruption');
-        return { action: 'resolve-generating', kid: key.kid, detail: 'completed' };
-      }
-      await abandon(ctx, backend, row, actor, new Error('interrupted before the backend created the key'));
-      return { action: 'resolve-generating', kid: null, detail: 'removed' };
+      const r = await recoverGenerating(ctx, row, actor);
+      return r.outcome === 'completed'
+        ? { action: 'resolve-generating', kid: r.key.kid, detail: 'completed' }
+        : { action: 'resolve-generating', kid: null, detail: 'removed' };
     }
     case 'destroy': {
       const row = keys.find((k) => k.id === action.keyId) as KeyRecord;
@@ -103,13 +116,15 @@ async function execute(
 async function recordTransitions(
   ctx: LifecycleContext,
   scope: ScopeConfig,
+  trusted: readonly string[],
   now: Date,
   actor: string,
 ): Promise<void> {
   const keys = await ctx.keys.listByScope(scope.name);
   const last = await ctx.keys.lastStates(scope.name);
+  const ids = new Set(trusted);
   for (const k of keys) {
-    if (k.status !== 'ready') continue;
+    if (k.status !== 'ready' || !ids.has(k.id)) continue;
     const state = effectiveState(k, now);
     if (last.get(k.id) === state) continue;
     await ctx.ds.transaction(async (m) => {
@@ -124,6 +139,37 @@ async function recordTransitions(
       );
       await ctx.keys.setLastState(k.id, state, m);
     });
+  }
+}
+
+/**
+ * Seals the scope's keys made before sealing (after confirming each against its backend), then
+ * reloads this process's keys so the decisions below see them. Failures are reported, not thrown.
+ */
+async function sealLegacy(
+  ctx: LifecycleContext,
+  scope: ScopeConfig,
+  actor: string,
+  report: ReconcileReport,
+): Promise<void> {
+  if (ctx.cache.integrity.refusedIn(scope.name, 'unsealed').length === 0) return;
+  try {
+    const r = await sealLegacyKeys(ctx, scope, actor);
+    for (const kid of r.sealed) report.done.push({ action: 'seal-legacy', kid, detail: 'sealed' });
+    for (const x of r.refused) {
+      report.errors.push({
+        action: 'seal-legacy',
+        message: `key ${x.kid}: ${x.message}`,
+        code: 'KEY_NOT_USABLE',
+      });
+    }
+    if (r.sealed.length > 0 || r.refused.length > 0) await ctx.cache.refresh(true);
+  } catch (e) {
+    report.errors.push({ action: 'seal-legacy', message: (e as Error).message, code: errorCode(e) });
+    ctx.log.error(
+      { scope: scope.name, err: (e as Error).message },
+      'sealing keys made before sealing failed',
+    );
   }
 }
 

@@ -9,14 +9,21 @@ import { generateKey } from './generate-key';
 
 export interface RevokeResult {
   revoked: KeyRecord;
+  /**
+   * The key's backend objects were destroyed at once (revocation is final in the backend). False
+   * when the backend could not be reached: reconcile retries until they are gone.
+   */
+  destroyed: boolean;
   /** Generated when the revocation left the scope without an active key; signs at once. */
   replacement: KeyRecord | null;
 }
 
 /**
  * Emergency revocation (DESIGN.md §4): `revokedAt = now`, so the key leaves the JWKS and
- * stops signing and verifying everywhere as soon as each daemon's cache refreshes. If that
- * leaves the scope without an active key, a replacement is generated and active at once.
+ * stops signing and verifying everywhere as soon as each daemon's cache refreshes; then its
+ * backend objects are destroyed at once, so clearing `revoked_at` in the store cannot bring it
+ * back (docs/security-model.md). If that leaves the scope without an active key, a replacement
+ * is generated and active at once.
  */
 export async function revokeKey(
   ctx: LifecycleContext,
@@ -56,6 +63,7 @@ export async function revokeKey(
         m,
       );
     });
+    const destroyed = await destroyRevoked(ctx, key, actor);
     const remaining = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
     let replacement: KeyRecord | null = null;
     if (!pickSigningKey(remaining, now)) {
@@ -68,6 +76,33 @@ export async function revokeKey(
       );
     }
     await ctx.cache.refresh(true);
-    return { revoked: { ...key, revokedAt: now, revokedReason: reason.trim() }, replacement };
+    return {
+      revoked: { ...key, revokedAt: now, revokedReason: reason.trim(), destroyedAt: destroyed ? now : null },
+      destroyed,
+      replacement,
+    };
   });
+}
+
+/** Destroys a just-revoked key's objects; false (logged, retried by reconcile) when it cannot yet. */
+async function destroyRevoked(ctx: LifecycleContext, key: KeyRecord, actor: string): Promise<boolean> {
+  try {
+    const backend = await ctx.backend(key.backendRef.backend);
+    await backend.destroy(key.backendRef);
+  } catch (e) {
+    ctx.log.error(
+      { scope: key.scope, kid: key.kid, err: (e as Error).message },
+      'revoked key: its backend objects could not be destroyed yet; reconcile retries',
+    );
+    return false;
+  }
+  const at = ctx.clock.now();
+  await ctx.ds.transaction(async (m) => {
+    await ctx.keys.markDestroyed(key.id, at, m);
+    await ctx.audit.record(
+      { type: 'key.destroyed', actor, scope: key.scope, kid: key.kid, data: { reason: 'revoked' } },
+      m,
+    );
+  });
+  return true;
 }

@@ -53,8 +53,12 @@ export function successorDueAt(policy: KeyPolicy, retireAt: Date): Date {
   return at(retireAt.getTime() - policy.prepublishSeconds * 1000);
 }
 
-/** When the backend object of a key is destroyed: after expiry or revocation, whichever first. */
+/**
+ * When the backend object of a key is destroyed: `destroyAfter` past expiry, or at once when it
+ * was revoked (revocation is final in the backend: with the object gone, clearing the revocation
+ * in the store cannot bring the key back).
+ */
 export function destroyDueAt(policy: KeyPolicy, key: { expiresAt: Date; revokedAt: Date | null }): Date {
-  const end = Math.min(key.expiresAt.getTime(), key.revokedAt?.getTime() ?? Infinity);
-  return at(end + policy.destroyAfterSeconds * 1000);
+  const afterExpiry = key.expiresAt.getTime() + policy.destroyAfterSeconds * 1000;
+  return at(Math.min(afterExpiry, key.revokedAt?.getTime() ?? Infinity));
 }

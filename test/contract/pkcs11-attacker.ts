@@ -17,7 +17,11 @@ function attempt(f: () => unknown): Outcome {
       value: Buffer.isBuffer(v) ? v.toString('hex') : v === undefined ? undefined : String(v),
     };
   } catch (e) {
-    const m = /(CKR_[A-Z0-9_]+)/.exec(e instanceof Error ? `${e.message} ${String(e.stack)}` : String(e));
+    const m = /(CKR_[A-Z0-9_]+)(?::(\d+))?/.exec(
+      e instanceof Error ? `${e.message} ${String(e.stack)}` : String(e),
+    );
+    // pkcs11js has no name for CKR_ACTION_PROHIBITED (0x1b) and reports `CKR_VENDOR_DEFINED:27`.
+    if (m?.[1] === 'CKR_VENDOR_DEFINED' && m[2] === '27') return { ok: false, ckr: 'CKR_ACTION_PROHIBITED' };
     return { ok: false, ckr: m?.[1] ?? String(e) };
   }
 }
@@ -70,6 +74,18 @@ function main(): void {
         { type: pkcs11js.CKA_SENSITIVE, value: false },
       ]),
     );
+    // CKA_MODIFIABLE=false / CKA_COPYABLE=false: no attribute changes, no copies of either half.
+    out.setLabel = attempt(() => p.C_SetAttributeValue(s, priv, [{ type: pkcs11js.CKA_LABEL, value: 'x' }]));
+    out.setSignRecoverTrue = attempt(() =>
+      p.C_SetAttributeValue(s, priv, [{ type: pkcs11js.CKA_SIGN_RECOVER, value: true }]),
+    );
+    out.setPublicLabel = attempt(() =>
+      p.C_SetAttributeValue(s, pub, [{ type: pkcs11js.CKA_LABEL, value: 'x' }]),
+    );
+    out.copyPlain = attempt(() => p.C_CopyObject(s, priv, [{ type: pkcs11js.CKA_TOKEN, value: false }]));
+    out.signRecoverInit = attempt(() =>
+      p.C_SignRecoverInit(s, { mechanism: rsa ? pkcs11js.CKM_RSA_PKCS : pkcs11js.CKM_ECDSA }, priv),
+    );
     const kek = p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
       { type: pkcs11js.CKA_TOKEN, value: false },
       { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
@@ -111,8 +127,12 @@ function main(): void {
       ['decrypt', pkcs11js.CKA_DECRYPT],
       ['unwrap', pkcs11js.CKA_UNWRAP],
       ['derive', pkcs11js.CKA_DERIVE],
+      ['signRecover', pkcs11js.CKA_SIGN_RECOVER],
+      ['modifiable', pkcs11js.CKA_MODIFIABLE],
+      ['copyable', pkcs11js.CKA_COPYABLE],
     ];
     for (const [name, type] of flags) out[`flag:${name}`] = attempt(read(priv, type));
+    out['flag:public:modifiable'] = attempt(read(pub, pkcs11js.CKA_MODIFIABLE));
     out['public:startDate'] = attempt(() => read(pub, pkcs11js.CKA_START_DATE)()?.toString('ascii'));
     out['public:endDate'] = attempt(() => read(pub, pkcs11js.CKA_END_DATE)()?.toString('ascii'));
     p.C_Logout(s);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Pkcs11BackendConfig } from '../../src/policy/scope';
 import type { SoftHsmToken } from '../helpers/softhsm';
+import type { Plant } from './pkcs11-planter';
 
 const run = promisify(execFile);
 
@@ -44,6 +45,27 @@ export async function runAttacker(
     { env: { ...process.env, ...token.env, KW_ATTACK_PIN: token.pin }, timeout: 60_000 },
   );
   return JSON.parse(stdout) as Record<string, AttackOutcome>;
+}
+
+/**
+ * Runs test/contract/pkcs11-planter.ts in its own process: plants objects on the token (key pairs
+ * with chosen attributes, data objects, deleted halves). Fails the test if any plant failed.
+ */
+export async function runPlanter(token: SoftHsmToken, plants: Plant[]): Promise<void> {
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--require',
+      require.resolve('tsx/cjs'),
+      join(__dirname, 'pkcs11-planter.ts'),
+      token.modulePath,
+      token.tokenLabel,
+      JSON.stringify(plants),
+    ],
+    { env: { ...process.env, ...token.env, KW_PLANT_PIN: token.pin }, timeout: 60_000 },
+  );
+  const { failed } = JSON.parse(stdout) as { failed: string[] };
+  if (failed.length > 0) throw new Error(`planting failed:\n${failed.join('\n')}`);
 }
 
 /** Runs OpenSC's pkcs11-tool (a third-party client, in another process) logged in to the token. */

@@ -51,7 +51,7 @@ describe('Pkcs11Backend on SoftHSM2: what a client holding the PIN cannot do wit
 
   const attacked: SigningAlg[] = ['ES256', 'RS256', 'EdDSA'];
   for (const alg of attacked) {
-    it(`${alg}: private parts unreadable, flags frozen, no wrap/copy/decrypt/derive, dates on the public key`, async () => {
+    it(`${alg}: private parts unreadable, flags frozen, no wrap/copy/decrypt/derive/sign-recover, no changes, dates on the public key`, async () => {
       const keyId = randomUUID();
       const ref = backend.planKey({ scope: 'attack', keyId });
       const notBefore = new Date('2031-02-03T12:00:00Z');
@@ -65,9 +65,18 @@ describe('Pkcs11Backend on SoftHSM2: what a client holding the PIN cannot do wit
       } else {
         refused(out.readValue, 'reading CKA_VALUE', 'CKR_ATTRIBUTE_SENSITIVE');
       }
-      refused(out.setSensitiveFalse, 'setting CKA_SENSITIVE=false', 'CKR_ATTRIBUTE_READ_ONLY');
-      refused(out.setExtractableTrue, 'setting CKA_EXTRACTABLE=true', 'CKR_ATTRIBUTE_READ_ONLY');
-      refused(out.copyAsExtractable, 'C_CopyObject as extractable', 'CKR_ATTRIBUTE_READ_ONLY');
+      // A non-modifiable (CKA_MODIFIABLE=false) object refuses every change with
+      // CKR_ACTION_PROHIBITED before SoftHSM looks at the attribute; read-only ones say so.
+      const frozen = ['CKR_ATTRIBUTE_READ_ONLY', 'CKR_ACTION_PROHIBITED'];
+      refused(out.setSensitiveFalse, 'setting CKA_SENSITIVE=false', ...frozen);
+      refused(out.setExtractableTrue, 'setting CKA_EXTRACTABLE=true', ...frozen);
+      refused(out.copyAsExtractable, 'C_CopyObject as extractable', ...frozen);
+      refused(out.setLabel, 'changing the private key label', 'CKR_ACTION_PROHIBITED');
+      refused(out.setSignRecoverTrue, 'setting CKA_SIGN_RECOVER=true', 'CKR_ACTION_PROHIBITED');
+      refused(out.setPublicLabel, 'changing the public key label', 'CKR_ACTION_PROHIBITED');
+      refused(out.copyPlain, 'C_CopyObject (CKA_COPYABLE=false)', 'CKR_ACTION_PROHIBITED');
+      // SoftHSM implements no sign-recover at all; CKA_SIGN_RECOVER=false says so on any module.
+      refused(out.signRecoverInit, 'C_SignRecoverInit');
       refused(out.wrapWithAes, 'C_WrapKey', 'CKR_KEY_UNEXTRACTABLE');
       refused(
         out.useForDecryptOrDerive,
@@ -83,6 +92,10 @@ describe('Pkcs11Backend on SoftHSM2: what a client holding the PIN cannot do wit
       assert.equal(flag(out, 'private'), true, 'CKA_PRIVATE');
       assert.equal(flag(out, 'sign'), true, 'CKA_SIGN');
       for (const use of ['decrypt', 'unwrap', 'derive']) assert.equal(flag(out, use), false, `CKA_${use}`);
+      assert.equal(flag(out, 'signRecover'), false, 'CKA_SIGN_RECOVER');
+      assert.equal(flag(out, 'modifiable'), false, 'CKA_MODIFIABLE');
+      assert.equal(flag(out, 'copyable'), false, 'CKA_COPYABLE');
+      assert.equal(flag(out, 'public:modifiable'), false, 'CKA_MODIFIABLE of the public key');
       assert.deepEqual(out['public:startDate'], { ok: true, value: ymd(notBefore) });
       assert.deepEqual(out['public:endDate'], { ok: true, value: ymd(notAfter) });
 
@@ -93,7 +106,9 @@ describe('Pkcs11Backend on SoftHSM2: what a client holding the PIN cannot do wit
         alwaysSensitive: true,
         neverExtractable: true,
       });
+      // Non-modifiable objects can still be destroyed (CKA_DESTROYABLE stays true).
       await backend.destroy(ref);
+      assert.equal(await backend.exists(ref), false);
     });
   }
 });

@@ -2,7 +2,8 @@
  * Crash safety of rotation (DESIGN.md §4, docs/rotation.md): a real `keywarden serve` is
  * SIGKILLed at each step of making a key (through the test-only KEYWARDEN_TEST_CRASH_AT hook in
  * generate-key.ts), then restarted. The store and the token must end consistent: exactly one
- * active key, no row stuck `generating`, no backend object without a row. And objects that
+ * active key, no row stuck `generating`, no backend object without a row; a leftover is completed
+ * only when its key was sealed over it, otherwise it is removed with its object. And objects that
  * nobody can account for are reported, never deleted.
  */
 import * as assert from 'node:assert/strict';
@@ -25,13 +26,16 @@ import { timelineForNewKey } from '../../src/policy/timeline';
 import { validateConfig } from '../../src/policy/validate-config';
 import { Scheduler } from '../../src/scheduler/scheduler';
 import { startServe, type ServeProcess } from '../helpers/daemon';
+import { leaveKeyBehind } from '../helpers/leftover-key';
 import { testConfigDocument } from '../helpers/runtime';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 
 const run = promisify(execFile);
 const silent = pino({ level: 'silent' });
 const SCOPE = 'crash';
-const POINTS = ['before-backend', 'after-backend', 'before-complete'] as const;
+const POINTS = ['before-backend', 'after-backend', 'after-seal', 'before-complete'] as const;
+/** Points before the key is sealed: its leftover is removed (object and row), never completed. */
+const UNSEALED_POINTS: readonly Point[] = ['before-backend', 'after-backend'];
 type Point = (typeof POINTS)[number];
 
 /** Audit events recorded in memory (the in-process orphan tests read them back). */
@@ -109,7 +113,7 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
       assert.ok((await reconcileAll(rt.ctx, 'test')).every((r) => r.errors.length === 0));
     });
     const crashing = await startServe(s.configPath, {
-      env: { KEYWARDEN_TEST_CRASH_AT: s.point },
+      env: { KEYWARDEN_TEST_CRASH_AT: s.point, KEYWARDEN_TEST_CRASH_SCOPE: SCOPE },
       waitHealthy: false,
       args: ['--workers', '1'],
     });
@@ -199,8 +203,15 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
           }
           const left = s().afterCrash!.generating[0]!;
           const resolved = keys.find((k) => k.id === left.id);
-          if (point === 'before-backend') assert.equal(resolved, undefined, 'row without an object removed');
-          else assert.equal(resolved?.status, 'ready', 'row whose object exists completed');
+          if (UNSEALED_POINTS.includes(point)) {
+            assert.equal(resolved, undefined, 'a leftover without a sealed key is removed');
+            assert.equal(
+              await (await rt.ctx.backend('hsm')).exists(left.backendRef),
+              false,
+              'and its object',
+            );
+          } else
+            assert.equal(resolved?.status, 'ready', 'a leftover whose key is sealed over it is completed');
           const ids = new Set(keys.map((k) => k.id));
           const backend = await rt.ctx.backend('hsm');
           const objects = await backend.list();
@@ -264,15 +275,7 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
         createdBy: 'crashed-daemon',
       };
       await rt.ctx.keys.insertGenerating(row, clock.now());
-      if (withObject) {
-        await backend.generate(row.backendRef, {
-          alg: 'ES256',
-          scope: SCOPE,
-          keyId: id,
-          notBefore: row.publishAt,
-          notAfter: row.expiresAt,
-        });
-      }
+      if (withObject) await leaveKeyBehind(backend, row, 'sealed');
       return row;
     }
 

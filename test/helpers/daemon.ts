@@ -40,6 +40,8 @@ export interface DaemonOptions {
    * what a test observes, and a 2-core machine is not oversubscribed.
    */
   workers?: number;
+  /** The store (`store.url` in the config); default a SQLite file in the token directory. */
+  storeUrl?: string;
   /**
    * More entries for the config's `backends` (as written in YAML, e.g. an `azure` backend), next
    * to the SoftHSM2 token's `hsm`; scopes name them with `backend`.
@@ -50,6 +52,20 @@ export interface DaemonOptions {
    * IDENTITY_ENDPOINT); an undefined value removes that variable from the child's environment.
    */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Loads another module for the token's `hsm` backend: given the fresh token, returns the
+   * backend's `module` and `moduleEnv` (e.g. p11-kit's client and the address of a `p11-kit
+   * server` exporting the token, test/helpers/p11kit-server.ts) and a close() that stop() runs
+   * once the daemon has ended. Default: the daemon loads libsofthsm2.so itself.
+   */
+  hsmModule?: (token: SoftHsmToken) => Promise<HsmModule>;
+}
+
+/** What DaemonOptions.hsmModule provides. */
+export interface HsmModule {
+  module: string;
+  moduleEnv: Record<string, string>;
+  close(): Promise<void>;
 }
 
 export interface CliResult {
@@ -149,12 +165,15 @@ async function waitForHealth(baseUrl: string, child: ChildProcess, output: () =>
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const token = await createSoftHsmToken();
   let child: ChildProcess | null = null;
+  let hsm: HsmModule | null = null;
   try {
+    if (opts.hsmModule) hsm = await opts.hsmModule(token);
     await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
     const port = await freePort();
     const baseUrl = `http://127.0.0.1:${port}`;
     const scopes = opts.scopes.map((s) => ({ ...s, issuer: s.issuer ?? `${baseUrl}/scopes/${s.name}` }));
     const base = testConfigDocument(token, scopes, {
+      ...(opts.storeUrl !== undefined ? { store: { url: opts.storeUrl } } : {}),
       logLevel: opts.logLevel ?? 'warn',
       server: {
         host: '127.0.0.1',
@@ -163,9 +182,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         ...(opts.bodyLimitBytes !== undefined ? { bodyLimitBytes: opts.bodyLimitBytes } : {}),
       },
     });
+    const hsmBackend = hsm
+      ? { ...base.backends.hsm, module: hsm.module, moduleEnv: hsm.moduleEnv }
+      : base.backends.hsm;
     const doc = {
       ...base,
-      backends: { ...base.backends, ...opts.backends },
+      backends: { ...base.backends, hsm: hsmBackend, ...opts.backends },
       scopes: base.scopes.map((s, i) => ({ ...s, backend: scopes[i]?.backend ?? s.backend })),
     };
     const extraEnv = opts.env ?? {};
@@ -222,12 +244,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         if (stopped) return;
         stopped = true;
         await shutdown();
+        await hsm?.close();
         await token.cleanup();
       },
     };
   } catch (e) {
     if (child && child.exitCode === null) child.kill('SIGKILL');
     if (child) live.delete(child);
+    await hsm?.close();
     await token.cleanup();
     throw e;
   }

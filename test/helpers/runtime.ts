@@ -88,15 +88,30 @@ export interface TestRuntime {
  */
 export async function startTestRuntime(
   scopes: TestScope[],
-  opts: { clock?: FakeClock; storeUrl?: string } = {},
+  opts: {
+    clock?: FakeClock;
+    storeUrl?: string;
+    /** Record integrity findings in the audit log, as the daemon's scheduling process does. */
+    auditIntegrity?: boolean;
+    /** Where the runtime logs (default: nowhere). */
+    log?: pino.Logger;
+    /** Runs after the token and its PIN file exist, before the runtime opens (e.g. to break it). */
+    beforeOpen?: (token: SoftHsmToken) => Promise<void>;
+  } = {},
 ): Promise<TestRuntime> {
   const token = await createSoftHsmToken();
   await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
   const doc = testConfigDocument(token, scopes, opts.storeUrl ? { store: { url: opts.storeUrl } } : {});
   const config = validateConfig(doc, { source: '<test>', baseDir: token.dir });
   const clock = opts.clock ?? new FakeClock(Date.now());
-  const log = pino({ level: 'silent' });
-  const rt = await openRuntime(config, { log, clock, audit: createStoreAuditSink(config) });
+  const log = opts.log ?? pino({ level: 'silent' });
+  await opts.beforeOpen?.(token);
+  const rt = await openRuntime(config, {
+    log,
+    clock,
+    audit: createStoreAuditSink(config),
+    auditIntegrity: opts.auditIntegrity ?? false,
+  });
   return {
     rt,
     ctx: rt.ctx,

@@ -1,8 +1,10 @@
 /**
  * `hsm check` / `hsm status` against real SoftHSM2 tokens: a clean token passes; objects planted
  * behind keywarden's back (an exportable private key with keywarden's label, made by OpenSC's
- * pkcs11-tool in another process; an orphan made through the backend without a key row) and a
- * dead key nobody destroyed make it fail, in process and through the real CLI (exit 1).
+ * pkcs11-tool in another process; an orphan made through the backend without a key row; keys
+ * that can decrypt, unwrap, derive or sign-recover, modifiable and copyable keys, unlabelled
+ * objects, half key pairs and a key seal without its key, planted by pkcs11js in another process)
+ * and a dead key nobody destroyed make it fail, in process and through the real CLI (exit 1).
  */
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
@@ -16,12 +18,20 @@ import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { openRuntime, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import { validateConfig } from '../../src/policy/validate-config';
-import { pkcs11Tool } from '../contract/pkcs11-fixture';
+import { pkcs11Tool, runPlanter } from '../contract/pkcs11-fixture';
 import { runKeywarden } from '../helpers/cli';
 import { testConfigDocument } from '../helpers/runtime';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 
 const kinds = (r: HsmCheckReport) => [...new Set(r.findings.map((f) => f.kind))].sort();
+
+/** Finding kinds per subject (label), sorted: one entry per finding. */
+function bySubject(r: HsmCheckReport): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const f of r.findings) (out[f.subject] ??= []).push(f.kind);
+  for (const k of Object.values(out)) k.sort();
+  return out;
+}
 
 describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
   this.timeout(180_000);
@@ -62,27 +72,128 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
     assert.equal(b?.allObjects, true);
     const rows = await rt.ctx.keys.listAll();
     assert.equal(rows.length, 2, 'the consumer key and the audit key');
-    // Each key is a private and a public object on the token, both attributed to their row.
-    assert.equal(b?.objects.length, 4);
+    // Each key is a private and a public object on the token (and, once sealed, a key seal data
+    // object), all attributed to their row.
+    const keyObjects = b!.objects.filter((o) => o.class !== 'data');
+    assert.equal(keyObjects.length, 4);
     for (const row of rows) {
       assert.deepEqual(
-        b!.objects
+        keyObjects
           .filter((o) => o.kid === row.kid)
           .map((o) => o.class)
           .sort(),
         ['private', 'public'],
       );
     }
-    const priv = b!.objects.find((o) => o.class === 'private')!;
-    assert.deepEqual(
-      [
-        priv.attributes.sensitive,
-        priv.attributes.extractable,
-        priv.attributes.alwaysSensitive,
-        priv.attributes.neverExtractable,
-      ],
-      [true, false, true, true],
+    for (const o of b!.objects.filter((o) => o.class === 'data')) {
+      assert.equal(o.application, 'keywarden-key-seal/v1');
+      assert.ok(o.kid !== null && rows.some((row) => row.kid === o.kid));
+    }
+    for (const priv of keyObjects.filter((o) => o.class === 'private')) {
+      const a = priv.attributes;
+      assert.deepEqual(
+        [a.sensitive, a.extractable, a.alwaysSensitive, a.neverExtractable],
+        [true, false, true, true],
+      );
+      // The hardening of new keys, as hsm check reads it back from the token.
+      assert.deepEqual(
+        [a.modifiable, a.copyable, a.sign, a.signRecover, a.decrypt, a.unwrap, a.derive],
+        [false, false, true, false, false, false, false],
+      );
+    }
+    for (const pub of keyObjects.filter((o) => o.class === 'public')) {
+      assert.equal(pub.attributes.modifiable, false);
+    }
+  });
+
+  it('names each hygiene problem planted on the token by its kind, in process and through the CLI (--json, exit 1)', async () => {
+    const [consumer] = await rt.ctx.keys.listByScope('consumer');
+    const consumerLabel = consumer!.backendRef.ref.label as string;
+    const consumerId = consumer!.backendRef.ref.id as string;
+    const sealLabel = `keywarden:consumer:${randomUUID()}`;
+    const halfLabel = `keywarden:consumer:${randomUUID()}`;
+    // Each planted key is as hardened as keywarden's own but for one thing (pkcs11-planter.ts).
+    await runPlanter(token, [
+      { op: 'keypair', keyType: 'RSA', label: 'plant-decrypt', idHex: 'd1', private: { decrypt: true } },
+      { op: 'keypair', keyType: 'RSA', label: 'plant-unwrap', idHex: 'd2', private: { unwrap: true } },
+      { op: 'keypair', keyType: 'EC', label: 'plant-derive', idHex: 'd3', private: { derive: true } },
+      {
+        op: 'keypair',
+        keyType: 'RSA',
+        label: 'plant-sign-recover',
+        idHex: 'd4',
+        private: { signRecover: true },
+      },
+      { op: 'keypair', keyType: 'EC', label: 'plant-modifiable', idHex: 'd5', private: { modifiable: true } },
+      { op: 'keypair', keyType: 'EC', label: 'plant-copyable', idHex: 'd6', private: { copyable: true } },
+      // A key made by the template before this change (or by the fallback on a module refusing the
+      // optional hardening) carries SoftHSM2's defaults: modifiable, copyable, sign-recover.
+      {
+        op: 'keypair',
+        keyType: 'EC',
+        label: 'plant-legacy',
+        idHex: 'd7',
+        private: { modifiable: null, copyable: null, signRecover: null },
+        public: { modifiable: null },
+      },
+      { op: 'keypair', keyType: 'EC', label: '', idHex: 'd8' },
+      { op: 'data', label: '', valueHex: '00' },
+      // A key seal whose key pair is gone, and a key pair whose private half is gone.
+      {
+        op: 'data',
+        label: sealLabel,
+        application: 'keywarden-key-seal/v1',
+        valueHex: 'c0ffee',
+        modifiable: false,
+      },
+      { op: 'keypair', keyType: 'EC', label: halfLabel, idHex: 'd9' },
+      { op: 'destroy', class: 'private', label: halfLabel },
+    ]);
+    // Another client (OpenSC) deletes the public half of keywarden's own consumer key.
+    await pkcs11Tool(token, ['--delete-object', '--type', 'pubkey', '--id', consumerId]);
+
+    const expected: Record<string, string[]> = {
+      'plant-decrypt': ['can-decrypt'],
+      'plant-unwrap': ['can-unwrap'],
+      'plant-derive': ['can-derive'],
+      'plant-sign-recover': ['can-sign-recover'],
+      'plant-modifiable': ['modifiable'],
+      'plant-copyable': ['copyable'],
+      'plant-legacy': ['can-sign-recover', 'copyable', 'modifiable'],
+      // Both halves of the unlabelled key pair and the unlabelled data object.
+      '': ['unlabelled', 'unlabelled', 'unlabelled'],
+      [sealLabel]: ['orphan', 'seal-without-key'],
+      [halfLabel]: ['orphan', 'public-key-without-private'],
+      [consumerLabel]: ['private-key-without-public'],
+    };
+    const r = await checkHsm(rt.ctx);
+    assert.equal(r.ok, false);
+    assert.deepEqual(bySubject(r), expected);
+    const message = (kind: string, subject: string) =>
+      r.findings.find((f) => f.kind === kind && f.subject === subject)?.message;
+    assert.match(
+      message('can-decrypt', 'plant-decrypt')!,
+      /private key 'plant-decrypt' \(id d1\) can decrypt/,
     );
+    assert.match(message('modifiable', 'plant-legacy')!, /is modifiable.*rotate the key/);
+    assert.match(message('seal-without-key', sealLabel)!, /key seal '.*' \(id -\) has no key pair/);
+    assert.match(message('private-key-without-public', consumerLabel)!, /has no public key/);
+    assert.equal(r.findings.find((f) => f.subject === consumerLabel)?.kid, consumer!.kid);
+    const seal = r.backends[0]!.objects.find((o) => o.label === sealLabel);
+    assert.equal(seal?.application, 'keywarden-key-seal/v1');
+
+    await rt.close();
+    const json = await runKeywarden(['-c', configPath, '--json', 'hsm', 'check']);
+    assert.equal(json.code, 1, json.stderr);
+    const fromCli = JSON.parse(json.stdout) as HsmCheckReport;
+    assert.equal(fromCli.ok, false);
+    assert.deepEqual(bySubject(fromCli), expected);
+    const human = await runKeywarden(['-c', configPath, 'hsm', 'check']);
+    assert.equal(human.code, 1, human.stderr);
+    assert.match(human.stdout, /\bmod\s+copy\s+uses\b/);
+    assert.match(human.stdout, /can-sign-recover: private key 'plant-sign-recover'/);
+    assert.match(human.stdout, /unlabelled: data object \(no label\)/);
+    assert.match(human.stdout, /public-key-without-private: public key 'keywarden:consumer:/);
   });
 
   it("fails on an exportable private key planted with keywarden's label by another PKCS#11 client", async () => {

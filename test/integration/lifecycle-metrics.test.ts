@@ -153,7 +153,11 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
     let scheduler: Scheduler;
 
     before(async () => {
-      t = await startTestRuntime([{ name: 'alpha' }]);
+      // The backend cannot be opened: its PIN file is gone. The runtime opens backends on first
+      // use, and its first use is the start-up integrity check, so the file goes before that.
+      t = await startTestRuntime([{ name: 'alpha' }], {
+        beforeOpen: (token) => rename(join(token.dir, 'user-pin'), join(token.dir, 'user-pin.away')),
+      });
       metrics = new LifecycleMetrics(t.ctx);
       scheduler = new Scheduler(t.ctx, metrics.schedulerHooks());
     });
@@ -164,8 +168,6 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
 
     it('counts each failed reconcile, and records success only once one succeeds', async () => {
       const pin = join(t.token.dir, 'user-pin');
-      // The backend cannot be opened: its PIN file is gone (the runtime opens backends on first use).
-      await rename(pin, `${pin}.away`);
       await scheduler.runScope('alpha');
       let e = await scrape(metrics);
       assert.equal(sample(e, 'keywarden_reconcile_failures_total', 'alpha'), 1);

@@ -9,6 +9,7 @@ import type { KeyRecord } from '../../src/policy/key';
 import { effectiveState } from '../../src/policy/key-state';
 import { pickSigningKey } from '../../src/policy/next-actions';
 import { timelineForNewKey } from '../../src/policy/timeline';
+import { leaveKeyBehind } from '../helpers/leftover-key';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -133,7 +134,7 @@ describe('lifecycle on a real SoftHSM2 token, driven by a fake clock', function 
     assert.ok((await verifyToken(t.ctx, 'consumer', token, 'consumer-api')).valid);
   });
 
-  it('crash safety: reconcile removes a row left before the backend call and completes one left after it', async () => {
+  it('crash safety: reconcile completes a leftover only when its key is sealed over the row, and removes the rest', async () => {
     const scope = t.config.scopes[0]!;
     const backend = await t.ctx.backend('hsm');
     const row = (id: string): KeyRecord => ({
@@ -152,22 +153,30 @@ describe('lifecycle on a real SoftHSM2 token, driven by a fake clock', function 
       createdBy: 'crash-test',
     });
     const before = row(randomUUID()); // killed before the backend call
-    const after = row(randomUUID()); // killed after the backend made the key, before completion
-    await t.ctx.keys.insertGenerating(before, t.clock.now());
-    await t.ctx.keys.insertGenerating(after, t.clock.now());
-    await backend.generate(after.backendRef, {
-      alg: 'ES256',
-      scope: scope.name,
-      keyId: after.id,
-      notBefore: after.publishAt,
-      notAfter: after.expiresAt,
-    });
+    const unsealed = row(randomUUID()); // killed after the backend made the key, before sealing it
+    const sealed = row(randomUUID()); // killed after sealing, before completing the row
+    const edited = row(randomUUID()); // sealed, then its leftover row's expiry moved later in the store
+    for (const r of [before, unsealed, sealed, edited]) await t.ctx.keys.insertGenerating(r, t.clock.now());
+    await leaveKeyBehind(backend, unsealed, 'generated');
+    await leaveKeyBehind(backend, sealed, 'sealed');
+    await leaveKeyBehind(backend, edited, 'sealed');
+    await t.ctx.ds.query('UPDATE keys SET expires_at = expires_at + 60000 WHERE id = ?', [edited.id]);
     const report = await reconcileScope(t.ctx, scope.name);
-    assert.deepEqual(report.done.map((d) => d.detail).sort(), ['completed', 'removed']);
-    assert.equal(await t.ctx.keys.findById(before.id), null);
-    const completed = await t.ctx.keys.findById(after.id);
+    assert.deepEqual(
+      report.done
+        .filter((d) => d.action === 'resolve-generating')
+        .map((d) => d.detail)
+        .sort(),
+      ['completed', 'removed', 'removed', 'removed'],
+    );
+    for (const r of [before, unsealed, edited]) assert.equal(await t.ctx.keys.findById(r.id), null);
+    // A removed leftover's key is destroyed with it: nothing of it remains to be trusted.
+    assert.equal(await backend.exists(unsealed.backendRef), false);
+    assert.equal(await backend.exists(edited.backendRef), false);
+    const completed = await t.ctx.keys.findById(sealed.id);
     assert.equal(completed?.status, 'ready');
     assert.ok(completed?.kid);
+    assert.ok(t.ctx.cache.view(scope.name)?.byKid.has(completed.kid), 'the completed key is trusted');
     assert.equal((await t.ctx.keys.listAll()).filter((k) => k.status === 'generating').length, 0);
     assert.ok(pickSigningKey(await ready(scope.name), t.clock.now()));
   });

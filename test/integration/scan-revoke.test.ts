@@ -6,13 +6,17 @@ import { tailAudit } from '../../src/lifecycle/audit-query';
 import { reconcileScope } from '../../src/lifecycle/reconcile-scope';
 import { scanForLeaks } from '../../src/lifecycle/scan-for-leaks';
 import { timelineForNewKey } from '../../src/policy/timeline';
+import type { KeyRecord } from '../../src/policy/key';
+import { encodeSeal, sealInput } from '../../src/policy/key-seal';
+import { runPlanter } from '../contract/pkcs11-fixture';
 import { heapLike, makeKey, plantIn } from '../helpers/scan-fixtures';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
 
 /**
- * I4 end to end: a key the store manages leaks (here: a software key registered as a managed
- * key's public half, since an HSM key's private half cannot be had), `scan --revoke` finds it,
- * revokes it with the finding as the reason, and the JWKS drops it.
+ * I4 end to end: a key the store manages leaks (here: a software key imported into the token and
+ * sealed like any managed key, since an HSM-born key's private half cannot be had), `scan
+ * --revoke` finds it, revokes it with the finding as the reason (destroying it in the HSM), and
+ * the JWKS drops it.
  */
 describe('scan --revoke: a leaked managed key is found, revoked, and leaves the JWKS', function () {
   this.timeout(120_000);
@@ -33,34 +37,47 @@ describe('scan --revoke: a leaked managed key is found, revoked, and leaves the 
     const scope = t.config.scopes[0]!;
     const now = t.clock.now();
     const id = randomUUID();
-    await t.ctx.keys.insertGenerating(
+    const backend = await t.ctx.backend('hsm');
+    const ref = backend.planKey({ scope: 'consumer', keyId: id });
+    // The key was made outside the HSM and imported (so a copy of it can exist elsewhere), then
+    // registered and sealed as keywarden seals every key: a managed, trusted, published key.
+    const jwk = leaked.privateJwk;
+    const hex = (b64u: string | undefined) => Buffer.from(b64u!, 'base64url').toString('hex');
+    await runPlanter(t.token, [
       {
-        id,
-        kid: null,
-        scope: 'consumer',
-        alg: 'ES256',
-        status: 'generating',
-        backendRef: {
-          backend: 'hsm',
-          ref: { tokenLabel: t.token.tokenLabel, id: 'ab'.repeat(16), label: `keywarden:consumer:${id}` },
-        },
-        publicJwk: null,
-        ...timelineForNewKey(scope.policy, now, { immediate: true }),
-        revokedAt: null,
-        revokedReason: null,
-        destroyedAt: null,
-        createdAt: now,
-        createdBy: 'test',
+        op: 'import-ec',
+        label: ref.ref.label!,
+        idHex: ref.ref.id!,
+        dHex: hex(jwk.d),
+        xHex: hex(jwk.x),
+        yHex: hex(jwk.y),
       },
-      now,
-    );
+    ]);
+    const row: KeyRecord = {
+      id,
+      kid: null,
+      scope: 'consumer',
+      alg: 'ES256',
+      status: 'generating',
+      backendRef: ref,
+      publicJwk: null,
+      ...timelineForNewKey(scope.policy, now, { immediate: true }),
+      revokedAt: null,
+      revokedReason: null,
+      destroyedAt: null,
+      createdAt: now,
+      createdBy: 'test',
+    };
+    await t.ctx.keys.insertGenerating(row, now);
+    const facts = { ...row, kid: leaked.known.kid, publicJwk: leaked.known.publicJwk };
+    await backend.attachSeal(ref, encodeSeal(await backend.sign(ref, 'ES256', sealInput(facts))));
     await t.ctx.keys.completeGenerating(
       id,
-      { kid: leaked.known.kid, publicJwk: leaked.known.publicJwk, backendRef: { backend: 'hsm', ref: {} } },
+      { kid: facts.kid, publicJwk: facts.publicJwk, backendRef: ref },
       now,
     );
     await t.ctx.cache.refresh(true);
-    assert.ok(jwksKids().includes(leaked.known.kid));
+    assert.ok(jwksKids().includes(leaked.known.kid), 'the imported, sealed key is published');
 
     const dir = t.token.dir;
     const clean = join(dir, 'clean.bin');

@@ -11,7 +11,9 @@ import type {
   BackendObject,
   GeneratedKey,
   GenerateKeyRequest,
+  InventoryEntry,
   KeyBackend,
+  KeyInspection,
   PlanKeyRequest,
 } from '../key-backend';
 import { keySpecFor, RSA_MODULUS_BITS, type SigningAlg } from '../../policy/algorithms';
@@ -22,6 +24,7 @@ import { mapAzureError } from './azure-errors';
 import { isValidKeyName, keyName, keyNamePrefix, TAG_KEY_ID, TAG_SCOPE } from './key-name';
 import { removeKey, rollbackCreate, versionsOf, type VaultAccess } from './key-removal';
 import { toPublicJwk } from './public-jwk';
+import { sealFromTags, sealTags } from './seal-tags';
 import { callVault, type RetrySettings } from './vault-call';
 
 /** Timing knobs of one backend (defaults in open-azure-keyvault-backend.ts). */
@@ -190,6 +193,11 @@ export class AzureKeyVaultBackend implements KeyBackend {
   }
 
   async list(): Promise<BackendObject[]> {
+    return (await this.listVersions()).map((v) => this.describe(v));
+  }
+
+  /** Every version of every key with this backend's name prefix. */
+  private async listVersions(): Promise<KeyProperties[]> {
     const names = await this.call(
       this.what('list keys'),
       async (signal) => {
@@ -201,12 +209,105 @@ export class AzureKeyVaultBackend implements KeyBackend {
       },
       true,
     );
-    const out: BackendObject[] = [];
-    for (const name of names) {
-      const versions = await versionsOf(this.vault, name);
-      for (const v of versions) out.push(this.describe(v));
+    const out: KeyProperties[] = [];
+    for (const name of names) out.push(...(await versionsOf(this.vault, name)));
+    return out;
+  }
+
+  refIdentity(ref: BackendRef): string {
+    return cacheKey(this.address(ref));
+  }
+
+  /** The seal goes into tags of the key version, next to the scope and key id tags. */
+  async attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void> {
+    const a = this.address(ref);
+    const what = this.what(`seal key ${label(a)}`);
+    const key = await this.call(
+      what,
+      (signal) => this.client.getKey(a.name, { version: a.version, abortSignal: signal }),
+      true,
+    );
+    if (key.properties.enabled === false) {
+      throw new KeywardenError('BACKEND_OBJECT_NOT_FOUND', `${what}: the key version is disabled`);
+    }
+    const tags = key.properties.tags ?? {};
+    if (sealFromTags(tags) !== null) {
+      throw new KeywardenError('BACKEND_OBJECT_EXISTS', `${what}: the key is already sealed`);
+    }
+    await this.call(
+      what,
+      (signal) =>
+        this.client.updateKeyProperties(a.name, a.version, {
+          tags: { ...tags, ...sealTags(seal) },
+          abortSignal: signal,
+        }),
+      true,
+    );
+  }
+
+  /** Enabled versions only: destroy disables a version before anything else. */
+  async inventory(): Promise<InventoryEntry[]> {
+    const out: InventoryEntry[] = [];
+    for (const v of await this.listVersions()) {
+      if (v.enabled === false) continue;
+      const tags = v.tags ?? {};
+      out.push({
+        identity: cacheKey({ name: v.name, version: v.version ?? '' }),
+        ref: this.ref(v.name, v.version ?? ''),
+        label: v.name,
+        keyId: tags[TAG_KEY_ID] ?? null,
+        scope: tags[TAG_SCOPE] ?? null,
+        sealed: sealFromTags(tags) !== null,
+      });
     }
     return out;
+  }
+
+  /** One GET per key (Key Vault has no listing that carries public keys and tags together). */
+  async inspectKeys(keys: readonly { ref: BackendRef; alg: SigningAlg }[]): Promise<KeyInspection[]> {
+    const out: KeyInspection[] = [];
+    for (const k of keys) out.push(await this.inspectKey(k.ref, k.alg));
+    return out;
+  }
+
+  private async inspectKey(ref: BackendRef, alg: SigningAlg): Promise<KeyInspection> {
+    const a = this.address(ref);
+    if (keySpecFor(alg).kty === 'OKP') return { status: 'unreadable', problem: unsupported(alg).message };
+    const what = this.what(`read key ${label(a)}`);
+    let key: KeyVaultKey;
+    try {
+      key = await this.call(
+        what,
+        (signal) => this.client.getKey(a.name, { version: a.version, abortSignal: signal }),
+        true,
+      );
+    } catch (e) {
+      if (hasCode(e, 'BACKEND_OBJECT_NOT_FOUND')) return { status: 'missing' };
+      throw e;
+    }
+    // destroy() disables a version first: a disabled key signs nothing and vouches for nothing.
+    if (key.properties.enabled === false) return { status: 'missing' };
+    const tags = key.properties.tags ?? {};
+    let publicJwk: PublicJwk;
+    try {
+      publicJwk = toPublicJwk(key.key, alg, what);
+    } catch (e) {
+      return { status: 'unreadable', problem: (e as Error).message };
+    }
+    return {
+      status: 'found',
+      facts: {
+        publicJwk,
+        keyId: tags[TAG_KEY_ID] ?? null,
+        scope: tags[TAG_SCOPE] ?? null,
+        seal: sealFromTags(tags),
+        validity: {
+          notBefore: key.properties.notBefore ?? null,
+          notAfter: key.properties.expiresOn ?? null,
+          precision: 'second',
+        },
+      },
+    };
   }
 
   async health(): Promise<BackendHealth> {

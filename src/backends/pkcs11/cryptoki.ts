@@ -286,6 +286,11 @@ export class Cryptoki {
     }
   }
 
+  /** Creates an object (keywarden makes only key seal data objects this way). */
+  createObject(session: Handle, template: Attribute[]): Handle {
+    return this.call('C_CreateObject', () => this.pk.C_CreateObject(session, template));
+  }
+
   destroyObject(session: Handle, object: Handle): void {
     this.call('C_DestroyObject', () => this.pk.C_DestroyObject(session, object));
   }

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import { keySpecFor, type RsaModulusBits, type SigningAlg } from '../../policy/algorithms';
+import { isCkr } from './ck-error';
 import type { Attribute, Mechanism } from './cryptoki';
 
 /** Ed25519 constants pkcs11js does not define (PKCS#11 3.0). */
@@ -70,7 +71,11 @@ export interface TemplateInput {
 
 /**
  * Templates for a token-resident signing keypair (I3): the private half is private, sensitive,
- * never extractable and can only sign: no decrypt, unwrap or derive, so it serves no other use.
+ * never extractable and can only sign: no decrypt, unwrap, derive or sign-recover, so it serves no
+ * other use. Neither half can be modified afterwards, and the private half cannot be copied (a copy
+ * could be given other uses). Those three (CKA_MODIFIABLE, CKA_COPYABLE, CKA_SIGN_RECOVER) are
+ * `OPTIONAL_HARDENING`: a module that refuses them gets a second attempt without them
+ * (`generateWithHardeningFallback`).
  */
 export function keyPairTemplates(input: TemplateInput): KeyPairTemplates {
   const keyType = keyTypeFor(input.alg);
@@ -89,6 +94,7 @@ export function keyPairTemplates(input: TemplateInput): KeyPairTemplates {
     { type: pkcs11js.CKA_VERIFY, value: true },
     { type: pkcs11js.CKA_ENCRYPT, value: false },
     { type: pkcs11js.CKA_WRAP, value: false },
+    { type: pkcs11js.CKA_MODIFIABLE, value: false },
   ];
   const privateTemplate: Attribute[] = [
     ...common,
@@ -100,6 +106,9 @@ export function keyPairTemplates(input: TemplateInput): KeyPairTemplates {
     { type: pkcs11js.CKA_DECRYPT, value: false },
     { type: pkcs11js.CKA_UNWRAP, value: false },
     { type: pkcs11js.CKA_DERIVE, value: false },
+    { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+    { type: pkcs11js.CKA_MODIFIABLE, value: false },
+    { type: pkcs11js.CKA_COPYABLE, value: false },
   ];
   const curve = curveFor(input.alg);
   let mechanism: Mechanism;
@@ -116,6 +125,71 @@ export function keyPairTemplates(input: TemplateInput): KeyPairTemplates {
     publicTemplate.push({ type: pkcs11js.CKA_EC_PARAMS, value: EC_PARAMS[curve] });
   }
   return { mechanism, publicTemplate, privateTemplate };
+}
+
+/**
+ * Hardening attributes a module may not accept in a key generation template: CKA_COPYABLE is
+ * PKCS#11 2.40, and some modules refuse CKA_MODIFIABLE=false or CKA_SIGN_RECOVER on key types
+ * they do not recover signatures with. Nothing else is ever left out: CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, CKA_EXTRACTABLE=false and the usage flags are mandatory (I3).
+ */
+export const OPTIONAL_HARDENING: ReadonlyMap<number, string> = new Map([
+  [pkcs11js.CKA_MODIFIABLE, 'CKA_MODIFIABLE'],
+  [pkcs11js.CKA_COPYABLE, 'CKA_COPYABLE'],
+  [pkcs11js.CKA_SIGN_RECOVER, 'CKA_SIGN_RECOVER'],
+]);
+
+/** What a module answers when a template holds an attribute (or value) it does not accept. */
+export const TEMPLATE_REFUSED_CKRS = [
+  'CKR_ATTRIBUTE_TYPE_INVALID',
+  'CKR_ATTRIBUTE_VALUE_INVALID',
+  'CKR_TEMPLATE_INCONSISTENT',
+] as const;
+
+/**
+ * The templates without `OPTIONAL_HARDENING`, and the names of the attributes that were left out
+ * (sorted; empty when there were none).
+ */
+export function withoutOptionalHardening(t: KeyPairTemplates): {
+  templates: KeyPairTemplates;
+  dropped: string[];
+} {
+  const dropped = new Set<string>();
+  const keep = (attrs: Attribute[]): Attribute[] =>
+    attrs.filter((a) => {
+      const name = OPTIONAL_HARDENING.get(a.type);
+      if (name !== undefined) dropped.add(name);
+      return name === undefined;
+    });
+  return {
+    templates: {
+      mechanism: t.mechanism,
+      publicTemplate: keep(t.publicTemplate),
+      privateTemplate: keep(t.privateTemplate),
+    },
+    dropped: [...dropped].sort(),
+  };
+}
+
+/**
+ * Runs `generate` with the full templates and, when the module refuses the template
+ * (`TEMPLATE_REFUSED_CKRS`), once more without `OPTIONAL_HARDENING`. `dropped` names what the
+ * second attempt left out and `refusal` the module's answer to the first (empty and null when the
+ * first one succeeded); the key then carries the module's defaults for those attributes, which
+ * `hsm check` reports (modifiable, copyable, can-sign-recover). Any other failure, or a failure of
+ * the second attempt, is thrown as it came.
+ */
+export async function generateWithHardeningFallback<T>(
+  t: KeyPairTemplates,
+  generate: (templates: KeyPairTemplates) => Promise<T>,
+): Promise<{ keyPair: T; dropped: string[]; refusal: string | null }> {
+  try {
+    return { keyPair: await generate(t), dropped: [], refusal: null };
+  } catch (e) {
+    const reduced = withoutOptionalHardening(t);
+    if (!isCkr(e, ...TEMPLATE_REFUSED_CKRS) || reduced.dropped.length === 0) throw e;
+    return { keyPair: await generate(reduced.templates), dropped: reduced.dropped, refusal: e.ckr };
+  }
 }
 
 /**

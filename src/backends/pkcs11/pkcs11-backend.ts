@@ -8,23 +8,28 @@ import type {
   BackendObject,
   GenerateKeyRequest,
   GeneratedKey,
+  InventoryEntry,
   KeyBackend,
+  KeyInspection,
   PlanKeyRequest,
 } from '../key-backend';
-import { CkError, HANDLE_INVALID_CKRS, isCkr, toKeywardenError } from './ck-error';
+import { CkError, HANDLE_INVALID_CKRS, isCkr, SESSION_LOST_CKRS, toKeywardenError } from './ck-error';
 import { Cryptoki, type Handle } from './cryptoki';
 import { describeModule, type ModuleDescription } from './describe-token';
 import {
   curveFor,
+  generateWithHardeningFallback,
   keyLabel,
   keyPairTemplates,
   LABEL_PREFIX,
   keyTypeFor,
+  parseKeyLabel,
   signOperation,
   type CurveName,
 } from './key-templates';
 import { curveOfParams, PUBLIC_KEY_ATTRIBUTES, publicJwkFromAttributes, readUlong } from './public-jwk';
 import { parseRef, planRef, toBackendObject, type KeyAddress } from './key-ref';
+import { createSealObject, findSealObjects, readSeal, sealLabels } from './seal-objects';
 import { SessionPool } from './session-pool';
 import { describeObject, type TokenObject } from './token-objects';
 
@@ -34,6 +39,13 @@ export interface Pkcs11BackendOptions {
   onSessionsReopened?: () => void;
   /** Upper bound for `health()` (ms). Default 5000. */
   healthTimeoutMs?: number;
+}
+
+/** A key object found by a listing. */
+interface KeyObjectSummary {
+  handle: Handle;
+  idHex: string;
+  label: string;
 }
 
 /** What the process knows about a private key: its handle (per process) and what it can sign. */
@@ -109,7 +121,19 @@ export class Pkcs11Backend implements KeyBackend {
       if (this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]).length > 0) {
         throw new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: an object with CKA_ID ${a.idHex} exists`);
       }
-      const kp = await this.ck.generateKeyPair(s, t.mechanism, t.publicTemplate, t.privateTemplate);
+      const generated = await generateWithHardeningFallback(t, (tt) =>
+        this.ck.generateKeyPair(s, tt.mechanism, tt.publicTemplate, tt.privateTemplate),
+      );
+      const kp = generated.keyPair;
+      if (generated.dropped.length > 0) {
+        // Names only, nothing secret. The key itself keeps the record: `hsm check` reads the
+        // attributes back and reports it (modifiable, copyable, can-sign-recover).
+        process.emitWarning(
+          `PKCS#11 token '${this.tokenLabel}' refused the key template of ${a.label} ` +
+            `(${String(generated.refusal)}); generated it without ${generated.dropped.join(', ')}`,
+          { code: 'KEYWARDEN_PKCS11_HARDENING_DROPPED' },
+        );
+      }
       try {
         const publicJwk = this.readPublicJwk(s, kp.publicKey, alg);
         this.keys.set(a.idHex, { handle: kp.privateKey, keyType: keyTypeFor(alg), curve: curveFor(alg) });
@@ -164,9 +188,15 @@ export class Pkcs11Backend implements KeyBackend {
   async destroy(ref: BackendRef): Promise<void> {
     const a = this.address(ref);
     await this.run(`destroying ${a.label}`, (s) => {
-      const handles = [
+      const keyHandles = [
         ...this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY),
         ...this.findKeyHandles(s, a, pkcs11js.CKO_PUBLIC_KEY),
+      ];
+      // The seal goes with the key (by the objects' own label, and the planned one if they are gone).
+      const labels = new Set([a.label, ...keyHandles.map((h) => this.labelOf(s, h))]);
+      const handles = [
+        ...keyHandles,
+        ...[...labels].flatMap((l) => (l ? findSealObjects(this.ck, s, l) : [])),
       ];
       this.keys.delete(a.idHex);
       for (const h of handles) {
@@ -185,6 +215,93 @@ export class Pkcs11Backend implements KeyBackend {
     return all
       .filter((o) => o.label.startsWith(LABEL_PREFIX) && (o.class === 'private' || o.class === 'public'))
       .map((o) => toBackendObject(o, this.name, this.tokenLabel));
+  }
+
+  refIdentity(ref: BackendRef): string {
+    return this.address(ref).idHex;
+  }
+
+  async attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void> {
+    const a = this.address(ref);
+    await this.run(`sealing ${a.label}`, (s) => {
+      const handle = this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
+      createSealObject(this.ck, s, this.labelOf(s, handle) || a.label, seal);
+    });
+  }
+
+  async inventory(): Promise<InventoryEntry[]> {
+    return this.run('listing keys', (s) => {
+      const sealed = sealLabels(this.ck, s);
+      return this.listKeyObjects(s, pkcs11js.CKO_PRIVATE_KEY).map((o) => ({
+        identity: o.idHex,
+        ref: { backend: this.name, ref: { tokenLabel: this.tokenLabel, id: o.idHex, label: o.label } },
+        label: o.label,
+        ...parseKeyLabel(o.label),
+        sealed: o.label !== '' && sealed.has(o.label),
+      }));
+    });
+  }
+
+  /**
+   * One pass over the token: every private and public key's CKA_ID and label, then the public
+   * key, dates and seal of just the keys asked for. SoftHSM2 reads every object on each
+   * C_FindObjects, so this stays linear where a lookup per key would be quadratic.
+   */
+  async inspectKeys(keys: readonly { ref: BackendRef; alg: SigningAlg }[]): Promise<KeyInspection[]> {
+    if (keys.length === 0) return [];
+    const addresses = keys.map((k) => this.address(k.ref));
+    return this.run(`inspecting ${keys.length} key(s)`, (s) => {
+      const byId = (cls: number) => {
+        const map = new Map<string, KeyObjectSummary[]>();
+        for (const o of this.listKeyObjects(s, cls)) map.set(o.idHex, [...(map.get(o.idHex) ?? []), o]);
+        return map;
+      };
+      const privates = byId(pkcs11js.CKO_PRIVATE_KEY);
+      const publics = byId(pkcs11js.CKO_PUBLIC_KEY);
+      return keys.map((k, i): KeyInspection => {
+        const a = addresses[i] as KeyAddress;
+        const priv = privates.get(a.idHex) ?? [];
+        const pub = publics.get(a.idHex) ?? [];
+        if (priv.length === 0) return { status: 'missing' };
+        if (priv.length > 1 || pub.length > 1) {
+          return { status: 'unreadable', problem: `several objects share CKA_ID ${a.idHex}` };
+        }
+        const label = (priv[0] as KeyObjectSummary).label;
+        if (pub.length === 0)
+          return { status: 'unreadable', problem: `no public key object with CKA_ID ${a.idHex}` };
+        const handle = (pub[0] as KeyObjectSummary).handle;
+        try {
+          const publicJwk = this.readPublicJwk(s, handle, k.alg);
+          // Dates come from the public half: SoftHSM 2.6 fails reading them from private keys.
+          const day = (type: number) => this.readDate(s, handle, type);
+          return {
+            status: 'found',
+            facts: {
+              publicJwk,
+              ...parseKeyLabel(label),
+              seal: label === '' ? null : readSeal(this.ck, s, label),
+              validity: {
+                notBefore: day(pkcs11js.CKA_START_DATE),
+                notAfter: day(pkcs11js.CKA_END_DATE),
+                precision: 'day',
+              },
+            },
+          };
+        } catch (e) {
+          if (isCkr(e, ...SESSION_LOST_CKRS)) throw e;
+          return { status: 'unreadable', problem: (e as Error).message };
+        }
+      });
+    });
+  }
+
+  /** CKA_ID (hex) and label of every key object of one class. */
+  private listKeyObjects(s: Handle, cls: number): KeyObjectSummary[] {
+    return this.ck.findObjects(s, [{ type: pkcs11js.CKA_CLASS, value: cls }]).map((handle) => ({
+      handle,
+      idHex: this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_ID)?.toString('hex') ?? '',
+      label: this.labelOf(s, handle),
+    }));
   }
 
   /** Every object visible to the logged-in user, whatever its label: for `hsm check` hygiene. */
@@ -306,6 +423,20 @@ export class Pkcs11Backend implements KeyBackend {
     return jwk;
   }
 
+  /** A CK_DATE attribute, null when absent or empty (pkcs11js throws on an empty one). */
+  private readDate(s: Handle, handle: Handle, type: number): Date | null {
+    try {
+      return ckDateValue(this.ck.tryGetAttribute(s, handle, type));
+    } catch (e) {
+      if (isCkr(e, ...SESSION_LOST_CKRS)) throw e;
+      return null;
+    }
+  }
+
+  private labelOf(s: Handle, handle: Handle): string {
+    return this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_LABEL)?.toString('utf8') ?? '';
+  }
+
   private destroyHandles(s: Handle, handles: Handle[]): void {
     for (const h of handles) {
       try {
@@ -315,4 +446,12 @@ export class Pkcs11Backend implements KeyBackend {
       }
     }
   }
+}
+
+/** A CK_DATE (`YYYYMMDD`) as midnight UTC of that day; null when empty or not a date. */
+function ckDateValue(b: Buffer | undefined): Date | null {
+  const m = b && /^(\d{4})(\d{2})(\d{2})$/.exec(b.toString('ascii'));
+  if (!m) return null;
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return Number.isNaN(d.getTime()) ? null : d;
 }

@@ -2,6 +2,7 @@ import * as pkcs11js from 'pkcs11js';
 import type { Cryptoki, Handle } from './cryptoki';
 import { CKK_EC_EDWARDS, parseKeyLabel } from './key-templates';
 import { readBool, readUlong } from './public-jwk';
+import { SEAL_APPLICATION } from './seal-objects';
 
 /** Kind of a PKCS#11 object (CKA_CLASS). */
 export type TokenObjectClass = 'private' | 'public' | 'secret' | 'certificate' | 'data' | 'other';
@@ -15,7 +16,9 @@ export interface TokenObjectAttributes {
   alwaysSensitive?: boolean;
   neverExtractable?: boolean;
   modifiable?: boolean;
+  copyable?: boolean;
   sign?: boolean;
+  signRecover?: boolean;
   decrypt?: boolean;
   unwrap?: boolean;
   derive?: boolean;
@@ -32,7 +35,14 @@ export interface TokenObject {
   /** Parsed from a `keywarden:<scope>:<keyId>` label; null for other labels. */
   scope: string | null;
   keyId: string | null;
+  /** CKA_APPLICATION of a data object (e.g. a key seal's `keywarden-key-seal/v1`), when it has one. */
+  application?: string;
   attributes: TokenObjectAttributes;
+}
+
+/** A keywarden key seal: the data object that sits beside a key pair under the same label. */
+export function isKeySeal(o: Pick<TokenObject, 'class' | 'application'>): boolean {
+  return o.class === 'data' && o.application === SEAL_APPLICATION;
 }
 
 const CLASS_NAMES: ReadonlyMap<number, TokenObjectClass> = new Map([
@@ -57,19 +67,22 @@ const BOOL_ATTRIBUTES: ReadonlyArray<[keyof TokenObjectAttributes, number, reado
   ['token', pkcs11js.CKA_TOKEN, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
   ['private', pkcs11js.CKA_PRIVATE, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
   ['modifiable', pkcs11js.CKA_MODIFIABLE, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
+  ['copyable', pkcs11js.CKA_COPYABLE, ['private', 'public', 'secret', 'certificate', 'data', 'other']],
   ['sensitive', pkcs11js.CKA_SENSITIVE, ['private', 'secret']],
   ['extractable', pkcs11js.CKA_EXTRACTABLE, ['private', 'secret']],
   ['alwaysSensitive', pkcs11js.CKA_ALWAYS_SENSITIVE, ['private', 'secret']],
   ['neverExtractable', pkcs11js.CKA_NEVER_EXTRACTABLE, ['private', 'secret']],
   ['sign', pkcs11js.CKA_SIGN, ['private', 'secret']],
+  ['signRecover', pkcs11js.CKA_SIGN_RECOVER, ['private', 'secret']],
   ['decrypt', pkcs11js.CKA_DECRYPT, ['private', 'secret']],
   ['unwrap', pkcs11js.CKA_UNWRAP, ['private', 'secret']],
   ['derive', pkcs11js.CKA_DERIVE, ['private', 'secret']],
 ];
 
 /**
- * Describes one object. Deliberately reads no value attributes: CKA_VALUE and the private
- * exponents are never asked for, so no code path here could carry key material.
+ * Describes one object. Deliberately reads no value attributes: CKA_VALUE (of any object, a key
+ * seal's included) and the private exponents are never asked for, so no code path here could carry
+ * key material. A data object's CKA_APPLICATION is read: it says what the object is.
  */
 export function describeObject(ck: Cryptoki, session: Handle, handle: Handle): TokenObject {
   const classValue = readUlong(ck.tryGetAttribute(session, handle, pkcs11js.CKA_CLASS));
@@ -81,11 +94,23 @@ export function describeObject(ck: Cryptoki, session: Handle, handle: Handle): T
     const kt = readUlong(ck.tryGetAttribute(session, handle, pkcs11js.CKA_KEY_TYPE));
     keyType = kt === null ? null : (KEY_TYPE_NAMES.get(kt) ?? `0x${kt.toString(16)}`);
   }
+  const application =
+    cls === 'data'
+      ? ck.tryGetAttribute(session, handle, pkcs11js.CKA_APPLICATION)?.toString('utf8')
+      : undefined;
   const attributes: TokenObjectAttributes = {};
   for (const [name, type, classes] of BOOL_ATTRIBUTES) {
     if (!classes.includes(cls)) continue;
     const v = readBool(ck.tryGetAttribute(session, handle, type));
     if (v !== undefined) attributes[name] = v;
   }
-  return { class: cls, id, label, keyType, ...parseKeyLabel(label), attributes };
+  return {
+    class: cls,
+    id,
+    label,
+    keyType,
+    ...parseKeyLabel(label),
+    application,
+    attributes,
+  };
 }

@@ -40,16 +40,19 @@ describe('nextActions: the reconcile decision', () => {
     assert.ok(acts.some((a) => a.kind === 'destroy' && a.keyId === old.id));
   });
 
-  it('treats a revoked key as unusable and replaces it at once', () => {
-    assert.deepEqual(kinds([key(0, { revokedAt: at(10) })], 20), ['create:no-active-key']);
+  it('treats a revoked key as unusable, replaces it at once and destroys its object at once', () => {
+    assert.deepEqual(kinds([key(0, { revokedAt: at(10) })], 20), ['create:no-active-key', 'destroy']);
   });
 
-  it('destroys backend objects destroyAfter past expiry or revocation, once', () => {
+  it('destroys backend objects destroyAfter past expiry, at the instant of revocation, once', () => {
     const k = key(0); // expires 1200
     assert.ok(!kinds([k, key(1000)], 1249).includes('destroy'));
     assert.ok(kinds([k, key(1000)], 1250).includes('destroy'));
     assert.ok(!kinds([{ ...k, destroyedAt: at(1250) }, key(1000)], 1300).includes('destroy'));
-    assert.ok(kinds([key(0, { revokedAt: at(10) }), key(0)], 60).includes('destroy'));
+    // Revocation is final in the backend: no destroyAfter grace for a revoked key's object.
+    assert.ok(!kinds([key(0, { revokedAt: at(10) }), key(0)], 9).includes('destroy'));
+    assert.ok(kinds([key(0, { revokedAt: at(10) }), key(0)], 10).includes('destroy'));
+    assert.ok(!kinds([key(0, { revokedAt: at(10), destroyedAt: at(10) }), key(0)], 60).includes('destroy'));
   });
 
   it('a late successor still activates exactly when its predecessor retires (no gap), published for the time left', () => {

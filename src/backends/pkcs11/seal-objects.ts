@@ -1,0 +1,80 @@
+import * as pkcs11js from 'pkcs11js';
+import { KeywardenError } from '../../policy/errors';
+import { isCkr } from './ck-error';
+import type { Attribute, Cryptoki, Handle } from './cryptoki';
+
+/**
+ * A key's seal lives on the token as a data object (CKO_DATA) beside the key pair: same label
+ * (`keywarden:<scope>:<keyId>`), CKA_APPLICATION naming it, the seal as CKA_VALUE. Data objects
+ * have no CKA_ID, so the label ties it to its key; the seal's signature covers the CKA_ID. It is
+ * made non-modifiable where the token allows, and only someone logged in to the token can make
+ * or remove one: the store cannot.
+ */
+export const SEAL_APPLICATION = 'keywarden-key-seal/v1';
+
+/** Template errors a token gives for an attribute it does not support on data objects. */
+const ATTRIBUTE_REFUSED = [
+  'CKR_ATTRIBUTE_TYPE_INVALID',
+  'CKR_ATTRIBUTE_VALUE_INVALID',
+  'CKR_TEMPLATE_INCONSISTENT',
+] as const;
+
+function sealTemplate(label: string, seal: Uint8Array, nonModifiable: boolean): Attribute[] {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_APPLICATION, value: SEAL_APPLICATION },
+    { type: pkcs11js.CKA_VALUE, value: Buffer.from(seal) },
+    ...(nonModifiable ? [{ type: pkcs11js.CKA_MODIFIABLE, value: false }] : []),
+  ];
+}
+
+/** Handles of the seal objects carrying `label` (one, normally). */
+export function findSealObjects(ck: Cryptoki, session: Handle, label: string): Handle[] {
+  return ck.findObjects(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+    { type: pkcs11js.CKA_APPLICATION, value: SEAL_APPLICATION },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ]);
+}
+
+/** Labels of every seal object on the token (for the inventory). */
+export function sealLabels(ck: Cryptoki, session: Handle): Set<string> {
+  const handles = ck.findObjects(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+    { type: pkcs11js.CKA_APPLICATION, value: SEAL_APPLICATION },
+  ]);
+  const labels = new Set<string>();
+  for (const h of handles) {
+    const label = ck.tryGetAttribute(session, h, pkcs11js.CKA_LABEL);
+    if (label) labels.add(label.toString('utf8'));
+  }
+  return labels;
+}
+
+/** The seal stored for `label`, null when there is none; BACKEND_ERROR when there are several. */
+export function readSeal(ck: Cryptoki, session: Handle, label: string): Buffer | null {
+  const found = findSealObjects(ck, session, label);
+  if (found.length === 0) return null;
+  if (found.length > 1) {
+    throw new KeywardenError('BACKEND_ERROR', `PKCS#11: ${found.length} seal objects carry label ${label}`);
+  }
+  return ck.getAttributes(session, found[0] as Handle, [pkcs11js.CKA_VALUE]).get(pkcs11js.CKA_VALUE) ?? null;
+}
+
+/** Writes the seal object for `label`; refuses when one exists. */
+export function createSealObject(ck: Cryptoki, session: Handle, label: string, seal: Uint8Array): void {
+  if (findSealObjects(ck, session, label).length > 0) {
+    throw new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: key ${label} is already sealed`);
+  }
+  try {
+    ck.createObject(session, sealTemplate(label, seal, true));
+  } catch (e) {
+    // A token that does not take CKA_MODIFIABLE on data objects still keeps the seal out of the
+    // store's reach; `hsm check` reports modifiable objects.
+    if (!isCkr(e, ...ATTRIBUTE_REFUSED)) throw e;
+    ck.createObject(session, sealTemplate(label, seal, false));
+  }
+}

@@ -1,0 +1,367 @@
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { BackendKeyFacts, InventoryEntry, KeyBackend, KeyInspection } from '../backends/key-backend';
+import type { Clock } from '../policy/clock';
+import type { KeyRecord, PublicJwk } from '../policy/key';
+import { keyPolicyProblems, type KeyRefusal, type KeyRefusalReason } from '../policy/key-integrity';
+import { decodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
+import { effectiveState } from '../policy/key-state';
+import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
+import { verifyJwsSignature } from '../verify/signature';
+import type { AuditSink } from './audit-sink';
+import { thumbprint } from './thumbprint';
+
+/** A backend key object with keywarden's label whose row does not exist (deleted, or a restored backup). */
+export interface MissingRow {
+  backend: string;
+  keyId: string;
+  scope: string | null;
+  label: string;
+  ref: InventoryEntry['ref'];
+}
+
+/** What one integrity pass over the store's rows found. */
+export interface IntegrityReport {
+  /**
+   * Rows the process may use: live rows confirmed against their backend, and rows already dead
+   * by their own times (revoked or expired: they can only make a token fail, never pass).
+   */
+  usable: KeyRecord[];
+  refused: KeyRefusal[];
+  missingRows: MissingRow[];
+  checkedAt: Date;
+}
+
+export interface KeyIntegrityDeps {
+  config: KeywardenConfig;
+  clock: Clock;
+  log: Logger;
+  backend(name: string): Promise<KeyBackend>;
+  /** Whether a row with this id exists now (re-checks a missing-row candidate after the listing). */
+  rowExists(id: string): Promise<boolean>;
+  /** Where findings are recorded; null in processes that only log them (workers, one-shot commands). */
+  audit: AuditSink | null;
+}
+
+/** The verdict on one row whose backend facts were read. */
+export type Judgement = { ok: true } | { ok: false; reason: KeyRefusalReason; message: string };
+
+/**
+ * The integrity check of key rows against their backends (docs/security-model.md): the store is
+ * not trusted with what makes a key valid. Before any process publishes, signs or verifies with a
+ * live row, the backend must hold a private key object at the row's reference whose label names
+ * the row's scope and id, whose public key is the row's, and whose seal (the key's signature over
+ * the row's facts, made in the backend at creation) verifies with that public key read from the
+ * backend. The expensive part runs once per row content (remembered by digest); every reload
+ * still lists each backend once, so a destroyed key or a deleted row shows at the next reload.
+ */
+export class KeyIntegrity {
+  /** Row id -> digest of the content and object last confirmed. */
+  private readonly confirmed = new Map<string, string>();
+  /** Row id -> digest of a legacy row whose confirmation failed (see noteLegacyMismatch). */
+  private readonly legacyMismatch = new Map<string, { digest: string; message: string }>();
+  /** Findings already logged (and recorded) by this process. */
+  private readonly reported = new Set<string>();
+  private latest: IntegrityReport | null = null;
+
+  constructor(private readonly deps: KeyIntegrityDeps) {}
+
+  /** The last pass's report (null before the first). */
+  get report(): IntegrityReport | null {
+    return this.latest;
+  }
+
+  /**
+   * Checks every row, reporting new findings (error log line and, where configured, an audit
+   * record, once per finding per process). Never throws for a backend's failure: its rows that
+   * were confirmed before stay usable, the others wait (`backend-unavailable`).
+   */
+  async check(rows: readonly KeyRecord[]): Promise<IntegrityReport> {
+    const now = this.deps.clock.now();
+    const scopes = new Map(this.deps.config.scopes.map((s) => [s.name, s]));
+    const usable: KeyRecord[] = [];
+    const refused: KeyRefusal[] = [];
+    const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
+      refused.push({
+        keyId: row.id,
+        kid: row.kid,
+        scope: row.scope,
+        backend: row.backendRef.backend,
+        reason,
+        message,
+      });
+
+    const candidates = new Map<string, { row: KeyRecord; identity: string; digest: string }[]>();
+    for (const row of rows) {
+      const scope = scopes.get(row.scope);
+      // Rows of scopes this config does not have are used by nothing (the audit key's included).
+      if (row.status !== 'ready' || !scope) continue;
+      const state = effectiveState(row, now);
+      if (state === 'revoked' || state === 'expired') {
+        usable.push(row);
+        continue;
+      }
+      const problem = this.staticProblem(row, scope);
+      if (problem) {
+        refuse(row, problem.reason, problem.message);
+        continue;
+      }
+      const backend = await this.deps.backend(row.backendRef.backend).catch(() => null);
+      if (!backend) {
+        refuse(row, 'backend-unavailable', `backend ${row.backendRef.backend} could not be opened`);
+        continue;
+      }
+      let identity: string;
+      try {
+        identity = backend.refIdentity(row.backendRef);
+      } catch (e) {
+        refuse(row, 'object-missing', `its backend reference is not usable: ${(e as Error).message}`);
+        continue;
+      }
+      const list = candidates.get(backend.name) ?? [];
+      list.push({ row, identity, digest: rowDigest(row as SealedRow, identity) });
+      candidates.set(backend.name, list);
+    }
+
+    const ids = new Set(rows.map((r) => r.id));
+    const missingRows: MissingRow[] = [];
+    for (const name of Object.keys(this.deps.config.backends)) {
+      const list = candidates.get(name) ?? [];
+      let inventory: Map<string, InventoryEntry>;
+      let backend: KeyBackend;
+      try {
+        backend = await this.deps.backend(name);
+        inventory = new Map((await backend.inventory()).map((e) => [e.identity, e]));
+      } catch (e) {
+        for (const c of list) {
+          if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
+          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${(e as Error).message}`);
+        }
+        continue;
+      }
+      const toInspect: typeof list = [];
+      for (const c of list) {
+        const entry = inventory.get(c.identity);
+        const legacy = this.legacyMismatch.get(c.row.id);
+        if (!entry) refuse(c.row, 'object-missing', `backend ${name} holds no private key at its reference`);
+        else if (entry.keyId !== c.row.id || entry.scope !== c.row.scope) {
+          refuse(c.row, 'label-mismatch', labelMismatch(c.row, entry));
+        } else if (legacy?.digest === c.digest) refuse(c.row, 'legacy-mismatch', legacy.message);
+        else if (!entry.sealed) refuse(c.row, 'unsealed', UNSEALED);
+        else if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
+        else toInspect.push(c);
+      }
+      let answers: KeyInspection[] = [];
+      try {
+        answers = await backend.inspectKeys(
+          toInspect.map((c) => ({ ref: c.row.backendRef, alg: c.row.alg })),
+        );
+      } catch (e) {
+        for (const c of toInspect)
+          refuse(c.row, 'backend-unavailable', `backend ${name}: ${(e as Error).message}`);
+        toInspect.length = 0;
+      }
+      for (const [i, c] of toInspect.entries()) {
+        const verdict = await judgeInspection(c.row, answers[i]);
+        if (verdict.ok) {
+          this.confirmed.set(c.row.id, c.digest);
+          usable.push(c.row);
+        } else refuse(c.row, verdict.reason, verdict.message);
+      }
+      for (const entry of inventory.values()) {
+        if (entry.keyId === null || ids.has(entry.keyId)) continue;
+        // Listed after the rows were read: a key made meanwhile has its row already (rows are
+        // written before objects), so only a row that is really gone stays missing.
+        if (await this.deps.rowExists(entry.keyId).catch(() => true)) continue;
+        missingRows.push({
+          backend: name,
+          keyId: entry.keyId,
+          scope: entry.scope,
+          label: entry.label,
+          ref: entry.ref,
+        });
+      }
+    }
+
+    for (const id of [...this.confirmed.keys()]) if (!ids.has(id)) this.confirmed.delete(id);
+    const report: IntegrityReport = { usable, refused, missingRows, checkedAt: now };
+    await this.reportFindings(report);
+    this.latest = report;
+    return report;
+  }
+
+  /**
+   * Records that a legacy row (made before sealing) failed its confirmation against the backend:
+   * it is refused as `legacy-mismatch` until its content changes, and never sealed.
+   */
+  noteLegacyMismatch(row: KeyRecord, identity: string, message: string): void {
+    this.legacyMismatch.set(row.id, { digest: rowDigest(row as SealedRow, identity), message });
+  }
+
+  /** The refusals of the last pass in one scope, by reason. */
+  refusedIn(scope: string, reason?: KeyRefusalReason): KeyRefusal[] {
+    return (this.latest?.refused ?? []).filter((r) => r.scope === scope && (!reason || r.reason === reason));
+  }
+
+  /** Problems found without asking the backend: malformed row, broken policy, unknown backend. */
+  private staticProblem(
+    row: KeyRecord,
+    scope: ScopeConfig,
+  ): { reason: KeyRefusalReason; message: string } | null {
+    if (row.kid === null || row.publicJwk === null) {
+      return { reason: 'public-key-mismatch', message: 'a ready row without a public key' };
+    }
+    const problems = keyPolicyProblems(row, scope.policy);
+    if (problems.length > 0) {
+      return { reason: 'policy-violation', message: `scope ${scope.name}: ${problems.join('; ')}` };
+    }
+    if (!this.deps.config.backends[row.backendRef.backend]) {
+      return { reason: 'backend-unknown', message: `backend ${row.backendRef.backend} is not configured` };
+    }
+    return null;
+  }
+
+  private async reportFindings(report: IntegrityReport): Promise<void> {
+    const current = new Set<string>();
+    for (const r of report.refused) {
+      const key = `refused|${r.keyId}|${r.reason}`;
+      current.add(key);
+      if (this.reported.has(key)) continue;
+      this.reported.add(key);
+      // An unsealed row is the normal state of a key made before sealing, until reconcile
+      // confirms and seals it: a warning, not an alarm. Everything else is an incident.
+      const level = r.reason === 'unsealed' || r.reason === 'backend-unavailable' ? 'warn' : 'error';
+      this.deps.log[level](
+        {
+          scope: r.scope,
+          kid: r.kid,
+          keyId: r.keyId,
+          backend: r.backend,
+          reason: r.reason,
+          detail: r.message,
+        },
+        'key row refused: not published, never signs, verifies nothing',
+      );
+      if (level === 'error') {
+        await this.record({
+          type: 'key.integrity-failed',
+          actor: 'system:integrity',
+          scope: r.scope,
+          kid: r.kid,
+          data: { keyId: r.keyId, backend: r.backend, reason: r.reason, detail: r.message },
+        });
+      }
+    }
+    for (const m of report.missingRows) {
+      const key = `missing|${m.backend}|${m.keyId}`;
+      current.add(key);
+      if (this.reported.has(key)) continue;
+      this.reported.add(key);
+      this.deps.log.error(
+        { backend: m.backend, scope: m.scope, keyId: m.keyId, label: m.label },
+        'key row missing: the backend holds a keywarden key whose row is gone (deleted, or an old backup restored)',
+      );
+      await this.record({
+        type: 'key.row-missing',
+        actor: 'system:integrity',
+        scope: m.scope,
+        data: { backend: m.backend, keyId: m.keyId, label: m.label, ref: m.ref.ref },
+      });
+    }
+    // A finding that went away (fixed, or the row changed) is reported again if it comes back.
+    for (const key of [...this.reported]) if (!current.has(key)) this.reported.delete(key);
+  }
+
+  private async record(event: Parameters<AuditSink['record']>[0]): Promise<void> {
+    if (!this.deps.audit) return;
+    try {
+      await this.deps.audit.record(event);
+    } catch (e) {
+      this.deps.log.error(
+        { err: (e as Error).message, type: event.type },
+        'could not record an integrity finding',
+      );
+    }
+  }
+}
+
+const UNSEALED =
+  'the backend holds no seal for this key: it was made before sealing (reconcile confirms it against ' +
+  'the backend and seals it) or its making never finished';
+
+export type SealedRow = KeyRecord & SealedFacts;
+
+/** What a row's trust is remembered by: its sealed facts and the object it points at. */
+function rowDigest(row: SealedRow, identity: string): string {
+  return createHash('sha256').update(sealInput(row)).update('\0').update(identity).digest('base64url');
+}
+
+function labelMismatch(row: KeyRecord, found: { keyId: string | null; scope: string | null }): string {
+  return (
+    `the backend object belongs to scope ${String(found.scope)}, row ${String(found.keyId)}; ` +
+    `the row says scope ${row.scope}, id ${row.id}`
+  );
+}
+
+/** Judges a row by what its backend answered for it. */
+async function judgeInspection(row: KeyRecord, answer: KeyInspection | undefined): Promise<Judgement> {
+  if (!answer || answer.status === 'missing') {
+    return {
+      ok: false,
+      reason: 'object-missing',
+      message: 'the backend holds no private key at its reference',
+    };
+  }
+  if (answer.status === 'unreadable')
+    return { ok: false, reason: 'public-key-mismatch', message: answer.problem };
+  return judgeFacts(row as SealedRow, answer.facts);
+}
+
+/**
+ * The row against its backend's facts: label, public key, then the seal verified with the public
+ * key the backend holds (never the row's). Pure but for the signature check.
+ */
+export async function judgeFacts(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
+  const identity = await judgeIdentity(row, facts);
+  if (!identity.ok) return identity;
+  const key = publicKeyOf(facts.publicJwk) as KeyObject;
+  if (facts.seal === null) return { ok: false, reason: 'unsealed', message: UNSEALED };
+  const signature = decodeSeal(facts.seal);
+  if (!signature || !(await verifyJwsSignature(row.alg, key, sealInput(row), signature))) {
+    return {
+      ok: false,
+      reason: 'seal-invalid',
+      message: "the key's seal does not verify over the row: its scope, times, alg or reference were changed",
+    };
+  }
+  return { ok: true };
+}
+
+/** The backend object is the row's: its label names the row's scope and id, and its public key is the row's. */
+export async function judgeIdentity(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
+  if (facts.keyId !== row.id || facts.scope !== row.scope) {
+    return { ok: false, reason: 'label-mismatch', message: labelMismatch(row, facts) };
+  }
+  const key = publicKeyOf(facts.publicJwk);
+  if (!key || !jwkEquals(facts.publicJwk, row.publicJwk) || (await thumbprint(facts.publicJwk)) !== row.kid) {
+    return {
+      ok: false,
+      reason: 'public-key-mismatch',
+      message: `the row's public key / kid ${row.kid} is not the backend object's`,
+    };
+  }
+  return { ok: true };
+}
+
+function publicKeyOf(jwk: PublicJwk): KeyObject | null {
+  try {
+    return createPublicKey({ key: { ...jwk }, format: 'jwk' });
+  } catch {
+    return null;
+  }
+}
+
+/** Same public key members (kty, crv, x, y, n, e), whatever else either carries. */
+export function jwkEquals(a: PublicJwk, b: PublicJwk): boolean {
+  return (['kty', 'crv', 'x', 'y', 'n', 'e'] as const).every((m) => a[m] === b[m]);
+}

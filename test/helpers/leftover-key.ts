@@ -1,0 +1,27 @@
+import type { KeyBackend } from '../../src/backends/key-backend';
+import { thumbprint } from '../../src/lifecycle/thumbprint';
+import type { KeyRecord } from '../../src/policy/key';
+import { encodeSeal, sealInput } from '../../src/policy/key-seal';
+
+/**
+ * What a daemon killed in the middle of making `row`'s key leaves in the backend: the key pair
+ * (`'generated'`: killed before sealing it) or the key pair and its seal over the row (`'sealed'`:
+ * killed before completing the row). The row itself is the caller's (insertGenerating).
+ */
+export async function leaveKeyBehind(
+  backend: KeyBackend,
+  row: KeyRecord,
+  stage: 'generated' | 'sealed',
+): Promise<void> {
+  const { publicJwk } = await backend.generate(row.backendRef, {
+    alg: row.alg,
+    scope: row.scope,
+    keyId: row.id,
+    notBefore: row.publishAt,
+    notAfter: row.expiresAt,
+  });
+  if (stage === 'generated') return;
+  const facts = { ...row, kid: await thumbprint(publicJwk), publicJwk };
+  const signature = await backend.sign(row.backendRef, row.alg, sealInput(facts));
+  await backend.attachSeal(row.backendRef, encodeSeal(signature));
+}
