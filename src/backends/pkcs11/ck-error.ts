@@ -21,6 +21,13 @@ export class CkError extends Error {
 
 const CKR_PATTERN = /(CKR_[A-Z0-9_]+)(?::(\d+))?/;
 
+/**
+ * PKCS#11 2.40 return values pkcs11js 2.1 does not know by name and reports as
+ * CKR_VENDOR_DEFINED: SoftHSM2 answers a change to a non-modifiable object, or a copy of a
+ * non-copyable one, with CKR_ACTION_PROHIBITED.
+ */
+const RENAMED_BY_RV: ReadonlyMap<number, string> = new Map([[0x1b, 'CKR_ACTION_PROHIBITED']]);
+
 /** Converts whatever pkcs11js threw into a CkError; anything without a CKR name is returned as is. */
 export function toCkError(fn: string, e: unknown): unknown {
   if (e instanceof CkError) return e;
@@ -29,7 +36,7 @@ export function toCkError(fn: string, e: unknown): unknown {
   if (!m || m[1] === undefined) return e;
   const code = (e as { code?: unknown }).code;
   const rv = typeof code === 'number' && code > 0 ? code : m[2] !== undefined ? Number(m[2]) : null;
-  return new CkError(m[1], rv, fn);
+  return new CkError(RENAMED_BY_RV.get(rv ?? -1) ?? m[1], rv, fn);
 }
 
 /** True when `e` is a CkError carrying one of the given CKR names. */
