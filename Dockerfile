@@ -1,5 +1,7 @@
-# keywarden: multi-stage build. The runtime image has SoftHSM2 for development and tests;
-# production points `backends.*.module` at the vendor's PKCS#11 module mounted into the image.
+# keywarden: multi-stage build. The runtime image has SoftHSM2 for development and tests, served
+# by p11-kit's RPC server as its own user (keywarden-hsm) so that libsofthsm2.so and the token are
+# never in keywarden's process (DESIGN.md I3); production points `backends.*.module` at the
+# vendor's PKCS#11 module mounted into the image.
 
 FROM node:20-bookworm-slim AS build
 RUN apt-get update \
@@ -22,8 +24,11 @@ RUN find node_modules -path '*/build/Release/*' \( -name obj -o -name obj.target
  && rm -rf node_modules/better-sqlite3/deps node_modules/better-sqlite3/src
 
 FROM node:20-bookworm-slim
+# The HSM's user: it alone can read the token (uid/gid 1001; keywarden runs as node, 1000).
+RUN groupadd --gid 1001 keywarden-hsm \
+ && useradd --uid 1001 --gid keywarden-hsm --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin keywarden-hsm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends softhsm2 opensc util-linux ca-certificates tini \
+ && apt-get install -y --no-install-recommends softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules
@@ -35,13 +40,16 @@ COPY hsm hsm
 COPY docker/entrypoint.sh /usr/local/bin/keywarden-entrypoint
 COPY docker/keywarden /usr/local/bin/keywarden
 RUN chmod 0755 /usr/local/bin/keywarden-entrypoint /usr/local/bin/keywarden bin/keywarden hsm/init-token.sh \
- && mkdir -p /app/data && chown node:node /app/data && chmod 0700 /app/data
-# Never root at run time.
-USER node
+ && mkdir -p /app/data && chown node:keywarden-hsm /app/data && chmod 0710 /app/data
+# The entrypoint starts as root only to run two users: it starts the HSM server as keywarden-hsm,
+# then becomes node and execs tini (PID 1) and keywarden; no process runs as root after start-up.
+# `docker exec ... keywarden` drops to node the same way. Started as a non-root user
+# (`--user node`), both run as that user, still as two processes.
+USER root
 ENV NODE_ENV=production \
     KEYWARDEN_CONFIG=/app/config/default.yaml \
     UV_THREADPOOL_SIZE=16
 VOLUME ["/app/data"]
 EXPOSE 8080
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/keywarden-entrypoint"]
+ENTRYPOINT ["/usr/local/bin/keywarden-entrypoint"]
 CMD ["serve", "--host", "0.0.0.0"]

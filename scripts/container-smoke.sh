@@ -13,10 +13,17 @@
 #   - signing as the README documents it (`keywarden sign` inside the container), complete
 #     verification (`keywarden verify`, and jose against the served JWKS URL), and the HTTP
 #     sign API with an API client (from the host, through the published port);
-#   - no process in the container runs as root; every keywarden process has core dumps
-#     disabled (Max core file size 0) although the container starts with them allowed;
+#   - no process in the container runs as root; every process has core dumps disabled (Max core
+#     file size 0) although the container starts with them allowed;
+#   - the HSM is another process as another user: SoftHSM2 runs behind `p11-kit server` as
+#     keywarden-hsm, keywarden as node; no keywarden process maps libsofthsm2.so (they map
+#     p11-kit-client.so), the HSM's p11-kit-remote does; node cannot read the token directory or
+#     the SO PIN; the socket is 0660 keywarden-hsm:node;
 #   - `podman stop` (SIGTERM) ends the daemon cleanly: exit code 0 within a few seconds;
-#   - a second container on the same volume, run as documented (`--ulimit core=0`), keeps the key.
+#   - a second container on the same volume, run as documented (`--ulimit core=0`), keeps the key;
+#   - started as a non-root user (`--user node`, fresh volume), the container still serves and
+#     signs with the HSM in a process of its own (both as node: no user switch without root);
+#     started as root on that volume afterwards, it hands the node-owned token to keywarden-hsm.
 # Exits non-zero with a message on the first failure; containers and the volume are removed on
 # exit, the images and the build cache are kept.
 #
@@ -35,6 +42,7 @@ debian_image=docker.io/library/debian:bookworm
 node_image=docker.io/library/node:20-bookworm-slim
 run_id="kw-smoke-$$"
 volume="$run_id-data"
+volume2="$run_id-data-nonroot"
 containers=()
 t0=$SECONDS
 
@@ -55,7 +63,7 @@ cleanup() {
   for c in "${containers[@]}"; do
     podman rm -f -t 0 "$c" >/dev/null 2>&1 || true
   done
-  podman volume rm -f "$volume" >/dev/null 2>&1 || true
+  podman volume rm -f "$volume" "$volume2" >/dev/null 2>&1 || true
   report_result "$rc" "container smoke test" "$work/logs"
 }
 trap cleanup EXIT
@@ -159,8 +167,10 @@ if ! nice -n 10 podman build --pull=never --layers -t "$image" -f Dockerfile . >
   fail "podman build failed; full log: $work/logs/build.log"
 fi
 ok "built $image in $((SECONDS - build_start)) s ($(podman image inspect -f '{{.Size}}' "$image" | awk '{printf "%d MB", $1 / 1e6}'))"
-[[ $(podman image inspect -f '{{.Config.User}}' "$image") =~ ^(node|[1-9][0-9]*)(:.*)?$ ]] ||
-  fail "the image's USER is not a non-root user"
+# The image starts as root so the entrypoint can run the HSM and keywarden as two users; that
+# nothing stays root is checked on the running container below.
+[[ $(podman image inspect -f '{{.Config.User}}' "$image") =~ ^(root|0)?(:.*)?$ ]] ||
+  fail "the image's USER is not root: the entrypoint cannot start the HSM as its own user"
 
 # --- run it ------------------------------------------------------------------------------------
 # Containers start with core dumps ALLOWED (the host's hard limit), so the core-limit checks show
@@ -271,14 +281,49 @@ procs=$(podman exec "$c" bash -c '
 say "processes (pid uid core-soft core-hard comm):"
 while read -r line; do echo "        $line"; done <<<"$procs"
 awk '$2 == 0 { bad = 1 } END { exit bad }' <<<"$procs" || fail "a process in the container runs as root"
-awk '$1 != 1 && ($3 != "0" || $4 != "0") { bad = 1 } END { exit bad }' <<<"$procs" ||
-  fail "a keywarden process can write core dumps (Max core file size is not 0)"
+awk '$3 != "0" || $4 != "0" { bad = 1 } END { exit bad }' <<<"$procs" ||
+  fail "a process in the container can write core dumps (Max core file size is not 0)"
 [[ $(awk '$5 == "node"' <<<"$procs" | wc -l) -ge 1 ]] || fail "no keywarden (node) process found"
-pid1_core=$(awk '$1 == 1 { print $3 }' <<<"$procs")
+pid1_core=$(awk '$1 == 1 { print $3 "/" $5 }' <<<"$procs")
 # `keywarden ...` run with exec does not pass through the entrypoint; it must also be at 0.
 exec_core=$(kw hsm status 2>/dev/null | sed -n 's/.*core dump limit of this process: \([^ ]*\).*/\1/p')
 [[ $exec_core == 0 ]] || fail "podman exec ... keywarden runs with core dump limit '$exec_core', expected 0"
-ok "no process runs as root; core dumps off in every keywarden process (runtime gave PID 1: $pid1_core), and in exec'd CLI commands"
+ok "no process runs as root; core dumps off in every process (PID 1: $pid1_core), and in exec'd CLI commands"
+
+# The HSM is another process, as another user (DESIGN.md I3). keywarden (node, uid 1000) and
+# the HSM server with its per-connection p11-kit-remote (keywarden-hsm, uid 1001) are separate;
+# each process's maps are read as its own user (root here lacks CAP_SYS_PTRACE).
+hsm_uid=$(podman exec "$c" id -u keywarden-hsm) node_uid=$(podman exec "$c" id -u node)
+kw_pids=$(awk -v u="$node_uid" '$2 == u && $5 == "node" { print $1 }' <<<"$procs")
+[[ -n $kw_pids ]] || fail "no keywarden process runs as node ($node_uid)"
+[[ $(awk -v u="$hsm_uid" '$2 == u && $5 == "p11-kit-server"' <<<"$procs" | wc -l) == 1 ]] ||
+  fail "no single p11-kit-server runs as keywarden-hsm ($hsm_uid)"
+remote_pids=$(awk -v u="$hsm_uid" '$2 == u && $5 == "p11-kit-remote" { print $1 }' <<<"$procs")
+[[ -n $remote_pids ]] || fail "no p11-kit-remote (a keywarden connection) runs as keywarden-hsm"
+[[ -z $(awk -v n="$node_uid" -v h="$hsm_uid" '$2 != n && $2 != h' <<<"$procs") ]] ||
+  fail "a process runs as neither node nor keywarden-hsm"
+maps_of() { # user, pids... -> "pid: libraries" per pid
+  local user=$1
+  shift
+  # shellcheck disable=SC2016 # expands in the container
+  podman exec --user "$user" "$c" bash -c 'for p; do printf "%s: " "$p"; grep -o "/[^ ]*\.so[.0-9]*$" "/proc/$p/maps" | sort -u | paste -sd " "; done' _ "$@"
+}
+kw_maps=$(maps_of node $kw_pids) || fail "cannot read the keywarden processes' maps as node"
+! grep -q libsofthsm2 <<<"$kw_maps" || fail "a keywarden process maps SoftHSM2: $(grep libsofthsm2 <<<"$kw_maps" | cut -c1-200)"
+while read -r line; do
+  [[ $line == *p11-kit-client.so* ]] || fail "keywarden process ${line%%:*} does not map p11-kit-client.so"
+done <<<"$kw_maps"
+remote_maps=$(maps_of keywarden-hsm $remote_pids) || fail "cannot read the p11-kit-remote maps as keywarden-hsm"
+grep -q libsofthsm2 <<<"$remote_maps" || fail "no p11-kit-remote maps SoftHSM2 (the check above proves nothing)"
+# The token is the HSM user's alone; the socket is node's group's door to it.
+if podman exec --user node "$c" ls /app/data/hsm/tokens >/dev/null 2>&1; then fail "node can list the token directory"; fi
+if podman exec --user node "$c" cat /app/data/hsm/so-pin >/dev/null 2>&1; then fail "node can read the SO PIN"; fi
+if podman exec --user node "$c" cat /app/data/hsm/softhsm2.conf >/dev/null 2>&1; then fail "node can read the SoftHSM2 config"; fi
+sock_perm=$(podman exec "$c" stat -c '%a %U %G' /app/data/run/p11-kit/pkcs11) || fail "no HSM socket"
+[[ $sock_perm == "660 keywarden-hsm node" ]] || fail "the HSM socket is $sock_perm, expected 660 keywarden-hsm node"
+ok "HSM split: keywarden pid(s) $(paste -sd ' ' <<<"$kw_pids") as node map p11-kit-client.so, no libsofthsm2.so;" \
+  "p11-kit-server + p11-kit-remote pid(s) $(paste -sd ' ' <<<"$remote_pids") as keywarden-hsm map it;" \
+  "node cannot read tokens/, so-pin, softhsm2.conf; socket $sock_perm"
 
 # SIGTERM: podman stop must end the daemon cleanly, not by the SIGKILL after its timeout.
 stop_start=$(date +%s%N)
@@ -306,3 +351,48 @@ podman stop -t 30 "$c" >/dev/null || fail "podman stop failed"
 code=$(podman inspect -f '{{.State.ExitCode}}' "$c")
 [[ $code == 0 ]] || fail "after podman stop the second container exited with code $code"
 ok "restart on the same volume: same key(s), old token verifies, PID 1 core limit 0, stop exit 0"
+
+# Started as a non-root user: no user switch is possible, the HSM server runs as that user, but
+# still in a process of its own (libsofthsm2.so stays out of keywarden's address space).
+c="$run_id-3"
+say "starting $c with --user node on a fresh volume"
+podman volume create "$volume2" >/dev/null
+containers+=("$c")
+podman run -d --name "$c" --user node -v "$volume2:/app/data" -p 127.0.0.1::8080 "${ulimits[@]}" --ulimit core=0 "$image" >/dev/null ||
+  fail "podman run --user node failed"
+wait_ready "$c"
+kids3=$(curl -fsS -m 5 "$base/scopes/demo/.well-known/jwks.json" | jq -r '[.keys[].kid] | sort | join(",")') ||
+  fail "GET JWKS of the --user node container failed"
+jwt3=$(kw sign --scope demo --claims '{"sub":"carol","aud":"demo-api"}') || fail "keywarden sign in the --user node container failed"
+kw verify --scope demo --audience demo-api "$jwt3" >/dev/null || fail "keywarden verify in the --user node container failed"
+nonroot=$(podman exec "$c" bash -c '
+  for d in /proc/[0-9]*; do
+    { read -r comm <"$d/comm"; } 2>/dev/null || continue
+    if [[ $comm == node ]] && grep -q libsofthsm2 "$d/maps"; then echo "softhsm-in-keywarden ${d#/proc/}"; fi
+  done
+  for d in /proc/[0-9]*; do
+    { read -r comm <"$d/comm"; } 2>/dev/null || continue
+    if [[ $comm == p11-kit-server ]]; then echo "server $(stat -c %U "$d")"; fi
+  done') || fail "could not inspect the --user node container"
+[[ $nonroot == "server node" ]] || fail "--user node container: expected one p11-kit-server as node and no SoftHSM2 in keywarden: $nonroot"
+podman logs "$c" 2>&1 | grep -q 'the HSM server runs as the same user' || fail "--user node container: no warning about the shared user"
+podman stop -t 30 "$c" >/dev/null || fail "podman stop failed"
+ok "--user node (fresh volume): signs and verifies, p11-kit-server runs as node, keywarden maps no libsofthsm2.so, the entrypoint warns"
+
+# That volume's token belongs to node (as every volume made before the HSM had its own user): a
+# container started as root hands it to keywarden-hsm and serves the same key.
+c="$run_id-4"
+say "starting $c as root on the volume of the --user node container (token owned by node)"
+containers+=("$c")
+podman run -d --name "$c" -v "$volume2:/app/data" -p 127.0.0.1::8080 "${ulimits[@]}" --ulimit core=0 "$image" >/dev/null ||
+  fail "podman run on the node-owned volume failed"
+wait_ready "$c"
+jwks4=$(curl -fsS -m 5 "$base/scopes/demo/.well-known/jwks.json") || fail "GET JWKS failed"
+[[ $(jq -r '[.keys[].kid] | sort | join(",")' <<<"$jwks4") == "$kids3" ]] ||
+  fail "the JWKS changed when the node-owned token was handed over: $jwks4"
+kw verify --scope demo --audience demo-api "$jwt3" >/dev/null || fail "the --user node container's token does not verify after the handover"
+owners=$(podman exec "$c" stat -c '%U:%G %a' /app/data/hsm/tokens /app/data/hsm/so-pin /app/data/hsm/user-pin | paste -sd ' ')
+[[ $owners == "keywarden-hsm:keywarden-hsm 700 keywarden-hsm:keywarden-hsm 600 keywarden-hsm:node 640" ]] ||
+  fail "after the handover: tokens/, so-pin, user-pin are $owners"
+podman stop -t 30 "$c" >/dev/null || fail "podman stop failed"
+ok "a node-owned token volume started as root: handed to keywarden-hsm ($owners), same key, old token verifies"

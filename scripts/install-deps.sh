@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what keywarden needs on a fresh Debian 12 machine (run as root):
-#   system packages (SoftHSM2 and friends; with --test also PostgreSQL, gdb and systemd for
-#   systemd-analyze),
-#   npm packages (npm ci, skipped when node_modules already matches package-lock.json),
+#   system packages (SoftHSM2, p11-kit's RPC server and client module, and friends; with --test
+#   also PostgreSQL, gdb and systemd for systemd-analyze),
+#   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
+#   modules compile against the installed Node's own headers, nothing is downloaded for them),
 #   and the compiled output (dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 opensc util-linux ca-certificates python3 make g++)
+packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates python3 make g++)
 if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd); fi
 
 missing=()
@@ -24,6 +25,28 @@ if ((${#missing[@]} > 0)); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# better-sqlite3 and pkcs11js compile from source against the headers of the Node that runs this
+# script (<prefix>/include/node, shipped with every Node build), as the Dockerfile does: node-gyp
+# would otherwise download headers from nodejs.org and prebuild-install try GitHub. The caller's
+# own npm_config_nodedir (environment) is kept; a nodedir in ~/.npmrc is overridden.
+if ! command -v node >/dev/null 2>&1; then
+  echo "node (Node.js 20) is not on the PATH" >&2
+  exit 1
+fi
+node_prefix=$(node -p 'require("path").resolve(process.execPath, "..", "..")')
+if [[ -z ${npm_config_nodedir:-} ]]; then
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  header_major=$(sed -n 's/^#define NODE_MAJOR_VERSION \([0-9]*\).*/\1/p' "$node_prefix/include/node/node_version.h" 2>/dev/null || true)
+  if [[ $header_major != "$node_major" ]]; then
+    echo "the headers of this Node ($(node --version), $node_prefix/include/node) are missing or of another" \
+      "version; install Node with its headers, or set npm_config_nodedir to the directory that has include/node" >&2
+    exit 1
+  fi
+  export npm_config_nodedir=$node_prefix
+fi
+export npm_config_build_from_source=${npm_config_build_from_source:-true}
+export npm_config_update_notifier=${npm_config_update_notifier:-false}
 
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [[ ! -f node_modules/.keywarden-lock-hash || "$(cat node_modules/.keywarden-lock-hash)" != "$lock_hash" ]]; then

@@ -1,37 +1,45 @@
 #!/usr/bin/env bash
-# systemd smoke test: runs keywarden under deploy/keywarden.service with a real systemd as PID 1
-# and checks it.
+# systemd smoke test: runs keywarden under deploy/keywarden.service, with SoftHSM2 behind p11-kit's
+# RPC server under deploy/keywarden-hsm.service, with a real systemd as PID 1, and checks them.
 #
 #   bash scripts/systemd-smoke.sh
 #
 # Run as root on Debian 12 from a checkout with node_modules installed (npm ci) and Node 20 on
 # the PATH. Needs no image registry: it installs podman, runc and debootstrap, makes a Debian 12
-# root file system (debootstrap minbase + systemd, SoftHSM2) and a release of this checkout (what
+# root file system (debootstrap minbase + systemd, SoftHSM2, p11-kit) and a release of this checkout (what
 # the Dockerfile builds from: package files, src, migrations, bin, config, hsm; plus docs; the
 # working tree's files that git does not ignore, with the installed node_modules; compiled with
 # tsc, dev dependencies pruned; Node 20.20.2 as published on npm), installs it as
-# docs/operations.md "systemd" says (a keywarden system user in group softhsm, /etc/keywarden
-# 0750 root:keywarden with the config and a 0600 PIN file, the token created as that user, the
-# unit copied unchanged and enabled), and boots it in podman (--systemd=always --privileged
+# docs/operations.md "systemd" says (a keywarden system user in group keywarden-hsm, a
+# keywarden-hsm system user owning /var/lib/keywarden-hsm and the token created as that user,
+# /etc/keywarden 0750 root:keywarden with the config and 0600 PIN files, the config loading
+# p11-kit-client.so, both units copied unchanged and enabled), and boots it in podman (--systemd=always --privileged
 # --network=none; the root file system is an overlay, so every run starts from the same
 # freshly installed state with no key). Then it checks:
 #   1. systemd is PID 1 and the system is running (or degraded);
 #   2. keywarden.service is active with the unit's `keywarden serve` (a primary and its
-#      workers), its ExecStartPre config check passed, no restart;
+#      workers), its ExecStartPre config check passed, no restart; keywarden-hsm.service is
+#      active with its `p11-kit server`;
 #   3. the demo scope's JWKS answers 200 with at least one public EC key (no private member);
 #   4. every keywarden process: core dumps off (LimitCORE=0), seccomp filter on (mode 2),
-#      NoNewPrivs, user keywarden;
+#      NoNewPrivs, user keywarden; the HSM is another process as another user: no keywarden
+#      process maps libsofthsm2.so (each maps p11-kit-client.so), the server and its
+#      p11-kit-remote children run as keywarden-hsm with core dumps off and seccomp on, a
+#      p11-kit-remote maps SoftHSM2, the keywarden user cannot read /var/lib/keywarden-hsm, the
+#      socket is 0660 keywarden-hsm:keywarden-hsm;
 #   5. the CLI as the keywarden user (runuser, PIN from the service's credential): sign,
 #      verify, and verify with a wrong audience exits 1;
 #   6. an API client made with the CLI signs over HTTP (200) and the token verifies over HTTP;
 #   7. `systemctl stop` ends the service cleanly (Result=success, exit status 0) within
 #      KEYWARDEN_SMOKE_STOP_SECONDS;
-#   8. kill mode: with a drop-in resetting SystemCallErrorNumber= (a call outside
-#      SystemCallFilter= kills with SIGSYS instead of failing with EPERM) and Restart=no, the
-#      service starts, signs, stays up without losing a process, stops cleanly, and the host's
-#      kernel log has no new seccomp record (type=1326; skipped with a note where dmesg is not
-#      readable); the drop-in is removed afterwards;
-#   9. `systemd-analyze security keywarden` (online, inside the container) reports an overall
+#   8. kill mode: with drop-ins resetting SystemCallErrorNumber= (a call outside
+#      SystemCallFilter= kills with SIGSYS instead of failing with EPERM) and Restart=no in both
+#      units, the services start, sign, stay up without losing a process, stop cleanly, and the
+#      host's kernel log has no new seccomp record (type=1326; skipped with a note where dmesg is
+#      not readable); the drop-ins are removed afterwards;
+#   9. `systemctl restart keywarden-hsm` restarts keywarden too (PartOf=: p11-kit's client does
+#      not reconnect), and it signs again;
+#  10. `systemd-analyze security` of both units (online, inside the container) reports an overall
 #      exposure of at most KEYWARDEN_SMOKE_MAX_EXPOSURE.
 # Prints one line per check; exits non-zero with "FAIL: ..." on the first failure, and then
 # keeps the service's journal and status under $KEYWARDEN_SYSTEMD_WORK/logs. The container is
@@ -42,9 +50,10 @@
 # Environment:
 #   KEYWARDEN_SYSTEMD_WORK         work dir (default /var/tmp/keywarden-systemd), about 800 MB
 #   KEYWARDEN_SYSTEMD_UNIT         unit file to install (default deploy/keywarden.service); a
-#                                  modified copy shows what a change does, e.g. without
-#                                  ReadWritePaths=-/var/lib/softhsm/tokens check 3 fails, and
-#                                  with SystemCallFilter=@system-service alone check 8 does
+#                                  modified copy shows what a change does, e.g. with
+#                                  SystemCallFilter=@system-service alone check 8 fails
+#   KEYWARDEN_SYSTEMD_HSM_UNIT     the same for deploy/keywarden-hsm.service; e.g. without its
+#                                  ExecStartPost= (the socket stays 0711) check 2 fails
 #   KEYWARDEN_SMOKE_STOP_SECONDS   longest accepted `systemctl stop` (default 10)
 #   KEYWARDEN_SMOKE_KEY_SECONDS    how long to wait for the first key in the JWKS (default 30)
 #   KEYWARDEN_SMOKE_KILL_SECONDS   how long the service runs in kill mode (default 5)
@@ -58,6 +67,8 @@ repo=$(pwd)
 work=${KEYWARDEN_SYSTEMD_WORK:-/var/tmp/keywarden-systemd}
 unit_src=${KEYWARDEN_SYSTEMD_UNIT:-deploy/keywarden.service}
 if [[ -n ${KEYWARDEN_SYSTEMD_UNIT:-} && $unit_src != /* ]]; then unit_src="$caller_pwd/$unit_src"; fi
+hsm_unit_src=${KEYWARDEN_SYSTEMD_HSM_UNIT:-deploy/keywarden-hsm.service}
+if [[ -n ${KEYWARDEN_SYSTEMD_HSM_UNIT:-} && $hsm_unit_src != /* ]]; then hsm_unit_src="$caller_pwd/$hsm_unit_src"; fi
 stop_max=${KEYWARDEN_SMOKE_STOP_SECONDS:-10}
 key_wait=${KEYWARDEN_SMOKE_KEY_SECONDS:-30}
 kill_run=${KEYWARDEN_SMOKE_KILL_SECONDS:-5}
@@ -65,7 +76,7 @@ max_exposure=${KEYWARDEN_SMOKE_MAX_EXPOSURE:-2.0}
 node_version=20.20.2
 # Packages of the root file system (besides debootstrap's minbase) and its recipe's version:
 # a change to either rebuilds it.
-rootfs_packages=systemd,systemd-sysv,dbus,softhsm2,opensc,ca-certificates,curl,procps,iproute2
+rootfs_packages=systemd,systemd-sysv,dbus,softhsm2,p11-kit,p11-kit-modules,opensc,ca-certificates,curl,procps,iproute2
 rootfs_recipe=1
 cname="kw-systemd-smoke-$$"
 started=0
@@ -77,6 +88,7 @@ source scripts/lib/smoke-common.sh
 [[ -r /etc/debian_version ]] || fail "this script expects Debian (apt-get, debootstrap)"
 [[ -f package.json && -f deploy/keywarden.service && -d .git ]] || fail "run from a keywarden checkout (git)"
 [[ -r $unit_src ]] || fail "no unit file at $unit_src (KEYWARDEN_SYSTEMD_UNIT)"
+[[ -r $hsm_unit_src ]] || fail "no unit file at $hsm_unit_src (KEYWARDEN_SYSTEMD_HSM_UNIT)"
 [[ -d node_modules/typescript ]] || fail "node_modules is missing or incomplete: run npm ci first"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then fail "node and npm (Node 20) must be on the PATH"; fi
 [[ $(node -p 'process.versions.node.split(".")[0]') == 20 ]] ||
@@ -102,7 +114,7 @@ cleanup() {
   local rc=$?
   if ((started)); then
     if ((rc != 0)); then
-      cx journalctl -u keywarden --no-pager -o short-precise >"$work/logs/journal.log" 2>&1 || true
+      cx journalctl -u keywarden -u keywarden-hsm --no-pager -o short-precise >"$work/logs/journal.log" 2>&1 || true
       cx systemctl status keywarden --no-pager >"$work/logs/status.log" 2>&1 || true
     fi
     if [[ ${KEEP:-0} == 1 ]]; then
@@ -181,7 +193,7 @@ fi
 # Keyed on its inputs; the unit and the docs are copied in before every boot (the container sees
 # the root file system through an overlay, so nothing a run does stays in it).
 rootfs="$work/rootfs"
-stage_id="$(cat "$base.id") release $release_id node $node_version install 1"
+stage_id="$(cat "$base.id") release $release_id node $node_version install 2"
 if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$stage_id" ]]; then
   say "installing keywarden into a copy of the root file system"
   rm -rf "$rootfs" "$rootfs.id"
@@ -192,18 +204,27 @@ if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$st
   chown -R root:root "$rootfs/opt/keywarden"
   chroot "$rootfs" /bin/bash -euo pipefail >"$work/logs/install.log" 2>&1 <<'EOF' || fail "installing into the root file system failed; see $work/logs/install.log"
 useradd --system --home-dir /var/lib/keywarden --shell /usr/sbin/nologin keywarden
-usermod -a -G softhsm keywarden
 install -d -m 0750 -g keywarden /etc/keywarden
 install -m 0600 /dev/null /etc/keywarden/hsm-pin
 head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >/etc/keywarden/hsm-pin
-so_pin=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
-# The token is created as the service user (SoftHSM2 makes each token directory 0700).
-runuser -u keywarden -- softhsm2-util --init-token --free --label keywarden \
-  --so-pin "$so_pin" --pin "$(cat /etc/keywarden/hsm-pin)"
+# The HSM: its own user, token directory and SO PIN; the token is created as that user
+# (SoftHSM2 makes each token directory 0700).
+useradd --system --home-dir /var/lib/keywarden-hsm --shell /usr/sbin/nologin keywarden-hsm
+usermod -a -G keywarden-hsm keywarden
+install -d -m 0700 -o keywarden-hsm -g keywarden-hsm /var/lib/keywarden-hsm /var/lib/keywarden-hsm/tokens
+install -m 0600 -o keywarden-hsm -g keywarden-hsm /dev/null /var/lib/keywarden-hsm/softhsm2.conf
+printf 'directories.tokendir = /var/lib/keywarden-hsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+  >/var/lib/keywarden-hsm/softhsm2.conf
+install -m 0600 /dev/null /etc/keywarden/softhsm-so-pin
+head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >/etc/keywarden/softhsm-so-pin
+runuser -u keywarden-hsm -- env SOFTHSM2_CONF=/var/lib/keywarden-hsm/softhsm2.conf \
+  softhsm2-util --init-token --free --label keywarden \
+  --pin "$(cat /etc/keywarden/hsm-pin)" --so-pin "$(cat /etc/keywarden/softhsm-so-pin)"
 ln -sf /opt/keywarden/bin/keywarden /usr/local/bin/keywarden
 EOF
   install -m 0640 -g "$(chroot "$rootfs" id -g keywarden)" /dev/stdin "$rootfs/etc/keywarden/keywarden.yaml" <<'EOF'
-# keywarden under systemd (scripts/systemd-smoke.sh): one development scope on SoftHSM2.
+# keywarden under systemd (scripts/systemd-smoke.sh): one development scope on SoftHSM2, served
+# by keywarden-hsm.service (p11-kit server); keywarden loads p11-kit's client only.
 dataDir: /var/lib/keywarden
 logLevel: info
 server:
@@ -214,11 +235,11 @@ store:
 backends:
   hsm:
     type: pkcs11
-    module: /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
+    module: /usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
     tokenLabel: keywarden
     pin: { file: /run/credentials/keywarden.service/hsm-pin }
     moduleEnv:
-      SOFTHSM2_CONF: /etc/softhsm/softhsm2.conf
+      P11_KIT_SERVER_ADDRESS: unix:path=/run/keywarden-hsm/pkcs11
 scopes:
   - name: demo
     issuer: http://127.0.0.1:8080/scopes/demo
@@ -242,13 +263,15 @@ else
   say "cached: installed root file system $rootfs"
 fi
 # The docs (the unit's Documentation=) and the unit change often and cost nothing to copy.
-rm -rf "$rootfs/opt/keywarden/docs" "$rootfs/etc/systemd/system/keywarden.service.d"
+rm -rf "$rootfs/opt/keywarden/docs" "$rootfs/etc/systemd/system/keywarden.service.d" "$rootfs/etc/systemd/system/keywarden-hsm.service.d"
 cp -r docs "$rootfs/opt/keywarden/docs"
-chroot "$rootfs" systemctl disable keywarden.service >/dev/null 2>&1 || true
+chroot "$rootfs" systemctl disable keywarden.service keywarden-hsm.service >/dev/null 2>&1 || true
+install -m 0644 "$hsm_unit_src" "$rootfs/etc/systemd/system/keywarden-hsm.service"
 install -m 0644 "$unit_src" "$rootfs/etc/systemd/system/keywarden.service"
-chroot "$rootfs" systemctl enable keywarden.service >"$work/logs/enable.log" 2>&1 ||
-  fail "systemctl enable keywarden.service failed: $(tail -n 3 "$work/logs/enable.log")"
+chroot "$rootfs" systemctl enable keywarden-hsm.service keywarden.service >"$work/logs/enable.log" 2>&1 ||
+  fail "systemctl enable keywarden-hsm.service keywarden.service failed: $(tail -n 3 "$work/logs/enable.log")"
 [[ $unit_src -ef deploy/keywarden.service ]] || say "unit under test: $unit_src (not deploy/keywarden.service)"
+[[ $hsm_unit_src -ef deploy/keywarden-hsm.service ]] || say "HSM unit under test: $hsm_unit_src (not deploy/keywarden-hsm.service)"
 
 # --- boot ----------------------------------------------------------------------------------------
 # --privileged: systemd needs CAP_SYS_ADMIN for the unit's namespaces and mounts, and podman's own
@@ -296,7 +319,7 @@ wait_active() { # -> 0 once active and /readyz answers; fails on a failed unit
   return 1
 }
 journal_errors() { # the last warnings/errors of the service's journal, one line
-  cx journalctl -u keywarden --no-pager -o cat 2>/dev/null |
+  cx journalctl -u keywarden -u keywarden-hsm --no-pager -o cat 2>/dev/null |
     grep -E '"level":(40|50|60)|rror|denied|Read-only|code=killed|status=[0-9]+/[A-Z]|Failed with' |
     tail -n 3 | cut -c1-300 | paste -sd '|' || true
 }
@@ -323,6 +346,14 @@ sub=$(service_prop SubState)
 restarts=$(service_prop NRestarts)
 [[ $sub == running && $restarts == 0 ]] || fail "keywarden.service is $sub with NRestarts=$restarts"
 ok "keywarden.service active (running): keywarden serve, primary $main_pid + $workers worker(s) ($cpus CPU), ExecStartPre config check exit 0, NRestarts=0"
+hsm_prop() { cx systemctl show keywarden-hsm -p "$1" --value; }
+[[ $(hsm_prop ActiveState)/$(hsm_prop SubState) == active/running ]] ||
+  fail "keywarden-hsm.service is $(hsm_prop ActiveState)/$(hsm_prop SubState), Result=$(hsm_prop Result); journal: $(journal_errors)"
+hsm_pid=$(hsm_prop MainPID)
+[[ $(cx cat "/proc/$hsm_pid/comm") == p11-kit-server ]] || fail "keywarden-hsm.service's MainPID $hsm_pid is not p11-kit-server"
+hsm_post=$(hsm_prop ExecStartPost)
+[[ $hsm_post =~ code=exited\ \;\ status=0[\ /] ]] || fail "ExecStartPost (opening the socket) of keywarden-hsm.service did not pass: $hsm_post"
+ok "keywarden-hsm.service active (running): p11-kit server, MainPID $hsm_pid, ExecStartPost exit 0, NRestarts=$(hsm_prop NRestarts)"
 
 # 3. The demo scope's JWKS: a public EC key, no private member.
 jwks_url=http://127.0.0.1:8080/scopes/demo/.well-known/jwks.json
@@ -366,6 +397,38 @@ while read -r pid u1 u2 u3 u4 csoft chard seccomp nnp; do
   [[ "$u1 $u2 $u3 $u4" == "$kw_uid $kw_uid $kw_uid $kw_uid" ]] || fail "keywarden process $pid runs as uid $u1/$u2/$u3/$u4, not keywarden ($kw_uid)"
 done <<<"$procs"
 ok "$nprocs keywarden process(es) ($(awk '{ print $1 }' <<<"$procs" | paste -sd ' ')): Max core file size 0, Seccomp 2, NoNewPrivs 1, uid keywarden ($kw_uid)"
+
+# The HSM is another process, as another user (DESIGN.md I3): keywarden maps p11-kit's client,
+# never SoftHSM2; the server and its p11-kit-remote children (one per connection) run as
+# keywarden-hsm, sandboxed like keywarden; the token directory is that user's alone.
+hsm_uid=$(cx id -u keywarden-hsm)
+# shellcheck disable=SC2016 # expands in the container
+hsm_procs=$(csh 'm=$(systemctl show keywarden-hsm -p MainPID --value)
+  for p in $m $(pgrep -P "$m"); do
+    echo "$p $(cat /proc/$p/comm) $(awk "/^Uid:/ { print \$2, \$3 }" /proc/$p/status)" \
+      "$(awk "/^Max core file size/ { print \$5, \$6 }" /proc/$p/limits) $(awk "/^Seccomp:/ { print \$2 }" /proc/$p/status)"
+  done') || fail "could not read the HSM's processes"
+while read -r pid comm u1 u2 csoft chard seccomp; do
+  [[ "$u1 $u2" == "$hsm_uid $hsm_uid" ]] || fail "HSM process $pid ($comm) runs as uid $u1/$u2, not keywarden-hsm ($hsm_uid)"
+  [[ $csoft == 0 && $chard == 0 ]] || fail "HSM process $pid ($comm) has Max core file size $csoft/$chard, expected 0/0"
+  [[ $seccomp == 2 ]] || fail "HSM process $pid ($comm) has Seccomp mode $seccomp, expected 2"
+done <<<"$hsm_procs"
+remotes=$(awk '$2 == "p11-kit-remote" { print $1 }' <<<"$hsm_procs")
+[[ -n $remotes ]] || fail "no p11-kit-remote serves keywarden: $(paste -sd ';' <<<"$hsm_procs")"
+for pid in $(awk '{ print $1 }' <<<"$procs"); do
+  maps=$(cx cat "/proc/$pid/maps") || fail "cannot read /proc/$pid/maps"
+  ! grep -q libsofthsm2 <<<"$maps" || fail "keywarden process $pid maps libsofthsm2.so"
+  grep -q 'p11-kit-client\.so' <<<"$maps" || fail "keywarden process $pid does not map p11-kit-client.so"
+done
+softhsm_in=0
+for pid in $remotes; do
+  cx cat "/proc/$pid/maps" | grep -q libsofthsm2 && softhsm_in=$((softhsm_in + 1))
+done
+((softhsm_in > 0)) || fail "no p11-kit-remote maps libsofthsm2.so (the check above proves nothing)"
+if cx runuser -u keywarden -- ls /var/lib/keywarden-hsm >/dev/null 2>&1; then fail "the keywarden user can list /var/lib/keywarden-hsm"; fi
+sock=$(cx stat -c '%a %U %G' /run/keywarden-hsm/pkcs11) || fail "no socket /run/keywarden-hsm/pkcs11"
+[[ $sock == "660 keywarden-hsm keywarden-hsm" ]] || fail "the HSM socket is $sock, expected 660 keywarden-hsm keywarden-hsm"
+ok "HSM split: keywarden processes map p11-kit-client.so, not libsofthsm2.so; $(wc -l <<<"$hsm_procs") HSM process(es) ($(awk '{ print $1 "/" $2 }' <<<"$hsm_procs" | paste -sd ' ')) as keywarden-hsm, core 0, seccomp 2, $softhsm_in mapping SoftHSM2; keywarden cannot list the token directory; socket $sock"
 
 # 5. The CLI as the service user, with the PIN from the service's credential.
 jwt=$(kwu sign --scope demo --claims '{"sub":"alice","aud":"demo-api"}' --ttl 300 2>"$work/logs/cli-sign.err") ||
@@ -419,10 +482,16 @@ ok "systemctl stop keywarden: Result=success, ExecMainStatus=0 in $stop_ms ms"
 
 # 8. Kill mode: a system call outside SystemCallFilter= kills the process (SIGSYS) instead of
 # failing with EPERM, so a missing group shows up as a dead process and a seccomp audit record.
-dropin=/etc/systemd/system/keywarden.service.d/90-smoke-kill-mode.conf
-csh "mkdir -p ${dropin%/*} && printf '[Service]\nSystemCallErrorNumber=\nRestart=no\n' >$dropin && systemctl daemon-reload"
+# Both units: the HSM server restarts into kill mode before keywarden starts.
+dropins=(/etc/systemd/system/keywarden.service.d/90-smoke-kill-mode.conf /etc/systemd/system/keywarden-hsm.service.d/90-smoke-kill-mode.conf)
+for dropin in "${dropins[@]}"; do
+  csh "mkdir -p ${dropin%/*} && printf '[Service]\nSystemCallErrorNumber=\nRestart=no\n' >$dropin"
+done
+cx systemctl daemon-reload
+cx systemctl restart keywarden-hsm || fail "kill mode: systemctl restart keywarden-hsm failed (Result=$(hsm_prop Result))"
 errno_kill=$(service_prop SystemCallErrorNumber) # 2147483646 (kill) on systemd 252, EPERM is 1
 [[ $errno_kill != 1 && $errno_kill != EPERM ]] || fail "the kill-mode drop-in did not reset SystemCallErrorNumber= ($errno_kill)"
+[[ $(hsm_prop SystemCallErrorNumber) == "$errno_kill" ]] || fail "the kill-mode drop-in did not reset keywarden-hsm's SystemCallErrorNumber="
 dmesg_ok=0 n0=0
 if dmesg >/dev/null 2>&1; then
   dmesg_ok=1
@@ -430,8 +499,8 @@ if dmesg >/dev/null 2>&1; then
 fi
 seccomp_new() { # the seccomp records since n0, summed up: count comm signal syscall-number
   ((dmesg_ok)) || return 0
-  # Only node's records: another process's seccomp kill elsewhere on the host is not ours.
-  dmesg | grep 'type=1326' | tail -n +"$((n0 + 1))" | grep 'comm="node"' |
+  # Only our processes' records: another process's seccomp kill elsewhere on the host is not ours.
+  dmesg | grep 'type=1326' | tail -n +"$((n0 + 1))" | grep -E 'comm="(node|p11-kit-server|p11-kit-remote)"' |
     sed -n 's/.*comm="\([^"]*\)".*sig=\([0-9]*\).*syscall=\([0-9]*\).*/comm=\1 sig=\2 syscall=\3/p' |
     sort | uniq -c | sed 's/^ *//' | paste -sd ';' || true
 }
@@ -445,6 +514,7 @@ for ((i = 0; i < 40; i++)); do
   sleep 0.5
 done
 before=$(kw_procs | awk '{ print $1 }' | paste -sd ' ')
+hsm_before=$(hsm_prop MainPID)
 http_sign kill-mode
 [[ $status == 200 ]] || kill_fail "POST /v1/scopes/demo/sign: HTTP $status $body"
 sleep "$kill_run"
@@ -454,11 +524,13 @@ after=$(kw_procs | awk '{ print $1 }' | paste -sd ' ')
 [[ $(service_prop ActiveState) == active && $(service_prop NRestarts) == 0 ]] ||
   kill_fail "keywarden.service is $(service_prop ActiveState) with NRestarts=$(service_prop NRestarts)"
 [[ $before == "$after" ]] || kill_fail "the keywarden processes changed ($before -> $after): one was killed"
+[[ $(hsm_prop ActiveState) == active && $(hsm_prop MainPID) == "$hsm_before" ]] ||
+  kill_fail "keywarden-hsm.service is $(hsm_prop ActiveState), MainPID $hsm_before -> $(hsm_prop MainPID)"
 exited=$(cx journalctl -u keywarden --no-pager -o cat --since "$since" | grep -c '"worker exited' || true)
 ((exited == 0)) || kill_fail "the journal reports $exited worker exit(s)"
 stop_service
 kill_stop_ms=$stop_ms
-cx rm -f "$dropin"
+cx rm -f "${dropins[@]}"
 cx systemctl daemon-reload
 errno_prop=$(service_prop SystemCallErrorNumber)
 if ((dmesg_ok)); then
@@ -470,12 +542,30 @@ else
   say "skip: seccomp records not checked: dmesg is not readable here"
 fi
 
-# 9. systemd-analyze security, online (the loaded unit, in the container's systemd).
-security=$(cx systemd-analyze security keywarden --no-pager 2>&1) || true
-exposure=$(sed -n 's/.*Overall exposure level for keywarden\.service: \([0-9.]*\).*/\1/p' <<<"$security")
-[[ -n $exposure ]] || fail "no exposure level from systemd-analyze security: $(tail -n 3 <<<"$security")"
-awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
-  fail "systemd-analyze security keywarden: overall exposure $exposure, above $max_exposure"
-ok "systemd-analyze security keywarden: overall exposure $exposure (at most $max_exposure)"
+# 9. Restarting the HSM server restarts keywarden (PartOf=): p11-kit's client does not reconnect,
+# a keywarden left running would answer every signature with CKR_DEVICE_ERROR.
+cx systemctl restart keywarden-hsm || fail "systemctl restart keywarden-hsm failed (the kill-mode one left running)"
+cx systemctl start keywarden || fail "systemctl start keywarden failed"
+wait_active || fail "keywarden.service is not active after the HSM restart: $(service_prop ActiveState); journal: $(journal_errors)"
+kw_before=$(service_prop MainPID) hsm_before=$(hsm_prop MainPID)
+http_sign before-hsm-restart
+[[ $status == 200 ]] || fail "POST /v1/scopes/demo/sign: HTTP $status $body"
+cx systemctl restart keywarden-hsm || fail "systemctl restart keywarden-hsm failed"
+wait_active || fail "keywarden.service is not active after systemctl restart keywarden-hsm: $(service_prop ActiveState); journal: $(journal_errors)"
+[[ $(service_prop MainPID) != "$kw_before" && $(hsm_prop MainPID) != "$hsm_before" ]] ||
+  fail "systemctl restart keywarden-hsm did not restart both (keywarden $kw_before -> $(service_prop MainPID), HSM $hsm_before -> $(hsm_prop MainPID))"
+http_sign after-hsm-restart
+[[ $status == 200 ]] || fail "POST /v1/scopes/demo/sign after systemctl restart keywarden-hsm: HTTP $status $body"
+ok "systemctl restart keywarden-hsm restarts keywarden too (MainPID $kw_before -> $(service_prop MainPID)); it signs again (200)"
+
+# 10. systemd-analyze security, online (the loaded units, in the container's systemd).
+for unit in keywarden keywarden-hsm; do
+  security=$(cx systemd-analyze security "$unit" --no-pager 2>&1) || true
+  exposure=$(sed -n "s/.*Overall exposure level for $unit\.service: \([0-9.]*\).*/\1/p" <<<"$security")
+  [[ -n $exposure ]] || fail "no exposure level from systemd-analyze security $unit: $(tail -n 3 <<<"$security")"
+  awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
+    fail "systemd-analyze security $unit: overall exposure $exposure, above $max_exposure"
+  ok "systemd-analyze security $unit: overall exposure $exposure (at most $max_exposure)"
+done
 
 say "total: $((SECONDS - t0)) s"

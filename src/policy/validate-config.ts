@@ -223,12 +223,25 @@ function validateAudit(
 }
 
 /** Values that look like relative paths (start with ./ or ../) are resolved; others kept. */
+/**
+ * A relative path in a module's environment resolves against the config file's directory, and
+ * so does one in a `unix:path=` address (p11-kit's P11_KIT_SERVER_ADDRESS), since the module
+ * reads it from a process whose working directory nobody promised.
+ */
 function resolveModuleEnv(
   env: Record<string, string>,
   resolve: (p: string) => string,
 ): Record<string, string> {
+  const relative = (v: string) => v.startsWith('./') || v.startsWith('../');
+  const UNIX_PATH = 'unix:path=';
   return Object.fromEntries(
-    Object.entries(env).map(([k, v]) => [k, v.startsWith('./') || v.startsWith('../') ? resolve(v) : v]),
+    Object.entries(env).map(([k, v]) => {
+      if (relative(v)) return [k, resolve(v)];
+      if (v.startsWith(UNIX_PATH) && relative(v.slice(UNIX_PATH.length))) {
+        return [k, UNIX_PATH + resolve(v.slice(UNIX_PATH.length))];
+      }
+      return [k, v];
+    }),
   );
 }
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { constants, createPublicKey, randomUUID, verify } from 'node:crypto';
+import { constants, createPublicKey, randomBytes, randomUUID, verify } from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose';
 import type { KeyBackend } from '../../src/backends/key-backend';
 import type { SigningAlg } from '../../src/policy/algorithms';
@@ -231,6 +231,69 @@ export function describeKeyBackendContract(label: string, setup: () => Promise<C
           assert.equal(nodeVerify(alg, k.jwk, inputs[i] as Buffer, sig), true, `${alg}: signature ${i}`);
         });
       }
+    });
+
+    it('keeps a key seal beside the key, once; inventory and inspectKeys report it', async () => {
+      const { backend, algs } = fixture();
+      const alg = algs[0] as SigningAlg;
+      const k = await newKey(alg);
+      const identity = backend.refIdentity(k.ref);
+      assert.equal(
+        identity,
+        backend.refIdentity({ ...k.ref, ref: { ...k.ref.ref } }),
+        'refIdentity is stable',
+      );
+      const before = (await backend.inventory()).find((e) => e.identity === identity);
+      assert.ok(before, 'inventory lists a new key');
+      assert.deepEqual([before.keyId, before.scope, before.sealed], [k.keyId, scope, false]);
+      const [unsealed] = await backend.inspectKeys([{ ref: k.ref, alg }]);
+      assert.ok(unsealed?.status === 'found', JSON.stringify(unsealed));
+      assert.equal(unsealed.facts.seal, null);
+      assert.deepEqual(unsealed.facts.publicJwk, k.jwk);
+      assert.deepEqual([unsealed.facts.keyId, unsealed.facts.scope], [k.keyId, scope]);
+      assert.ok(
+        unsealed.facts.validity.notBefore && unsealed.facts.validity.notAfter,
+        'the validity recorded at creation',
+      );
+
+      const seal = Buffer.from(`v1.${b64u(randomBytes(64))}`, 'ascii');
+      await backend.attachSeal(k.ref, seal);
+      await rejectsWith(
+        backend.attachSeal(k.ref, Buffer.from('v1.other')),
+        'BACKEND_OBJECT_EXISTS',
+        'second seal',
+      );
+      const [sealed] = await backend.inspectKeys([{ ref: k.ref, alg }]);
+      assert.ok(sealed?.status === 'found');
+      assert.deepEqual(Buffer.from(sealed.facts.seal ?? []), seal, 'the seal reads back as written');
+      assert.equal((await backend.inventory()).find((e) => e.identity === identity)?.sealed, true);
+
+      // Many keys in one pass, in the order asked; a planned and a destroyed key are missing.
+      const planned = backend.planKey({ scope, keyId: randomUUID() });
+      const gone = await newKey(alg);
+      await backend.destroy(gone.ref);
+      const answers = await backend.inspectKeys([
+        { ref: planned, alg },
+        { ref: k.ref, alg },
+        { ref: gone.ref, alg },
+      ]);
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        ['missing', 'found', 'missing'],
+      );
+      await rejectsWith(
+        backend.attachSeal(planned, seal),
+        'BACKEND_OBJECT_NOT_FOUND',
+        'seal of a missing key',
+      );
+      // Destroying a key takes its seal with it: nothing of it stays to vouch for a row.
+      await backend.destroy(k.ref);
+      assert.equal(
+        (await backend.inventory()).some((e) => e.identity === identity),
+        false,
+      );
+      const [after] = await backend.inspectKeys([{ ref: k.ref, alg }]);
+      assert.equal(after?.status, 'missing');
     });
 
     it('health reports ok', async () => {

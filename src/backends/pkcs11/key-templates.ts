@@ -216,9 +216,11 @@ export function signOperation(
     case 'RS256':
       return { mechanism: { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS }, data: input };
     case 'PS256':
+      // Hashed here and signed with plain CKM_RSA_PKCS_PSS, as ECDSA is: p11-kit's RPC (0.24,
+      // Debian 12) carries CKM_RSA_PKCS_PSS but not CKM_SHA256_RSA_PKCS_PSS.
       return {
         mechanism: {
-          mechanism: pkcs11js.CKM_SHA256_RSA_PKCS_PSS,
+          mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
           parameter: {
             type: pkcs11js.CK_PARAMS_RSA_PSS,
             hashAlg: pkcs11js.CKM_SHA256,
@@ -226,7 +228,7 @@ export function signOperation(
             saltLen: 32,
           } as pkcs11js.RsaPSS,
         },
-        data: input,
+        data: hash('sha256', input, 'buffer'),
       };
     case 'EdDSA':
       return { mechanism: { mechanism: CKM_EDDSA }, data: input };
@@ -238,6 +240,6 @@ export const REQUIRED_MECHANISMS: Readonly<Record<SigningAlg, readonly number[]>
   ES256: [pkcs11js.CKM_EC_KEY_PAIR_GEN, pkcs11js.CKM_ECDSA],
   ES384: [pkcs11js.CKM_EC_KEY_PAIR_GEN, pkcs11js.CKM_ECDSA],
   RS256: [pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11js.CKM_SHA256_RSA_PKCS],
-  PS256: [pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11js.CKM_SHA256_RSA_PKCS_PSS],
+  PS256: [pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11js.CKM_RSA_PKCS_PSS],
   EdDSA: [CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA],
 };

@@ -52,6 +52,27 @@ describe('config validation', () => {
     );
   });
 
+  it('resolves relative module environment paths against the config, also after unix:path=', () => {
+    const moduleEnv = {
+      SOFTHSM2_CONF: '../hsm/softhsm2.conf',
+      P11_KIT_SERVER_ADDRESS: 'unix:path=../run/p11-kit/pkcs11',
+      ABSOLUTE: 'unix:path=/run/keywarden-hsm/pkcs11',
+      OTHER: 'plain-value',
+    };
+    const c = validateConfig(doc([scope()], { backends: { hsm: { ...backends.hsm, moduleEnv } } }), {
+      source: 't',
+      baseDir: '/etc/keywarden/config',
+    });
+    const hsm = c.backends.hsm;
+    assert.ok(hsm?.type === 'pkcs11');
+    assert.deepEqual(hsm.moduleEnv, {
+      SOFTHSM2_CONF: '/etc/keywarden/hsm/softhsm2.conf',
+      P11_KIT_SERVER_ADDRESS: 'unix:path=/etc/keywarden/run/p11-kit/pkcs11',
+      ABSOLUTE: 'unix:path=/run/keywarden-hsm/pkcs11',
+      OTHER: 'plain-value',
+    });
+  });
+
   it('refuses verifyGrace < maxTokenTtl, naming scope, field and numbers', () => {
     const [p, ...rest] = problems(doc([scope({ policy: { ...policy, verifyGrace: '10m' } })]));
     assert.equal(rest.length, 0);
