@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
 import { LogAuditSink } from './audit/log-audit-sink';
-import { openBackend } from './backends/open-backend';
+import { openBackend } from './backends/registry';
 import type { KeyBackend } from './backends/key-backend';
 import type { AuditSink } from './lifecycle/audit-sink';
+import { ClientTrust } from './lifecycle/client-trust';
 import type { LifecycleContext } from './lifecycle/context';
 import { KeyCache } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
@@ -27,9 +28,9 @@ export interface RuntimeOptions {
   /** Backend factory override (tests inject pre-opened backends). */
   openBackend?: typeof openBackend;
   /**
-   * Record integrity findings (refused key rows, missing rows) in the audit log, not only in the
-   * log. The daemon's scheduling process does; workers and one-shot commands only log them, so
-   * one finding is not recorded once per process.
+   * Record integrity findings (refused key rows, missing rows, refused API client rows) in the
+   * audit log, not only in the log. The daemon's scheduling process does; workers and one-shot
+   * commands only log them, so one finding is not recorded once per process.
    */
   auditIntegrity?: boolean;
 }
@@ -72,6 +73,14 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     audit: opts.auditIntegrity ? audit : null,
   });
   const cache = new KeyCache(config, keys, clock, opts.log, integrity);
+  const clientTrust = new ClientTrust({
+    config,
+    clock,
+    log: opts.log,
+    keys,
+    backend,
+    audit: opts.auditIntegrity ? audit : null,
+  });
   const ctx: LifecycleContext = {
     config,
     clock,
@@ -81,6 +90,7 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     lock: createScopeLock(ds),
     audit,
     cache,
+    clientTrust,
     backend,
   };
   await cache.refresh(true);

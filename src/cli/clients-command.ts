@@ -5,10 +5,13 @@ import {
   removeClient,
   rotateClientSecret,
   showClient,
+  type CheckedClientSummary,
   type ClientSummary,
   type IssuedClientSecret,
 } from '../lifecycle/clients';
+import { sealClients, type SealClientsReport } from '../lifecycle/seal-clients';
 import { KeywardenError } from '../policy/errors';
+import { EXIT } from './exit-codes';
 import { cliActor, iso, output, table, withRuntime } from './io';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -60,13 +63,42 @@ const grantsText = (g: ClientSummary['grants']) =>
     .map(([scope, list]) => `${scope}:${list.join(',')}`)
     .join(' ');
 
-function humanClient(c: ClientSummary): string {
+/** `trusted`, or `refused (<reason>)`. */
+const trustText = (c: CheckedClientSummary) => (c.trust === 'trusted' ? 'trusted' : `refused (${c.reason})`);
+
+function humanClient(c: CheckedClientSummary): string {
   return [
     `name:     ${c.name}`,
     `id:       ${c.id}`,
     `grants:   ${grantsText(c.grants)}`,
     `created:  ${iso(c.createdAt)}`,
     `updated:  ${iso(c.updatedAt)}`,
+    `trust:    ${trustText(c)}`,
+    c.trust === 'trusted' ? `sealed by audit key ${c.sealedBy}` : `          ${c.detail}`,
+  ].join('\n');
+}
+
+function humanSealReport(r: SealClientsReport): string {
+  if (r.clients.length === 0) return 'no clients';
+  const rows = table(
+    ['name', 'id', 'grants', 'created', 'was', r.dryRun ? 'would' : 'done'],
+    r.clients.map((c) => [
+      c.name,
+      c.id,
+      grantsText(c.grants),
+      iso(c.createdAt),
+      c.was,
+      r.dryRun && (c.action === 'sealed' || c.action === 'resealed') ? c.action.replace(/ed$/, '') : c.action,
+    ]),
+  );
+  const notes = r.clients.filter((c) => c.detail).map((c) => `${c.name}: ${c.detail}`);
+  const done = r.clients.filter((c) => c.action === 'sealed' || c.action === 'resealed').length;
+  return [
+    rows,
+    ...notes,
+    r.dryRun
+      ? `dry run: ${done} client(s) would be sealed; nothing was changed`
+      : `${done} client(s) sealed${r.kid ? ` by audit key ${r.kid}` : ''}`,
   ].join('\n');
 }
 
@@ -81,7 +113,7 @@ function printSecret(cmd: Command, issued: IssuedClientSecret, verb: string): vo
   );
 }
 
-/** `keywarden clients add|list|show|remove|rotate-secret`: API clients and their grants per scope. */
+/** `keywarden clients add|list|show|seal|remove|rotate-secret`: API clients and their grants per scope. */
 export function clientsCommand(): Command {
   const clients = new Command('clients').description('manage API clients of the sign/verify routes');
 
@@ -107,7 +139,7 @@ export function clientsCommand(): Command {
 
   clients
     .command('list')
-    .description('list API clients and their grants (never secrets)')
+    .description('list API clients, their grants and whether an HSM key vouches for each (never secrets)')
     .action(async (_o, cmd: Command) => {
       await withRuntime(cmd, async ({ ctx }) => {
         const all = await listClients(ctx);
@@ -115,8 +147,8 @@ export function clientsCommand(): Command {
           all.length === 0
             ? 'no clients'
             : table(
-                ['name', 'id', 'grants', 'created'],
-                all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt)]),
+                ['name', 'id', 'grants', 'created', 'trust'],
+                all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt), trustText(c)]),
               ),
         );
       });
@@ -143,6 +175,44 @@ export function clientsCommand(): Command {
         output(cmd, { removed: c }, () => `removed client ${c.name} (id ${c.id})`);
       });
     });
+
+  clients
+    .command('seal')
+    .description(
+      'vouch for API client rows: seal them with the audit key (the upgrade step for clients made before sealing)',
+    )
+    .argument('[clients...]', 'clients by name or id')
+    .option('--all', 'every client without a seal, or with a seal by an audit key that no longer signs')
+    .option(
+      '--force',
+      'also vouch for named clients whose seal does not verify (rows changed outside keywarden)',
+    )
+    .option('--dry-run', 'print what would be sealed, change nothing')
+    .addHelpText(
+      'after',
+      '\nA row without a seal is refused (401): the daemon cannot tell a client made before sealing from a\n' +
+        'row written into the store by someone else, so only an operator can vouch for it. Check what is\n' +
+        'printed first:\n  keywarden clients seal --all --dry-run\n  keywarden clients seal --all',
+    )
+    .action(
+      async (names: string[], opts: { all?: boolean; force?: boolean; dryRun?: boolean }, cmd: Command) => {
+        await withRuntime(cmd, async ({ ctx }) => {
+          const report = await sealClients(
+            ctx,
+            {
+              clients: names,
+              all: opts.all === true,
+              force: opts.force === true,
+              dryRun: opts.dryRun === true,
+            },
+            cliActor(),
+          );
+          output(cmd, report, () => humanSealReport(report));
+          // Clients left refused are a negative answer for scripts.
+          if (report.clients.some((c) => c.action === 'skipped')) process.exitCode = EXIT.NEGATIVE;
+        });
+      },
+    );
 
   clients
     .command('rotate-secret')

@@ -3,8 +3,8 @@ import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   checkClientSecret,
-  clientVersions,
   hasGrant,
+  pollClients,
   type AuthenticatedClient,
   type Grant,
 } from '../lifecycle/clients';
@@ -34,13 +34,16 @@ const BEARER_RE = /^Bearer +([\x21-\x7e]{1,256}) *$/i;
  *
  * - The clients table (each row's id and content digest, clientRowVersion) is polled every
  *   `pollSeconds` (server.keyRefreshSeconds, default 2 s); any change to any client (add,
- *   remove, rotate-secret, a grant edited in the database) clears every cached answer, and an
+ *   remove, rotate-secret, seal, a grant edited in the database) clears every cached answer, and an
  *   answer whose client row is gone or changed since its check is dropped even when the table
  *   as a whole looks as it did at the last poll (a client added, used and removed between two
  *   polls). A removed client or a replaced secret therefore gets 401 within one poll interval
  *   plus the time of one poll query, whatever the clocks of the hosts that wrote the rows.
  * - If polls fail or stall, cached answers stop being trusted after `staleAfterPolls`
  *   intervals: requests then re-check against the store (fail closed).
+ * - A secret is accepted only for a row an HSM key vouches for (its seal by the audit key,
+ *   checked by the process's ClientTrust, once per row content): a row written into the store
+ *   outside keywarden is refused exactly like an unknown secret, and reported.
  * - Concurrent requests with the same secret share one check, so a burst from a fresh client
  *   costs one scrypt, not one per request; refused secrets are remembered for a minute so a
  *   caller hammering with a stale secret does not turn every request into a scrypt.
@@ -96,8 +99,8 @@ export class ClientAuthenticator {
 
   private async doPoll(): Promise<void> {
     try {
-      const versions = await clientVersions(this.ctx);
-      const marker = hash('sha256', [...versions].map(([id, v]) => `${id}:${v};`).join(''), 'base64url');
+      // A changed table is also checked against the audit key's seals (reported, not only refused).
+      const { marker, versions } = await pollClients(this.ctx, this.marker);
       if (marker !== this.marker) this.clear();
       else this.evictChanged(versions);
       this.marker = marker;

@@ -11,6 +11,7 @@ import {
   ensureAuditKey,
   type AuditContext,
 } from './audit-key';
+import { auditKeyNeededByClients } from './client-seals';
 
 /** Record types the audit machinery writes. */
 export const CHECKPOINT_TYPE = 'audit.checkpoint';
@@ -114,7 +115,8 @@ export async function checkpointAudit(
   });
   if (!rec) return { written: false, reason: 'another process checkpointed the same head' };
   await writeMarker(actx, store, rec, signer.kid);
-  await destroyRetiredAuditKeys(actx, signer.kid);
+  // Never a key that still vouches for API clients the daemon has not re-sealed yet.
+  await destroyRetiredAuditKeys(actx, signer.kid, (k) => auditKeyNeededByClients(actx, k));
   actx.log.info({ audit: { checkpoint: rec.seq, covers: data.covers, kid: signer.kid } }, 'audit checkpoint');
   return { written: true, reason: status.reason, seq: rec.seq, covers: data.covers, kid: signer.kid };
 }

@@ -1,3 +1,4 @@
+import { backendType } from '../backends/registry';
 import type { SigningAlg } from '../policy/algorithms';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
@@ -8,6 +9,7 @@ import { runLocked } from '../store/scope-lock';
 import type { StatementSigner } from '../audit/signature';
 import type { LifecycleContext } from './context';
 import { generateKey, recoverGenerating } from './generate-key';
+import type { ClientTrust } from './client-trust';
 import type { KeyCache } from './key-cache';
 
 /**
@@ -43,13 +45,17 @@ export type AuditContext = Pick<
   'config' | 'clock' | 'log' | 'ds' | 'keys' | 'lock' | 'audit' | 'backend'
 >;
 
-/** `config.audit.backend`, else the first PKCS#11 backend; null when there is none. */
+/**
+ * `config.audit.backend`, else the first backend whose type holds the audit key by default (a
+ * PKCS#11 token); null when there is none.
+ */
 export function auditBackendName(config: Pick<KeywardenConfig, 'audit' | 'backends'>): string | null {
   if (config.audit.backend) return config.audit.backend;
-  return Object.values(config.backends).find((b) => b.type === 'pkcs11')?.name ?? null;
+  return Object.values(config.backends).find((b) => backendType(b.type).defaultForAuditKey)?.name ?? null;
 }
 
-function auditScope(backend: string): ScopeConfig {
+/** The scope-like config of the `_audit` lifecycle on `backend` (its policy is AUDIT_KEY_POLICY). */
+export function auditScope(backend: string): ScopeConfig {
   return {
     name: AUDIT_SCOPE,
     issuer: 'urn:keywarden:audit',
@@ -63,14 +69,22 @@ function auditScope(backend: string): ScopeConfig {
   };
 }
 
-/** generateKey needs a LifecycleContext; the audit key is never cached, so the cache refuses use. */
+/**
+ * generateKey needs a LifecycleContext; the audit key is never cached, so the cache refuses use
+ * (and so does the API client check, which generation never needs).
+ */
 function asLifecycleContext(actx: AuditContext): LifecycleContext {
-  const cache = new Proxy({} as KeyCache, {
-    get() {
-      throw new KeywardenError('INTERNAL', 'the audit key is not part of the key cache');
-    },
-  });
-  return { ...actx, cache };
+  const refuse = <T extends object>(what: string) =>
+    new Proxy({} as T, {
+      get() {
+        throw new KeywardenError('INTERNAL', `the audit key's generation does not use ${what}`);
+      },
+    });
+  return {
+    ...actx,
+    cache: refuse<KeyCache>('the key cache'),
+    clientTrust: refuse<ClientTrust>('API clients'),
+  };
 }
 
 /** The audit key that signs at `now` (the latest activated one), or null. */
@@ -141,14 +155,27 @@ export function auditKeyDestroyDueAt(key: Pick<KeyRecord, 'expiresAt' | 'revoked
 
 /**
  * Destroys the objects of audit keys past their destroy time, except `keepKid` (the key that
- * signed the latest checkpoint, which `audit verify` checks against the HSM). Never throws.
+ * signed the latest checkpoint, which `audit verify` checks against the HSM) and keys `stillNeeded`
+ * names a reason to keep (API client seals made with them and not yet replaced: destroying the key
+ * would refuse those clients). Never throws.
  */
-export async function destroyRetiredAuditKeys(actx: AuditContext, keepKid: string | null): Promise<string[]> {
+export async function destroyRetiredAuditKeys(
+  actx: AuditContext,
+  keepKid: string | null,
+  stillNeeded?: (key: KeyRecord) => Promise<string | null>,
+): Promise<string[]> {
   const destroyed: string[] = [];
   const now = actx.clock.now();
   for (const k of await actx.keys.listByScope(AUDIT_SCOPE)) {
     if (k.status !== 'ready' || k.destroyedAt !== null || k.kid === keepKid) continue;
     if (auditKeyDestroyDueAt(k) > now) continue;
+    const keep = await (stillNeeded?.(k) ?? Promise.resolve(null)).catch(
+      (e: Error) => `cannot tell whether it is still needed: ${e.message}`,
+    );
+    if (keep) {
+      actx.log.warn({ kid: k.kid, reason: keep }, 'a retired audit key is kept past its destroy time');
+      continue;
+    }
     try {
       const backend = await actx.backend(k.backendRef.backend);
       await backend.destroy(k.backendRef);

@@ -1,11 +1,16 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { KeywardenError } from '../policy/errors';
 import {
   clientRowVersion,
+  clientVersionsOf,
   ClientRepository,
   type ClientRecord,
   type Grant,
+  type StoredClient,
 } from '../store/client-repository';
+import { sealedGrants } from '../policy/client-seal';
+import { sealingAuditKey } from './client-seals';
+import type { ClientVerdict } from './client-trust';
 import { requireScope, type LifecycleContext } from './context';
 import { hashSecret, verifySecret } from './secret-hash';
 
@@ -22,6 +27,16 @@ export interface ClientSummary {
   createdAt: Date;
   updatedAt: Date;
 }
+
+/** Whether an HSM key vouches for a client's row (`clients list`, `clients show`). */
+export type ClientTrustState =
+  /** Its seal verifies with the audit key `sealedBy`, read from the HSM. */
+  | { trust: 'trusted'; sealedBy: string }
+  /** Refused (401 like an unknown secret): see `reason` (policy/client-seal.ts) and `detail`. */
+  | { trust: 'refused'; reason: string; detail: string };
+
+/** A client with its trust, as `clients list` and `clients show` print it. */
+export type CheckedClientSummary = ClientSummary & ClientTrustState;
 
 /** A client together with its secret, returned exactly once (add, rotate-secret). */
 export interface IssuedClientSecret {
@@ -48,12 +63,22 @@ function newSecret(clientId: string): string {
   return `kw_${clientId}_${randomBytes(SECRET_RANDOM_BYTES).toString('base64url')}`;
 }
 
-function summary(c: ClientRecord): ClientSummary {
-  return { id: c.id, name: c.name, grants: c.grants, createdAt: c.createdAt, updatedAt: c.updatedAt };
+/** What operators see of a row (grants as sealed: a value that is not grants shows as none). */
+export function summary(
+  c: Pick<StoredClient, 'id' | 'name' | 'grants' | 'createdAt' | 'updatedAt'>,
+): ClientSummary {
+  const grants = (sealedGrants(c.grants) ?? {}) as Record<string, Grant[]>;
+  return { id: c.id, name: c.name, grants, createdAt: c.createdAt, updatedAt: c.updatedAt };
 }
 
 function clients(ctx: LifecycleContext): ClientRepository {
   return new ClientRepository(ctx.ds);
+}
+
+function trustState(v: ClientVerdict): ClientTrustState {
+  return v.ok
+    ? { trust: 'trusted', sealedBy: v.kid }
+    : { trust: 'refused', reason: v.reason, detail: v.message };
 }
 
 /**
@@ -105,19 +130,20 @@ export async function addClient(
   const id = randomUUID();
   const secret = newSecret(id);
   const now = ctx.clock.now();
-  const record: ClientRecord = {
-    id,
-    name,
-    secretHash: await hashSecret(secret),
-    grants: normalised,
-    createdAt: now,
-    updatedAt: now,
-  };
+  const facts = { id, name, secretHash: await hashSecret(secret), grants: normalised, createdAt: now };
+  // The audit key vouches for the row (in the HSM, before anything is written): without its
+  // seal no daemon would accept the secret.
+  const sealer = await sealingAuditKey(ctx, actor);
+  const record: ClientRecord = { ...facts, updatedAt: now, seal: await sealer.seal(facts) };
   try {
     await ctx.ds.transaction(async (m) => {
       await repo.insert(record, m);
       await ctx.audit.record(
-        { type: 'client.created', actor, data: { clientId: id, name, grants: normalised } },
+        {
+          type: 'client.created',
+          actor,
+          data: { clientId: id, name, grants: normalised, sealedBy: sealer.kid },
+        },
         m,
       );
     });
@@ -130,9 +156,15 @@ export async function addClient(
   return { client: summary(record), secret };
 }
 
-/** Every client, by name. */
-export async function listClients(ctx: LifecycleContext): Promise<ClientSummary[]> {
-  return (await clients(ctx).list()).map(summary);
+/**
+ * Every client, by name, with its trust (each row checked against the audit key's seal). Rows are
+ * read as stored, so one edited by hand is listed (and refused) rather than failing the listing.
+ */
+export async function listClients(ctx: LifecycleContext): Promise<CheckedClientSummary[]> {
+  const rows = (await clients(ctx).scan()).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const out: CheckedClientSummary[] = [];
+  for (const c of rows) out.push({ ...summary(c), ...trustState(await ctx.clientTrust.judge(c)) });
+  return out;
 }
 
 async function requireClient(repo: ClientRepository, nameOrId: string): Promise<ClientRecord> {
@@ -141,9 +173,10 @@ async function requireClient(repo: ClientRepository, nameOrId: string): Promise<
   return c;
 }
 
-/** One client by name or id, or CLIENT_NOT_FOUND. */
-export async function showClient(ctx: LifecycleContext, nameOrId: string): Promise<ClientSummary> {
-  return summary(await requireClient(clients(ctx), nameOrId));
+/** One client by name or id, with its trust, or CLIENT_NOT_FOUND. */
+export async function showClient(ctx: LifecycleContext, nameOrId: string): Promise<CheckedClientSummary> {
+  const c = await requireClient(clients(ctx), nameOrId);
+  return { ...summary(c), ...trustState(await ctx.clientTrust.judge(c)) };
 }
 
 /**
@@ -165,7 +198,12 @@ export async function removeClient(
   return summary(c);
 }
 
-/** Replaces a client's secret; the old one stops working within the same bound as removal. */
+/**
+ * Replaces a client's secret; the old one stops working within the same bound as removal. The new
+ * row is sealed by the audit key in the same operation. Only a client whose row an HSM key vouches
+ * for now can be rotated (CLIENT_UNTRUSTED otherwise): sealing a new secret over grants the store
+ * made up would bless them.
+ */
 export async function rotateClientSecret(
   ctx: LifecycleContext,
   nameOrId: string,
@@ -173,15 +211,31 @@ export async function rotateClientSecret(
 ): Promise<IssuedClientSecret> {
   const repo = clients(ctx);
   const c = await requireClient(repo, nameOrId);
+  const verdict = await ctx.clientTrust.judge(c);
+  if (!verdict.ok) {
+    throw new KeywardenError(
+      'CLIENT_UNTRUSTED',
+      `client "${c.name}" is refused (${verdict.reason}: ${verdict.message}), so its secret is not rotated: ` +
+        `check its grants (keywarden clients show ${c.name}) and vouch for it with ` +
+        `\`keywarden clients seal ${c.name}${verdict.reason === 'unsealed' ? '' : ' --force'}\`, or remove it`,
+    );
+  }
   const secret = newSecret(c.id);
-  const hash = await hashSecret(secret);
+  const secretHash = await hashSecret(secret);
   const now = ctx.clock.now();
+  const sealer = await sealingAuditKey(ctx, actor);
+  const seal = await sealer.seal({ ...c, secretHash });
   await ctx.ds.transaction(async (m) => {
-    if (!(await repo.updateSecret(c.id, hash, now, m))) {
-      throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
+    if (!(await repo.updateSecret(c.id, c.secretHash, { secretHash, seal }, now, m))) {
+      if (!(await repo.findById(c.id, m)))
+        throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
+      throw new KeywardenError(
+        'LOCK_BUSY',
+        `client "${c.name}" got another secret meanwhile; nothing changed: run the command again`,
+      );
     }
     await ctx.audit.record(
-      { type: 'client.secret-rotated', actor, data: { clientId: c.id, name: c.name } },
+      { type: 'client.secret-rotated', actor, data: { clientId: c.id, name: c.name, sealedBy: sealer.kid } },
       m,
     );
   });
@@ -199,8 +253,10 @@ export interface AuthenticatedClient {
 
 /**
  * The client a presented secret belongs to, or null when the secret is not shaped like one,
- * names no client, or does not match the stored hash. One primary-key read plus one scrypt:
- * deliberately slow, so callers cache the answer (see src/http/auth.ts).
+ * names no client, does not match the stored hash, or matches a row no HSM key vouches for (its
+ * seal by the audit key does not verify: ClientTrust, which reports it). One primary-key read plus
+ * one scrypt, deliberately slow, so callers cache the answer (see src/http/auth.ts); the seal check
+ * is remembered per row content, so the HSM is asked once per content, not per check.
  */
 export async function checkClientSecret(
   ctx: LifecycleContext,
@@ -215,12 +271,39 @@ export async function checkClientSecret(
     throw new KeywardenError('STORE_ERROR', `cannot read API clients: ${(e as Error).message}`, { cause: e });
   }
   if (!c || !(await verifySecret(secret, c.secretHash))) return null;
+  let verdict: ClientVerdict;
+  try {
+    verdict = await ctx.clientTrust.admit(c);
+  } catch (e) {
+    throw new KeywardenError('STORE_ERROR', `cannot read the audit keys: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  if (!verdict.ok) return null;
   return { id: c.id, name: c.name, grants: c.grants, version: clientRowVersion(c) };
 }
 
 /** Every client's id and row version (clientRowVersion), polled by daemons. */
 export function clientVersions(ctx: LifecycleContext): Promise<Map<string, string>> {
   return clients(ctx).versions();
+}
+
+/**
+ * One poll of the clients table for a process that authenticates: every row's version, and a
+ * digest of them all (`marker`). When the marker differs from `previous`, every row is checked
+ * against its seal (ClientTrust.check: findings logged once per process, and recorded by the
+ * scheduling process), so a row written behind keywarden's back is reported within one poll even
+ * if its secret is never presented.
+ */
+export async function pollClients(
+  ctx: LifecycleContext,
+  previous: string | null,
+): Promise<{ marker: string; versions: Map<string, string> }> {
+  const rows = await clients(ctx).scan();
+  const versions = clientVersionsOf(rows);
+  const marker = hash('sha256', [...versions].map(([id, v]) => `${id}:${v};`).join(''), 'base64url');
+  if (marker !== previous) await ctx.clientTrust.check(rows);
+  return { marker, versions };
 }
 
 /** True when the client holds `grant` on `scope`. */

@@ -7,6 +7,7 @@ import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { KeyRepository } from '../store/key-repository';
 import type { ScopeLock } from '../store/scope-lock';
 import type { AuditSink } from './audit-sink';
+import type { ClientTrust } from './client-trust';
 import type { KeyCache } from './key-cache';
 
 /** Everything a use case needs, wired once by the composition root (src/main.ts). */
@@ -20,6 +21,8 @@ export interface LifecycleContext {
   audit: AuditSink;
   /** This process's view of the keys (refreshed from the store). */
   cache: KeyCache;
+  /** This process's check of API client rows against the audit key's seals (one per process). */
+  clientTrust: ClientTrust;
   /** Opens (once) and returns the named backend. */
   backend(name: string): Promise<KeyBackend>;
 }

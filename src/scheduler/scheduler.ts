@@ -1,4 +1,5 @@
 import { CronJob } from 'cron';
+import { maintainClientSeals } from '../lifecycle/client-seals';
 import type { LifecycleContext } from '../lifecycle/context';
 import { findOrphans, type OrphanScanReport } from '../lifecycle/find-orphans';
 import { reconcileScope, type ReconcileReport } from '../lifecycle/reconcile-scope';
@@ -17,6 +18,11 @@ export interface SchedulerHooks {
 export interface SchedulerOptions {
   /** How often backends are scanned for orphan objects (also once at start). Default 1 h. */
   orphanScanIntervalMs?: number;
+  /**
+   * How often API client rows are checked against their seals (findings recorded in the audit
+   * log) and seals by a retired audit key replaced (also once at start). Default 10 s.
+   */
+  clientSealIntervalMs?: number;
 }
 
 /**
@@ -34,6 +40,8 @@ export class Scheduler {
   private stopped = false;
   private orphanTimer: NodeJS.Timeout | null = null;
   private orphanScan: Promise<void> | null = null;
+  private clientTimer: NodeJS.Timeout | null = null;
+  private clientPass: Promise<void> | null = null;
 
   constructor(
     private readonly ctx: LifecycleContext,
@@ -53,6 +61,12 @@ export class Scheduler {
       this.opts.orphanScanIntervalMs ?? 3_600_000,
     );
     this.orphanTimer.unref();
+    void this.maintainClients();
+    this.clientTimer = setInterval(
+      () => void this.maintainClients(),
+      this.opts.clientSealIntervalMs ?? 10_000,
+    );
+    this.clientTimer.unref();
     for (const s of this.ctx.config.scopes) {
       this.jobs.push(
         CronJob.from({
@@ -103,6 +117,21 @@ export class Scheduler {
     return this.orphanScan;
   }
 
+  /**
+   * Checks API client rows against their seals and re-seals those made by an audit key that no
+   * longer signs (maintainClientSeals). Runs once at a time; never rejects.
+   */
+  maintainClients(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.clientPass ??= maintainClientSeals(this.ctx)
+      .then(() => undefined)
+      .catch((e: Error) => this.ctx.log.error({ err: e.message }, 'API client seal maintenance failed'))
+      .finally(() => {
+        this.clientPass = null;
+      });
+    return this.clientPass;
+  }
+
   /** Arms a one-shot timer for the scope's next decision instant (replacing any earlier one). */
   private async armTimer(scope: string): Promise<void> {
     if (this.stopped) return;
@@ -127,8 +156,10 @@ export class Scheduler {
     this.timers.clear();
     if (this.orphanTimer) clearInterval(this.orphanTimer);
     this.orphanTimer = null;
+    if (this.clientTimer) clearInterval(this.clientTimer);
+    this.clientTimer = null;
     for (const j of this.jobs) await j.stop();
     this.jobs = [];
-    await Promise.all([...this.running.values(), this.orphanScan]);
+    await Promise.all([...this.running.values(), this.orphanScan, this.clientPass]);
   }
 }

@@ -15,23 +15,40 @@ function toClientRecord(row: ClientRow): ClientRecord {
 
 /**
  * A digest of everything an authentication answer depends on: id, name, secret hash, grants,
- * and `updated_at`. A cached answer is good while its row still has this version. It is derived
- * from the row's content rather than from `updated_at` alone, so a replaced secret is noticed
- * even when its write carries the same millisecond as the previous one (a clock stepped back,
- * two hosts' clocks apart, a frozen test clock): every new secret hash has a fresh salt. A row
- * edited outside keywarden (grants changed by SQL) is noticed too, and a previous release's CLI
- * writing to the same store needs nothing new.
+ * `updated_at` and the seal. A cached answer is good while its row still has this version. It is
+ * derived from the row's content rather than from `updated_at` alone, so a replaced secret is
+ * noticed even when its write carries the same millisecond as the previous one (a clock stepped
+ * back, two hosts' clocks apart, a frozen test clock): every new secret hash has a fresh salt. A
+ * row edited outside keywarden (grants changed, a seal stripped or copied by SQL) is noticed too.
  */
 export function clientRowVersion(
-  c: Pick<ClientRecord, 'id' | 'name' | 'secretHash' | 'updatedAt'> & { grants: unknown },
+  c: Pick<ClientRecord, 'id' | 'name' | 'secretHash' | 'updatedAt'> & {
+    grants: unknown;
+    seal: string | null;
+  },
 ): string {
-  const content = JSON.stringify([c.id, c.name, c.secretHash, c.grants, c.updatedAt.getTime()]);
+  const content = JSON.stringify([c.id, c.name, c.secretHash, c.grants, c.updatedAt.getTime(), c.seal]);
   return hash('sha256', content, 'base64url').slice(0, 22);
 }
 
 /**
- * API client rows. Every write bumps `updated_at` (or removes the row); daemons poll `versions`
- * to drop cached authentications of clients that changed or went away.
+ * A client row as stored, read without trusting its shape: `grants` is the parsed JSON (any
+ * value), or `unparsed:<text>` when the column is not JSON (edited by hand), so one bad row
+ * never makes a whole read fail.
+ */
+export interface StoredClient {
+  id: string;
+  name: string;
+  secretHash: string;
+  grants: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+  seal: string | null;
+}
+
+/**
+ * API client rows. Every write changes the row's version (clientRowVersion) or removes the row;
+ * daemons poll `versions` to drop cached authentications of clients that changed or went away.
  */
 export class ClientRepository {
   constructor(private readonly ds: DataSource) {}
@@ -64,49 +81,94 @@ export class ClientRepository {
     return (res.affected ?? 0) > 0;
   }
 
-  /** Replaces the secret hash; true when the row exists. */
-  async updateSecret(id: string, secretHash: string, now: Date, m?: EntityManager): Promise<boolean> {
-    const res = await this.repo(m).update({ id }, { secretHash, updatedAt: now });
+  /**
+   * Replaces the secret hash and the seal over the new content, if the row still has the secret
+   * hash `expectedSecretHash`; true when it did (and was updated).
+   */
+  async updateSecret(
+    id: string,
+    expectedSecretHash: string,
+    change: { secretHash: string; seal: string },
+    now: Date,
+    m?: EntityManager,
+  ): Promise<boolean> {
+    const res = await this.repo(m).update(
+      { id, secretHash: expectedSecretHash },
+      { ...change, updatedAt: now },
+    );
     return (res.affected ?? 0) > 0;
   }
 
   /**
-   * Every client's id and clientRowVersion: what a cached authentication was checked against.
-   * Reads the raw columns (secret hashes included, as a secret check does) rather than
-   * entities: a row whose grants are not JSON (edited by hand) then gets a version no check
-   * can have, instead of making every poll fail, which would drop every client's cached answer
-   * at each poll and send every request to scrypt.
+   * Replaces a row's seal if it still is `expected` (a compare-and-set: two processes re-sealing
+   * at once, or an operator's change meanwhile, leave one answer). `updated_at` stays: the content
+   * the seal covers did not change. True when the row was updated.
    */
-  async versions(): Promise<Map<string, string>> {
-    const rows = (await this.repo()
+  async replaceSeal(id: string, expected: string | null, seal: string, m?: EntityManager): Promise<boolean> {
+    const qb = (m ?? this.ds.manager)
+      .createQueryBuilder()
+      .update(ClientEntity)
+      .set({ seal })
+      .where('id = :id', { id });
+    if (expected === null) qb.andWhere('seal IS NULL');
+    else qb.andWhere('seal = :expected', { expected });
+    const res = await qb.execute();
+    return (res.affected ?? 0) > 0;
+  }
+
+  /**
+   * Every client row as stored (StoredClient), by id. Reads the raw columns rather than entities,
+   * so a row whose grants are not JSON is read as such instead of failing the read.
+   */
+  async scan(m?: EntityManager): Promise<StoredClient[]> {
+    const rows = (await this.repo(m)
       .createQueryBuilder('c')
       .select('c.id', 'id')
       .addSelect('c.name', 'name')
       .addSelect('c.secret_hash', 'secretHash')
       .addSelect('c.grants', 'grants')
+      .addSelect('c.created_at', 'createdAt')
       .addSelect('c.updated_at', 'updatedAt')
+      .addSelect('c.seal', 'seal')
       .orderBy('c.id', 'ASC')
-      .getRawMany()) as RawClientVersionRow[];
-    return new Map(
-      rows.map((r) => [
-        r.id,
-        clientRowVersion({
-          ...r,
-          grants: grantsForVersion(r.grants),
-          updatedAt: instant.from(r.updatedAt) as Date,
-        }),
-      ]),
-    );
+      .getRawMany()) as RawClientRow[];
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      secretHash: r.secretHash,
+      grants: grantsForVersion(r.grants),
+      createdAt: instant.from(r.createdAt) as Date,
+      updatedAt: instant.from(r.updatedAt) as Date,
+      seal: r.seal ?? null,
+    }));
+  }
+
+  /**
+   * Every client's id and clientRowVersion: what a cached authentication was checked against.
+   * From `scan` (secret hashes included, as a secret check reads them): a row whose grants are not
+   * JSON (edited by hand) then gets a version no check can have, instead of making every poll
+   * fail, which would drop every client's cached answer at each poll and send every request to
+   * scrypt.
+   */
+  async versions(): Promise<Map<string, string>> {
+    return clientVersionsOf(await this.scan());
   }
 }
 
-interface RawClientVersionRow {
+/** The id -> clientRowVersion map of scanned rows. */
+export function clientVersionsOf(rows: readonly StoredClient[]): Map<string, string> {
+  return new Map(rows.map((r) => [r.id, clientRowVersion(r)]));
+}
+
+interface RawClientRow {
   id: string;
   name: string;
   secretHash: string;
   grants: string | null;
   /** bigint: a string on PostgreSQL, a number on SQLite (instant.from reads both). */
+  createdAt: string | number;
   updatedAt: string | number;
+  seal: string | null;
 }
 
 /**

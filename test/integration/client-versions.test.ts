@@ -13,6 +13,7 @@ import {
   clientVersions,
   rotateClientSecret,
 } from '../../src/lifecycle/clients';
+import { sealClients } from '../../src/lifecycle/seal-clients';
 import { FakeClock } from '../../src/policy/clock';
 import { hasCode } from '../../src/policy/errors';
 import { ClientEntity } from '../../src/store/entities/client.entity';
@@ -51,6 +52,9 @@ describe('client versions (auth cache), on both stores', function () {
           .set({ grants: () => "'null'" })
           .where('id = :id', { id: a.client.id })
           .execute();
+        // The edit breaks the row's seal: refused until an operator vouches for it as it is.
+        assert.equal(await checkClientSecret(trt.ctx, a.secret), null);
+        await sealClients(trt.ctx, { clients: ['agree'], all: false, force: true, dryRun: false }, 'test');
         const again = await checkClientSecret(trt.ctx, a.secret);
         assert.deepEqual(again?.grants, {});
         assert.equal(await polledVersion(a.client.id), again?.version);

@@ -17,7 +17,10 @@ import { openStore } from '../../src/store/data-source';
 import { installedKeyTriggers, versionedKeyColumns } from '../../src/store/key-set-version';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 
-const BEFORE_KEY_SET_VERSION = MIGRATIONS.filter((m) => m.name !== 'KeySetVersion1764200000000');
+const BEFORE_KEY_SET_VERSION = MIGRATIONS.filter(
+  (m) => m.name !== 'KeySetVersion1764200000000' && m.name !== 'ClientSeal1764300000000',
+);
+const BEFORE_CLIENT_SEAL = MIGRATIONS.filter((m) => m.name !== 'ClientSeal1764300000000');
 
 function dataSource(url: string, migrations: typeof MIGRATIONS): DataSource {
   return url.startsWith('sqlite:')
@@ -79,7 +82,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['KeySetVersion1764200000000'],
+          ['KeySetVersion1764200000000', 'ClientSeal1764300000000'],
         );
         const version = async () =>
           Number(
@@ -119,7 +122,8 @@ describe('store migrations on a store with data', function () {
         }
         assert.equal(nonces.size, 3, 'each write draws a new nonce');
 
-        await ds.undoLastMigration({ transaction: 'each' });
+        await ds.undoLastMigration({ transaction: 'each' }); // ClientSeal1764300000000
+        await ds.undoLastMigration({ transaction: 'each' }); // KeySetVersion1764200000000
         const left = (await ds.query(
           kind === 'SQLite'
             ? "SELECT name FROM sqlite_master WHERE name LIKE '%key_set%' OR name LIKE 'keys_changed%'"
@@ -150,6 +154,66 @@ describe('store migrations on a store with data', function () {
         assert.match((e as Error).message, /do not record .*updates of id, kid/);
         return true;
       });
+    });
+
+    it(`${kind}: adds the client seal column to a previous release's store, keeps its clients (unsealed), reverts`, async () => {
+      let url: string;
+      if (kind === 'SQLite') url = `sqlite:${join(dir, 'kw-clients.db')}`;
+      else {
+        pg ??= await startPostgres();
+        url = await pg.createDatabase('migrations_clients');
+      }
+      const p = (n: number) => (kind === 'SQLite' ? '?' : `$${n}`);
+      const client = {
+        id: '00000000-0000-4000-8000-0000000000c1',
+        name: 'legacy',
+        secret_hash: 'scrypt$16384$8$1$salt$hash',
+        grants: '{"demo":["sign"]}',
+        created_at: 1,
+        updated_at: 2,
+      };
+      const cols = Object.keys(client);
+      const old = dataSource(url, BEFORE_CLIENT_SEAL);
+      await old.initialize();
+      await old.runMigrations({ transaction: 'each' });
+      await old.query(
+        `INSERT INTO clients (${cols.join(', ')}) VALUES (${cols.map((_, i) => p(i + 1)).join(', ')})`,
+        Object.values(client),
+      );
+      await old.destroy();
+
+      const ds = dataSource(url, MIGRATIONS);
+      await ds.initialize();
+      try {
+        const applied = await ds.runMigrations({ transaction: 'each' });
+        assert.deepEqual(
+          applied.map((m) => m.name),
+          ['ClientSeal1764300000000'],
+        );
+        const rows = (await ds.query('SELECT id, name, grants, seal FROM clients')) as Record<
+          string,
+          unknown
+        >[];
+        assert.deepEqual(rows, [{ id: client.id, name: 'legacy', grants: client.grants, seal: null }]);
+        await ds.query(`UPDATE clients SET seal = ${p(1)} WHERE id = ${p(2)}`, [
+          '{"kid":"k","sig":"s"}',
+          client.id,
+        ]);
+        await ds.undoLastMigration({ transaction: 'each' });
+        const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
+        assert.equal(reverted.length, 1);
+        assert.ok(!('seal' in reverted[0]!), 'the seal column is gone after the revert');
+      } finally {
+        await ds.destroy();
+      }
+      // The store opens (and migrates again) as keywarden opens it: the row is back, unsealed.
+      const store = await openStore(url);
+      try {
+        const rows = (await store.query('SELECT name, seal FROM clients')) as Record<string, unknown>[];
+        assert.deepEqual(rows, [{ name: 'legacy', seal: null }]);
+      } finally {
+        await store.destroy();
+      }
     });
   }
 });

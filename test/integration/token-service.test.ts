@@ -15,6 +15,7 @@ import { addClient, checkClientSecret, removeClient, rotateClientSecret } from '
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { revokeKey } from '../../src/lifecycle/revoke-key';
 import { rotateScope } from '../../src/lifecycle/rotate-scope';
+import { sealClients } from '../../src/lifecycle/seal-clients';
 import { verifySecret } from '../../src/lifecycle/secret-hash';
 import { FakeClock } from '../../src/policy/clock';
 import { hasCode } from '../../src/policy/errors';
@@ -233,7 +234,7 @@ describe('token service (in-process, FakeClock)', function () {
       });
     });
 
-    it('a grant taken away in the database is enforced after the next poll', async () => {
+    it('a grant taken away in the database is enforced after the next poll (the edited row is refused until sealed)', async () => {
       const c = await addClient(trt.ctx, 'narrowed', { consumer: ['sign', 'verify'] }, 'test');
       await withAuthenticator(trt.ctx, async (auth) => {
         assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, {
@@ -243,6 +244,10 @@ describe('token service (in-process, FakeClock)', function () {
           JSON.stringify({ consumer: ['verify'] }),
           c.client.id,
         ]);
+        await auth.poll();
+        // An edit made outside keywarden breaks the row's seal: no HSM key vouches for it.
+        await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));
+        await sealClients(trt.ctx, { clients: ['narrowed'], all: false, force: true, dryRun: false }, 'test');
         await auth.poll();
         assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, { consumer: ['verify'] });
       });

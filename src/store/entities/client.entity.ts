@@ -13,6 +13,12 @@ export interface ClientRow {
   grants: Record<string, Grant[]>;
   createdAt: Date;
   updatedAt: Date;
+  /**
+   * The audit key's seal over the row's facts (policy/client-seal.ts), as the text
+   * `{"kid","sig"}`; null on rows made before client sealing. Plain text, parsed by the
+   * lifecycle: a malformed value written into the store refuses its row, never the whole read.
+   */
+  seal: string | null;
 }
 
 export const ClientEntity = new EntitySchema<ClientRow>({
@@ -25,5 +31,6 @@ export const ClientEntity = new EntitySchema<ClientRow>({
     grants: { type: 'text', transformer: jsonText },
     createdAt: { type: 'bigint', name: 'created_at', transformer: instant },
     updatedAt: { type: 'bigint', name: 'updated_at', transformer: instant },
+    seal: { type: 'text', nullable: true },
   },
 });
