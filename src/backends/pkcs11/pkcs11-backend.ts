@@ -2,7 +2,7 @@ import * as pkcs11js from 'pkcs11js';
 import { RSA_MODULUS_BITS, type SigningAlg } from '../../policy/algorithms';
 import { KeywardenError } from '../../policy/errors';
 import type { BackendRef, PublicJwk } from '../../policy/key';
-import type { Pkcs11BackendConfig } from '../../policy/scope';
+import type { Pkcs11BackendConfig } from './config';
 import type {
   BackendHealth,
   BackendObject,
@@ -187,7 +187,7 @@ export class Pkcs11Backend implements KeyBackend {
 
   async destroy(ref: BackendRef): Promise<void> {
     const a = this.address(ref);
-    await this.run(`destroying ${a.label}`, (s) => {
+    await this.onObjectStore(`destroying ${a.label}`, (s) => {
       const keyHandles = [
         ...this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY),
         ...this.findKeyHandles(s, a, pkcs11js.CKO_PUBLIC_KEY),
@@ -223,14 +223,14 @@ export class Pkcs11Backend implements KeyBackend {
 
   async attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void> {
     const a = this.address(ref);
-    await this.run(`sealing ${a.label}`, (s) => {
+    await this.onObjectStore(`sealing ${a.label}`, (s) => {
       const handle = this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
       createSealObject(this.ck, s, this.labelOf(s, handle) || a.label, seal);
     });
   }
 
   async inventory(): Promise<InventoryEntry[]> {
-    return this.run('listing keys', (s) => {
+    return this.onObjectStore('listing keys', (s) => {
       const sealed = sealLabels(this.ck, s);
       return this.listKeyObjects(s, pkcs11js.CKO_PRIVATE_KEY).map((o) => ({
         identity: o.idHex,
@@ -250,7 +250,7 @@ export class Pkcs11Backend implements KeyBackend {
   async inspectKeys(keys: readonly { ref: BackendRef; alg: SigningAlg }[]): Promise<KeyInspection[]> {
     if (keys.length === 0) return [];
     const addresses = keys.map((k) => this.address(k.ref));
-    return this.run(`inspecting ${keys.length} key(s)`, (s) => {
+    return this.onObjectStore(`inspecting ${keys.length} key(s)`, (s) => {
       const byId = (cls: number) => {
         const map = new Map<string, KeyObjectSummary[]>();
         for (const o of this.listKeyObjects(s, cls)) map.set(o.idHex, [...(map.get(o.idHex) ?? []), o]);
@@ -306,7 +306,7 @@ export class Pkcs11Backend implements KeyBackend {
 
   /** Every object visible to the logged-in user, whatever its label: for `hsm check` hygiene. */
   async listAllObjects(): Promise<TokenObject[]> {
-    return this.run('listing objects', (s) =>
+    return this.onObjectStore('listing objects', (s) =>
       this.ck.findObjects(s, []).map((h) => describeObject(this.ck, s, h)),
     );
   }
@@ -344,6 +344,16 @@ export class Pkcs11Backend implements KeyBackend {
     this.keys.clear();
     await this.pool.close();
     this.ck.release();
+  }
+
+  /**
+   * Work that creates, destroys or walks the token's objects runs one at a time per module in this
+   * process, queued with key generation: SoftHSM2 failed (CKR_FUNCTION_FAILED, once a segfault)
+   * when one runtime listed or changed objects while another generated a key on the same token.
+   * Signing with a known key stays concurrent.
+   */
+  private onObjectStore<T>(doing: string, fn: (session: Handle) => Promise<T> | T): Promise<T> {
+    return this.ck.oneAtATime(() => this.run(doing, fn));
   }
 
   private run<T>(doing: string, fn: (session: Handle) => Promise<T> | T): Promise<T> {
