@@ -15,6 +15,7 @@
  * and for the p11-kit server's processes (the server and the p11-kit-remote child that serves
  * the connection), which a direct module does not have.
  */
+import { isPkcs11Config } from '../src/backends/pkcs11/config';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -63,7 +64,7 @@ function spread(ratios: number[]): string {
 /** The backend settings for each path: the config's (direct) or p11-kit's client and address. */
 function moduleFor(kw: KeywardenSetup, path: Path, server: P11KitServer) {
   const hsm = kw.config.backends.hsm;
-  if (!hsm || hsm.type !== 'pkcs11') throw new Error('bench config lacks the hsm backend');
+  if (!isPkcs11Config(hsm)) throw new Error('bench config lacks the hsm backend');
   return path === 'direct'
     ? { module: hsm.module, moduleEnv: { ...hsm.moduleEnv } }
     : { module: server.modulePath, moduleEnv: { ...server.moduleEnv } };
@@ -77,7 +78,7 @@ async function rawRounds(
 ): Promise<void> {
   const key = await kw.signingKey(SCOPE);
   const hsm = kw.config.backends.hsm;
-  if (!hsm || hsm.type !== 'pkcs11') throw new Error('bench config lacks the hsm backend');
+  if (!isPkcs11Config(hsm)) throw new Error('bench config lacks the hsm backend');
   const seconds = plan.quick ? 2 : 3;
   const rounds = roundsOf(plan);
   const rows: (string | number)[][] = [];

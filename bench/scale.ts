@@ -14,7 +14,7 @@
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { createStoreAuditSink } from '../src/audit';
-import { openBackend } from '../src/backends/open-backend';
+import { openBackend } from '../src/backends/registry';
 import { reconcileAll, reconcileScope, type ReconcileReport } from '../src/lifecycle/reconcile-scope';
 import { openRuntime, type Runtime } from '../src/main';
 import { FakeClock } from '../src/policy/clock';

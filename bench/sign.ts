@@ -4,6 +4,7 @@
  * session-pool size, nothing else) and against node-oidc-provider issuing client_credentials
  * JWT access tokens with software keys. One process each, then all cores (2 workers each).
  */
+import { isPkcs11Config } from '../src/backends/pkcs11/config';
 import { exportJWK, generateKeyPair } from 'jose';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { BENCH_THREADPOOL, prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
@@ -25,7 +26,7 @@ const OIDC_AUDIENCE = 'https://api.bench.test';
 async function rawPkcs11(kw: KeywardenSetup): Promise<{ rate: number; loopMicros: number }> {
   const key = await kw.signingKey(scopeName('ES256'));
   const hsm = kw.config.backends.hsm;
-  if (!hsm || hsm.type !== 'pkcs11') throw new Error('bench config lacks the hsm backend');
+  if (!isPkcs11Config(hsm)) throw new Error('bench config lacks the hsm backend');
   return runChild<{ rate: number; loopMicros: number }>(
     [
       'bench/raw-pkcs11.ts',
@@ -49,7 +50,7 @@ export async function idealSigner(
 ): Promise<Server> {
   const key = await kw.signingKey(scopeName(alg));
   const hsm = kw.config.backends.hsm;
-  if (!hsm || hsm.type !== 'pkcs11') throw new Error('bench config lacks the hsm backend');
+  if (!isPkcs11Config(hsm)) throw new Error('bench config lacks the hsm backend');
   return startYardstick(
     `ideal signer ${alg} x${workers}`,
     'ideal-signer',

@@ -14,7 +14,8 @@ import type { BackendRef, PublicJwk } from '../policy/key';
 export interface KeyBackend {
   /** The configured backend name (the key under `backends:` in the config). */
   readonly name: string;
-  readonly type: 'pkcs11' | 'azure';
+  /** Its registered type (src/backends/registry.ts). */
+  readonly type: string;
 
   /**
    * Chooses the address of a key that does not exist yet (e.g. a random CKA_ID, or a Key Vault

@@ -5,7 +5,6 @@ import { EXIT } from './exit-codes';
 import { loadConfigFor, output, table, withRuntime } from './io';
 
 const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
-const bytes = (n: number | null): string => (n === null ? 'not reported' : `${n} B`);
 
 type Listed = HsmCheckReport['backends'][number]['objects'][number];
 
@@ -80,35 +79,8 @@ function humanCheck(r: HsmCheckReport): string {
 function humanStatus(r: HsmStatusReport): string {
   const parts: string[] = [];
   for (const b of r.backends) {
-    if (b.type === 'azure') {
-      parts.push(`backend ${b.backend}: Azure Key Vault ${b.vaultUrl}`);
-      continue;
-    }
-    if (!b.module) {
-      parts.push(`backend ${b.backend}: PKCS#11 token '${b.tokenLabel}': ERROR ${b.error}`);
-      continue;
-    }
-    const m = b.module;
-    parts.push(
-      `backend ${b.backend}: PKCS#11 ${m.modulePath}`,
-      `  library ${m.library} ${m.libraryVersion} (${m.manufacturer}), Cryptoki ${m.cryptokiVersion}`,
-      `  configured token '${b.tokenLabel}': ${m.token ? `slot ${m.token.slotId}` : 'NOT FOUND'}`,
-    );
-    for (const s of m.slots) {
-      const t = s.token;
-      parts.push(
-        `  slot ${s.slotId} ${s.description}: ${t ? `token '${t.label}' (${t.model}, serial ${t.serialNumber})` : 'no token'}`,
-      );
-      if (t) {
-        parts.push(
-          `    initialized ${t.initialized}, user PIN ${t.userPinLocked ? 'LOCKED' : t.userPinCountLow ? 'count low' : 'ok'}, ` +
-            `free private memory ${bytes(t.freePrivateMemory)}, free public memory ${bytes(t.freePublicMemory)}`,
-          `    algorithms: ${Object.entries(t.algorithms)
-            .map(([alg, ok]) => `${alg} ${ok ? 'yes' : 'no'}`)
-            .join(', ')}`,
-        );
-      }
-    }
+    const [first = '', ...rest] = b.summary;
+    parts.push(`backend ${b.backend}: ${first}`, ...rest);
   }
   parts.push(`core dump limit of this process: ${r.coreDumpLimit ?? 'unknown'} ('serve' sets its own to 0)`);
   return parts.join('\n');

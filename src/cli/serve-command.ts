@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import { createStoreAuditSink } from '../audit';
 import {
   defaultWorkerCount,
-  maxPkcs11Sessions,
+  maxBackendConcurrency,
   parseWorkerCount,
   threadPoolSizeFor,
   workerResponseHeaders,
@@ -148,7 +148,7 @@ function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<nev
 async function serveSingle(config: KeywardenConfig, log: Logger, listen: Listen): Promise<never> {
   // libuv sized its pool when this process started (bin/keywarden sets the variable first);
   // too small a pool makes PKCS#11 signatures queue behind each other.
-  const sessions = maxPkcs11Sessions(config);
+  const sessions = maxBackendConcurrency(config);
   if (Number(process.env.UV_THREADPOOL_SIZE ?? 4) < sessions) {
     log.warn(
       { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)', sessions },

@@ -1,3 +1,4 @@
+import { backendType } from '../backends/registry';
 import type { KeywardenConfig } from '../policy/scope';
 
 /** libuv's own default thread-pool size. */
@@ -19,17 +20,20 @@ export function threadPoolSizeFor(
   config: Pick<KeywardenConfig, 'backends'>,
   current: string | undefined = process.env.UV_THREADPOOL_SIZE,
 ): number {
-  const sessions = maxPkcs11Sessions(config);
+  const sessions = maxBackendConcurrency(config);
   const set = Number(current);
   const base = Number.isInteger(set) && set > 0 ? set : LIBUV_DEFAULT;
   return Math.min(Math.max(base, sessions + HEADROOM), LIBUV_MAX);
 }
 
-/** The largest session pool of any PKCS#11 backend (0 without one). */
-export function maxPkcs11Sessions(config: Pick<KeywardenConfig, 'backends'>): number {
+/**
+ * The most operations any one backend runs at once in a process (a PKCS#11 session pool; 0 for
+ * backends that wait on the network instead of a thread).
+ */
+export function maxBackendConcurrency(config: Pick<KeywardenConfig, 'backends'>): number {
   let sessions = 0;
   for (const b of Object.values(config.backends)) {
-    if (b.type === 'pkcs11') sessions = Math.max(sessions, b.sessions);
+    sessions = Math.max(sessions, backendType(b.type).concurrency?.(b) ?? 0);
   }
   return sessions;
 }

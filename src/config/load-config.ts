@@ -4,7 +4,7 @@ import { parseDocument } from 'yaml';
 import { ConfigInvalidError, KeywardenError } from '../policy/errors';
 import { installRoot } from '../install-root';
 import type { KeywardenConfig } from '../policy/scope';
-import { validateConfig } from '../policy/validate-config';
+import { validateConfig } from './validate-config';
 
 /** Environment variables that override the file (for containers and HA deployments). */
 export const CONFIG_ENV = {

@@ -1,7 +1,6 @@
+import { canListAllObjects, type TokenObject, type TokenObjectAttributes } from '../backends/backend-objects';
 import type { BackendObject, KeyBackend } from '../backends/key-backend';
-import type { ModuleDescription, TokenObject, TokenObjectAttributes } from '../backends/pkcs11';
-import { describeToken } from '../backends/pkcs11/describe-token';
-import { LABEL_PREFIX } from '../backends/pkcs11/key-templates';
+import { backendType } from '../backends/registry';
 import type { HsmFindingKind } from '../policy/hsm-findings';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState, isPublished } from '../policy/key-state';
@@ -42,7 +41,8 @@ export interface HsmObject {
 
 export interface HsmBackendReport {
   backend: string;
-  type: KeyBackend['type'] | 'unknown';
+  /** The backend's registered type; `unknown` when it could not be opened. */
+  type: string;
   /** True when every object on the token was listed (PKCS#11), not only keywarden's. */
   allObjects: boolean;
   objects: HsmObject[];
@@ -53,14 +53,6 @@ export interface HsmCheckReport {
   checkedAt: string;
   backends: HsmBackendReport[];
   findings: HsmFinding[];
-}
-
-interface Listable {
-  listAllObjects(): Promise<TokenObject[]>;
-}
-
-function hasListAll(b: KeyBackend): b is KeyBackend & Listable {
-  return typeof (b as Partial<Listable>).listAllObjects === 'function';
 }
 
 /** Objects of a backend in one shape: every token object (PKCS#11) or keywarden's (others). */
@@ -119,7 +111,7 @@ export async function checkHsm(
     let objects: TokenObject[];
     try {
       backend = await ctx.backend(name);
-      objects = hasListAll(backend)
+      objects = canListAllObjects(backend)
         ? await backend.listAllObjects()
         : (await backend.list()).map(fromBackendObject);
     } catch (e) {
@@ -130,7 +122,7 @@ export async function checkHsm(
     const rows = allRows.filter((r) => r.backendRef.backend === name);
     // Usage, mutability, labels and partial key pairs are token-level checks: only a backend that
     // lists every object with its PKCS#11 attributes can answer them.
-    const everyObject = hasListAll(backend);
+    const everyObject = canListAllObjects(backend);
     const listed: HsmObject[] = [];
     for (const o of objects) {
       const row = rowFor(o, rows);
@@ -169,7 +161,7 @@ export async function checkHsm(
           find(kind, o.label, o.id || null, row?.kid ?? null, message),
         );
       }
-      if (o.label.startsWith(LABEL_PREFIX) && !row) {
+      if (o.keyId !== null && !row) {
         find('orphan', o.label, o.id, null, `${what} carries keywarden's label but no key row matches it`);
       }
     }
@@ -205,46 +197,30 @@ export async function checkHsm(
         );
       }
     }
-    backends.push({ backend: name, type: backend.type, allObjects: hasListAll(backend), objects: listed });
+    backends.push({
+      backend: name,
+      type: backend.type,
+      allObjects: canListAllObjects(backend),
+      objects: listed,
+    });
   }
   return { ok: findings.length === 0, checkedAt: now.toISOString(), backends, findings };
 }
 
+/** One backend as `hsm status` shows it: its type's own facts (module and token, vault, ...). */
+export type HsmStatusEntry = { backend: string; type: string; summary: string[] } & Record<string, unknown>;
+
 export interface HsmStatusReport {
-  backends: (
-    | {
-        backend: string;
-        type: 'pkcs11';
-        tokenLabel: string;
-        module: ModuleDescription | null;
-        error: string | null;
-      }
-    | { backend: string; type: 'azure'; vaultUrl: string }
-  )[];
+  backends: HsmStatusEntry[];
   /** This process's core-dump limit (`serve` sets its own to 0 at start; I3). */
   coreDumpLimit: string | null;
 }
 
-/** Module, slots, tokens and free space per PKCS#11 backend, without logging in (no PIN needed). */
+/** Each backend as its type describes it without logging in (PKCS#11: module, slots, tokens, free space). */
 export function hsmStatus(config: Pick<KeywardenConfig, 'backends'>): HsmStatusReport {
-  const backends: HsmStatusReport['backends'] = [];
-  for (const b of Object.values(config.backends)) {
-    if (b.type === 'azure') {
-      backends.push({ backend: b.name, type: 'azure', vaultUrl: b.vaultUrl });
-      continue;
-    }
-    try {
-      const module = describeToken({ module: b.module, moduleEnv: b.moduleEnv, tokenLabel: b.tokenLabel });
-      backends.push({ backend: b.name, type: 'pkcs11', tokenLabel: b.tokenLabel, module, error: null });
-    } catch (e) {
-      backends.push({
-        backend: b.name,
-        type: 'pkcs11',
-        tokenLabel: b.tokenLabel,
-        module: null,
-        error: (e as Error).message,
-      });
-    }
-  }
+  const backends = Object.values(config.backends).map((b): HsmStatusEntry => {
+    const { details, summary } = backendType(b.type).status(b);
+    return { backend: b.name, type: b.type, ...details, summary };
+  });
   return { backends, coreDumpLimit: coreDumpLimit() };
 }

@@ -3,8 +3,7 @@
  * with its attributes, can show (uses besides signing, mutability, labels, half-made keys).
  */
 
-import type { TokenObject } from '../backends/pkcs11';
-import { isKeySeal } from '../backends/pkcs11/token-objects';
+import { isKeySeal, type TokenObject } from '../backends/backend-objects';
 import type { HsmFindingKind } from '../policy/hsm-findings';
 
 /** How a finding names an object: `private key 'keywarden:s:k' (id 0a0b)`. */

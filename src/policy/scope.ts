@@ -1,4 +1,5 @@
 import type { RsaModulusBits, SigningAlg } from './algorithms';
+import type { BackendConfigBase } from './backend-type';
 
 /** Absolute ceiling on any key's lifetime (I1). A constant in code, not configurable. */
 export const ABSOLUTE_MAX_KEY_LIFETIME_SECONDS = 400 * 86400;
@@ -40,41 +41,11 @@ export interface ScopeConfig {
 
 export type PinSource = { env: string } | { file: string };
 
-export interface Pkcs11BackendConfig {
-  type: 'pkcs11';
-  name: string;
-  /** Absolute path of the vendor's PKCS#11 module (.so). */
-  module: string;
-  tokenLabel: string;
-  pin: PinSource;
-  /** Environment the module reads at load (e.g. SOFTHSM2_CONF); set before C_Initialize. */
-  moduleEnv: Readonly<Record<string, string>>;
-  /** Size of the signing session pool. */
-  sessions: number;
-}
-
-export type AzureCredentialConfig =
-  | { type: 'default' }
-  | { type: 'client-secret'; tenantId: string; clientId: string; secret: PinSource }
-  | { type: 'managed-identity'; clientId?: string };
-
-export interface AzureBackendConfig {
-  type: 'azure';
-  name: string;
-  vaultUrl: string;
-  keyPrefix: string;
-  /** HSM-protected key types unless software keys are explicitly allowed. */
-  keyProtection: 'hsm' | 'software';
-  credential: AzureCredentialConfig;
-  /** Purge deleted keys (needs the purge permission and no purge protection). */
-  purgeOnDestroy: boolean;
-  /** Extra CA bundle (PEM) to trust for the vault endpoint, e.g. a private endpoint's proxy. */
-  caFile?: string;
-  /** Only for local protocol servers: skip the SDK's challenge-resource check. */
-  disableChallengeResourceVerification: boolean;
-}
-
-export type BackendConfig = Pkcs11BackendConfig | AzureBackendConfig;
+/**
+ * A configured backend. Its type's own fields are its folder's business (e.g.
+ * src/backends/pkcs11/config.ts); policy knows only what every backend is.
+ */
+export type BackendConfig = BackendConfigBase;
 
 export interface ServerConfig {
   host: string;

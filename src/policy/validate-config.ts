@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { CronTime, validateCronExpression } from 'cron';
 import { configFileSchema, scopeSchema, type ConfigFile, type ScopeFile } from './config-schema';
 import { formatDuration, parseDurationSeconds } from './duration';
+import type { BackendTypeRules } from './backend-type';
 import { ConfigInvalidError, type ConfigProblem } from './errors';
 import {
   ABSOLUTE_MAX_KEY_LIFETIME_SECONDS,
@@ -17,6 +18,8 @@ export interface ValidateConfigContext {
   source: string;
   /** Relative paths in the document resolve against this directory. */
   baseDir: string;
+  /** The backend types a config may use (src/backends/registry.ts gives every registered one). */
+  backendTypes: readonly BackendTypeRules[];
 }
 
 /**
@@ -50,18 +53,27 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
   const file = parsed.data;
   const resolve = (p: string) => path.resolve(ctx.baseDir, p);
 
+  const rulesByType = new Map(ctx.backendTypes.map((t) => [t.type, t]));
   const backends: Record<string, BackendConfig> = {};
-  for (const [name, b] of Object.entries(file.backends)) {
-    backends[name] =
-      b.type === 'pkcs11'
-        ? {
-            ...b,
-            name,
-            module: resolve(b.module),
-            pin: 'file' in b.pin ? { file: resolve(b.pin.file) } : b.pin,
-            moduleEnv: resolveModuleEnv(b.moduleEnv, resolve),
-          }
-        : { ...b, name, ...(b.caFile ? { caFile: resolve(b.caFile) } : {}) };
+  // Reported after the scopes' problems, as the file reads: backends are declared once, used often.
+  const backendProblems: ConfigProblem[] = [];
+  for (const [name, entry] of Object.entries(file.backends)) {
+    const rules = rulesByType.get(entry.type);
+    if (!rules) {
+      problems.push({
+        path: `backends.${name}.type`,
+        message: `unknown backend type "${entry.type}" (known: ${[...rulesByType.keys()].join(', ')})`,
+      });
+      continue;
+    }
+    const r = rules.schema.safeParse(entry);
+    if (!r.success) {
+      issuesToProblems(r.error.issues, ['backends', name]);
+      continue;
+    }
+    const problem = (field: string, message: string) =>
+      backendProblems.push({ path: `backends.${name}.${field}`, message });
+    backends[name] = rules.toConfig(name, r.data, resolve, problem);
   }
 
   const scopes: ScopeConfig[] = [];
@@ -86,16 +98,14 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     if (!s) return;
     const backend = backends[s.backend];
     if (!backend) {
-      at(
-        'backend',
-        `unknown backend "${s.backend}" (configured: ${Object.keys(backends).join(', ') || 'none'})`,
-      );
-    } else if (backend.type === 'azure') {
-      if (s.alg === 'EdDSA')
-        at('alg', 'EdDSA is not supported by Azure Key Vault; use ES256/ES384/RS256/PS256');
-      if (backend.keyProtection === 'software' && s.production) {
-        at('backend', `backend ${s.backend} uses software-protected keys; set production: false to allow it`);
+      if (!(s.backend in file.backends)) {
+        at(
+          'backend',
+          `unknown backend "${s.backend}" (configured: ${Object.keys(file.backends).join(', ') || 'none'})`,
+        );
       }
+    } else {
+      for (const p of rulesByType.get(backend.type)?.checkScope?.(s, backend) ?? []) at(p.field, p.message);
     }
     const cron = validateCronExpression(s.schedule);
     if (!cron.valid) {
@@ -107,14 +117,7 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     if (policy) scopes.push({ ...s, policy });
   });
 
-  for (const [name, b] of Object.entries(file.backends)) {
-    if (b.type === 'pkcs11' && !path.isAbsolute(b.module) && !b.module.startsWith('.')) {
-      problems.push({
-        path: `backends.${name}.module`,
-        message: `module "${b.module}" must be a path to the .so file`,
-      });
-    }
-  }
+  problems.push(...backendProblems);
 
   const audit = validateAudit(file.audit, backends, problems);
   if (problems.length > 0) throw new ConfigInvalidError(ctx.source, problems);
@@ -220,29 +223,6 @@ function validateAudit(
     checkpointEverySeconds: every ?? 0,
     backend: a.backend,
   };
-}
-
-/** Values that look like relative paths (start with ./ or ../) are resolved; others kept. */
-/**
- * A relative path in a module's environment resolves against the config file's directory, and
- * so does one in a `unix:path=` address (p11-kit's P11_KIT_SERVER_ADDRESS), since the module
- * reads it from a process whose working directory nobody promised.
- */
-function resolveModuleEnv(
-  env: Record<string, string>,
-  resolve: (p: string) => string,
-): Record<string, string> {
-  const relative = (v: string) => v.startsWith('./') || v.startsWith('../');
-  const UNIX_PATH = 'unix:path=';
-  return Object.fromEntries(
-    Object.entries(env).map(([k, v]) => {
-      if (relative(v)) return [k, resolve(v)];
-      if (v.startsWith(UNIX_PATH) && relative(v.slice(UNIX_PATH.length))) {
-        return [k, UNIX_PATH + resolve(v.slice(UNIX_PATH.length))];
-      }
-      return [k, v];
-    }),
-  );
 }
 
 /** `sqlite:<relative>` resolves against the data dir; postgres URLs pass through. */

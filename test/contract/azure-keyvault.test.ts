@@ -1,5 +1,5 @@
 import { openAzureKeyVaultBackend } from '../../src/backends/azure-keyvault';
-import type { AzureBackendConfig } from '../../src/policy/scope';
+import type { AzureBackendConfig } from '../../src/backends/azure-keyvault/config';
 import { startKeyVaultServer } from '../helpers/keyvault-server';
 import { describeKeyBackendContract } from './key-backend.contract';
 

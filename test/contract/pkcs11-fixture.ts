@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Pkcs11BackendConfig } from '../../src/policy/scope';
+import type { Pkcs11BackendConfig } from '../../src/backends/pkcs11/config';
 import type { SoftHsmToken } from '../helpers/softhsm';
 import type { Plant } from './pkcs11-planter';
 

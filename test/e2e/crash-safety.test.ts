@@ -23,7 +23,7 @@ import { effectiveState } from '../../src/policy/key-state';
 import { pickSigningKey } from '../../src/policy/next-actions';
 import type { KeywardenConfig } from '../../src/policy/scope';
 import { timelineForNewKey } from '../../src/policy/timeline';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { Scheduler } from '../../src/scheduler/scheduler';
 import { startServe, type ServeProcess } from '../helpers/daemon';
 import { leaveKeyBehind } from '../helpers/leftover-key';

@@ -6,6 +6,7 @@
  * -> verify over HTTP and with jose), and the daemon's address space never maps libsofthsm2.so, while the server side
  * (one p11-kit-remote process per client connection) does.
  */
+import { isPkcs11Config } from '../../src/backends/pkcs11/config';
 import { strict as assert } from 'node:assert';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
@@ -68,7 +69,7 @@ describe('SoftHSM2 behind p11-kit server (e2e: keywarden serve loads only p11-ki
 
   it('the daemon is configured with p11-kit-client.so and the server address, not SoftHSM2', () => {
     const hsm = daemon.config.backends.hsm;
-    assert.ok(hsm && hsm.type === 'pkcs11');
+    assert.ok(isPkcs11Config(hsm));
     assert.ok(isP11KitClient(hsm.module), hsm.module);
     assert.deepEqual(Object.keys(hsm.moduleEnv), ['P11_KIT_SERVER_ADDRESS']);
   });

@@ -14,7 +14,7 @@ import { openRuntime, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import type { ConfigProblem } from '../../src/policy/errors';
 import type { KeyRecord } from '../../src/policy/key';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { runKeywarden } from '../helpers/cli';
 import { testConfigDocument } from '../helpers/runtime';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';

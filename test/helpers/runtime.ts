@@ -4,7 +4,7 @@ import pino from 'pino';
 import { openRuntime, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import type { KeywardenConfig } from '../../src/policy/scope';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { createStoreAuditSink } from '../../src/audit';
 import { createSoftHsmToken, type SoftHsmToken } from './softhsm';
 

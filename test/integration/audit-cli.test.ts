@@ -11,7 +11,7 @@ import pino from 'pino';
 import { createStoreAuditSink, type ChainedRecord } from '../../src/audit';
 import { verifyAuditChain, type AuditVerifyReport } from '../../src/lifecycle/audit-verify';
 import { openRuntime } from '../../src/main';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { openStore } from '../../src/store/data-source';
 import { runKeywarden } from '../helpers/cli';
 import { testConfigDocument } from '../helpers/runtime';

@@ -36,7 +36,7 @@ import { hasCode } from '../../src/policy/errors';
 import type { PublicJwk } from '../../src/policy/key';
 import { pickSigningKey } from '../../src/policy/next-actions';
 import type { KeywardenConfig } from '../../src/policy/scope';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 import { testConfigDocument } from '../helpers/runtime';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';

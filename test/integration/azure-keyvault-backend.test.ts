@@ -16,7 +16,7 @@ import {
 import type { SigningAlg } from '../../src/policy/algorithms';
 import { hasCode, KeywardenError, type ErrorCode } from '../../src/policy/errors';
 import type { BackendRef, PublicJwk } from '../../src/policy/key';
-import type { AzureBackendConfig } from '../../src/policy/scope';
+import type { AzureBackendConfig } from '../../src/backends/azure-keyvault/config';
 import {
   startKeyVaultServer,
   staticTokenCredential,

@@ -13,11 +13,12 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createStoreAuditSink } from '../../src/audit';
 import { checkpointAudit } from '../../src/lifecycle/audit-checkpoint';
+import type { ModuleDescription } from '../../src/backends/pkcs11';
 import { checkHsm, hsmStatus, type HsmCheckReport } from '../../src/lifecycle/hsm-check';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { openRuntime, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { pkcs11Tool, runPlanter } from '../contract/pkcs11-fixture';
 import { runKeywarden } from '../helpers/cli';
 import { testConfigDocument } from '../helpers/runtime';
@@ -281,7 +282,9 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
     });
     assert.equal(status.code, 0, status.stderr);
     const s = JSON.parse(status.stdout) as ReturnType<typeof hsmStatus>;
-    const b = s.backends[0]!;
+    const b = s.backends[0]! as ReturnType<typeof hsmStatus>['backends'][number] & {
+      module: ModuleDescription | null;
+    };
     assert.equal(b.type, 'pkcs11');
     if (b.type !== 'pkcs11') return;
     assert.equal(b.module?.token?.token?.label, token.tokenLabel);

@@ -25,7 +25,7 @@ import { pickSigningKey } from '../../src/policy/next-actions';
 import { timelineForNewKey } from '../../src/policy/timeline';
 import { thumbprint } from '../../src/lifecycle/thumbprint';
 import type { KeywardenConfig } from '../../src/policy/scope';
-import { validateConfig } from '../../src/policy/validate-config';
+import { validateConfig } from '../../src/config/validate-config';
 import { parseJwks } from '../../src/verify/jwks';
 import { validateToken } from '../../src/verify/validate-token';
 import { signWithKey } from '../helpers/daemon';

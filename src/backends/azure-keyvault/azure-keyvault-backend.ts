@@ -19,7 +19,7 @@ import type {
 import { keySpecFor, RSA_MODULUS_BITS, type SigningAlg } from '../../policy/algorithms';
 import { hasCode, KeywardenError } from '../../policy/errors';
 import type { BackendRef, PublicJwk } from '../../policy/key';
-import type { AzureBackendConfig } from '../../policy/scope';
+import type { AzureBackendConfig } from './config';
 import { mapAzureError } from './azure-errors';
 import { isValidKeyName, keyName, keyNamePrefix, TAG_KEY_ID, TAG_SCOPE } from './key-name';
 import { removeKey, rollbackCreate, versionsOf, type VaultAccess } from './key-removal';

@@ -5,7 +5,7 @@ import {
   type TokenCredential,
 } from '@azure/identity';
 import { readSecret } from '../../config/secrets';
-import type { AzureBackendConfig } from '../../policy/scope';
+import type { AzureBackendConfig } from './config';
 
 /**
  * The Entra ID credential for a backend's config: `default` is DefaultAzureCredential (env vars,

@@ -3,7 +3,7 @@ import { rootCertificates } from 'node:tls';
 import type { TokenCredential } from '@azure/identity';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { KeywardenError } from '../../policy/errors';
-import type { AzureBackendConfig } from '../../policy/scope';
+import type { AzureBackendConfig } from './config';
 import { AzureKeyVaultBackend, type AzureKeyVaultBackendSettings } from './azure-keyvault-backend';
 import { credentialFor } from './credential';
 import { DEFAULT_RETRY_SETTINGS, type RetrySettings } from './vault-call';

@@ -1,6 +1,6 @@
 import type { SigningAlg } from '../../policy/algorithms';
 import { SIGNING_ALGS } from '../../policy/algorithms';
-import type { Pkcs11BackendConfig } from '../../policy/scope';
+import type { Pkcs11BackendConfig } from './config';
 import { toKeywardenError } from './ck-error';
 import { CKF_TOKEN_PRESENT, Cryptoki, type Handle, type TokenInfo } from './cryptoki';
 import { REQUIRED_MECHANISMS } from './key-templates';

@@ -1,5 +1,5 @@
 import { KeywardenError } from '../../policy/errors';
-import type { Pkcs11BackendConfig } from '../../policy/scope';
+import type { Pkcs11BackendConfig } from './config';
 import { Cryptoki } from './cryptoki';
 import { Pkcs11Backend, type Pkcs11BackendOptions } from './pkcs11-backend';
 import { SessionPool } from './session-pool';

@@ -1,5 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
 import { KeywardenError } from '../../policy/errors';
+import { KEY_SEAL_APPLICATION } from '../backend-objects';
 import { isCkr } from './ck-error';
 import type { Attribute, Cryptoki, Handle } from './cryptoki';
 
@@ -10,7 +11,7 @@ import type { Attribute, Cryptoki, Handle } from './cryptoki';
  * made non-modifiable where the token allows, and only someone logged in to the token can make
  * or remove one: the store cannot.
  */
-export const SEAL_APPLICATION = 'keywarden-key-seal/v1';
+export const SEAL_APPLICATION = KEY_SEAL_APPLICATION;
 
 /** Template errors a token gives for an attribute it does not support on data objects. */
 const ATTRIBUTE_REFUSED = [

@@ -2,48 +2,14 @@ import * as pkcs11js from 'pkcs11js';
 import type { Cryptoki, Handle } from './cryptoki';
 import { CKK_EC_EDWARDS, parseKeyLabel } from './key-templates';
 import { readBool, readUlong } from './public-jwk';
-import { SEAL_APPLICATION } from './seal-objects';
+import type { TokenObject, TokenObjectAttributes, TokenObjectClass } from '../backend-objects';
 
-/** Kind of a PKCS#11 object (CKA_CLASS). */
-export type TokenObjectClass = 'private' | 'public' | 'secret' | 'certificate' | 'data' | 'other';
-
-/** Security-relevant attributes of an object; absent where the token does not report them. */
-export interface TokenObjectAttributes {
-  token?: boolean;
-  private?: boolean;
-  sensitive?: boolean;
-  extractable?: boolean;
-  alwaysSensitive?: boolean;
-  neverExtractable?: boolean;
-  modifiable?: boolean;
-  copyable?: boolean;
-  sign?: boolean;
-  signRecover?: boolean;
-  decrypt?: boolean;
-  unwrap?: boolean;
-  derive?: boolean;
-}
-
-/** Any object on the token, keywarden's or not, as `hsm check` sees it. Never key material. */
-export interface TokenObject {
-  class: TokenObjectClass;
-  /** CKA_ID as lowercase hex ('' when absent). */
-  id: string;
-  label: string;
-  /** `RSA`, `EC`, `EC_EDWARDS`, `AES`, ... or `0x..`; null for non-key objects. */
-  keyType: string | null;
-  /** Parsed from a `keywarden:<scope>:<keyId>` label; null for other labels. */
-  scope: string | null;
-  keyId: string | null;
-  /** CKA_APPLICATION of a data object (e.g. a key seal's `keywarden-key-seal/v1`), when it has one. */
-  application?: string;
-  attributes: TokenObjectAttributes;
-}
-
-/** A keywarden key seal: the data object that sits beside a key pair under the same label. */
-export function isKeySeal(o: Pick<TokenObject, 'class' | 'application'>): boolean {
-  return o.class === 'data' && o.application === SEAL_APPLICATION;
-}
+export {
+  isKeySeal,
+  type TokenObject,
+  type TokenObjectAttributes,
+  type TokenObjectClass,
+} from '../backend-objects';
 
 const CLASS_NAMES: ReadonlyMap<number, TokenObjectClass> = new Map([
   [pkcs11js.CKO_PRIVATE_KEY, 'private'],

@@ -8,7 +8,7 @@ import { auditChainLength } from '../../../src/lifecycle/audit-query';
 import { verifyAuditChain } from '../../../src/lifecycle/audit-verify';
 import { FakeClock } from '../../../src/policy/clock';
 import { KeywardenError } from '../../../src/policy/errors';
-import { validateConfig } from '../../../src/policy/validate-config';
+import { validateConfig } from '../../../src/config/validate-config';
 import { openStore } from '../../../src/store/data-source';
 import { KeyRepository } from '../../../src/store/key-repository';
 

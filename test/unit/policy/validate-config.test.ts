@@ -1,7 +1,8 @@
 import * as assert from 'node:assert/strict';
+import { isPkcs11Config } from '../../../src/backends/pkcs11/config';
 import { ConfigInvalidError } from '../../../src/policy/errors';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
-import { validateConfig } from '../../../src/policy/validate-config';
+import { validateConfig } from '../../../src/config/validate-config';
 import { loadConfig, parseConfigText } from '../../../src/config/load-config';
 import { parseDurationSeconds } from '../../../src/policy/duration';
 
@@ -64,7 +65,7 @@ describe('config validation', () => {
       baseDir: '/etc/keywarden/config',
     });
     const hsm = c.backends.hsm;
-    assert.ok(hsm?.type === 'pkcs11');
+    assert.ok(isPkcs11Config(hsm));
     assert.deepEqual(hsm.moduleEnv, {
       SOFTHSM2_CONF: '/etc/keywarden/hsm/softhsm2.conf',
       P11_KIT_SERVER_ADDRESS: 'unix:path=/etc/keywarden/run/p11-kit/pkcs11',
