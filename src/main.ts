@@ -1,30 +1,36 @@
 import type { Logger } from 'pino';
-import type { DataSource } from 'typeorm';
-import { LogAuditSink } from './audit/log-audit-sink';
-import { openBackend } from './backends/registry';
+import type { DataSource, EntityManager } from 'typeorm';
+import { StoreAuditLog } from './audit/audit-log';
+import { AuditStore } from './audit/audit-store';
+import { LogAuditLog } from './audit/log-audit-log';
 import type { KeyBackend } from './backends/key-backend';
-import type { AuditSink } from './lifecycle/audit-sink';
+import { openBackend } from './backends/registry';
 import { ClientTrust } from './lifecycle/client-trust';
 import type { LifecycleContext } from './lifecycle/context';
-import { KeyCache } from './lifecycle/key-cache';
+import { Keywarden } from './lifecycle/keywarden';
+import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
+import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
 import { KeywardenError } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
 import { openStore } from './store/data-source';
-import { KeyRepository } from './store/key-repository';
+import { KeyChangeListener } from './store/key-change-notifier';
 import { createScopeLock } from './store/scope-lock';
+import { SqlStore } from './store/sql-store';
+
+/** An audit log as the composition root wires it: append-only, and inside a store transaction when it can. */
+export interface AuditLogImpl {
+  record(event: AuditEvent): Promise<void>;
+  /** Appends inside the store's transaction `m` (absent: recorded on its own, e.g. in memory). */
+  appendIn?(m: EntityManager, event: AuditEvent): Promise<void>;
+}
 
 export interface RuntimeOptions {
   clock?: Clock;
   log: Logger;
-  /** Builds the audit sink once the store is open (defaults to structured log lines). */
-  audit?: (
-    ds: DataSource,
-    backend: (name: string) => Promise<KeyBackend>,
-    log: Logger,
-    clock: Clock,
-  ) => AuditSink;
+  /** Builds the audit log once the store is open (default: structured log lines only). */
+  audit?: (ds: DataSource, log: Logger, clock: Clock) => AuditLogImpl;
   /** Backend factory override (tests inject pre-opened backends). */
   openBackend?: typeof openBackend;
   /**
@@ -35,15 +41,29 @@ export interface RuntimeOptions {
   auditIntegrity?: boolean;
 }
 
-/** A wired process: the lifecycle context plus what must be closed on exit. */
+/** A wired process: the use-case facade, and what must be closed on exit. */
 export interface Runtime {
+  /** What adapters (CLI, HTTP, scheduler) use: the use-case facade. */
+  keywarden: Keywarden;
+  /** The use cases' context, for the composition root's own wiring and for tests. */
   ctx: LifecycleContext;
+  /** The store's connection, for tests and tools that look underneath (never for adapters). */
+  ds: DataSource;
   close(): Promise<void>;
 }
 
+/** The hash-chained audit log in the store (what the daemon and the CLI record to). */
+export function storeAuditLog(clock?: Clock): NonNullable<RuntimeOptions['audit']> {
+  return (ds, log, runtimeClock) => new StoreAuditLog(ds, log, clock ?? runtimeClock);
+}
+
+/** Creates the data directory (owner-only) before a store is opened in it (`init`). */
+export { ensureStoreDirectory as prepareDataDir } from './store/data-source';
+
 /**
- * The composition root: the one place that picks concrete classes (store, backends, audit
- * sink, clock) and wires them into the lifecycle context. Backends open on first use, once.
+ * The composition root: the one place that picks concrete classes (store, backends, audit log,
+ * clock, caches) and wires them into the use cases' context and the facade. Backends open on
+ * first use, once.
  */
 export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions): Promise<Runtime> {
   const clock = opts.clock ?? systemClock;
@@ -62,8 +82,11 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     }
     return p;
   };
-  const keys = new KeyRepository(ds);
-  const audit = opts.audit ? opts.audit(ds, backend, opts.log, clock) : new LogAuditSink(opts.log);
+  const audit: AuditLogImpl = opts.audit ? opts.audit(ds, opts.log, clock) : new LogAuditLog(opts.log);
+  const store = new SqlStore(ds, (m, event) =>
+    audit.appendIn ? audit.appendIn(m, event) : audit.record(event),
+  );
+  const keys = store.keys;
   const integrity = new KeyIntegrity({
     config,
     clock,
@@ -72,7 +95,11 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     rowExists: async (id) => (await keys.findById(id)) !== null,
     audit: opts.auditIntegrity ? audit : null,
   });
-  const cache = new KeyCache(config, keys, clock, opts.log, integrity);
+  const url = config.store.url;
+  const onPostgres = url.startsWith('postgres://') || url.startsWith('postgresql://');
+  const changeFeed: KeyChangeFeedFactory = (onChange) =>
+    onPostgres ? new KeyChangeListener(url, { log: opts.log, onChange }) : null;
+  const cache = new KeyCache(config, keys, clock, opts.log, integrity, changeFeed);
   const clientTrust = new ClientTrust({
     config,
     clock,
@@ -85,17 +112,20 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     config,
     clock,
     log: opts.log,
-    ds,
+    store,
     keys,
     lock: createScopeLock(ds),
     audit,
+    auditRecords: new AuditStore(ds),
     cache,
     clientTrust,
     backend,
   };
   await cache.refresh(true);
   return {
+    keywarden: new Keywarden(ctx),
     ctx,
+    ds,
     async close() {
       cache.stop();
       for (const p of opened.values()) {

@@ -86,6 +86,18 @@ export class AuditStore {
     return (Array.isArray(res) ? res : []) as T[];
   }
 
+  /** Runs `fn` in one transaction of the audit log's database. */
+  transaction<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    return this.ds.transaction(fn);
+  }
+
+  /** True on SQLite while a transaction holds the process's one connection (see audit jobs). */
+  connectionBusy(): boolean {
+    if (this.pg) return false;
+    const qr = (this.ds.driver as { queryRunner?: { isTransactionActive?: boolean } }).queryRunner;
+    return qr?.isTransactionActive === true;
+  }
+
   /** Appends one record after the current head. Must run inside the caller's transaction. */
   async append(m: EntityManager, content: Omit<ChainedContent, 'seq' | 'prevHash'>): Promise<ChainedRecord> {
     if (!m.queryRunner?.isTransactionActive) {

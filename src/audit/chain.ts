@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson } from './canonical-json';
+import { canonicalJson } from '../policy/canonical-json';
 
 /** `prevHash` of the first record ever written (seq 1). */
 export const GENESIS_HASH = '0'.repeat(64);

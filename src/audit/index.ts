@@ -1,23 +1,27 @@
-import type { RuntimeOptions } from '../main';
-import type { KeywardenConfig } from '../policy/scope';
-import { LogAuditSink } from './log-audit-sink';
-import { storeAuditSinkFactory, type StoreAuditSinkOptions } from './store-audit-sink';
+/**
+ * The audit log's home (I7): the append-only log (StoreAuditLog), its persistence (AuditStore),
+ * the hash chain and signed statements, and the audit use cases (checkpoint, verify, prune, tail,
+ * request activity) and jobs. The lifecycle facade (src/lifecycle/index.ts) is how adapters reach them.
+ */
+import type { Logger } from 'pino';
+import type { DataSource } from 'typeorm';
+import { systemClock, type Clock } from '../policy/clock';
+import { StoreAuditLog } from './audit-log';
 
 /**
- * The audit sink the daemon and CLI use: the hash-chained log in the store (I7), with signed
- * checkpoints by the audit key. Pass the runtime's clock in `opts` when it is not the system
- * clock (tests with a FakeClock); a fourth `clock` argument from the runtime is honoured too.
+ * The audit log the daemon and CLI use: the hash-chained log in the store, append-only. The
+ * composition root calls the returned function once the store is open; pass `clock` when it is
+ * not the runtime's (tests). The config argument is kept for callers that have one at hand.
  */
 export function createStoreAuditSink(
-  config: KeywardenConfig,
-  opts: StoreAuditSinkOptions = {},
-): NonNullable<RuntimeOptions['audit']> {
-  return storeAuditSinkFactory(config, opts);
+  _config?: unknown,
+  opts: { clock?: Clock } = {},
+): (ds: DataSource, log: Logger, clock: Clock) => StoreAuditLog {
+  return (ds, log, clock) => new StoreAuditLog(ds, log, opts.clock ?? clock ?? systemClock);
 }
 
-export { LogAuditSink };
-export { StoreAuditSink, type StoreAuditSinkOptions } from './store-audit-sink';
+export { StoreAuditLog } from './audit-log';
+export { LogAuditLog } from './log-audit-log';
 export { AuditStore, type AuditHead, type SignedMarker } from './audit-store';
-export { canonicalJson } from './canonical-json';
 export { GENESIS_HASH, recordHash, chainNext, type ChainedRecord, type ChainedContent } from './chain';
 export { scrubAuditData } from './scrub';

@@ -2,7 +2,7 @@ import { flattenedVerify, importJWK } from 'jose';
 import type { SigningAlg } from '../policy/algorithms';
 import type { PublicJwk } from '../policy/key';
 import type { SignedMarker } from './audit-store';
-import { canonicalJson } from './canonical-json';
+import { canonicalJson } from '../policy/canonical-json';
 
 /** What the audit key signs: a checkpoint, the head marker, or a prune anchor. */
 export type StatementKind = 'checkpoint' | 'head' | 'anchor';

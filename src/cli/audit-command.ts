@@ -1,9 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import type { ChainedRecord } from '../audit/chain';
-import { checkpointAudit } from '../lifecycle/audit-checkpoint';
-import { pruneAudit } from '../lifecycle/audit-prune';
-import { tailAudit } from '../lifecycle/audit-query';
-import { verifyAuditChain, type AuditVerifyReport } from '../lifecycle/audit-verify';
+import type { AuditVerifyReport, ChainedRecord } from '../lifecycle';
 import { parseDurationSeconds } from '../policy/duration';
 import { EXIT } from './exit-codes';
 import { cliActor, iso, output, table, withRuntime } from './io';
@@ -83,8 +79,8 @@ export function auditCommand(): Command {
     .option('--type <type>', 'only records of this type (e.g. key.revoked, audit.checkpoint)')
     .option('--limit <n>', 'how many records (default 20)', positiveInt, 20)
     .action(async (opts: { scope?: string; kid?: string; type?: string; limit: number }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const rows = await tailAudit(ctx, opts);
+      await withRuntime(cmd, async (kw) => {
+        const rows = await kw.auditTail(opts);
         output(cmd, rows.map(printable), () =>
           rows.length === 0
             ? 'no audit records'
@@ -119,8 +115,8 @@ export function auditCommand(): Command {
         opts: { offline?: boolean; trustKid?: string[]; witness?: { seq: number; hash: string }[] },
         cmd: Command,
       ) => {
-        await withRuntime(cmd, async ({ ctx }) => {
-          const report = await verifyAuditChain(ctx, {
+        await withRuntime(cmd, async (kw) => {
+          const report = await kw.verifyAudit({
             online: !opts.offline,
             trustKids: opts.trustKid ?? [],
             witnesses: opts.witness ?? [],
@@ -135,8 +131,8 @@ export function auditCommand(): Command {
     .command('checkpoint')
     .description('sign a checkpoint over the chain head now (the daemon does this on its own)')
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const r = await checkpointAudit(ctx, { force: true });
+      await withRuntime(cmd, async (kw) => {
+        const r = await kw.checkpointAudit({ force: true });
         output(cmd, r, () =>
           r.written
             ? `checkpoint at seq ${r.seq} covers seq ${r.covers?.seq} (audit key ${r.kid})`
@@ -156,10 +152,10 @@ export function auditCommand(): Command {
       beforeDate,
     )
     .action(async (opts: { before: { date?: Date; agoSeconds?: number } }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
+      await withRuntime(cmd, async (kw) => {
         const before =
-          opts.before.date ?? new Date(ctx.clock.now().getTime() - (opts.before.agoSeconds ?? 0) * 1000);
-        const r = await pruneAudit(ctx, before, cliActor());
+          opts.before.date ?? new Date(kw.clock.now().getTime() - (opts.before.agoSeconds ?? 0) * 1000);
+        const r = await kw.pruneAudit(before, cliActor());
         output(cmd, r, () =>
           [
             r.pruned === 0

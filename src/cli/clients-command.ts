@@ -1,15 +1,10 @@
 import { Command } from 'commander';
-import {
-  addClient,
-  listClients,
-  removeClient,
-  rotateClientSecret,
-  showClient,
-  type CheckedClientSummary,
-  type ClientSummary,
-  type IssuedClientSecret,
-} from '../lifecycle/clients';
-import { sealClients, type SealClientsReport } from '../lifecycle/seal-clients';
+import type {
+  CheckedClientSummary,
+  ClientSummary,
+  IssuedClientSecret,
+  SealClientsReport,
+} from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import { EXIT } from './exit-codes';
 import { cliActor, iso, output, table, withRuntime } from './io';
@@ -132,8 +127,8 @@ export function clientsCommand(): Command {
       if (opts.grant.length === 0)
         throw new KeywardenError('REQUEST_INVALID', 'at least one --grant is required');
       const grants = parseGrantOptions(opts.scope, opts.grant);
-      await withRuntime(cmd, async ({ ctx }) => {
-        printSecret(cmd, await addClient(ctx, name, grants, cliActor()), 'created');
+      await withRuntime(cmd, async (kw) => {
+        printSecret(cmd, await kw.addClient(name, grants, cliActor()), 'created');
       });
     });
 
@@ -141,8 +136,8 @@ export function clientsCommand(): Command {
     .command('list')
     .description('list API clients, their grants and whether an HSM key vouches for each (never secrets)')
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const all = await listClients(ctx);
+      await withRuntime(cmd, async (kw) => {
+        const all = await kw.listClients();
         output(cmd, all, () =>
           all.length === 0
             ? 'no clients'
@@ -159,8 +154,8 @@ export function clientsCommand(): Command {
     .description('show one API client (by name or id)')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const c = await showClient(ctx, nameOrId);
+      await withRuntime(cmd, async (kw) => {
+        const c = await kw.showClient(nameOrId);
         output(cmd, c, () => humanClient(c));
       });
     });
@@ -170,8 +165,8 @@ export function clientsCommand(): Command {
     .description('remove an API client; running daemons refuse it within server.keyRefreshSeconds')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const c = await removeClient(ctx, nameOrId, cliActor());
+      await withRuntime(cmd, async (kw) => {
+        const c = await kw.removeClient(nameOrId, cliActor());
         output(cmd, { removed: c }, () => `removed client ${c.name} (id ${c.id})`);
       });
     });
@@ -196,9 +191,8 @@ export function clientsCommand(): Command {
     )
     .action(
       async (names: string[], opts: { all?: boolean; force?: boolean; dryRun?: boolean }, cmd: Command) => {
-        await withRuntime(cmd, async ({ ctx }) => {
-          const report = await sealClients(
-            ctx,
+        await withRuntime(cmd, async (kw) => {
+          const report = await kw.sealClients(
             {
               clients: names,
               all: opts.all === true,
@@ -219,8 +213,8 @@ export function clientsCommand(): Command {
     .description('issue a new secret for a client; the old one stops working like a removed client')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        printSecret(cmd, await rotateClientSecret(ctx, nameOrId, cliActor()), 'new secret for');
+      await withRuntime(cmd, async (kw) => {
+        printSecret(cmd, await kw.rotateClientSecret(nameOrId, cliActor()), 'new secret for');
       });
     });
 

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { checkHsm, hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle/hsm-check';
+import { hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle';
 import { HSM_FINDING_KINDS } from '../policy/hsm-findings';
 import { EXIT } from './exit-codes';
 import { loadConfigFor, output, table, withRuntime } from './io';
@@ -107,8 +107,8 @@ export function hsmCommand(): Command {
     )
     .addHelpText('after', findingKindsHelp)
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const r = await checkHsm(ctx);
+      await withRuntime(cmd, async (kw) => {
+        const r = await kw.hsmCheck();
         output(cmd, r, () => humanCheck(r));
         if (!r.ok) process.exitCode = EXIT.NEGATIVE;
       });

@@ -1,10 +1,10 @@
 import * as os from 'node:os';
 import type { Command } from 'commander';
 import { defaultConfigPath, loadConfig } from '../config/load-config';
-import { openRuntime, type Runtime } from '../main';
+import type { Keywarden } from '../lifecycle';
+import { openRuntime, storeAuditLog } from '../main';
 import { createLogger } from '../log';
 import type { KeywardenConfig } from '../policy/scope';
-import { createStoreAuditSink } from '../audit';
 
 /** Options every command inherits from the program. */
 export interface GlobalOptions {
@@ -32,16 +32,16 @@ export function cliActor(): string {
   return `cli:${user}@${os.hostname()}`;
 }
 
-/** Opens the runtime for a one-shot command (logs go to stderr), runs `fn`, closes it. */
+/** Opens the runtime for a one-shot command (logs go to stderr), runs `fn` on its facade, closes it. */
 export async function withRuntime<T>(
   cmd: Command,
-  fn: (rt: Runtime, config: KeywardenConfig) => Promise<T>,
+  fn: (kw: Keywarden, config: KeywardenConfig) => Promise<T>,
 ): Promise<T> {
   const config = loadConfigFor(cmd);
   const log = createLogger(globals(cmd).logLevel ?? 'warn', 2);
-  const rt = await openRuntime(config, { log, audit: createStoreAuditSink(config) });
+  const rt = await openRuntime(config, { log, audit: storeAuditLog() });
   try {
-    return await fn(rt, config);
+    return await fn(rt.keywarden, config);
   } finally {
     await rt.close();
   }

@@ -1,11 +1,8 @@
 import { Command } from 'commander';
-import { requireScope } from '../lifecycle/context';
-import { revokeKey } from '../lifecycle/revoke-key';
-import { rotateScope } from '../lifecycle/rotate-scope';
+import type { RowTrust } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState } from '../policy/key-state';
-import { verifyKeyRows, type RowTrust } from '../lifecycle/verify-key-rows';
 import { EXIT } from './exit-codes';
 import { cliActor, iso, output, table, withRuntime } from './io';
 
@@ -58,12 +55,9 @@ export function keysCommand(): Command {
     .description('list keys with their effective state now (every scope, or one with --scope)')
     .option('--scope <scope>', 'only this scope')
     .action(async (opts: { scope?: string }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        if (opts.scope) requireScope(ctx, opts.scope);
-        const now = ctx.clock.now();
-        const { trust } = await verifyKeyRows(ctx);
-        const all = opts.scope ? await ctx.keys.listByScope(opts.scope) : await ctx.keys.listAll();
-        const rows = all.map((k) => describeKey(k, now, trust.get(k.id) ?? 'unchecked'));
+      await withRuntime(cmd, async (kw) => {
+        const now = kw.clock.now();
+        const rows = (await kw.listKeys(opts.scope)).map((k) => describeKey(k.record, now, k.trust));
         output(cmd, rows, () =>
           rows.length === 0
             ? 'no keys'
@@ -89,10 +83,10 @@ export function keysCommand(): Command {
     .description('show one key (by kid or a unique kid prefix of 8+ characters)')
     .argument('<kid>')
     .action(async (kid: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const k = await ctx.keys.findByKidOrPrefix(kid);
+      await withRuntime(cmd, async (kw) => {
+        const k = await kw.findKey(kid);
         if (!k) throw new KeywardenError('KEY_NOT_FOUND', `no key with kid ${kid}`);
-        const d = describeKey(k, ctx.clock.now());
+        const d = describeKey(k, kw.clock.now());
         output(cmd, d, () => humanKey(d));
       });
     });
@@ -104,8 +98,8 @@ export function keysCommand(): Command {
         'within policy) and every keywarden key in the backends has its row; exit 1 on any finding',
     )
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const r = await verifyKeyRows(ctx);
+      await withRuntime(cmd, async (kw) => {
+        const r = await kw.verifyKeys();
         const counts = { trusted: 0, dead: 0, refused: 0, unchecked: 0 };
         for (const t of r.trust.values()) counts[t] += 1;
         const json = {
@@ -143,9 +137,9 @@ export function keysCommand(): Command {
     )
     .requiredOption('--scope <scope>', 'the scope to rotate')
     .action(async (opts: { scope: string }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const k = await rotateScope(ctx, opts.scope, cliActor());
-        const d = describeKey(k, ctx.clock.now());
+      await withRuntime(cmd, async (kw) => {
+        const k = await kw.rotate(opts.scope, cliActor());
+        const d = describeKey(k, kw.clock.now());
         output(cmd, d, () => `created ${d.kid} in scope ${d.scope}; it signs from ${iso(d.activateAt)}`);
       });
     });
@@ -159,9 +153,9 @@ export function keysCommand(): Command {
     .argument('<kid>')
     .requiredOption('--reason <text>', 'why (recorded in the audit log)')
     .action(async (kid: string, opts: { reason: string }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const r = await revokeKey(ctx, kid, opts.reason, cliActor());
-        const now = ctx.clock.now();
+      await withRuntime(cmd, async (kw) => {
+        const r = await kw.revoke(kid, opts.reason, cliActor());
+        const now = kw.clock.now();
         const result = {
           revoked: describeKey(r.revoked, now),
           destroyed: r.destroyed,

@@ -1,7 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { requireScope } from '../lifecycle/context';
 import { formatDuration } from '../policy/duration';
-import { planRotations } from '../policy/plan';
 import { iso, output, table, withRuntime } from './io';
 
 function positiveInt(v: string): number {
@@ -18,10 +16,8 @@ export function planCommand(): Command {
     .argument('<scope>')
     .option('--rotations <n>', 'how many future keys to plan', positiveInt, 3)
     .action(async (scopeName: string, opts: { rotations: number }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const scope = requireScope(ctx, scopeName);
-        const now = ctx.clock.now();
-        const rows = planRotations(scope.policy, await ctx.keys.listByScope(scope.name), now, opts.rotations);
+      await withRuntime(cmd, async (kw) => {
+        const { scope, now, keys: rows } = await kw.plan(scopeName, opts.rotations);
         const p = scope.policy;
         output(cmd, { scope: scope.name, now, policy: p, keys: rows }, () =>
           [

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
-import { scanForLeaks } from '../lifecycle/scan-for-leaks';
+import type { ScanProgress } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
-import type { ScanProgress } from '../scan';
 import { EXIT } from './exit-codes';
 import { cliActor, globals, output, table, withRuntime } from './io';
 
@@ -36,11 +35,11 @@ export function scanCommand(): Command {
     .option('--all-private-keys', 'also report private keys that match no managed key')
     .option('--revoke', 'revoke every matched key that is still published (the finding is the audit reason)')
     .action(async (paths: string[], opts: { allPrivateKeys?: boolean; revoke?: boolean }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
+      await withRuntime(cmd, async (kw) => {
         const bar = progressBar(!globals(cmd).json && process.stderr.isTTY === true);
         let r;
         try {
-          r = await scanForLeaks(ctx, paths, {
+          r = await kw.scan(paths, {
             allPrivateKeys: opts.allPrivateKeys,
             revoke: opts.revoke,
             actor: cliActor(),

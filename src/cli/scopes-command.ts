@@ -1,8 +1,5 @@
 import { Command } from 'commander';
-import { requireScope } from '../lifecycle/context';
 import { formatDuration } from '../policy/duration';
-import { effectiveState } from '../policy/key-state';
-import { pickSigningKey } from '../policy/next-actions';
 import { loadConfigFor, output, table, withRuntime } from './io';
 
 export function scopesCommand(): Command {
@@ -33,14 +30,9 @@ export function scopesCommand(): Command {
     .description("show a scope's config, its signing key and key counts by state")
     .argument('<scope>')
     .action(async (name: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const s = requireScope(ctx, name);
-        const now = ctx.clock.now();
-        const keys = (await ctx.keys.listByScope(s.name)).filter((k) => k.status === 'ready');
-        const counts: Record<string, number> = {};
-        for (const k of keys) counts[effectiveState(k, now)] = (counts[effectiveState(k, now)] ?? 0) + 1;
-        const signing = pickSigningKey(keys, now);
-        output(cmd, { ...s, signingKid: signing?.kid ?? null, keysByState: counts }, () =>
+      await withRuntime(cmd, async (kw) => {
+        const { scope: s, signingKid, keysByState: counts } = await kw.scopeDetails(name);
+        output(cmd, { ...s, signingKid, keysByState: counts }, () =>
           [
             `scope:      ${s.name}`,
             `issuer:     ${s.issuer}`,
@@ -48,7 +40,7 @@ export function scopesCommand(): Command {
             `alg:        ${s.alg} on backend ${s.backend}`,
             `schedule:   ${s.schedule}`,
             `policy:     prepublish ${formatDuration(s.policy.prepublishSeconds)}, active ${formatDuration(s.policy.activeForSeconds)}, grace ${formatDuration(s.policy.verifyGraceSeconds)}, max token ttl ${formatDuration(s.policy.maxTokenTtlSeconds)}`,
-            `signing:    ${signing?.kid ?? 'NONE'}`,
+            `signing:    ${signingKid ?? 'NONE'}`,
             `keys:       ${
               Object.entries(counts)
                 .map(([k, v]) => `${v} ${k}`)
@@ -67,10 +59,8 @@ export function jwksCommand(): Command {
     .description("print a scope's published JWKS as the daemon serves it")
     .argument('<scope>')
     .action(async (name: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const s = requireScope(ctx, name);
-        const view = ctx.cache.view(s.name);
-        const body = view ? ctx.cache.jwks(view).body : '{"keys":[]}';
+      await withRuntime(cmd, async (kw) => {
+        const body = kw.jwksDocument(name);
         process.stdout.write(`${JSON.stringify(JSON.parse(body), null, 2)}\n`);
       });
     });

@@ -1,9 +1,7 @@
 import * as fs from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { signToken } from '../lifecycle/sign-token';
-import { verifyToken } from '../lifecycle/verify-token';
 import { KeywardenError } from '../policy/errors';
-import { tokenTypeProblem } from '../verify/token-type';
+import { tokenTypeProblem } from '../policy/token-type';
 import { EXIT } from './exit-codes';
 import { globals, output, withRuntime } from './io';
 
@@ -33,8 +31,8 @@ export function signCommand(): Command {
     })
     .option('--typ <typ>', 'JOSE typ header', 'JWT')
     .action(async (opts: { scope: string; claims: unknown; ttl?: number; typ: string }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
-        const t = await signToken(ctx, opts.scope, {
+      await withRuntime(cmd, async (kw) => {
+        const t = await kw.sign(opts.scope, {
           claims: opts.claims,
           ttlSeconds: opts.ttl,
           typ: opts.typ,
@@ -63,10 +61,10 @@ export function verifyCommand(): Command {
     )
     .argument('<token>', "the JWT, or '-' to read it from stdin")
     .action(async (token: string, opts: { scope: string; audience: string; typ?: string }, cmd: Command) => {
-      await withRuntime(cmd, async ({ ctx }) => {
+      await withRuntime(cmd, async (kw) => {
         const jwt = readTokenArg(token);
         if (jwt.length === 0) throw new KeywardenError('REQUEST_INVALID', 'no token given');
-        const r = await verifyToken(ctx, opts.scope, jwt, opts.audience, opts.typ);
+        const r = await kw.verify(opts.scope, jwt, opts.audience, opts.typ);
         if (r.valid) {
           output(cmd, { valid: true, kid: r.kid, claims: r.claims }, () => JSON.stringify(r.claims, null, 2));
           return;

@@ -1,15 +1,8 @@
 import { hash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import {
-  checkClientSecret,
-  hasGrant,
-  pollClients,
-  type AuthenticatedClient,
-  type Grant,
-} from '../lifecycle/clients';
-import type { DeniedRequest } from '../lifecycle/audit-activity';
-import { requireScope, type LifecycleContext } from '../lifecycle/context';
+import { hasGrant, type AuthenticatedClient, type DeniedRequest, type Keywarden } from '../lifecycle';
+import type { Grant } from '../policy/clients';
 import { KeywardenError } from '../policy/errors';
 import { ConcurrencyLimit } from './concurrency-limit';
 
@@ -66,7 +59,7 @@ export class ClientAuthenticator {
   private readonly rejectedTtlMs: number;
 
   constructor(
-    private readonly ctx: LifecycleContext,
+    private readonly kw: Keywarden,
     opts: ClientAuthOptions,
   ) {
     this.pollMs = opts.pollSeconds * 1000;
@@ -100,14 +93,14 @@ export class ClientAuthenticator {
   private async doPoll(): Promise<void> {
     try {
       // A changed table is also checked against the audit key's seals (reported, not only refused).
-      const { marker, versions } = await pollClients(this.ctx, this.marker);
+      const { marker, versions } = await this.kw.pollClients(this.marker);
       if (marker !== this.marker) this.clear();
       else this.evictChanged(versions);
       this.marker = marker;
       this.lastPollOkMs = performance.now();
     } catch (e) {
       this.clear();
-      this.ctx.log.warn({ err: (e as Error).message }, 'client change poll failed; auth cache cleared');
+      this.kw.log.warn({ err: (e as Error).message }, 'client change poll failed; auth cache cleared');
     }
   }
 
@@ -156,7 +149,7 @@ export class ClientAuthenticator {
   private check(key: string, secret: string): Promise<AuthenticatedClient | null> {
     const generation = this.generation;
     const check: Promise<AuthenticatedClient | null> = this.checks
-      .run(() => checkClientSecret(this.ctx, secret))
+      .run(() => this.kw.checkClientSecret(secret))
       .then((client) => {
         // Cached only if no change was seen meanwhile and polls are current.
         if (generation === this.generation && performance.now() - this.lastPollOkMs <= this.staleAfterMs) {
@@ -201,12 +194,7 @@ export interface DeniedRequests {
  * an unauthenticated caller cannot make the server parse anything. Every 401 and 403 goes to
  * `denied` (I7: failed attempts are evidence too); the secret presented is never recorded.
  */
-export function requireGrant(
-  ctx: LifecycleContext,
-  auth: ClientAuthenticator,
-  grant: Grant,
-  denied: DeniedRequests,
-) {
+export function requireGrant(kw: Keywarden, auth: ClientAuthenticator, grant: Grant, denied: DeniedRequests) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const scopeName = (req.params as { scope?: string }).scope ?? '';
     let client: AuthenticatedClient;
@@ -219,7 +207,7 @@ export function requireGrant(
           status: 401,
           ip: req.ip,
           client: null,
-          scope: configuredScope(ctx, scopeName),
+          scope: configuredScope(kw, scopeName),
           route: `${req.method} ${req.routeOptions.url ?? req.url}`,
           reason: presented ? 'bad-credentials' : 'no-credentials',
         });
@@ -231,7 +219,7 @@ export function requireGrant(
       }
       throw e;
     }
-    const scope = requireScope(ctx, scopeName);
+    const scope = kw.scope(scopeName);
     if (!hasGrant(client, scope.name, grant)) {
       denied.recordDenied({
         status: 403,
@@ -251,9 +239,9 @@ export function requireGrant(
 }
 
 /** The scope name if it is configured; an unknown name from a URL is not worth recording. */
-function configuredScope(ctx: LifecycleContext, name: string): string | null {
+function configuredScope(kw: Keywarden, name: string): string | null {
   try {
-    return requireScope(ctx, name).name;
+    return kw.scope(name).name;
   } catch {
     return null;
   }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { LifecycleContext } from '../lifecycle/context';
+import type { Keywarden } from '../lifecycle';
 import type { ScopeConfig } from '../policy/scope';
-import { answerJwks, JWKS_CONTENT_TYPE, jwksPath } from './jwks-routes';
+import { JWKS_CONTENT_TYPE, jwksPath } from './jwks-routes';
 
 /**
  * Answers `GET /scopes/<scope>/.well-known/jwks.json` straight from node:http, before fastify
@@ -25,10 +25,10 @@ export class JwksFastPath {
 
   /** `extraHeaders` are added to every answer, as createServer adds them to fastify's. */
   constructor(
-    private readonly ctx: LifecycleContext,
+    private readonly kw: Keywarden,
     extraHeaders: Readonly<Record<string, string>> = {},
   ) {
-    this.scopes = new Map(ctx.config.scopes.map((s) => [jwksPath(s.name), s]));
+    this.scopes = new Map(kw.config.scopes.map((s) => [jwksPath(s.name), s]));
     this.extraHeaders = Object.entries(extraHeaders);
   }
 
@@ -52,7 +52,7 @@ export class JwksFastPath {
     const scope = this.scopes.get(req.url ?? '');
     if (scope === undefined) return false;
     try {
-      const answer = answerJwks(this.ctx, scope, req.headers['if-none-match']);
+      const answer = this.kw.answerJwks(scope, req.headers['if-none-match']);
       if (answer === undefined) return false;
       const headers: Record<string, string | number> = {};
       for (const [k, v] of this.extraHeaders) headers[k] = v;
@@ -71,7 +71,7 @@ export class JwksFastPath {
       return true;
     } catch (e) {
       // Logged here because fastify's retry may succeed, and a failure that passes would go unseen.
-      this.ctx.log.warn({ scope: scope.name, err: (e as Error).message }, 'JWKS fast path failed');
+      this.kw.log.warn({ scope: scope.name, err: (e as Error).message }, 'JWKS fast path failed');
       // Nothing sent yet: fastify answers the request (its error handler if it throws again).
       // Headers already sent: the answer cannot be completed or replaced, so drop the connection.
       if (!res.headersSent) return false;

@@ -1,11 +1,13 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { LifecycleContext } from '../lifecycle/context';
-import type { OrphanScanReport } from '../lifecycle/find-orphans';
-import { auditChainLength } from '../lifecycle/audit-query';
-import type { ReconcileReport } from '../lifecycle/reconcile-scope';
-import { scopeOverview, type ScopeOverviewRow } from '../lifecycle/scope-overview';
+import type { Keywarden, OrphanScanReport, ReconcileReport, ScopeOverviewRow } from '../lifecycle';
 import type { ScopeStatus } from '../policy/scope-status';
-import type { SchedulerHooks } from '../scheduler/scheduler';
+
+/** What the scheduler tells the metrics (structurally its SchedulerHooks). */
+export interface LifecycleMetricHooks {
+  onReport(report: ReconcileReport, durationMs: number): void;
+  onFailure(scope: string, error: Error): void;
+  onOrphanScan(report: OrphanScanReport): void;
+}
 
 /** A scrape waits at most this long for the store (the audit chain length), then goes without it. */
 const STORE_TIMEOUT_MS = 3000;
@@ -28,7 +30,7 @@ export class LifecycleMetrics {
   private readonly orphans: Gauge<'backend'>;
   private overviewOfThisScrape: ScopeOverviewRow[] | null = null;
 
-  constructor(private readonly ctx: Pick<LifecycleContext, 'config' | 'cache' | 'clock' | 'log' | 'ds'>) {
+  constructor(private readonly kw: Keywarden) {
     const registers = [this.registry];
     this.scopeGauge(
       'keywarden_scope_has_active_key',
@@ -62,7 +64,7 @@ export class LifecycleMetrics {
       labelNames: ['scope'],
       registers,
     });
-    for (const s of ctx.config.scopes) activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
+    for (const s of kw.config.scopes) activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
     this.lastSuccess = new Gauge({
       name: 'keywarden_last_reconcile_success_timestamp_seconds',
       help: 'Unix time of the last reconcile of the scope by this process that ran and had no error',
@@ -76,14 +78,14 @@ export class LifecycleMetrics {
       registers,
     });
     // Zero from the start, so increase() sees the first failure and absence means "not exported".
-    for (const s of ctx.config.scopes) this.failures.inc({ scope: s.name }, 0);
+    for (const s of kw.config.scopes) this.failures.inc({ scope: s.name }, 0);
     this.orphans = new Gauge({
       name: 'keywarden_backend_orphan_objects',
       help: 'Backend objects with the keywarden label and no key row, as of the last successful orphan scan',
       labelNames: ['backend'],
       registers,
     });
-    const integrity = () => ctx.cache.integrity.report;
+    const integrity = () => kw.integrityReport();
     new Gauge({
       name: 'keywarden_key_rows_refused',
       help:
@@ -96,7 +98,7 @@ export class LifecycleMetrics {
         for (const r of integrity()?.refused ?? []) this.inc({ scope: r.scope, reason: r.reason });
       },
     });
-    const backendNames = Object.keys(ctx.config.backends);
+    const backendNames = Object.keys(kw.config.backends);
     new Gauge({
       name: 'keywarden_key_rows_missing',
       help: 'Keys the backend holds with a keywarden label whose store row is gone (a deleted row, or an old backup)',
@@ -110,15 +112,14 @@ export class LifecycleMetrics {
         for (const m of report.missingRows) this.inc({ backend: m.backend });
       },
     });
-    const log = ctx.log;
-    const ds = ctx.ds;
+    const log = kw.log;
     new Gauge({
       name: 'keywarden_audit_chain_length',
       help: 'Records in the audit hash chain (a pruned prefix not counted; absent when the store cannot be read)',
       registers,
       async collect() {
         try {
-          this.set(await withTimeout(auditChainLength(ds), STORE_TIMEOUT_MS));
+          this.set(await withTimeout(kw.auditChainLength(), STORE_TIMEOUT_MS));
         } catch (e) {
           // remove() with no labels drops the series: better absent than a made-up 0.
           this.remove();
@@ -129,12 +130,12 @@ export class LifecycleMetrics {
   }
 
   /** Hooks for the Scheduler: reconcile outcomes and orphan scans feed the counters and gauges. */
-  schedulerHooks(): SchedulerHooks {
+  schedulerHooks(): LifecycleMetricHooks {
     return {
       onReport: (report: ReconcileReport) => {
         // A pass skipped because another process held the scope lock is not a success here.
         if (report.ran && report.errors.length === 0) {
-          this.lastSuccess.set({ scope: report.scope }, this.ctx.clock.now().getTime() / 1000);
+          this.lastSuccess.set({ scope: report.scope }, this.kw.clock.now().getTime() / 1000);
         }
       },
       onFailure: (scope: string) => this.failures.inc({ scope }),
@@ -148,7 +149,7 @@ export class LifecycleMetrics {
   /** A gauge per scope whose value `pick` takes from the scope's status at scrape time (null: absent). */
   private scopeGauge(name: string, help: string, pick: (s: ScopeStatus) => number | null): void {
     const overview = () => this.overview();
-    const log = this.ctx.log;
+    const log = this.kw.log;
     new Gauge({
       name,
       help,
@@ -177,7 +178,7 @@ export class LifecycleMetrics {
    */
   private overview(): ScopeOverviewRow[] {
     if (!this.overviewOfThisScrape) {
-      this.overviewOfThisScrape = scopeOverview(this.ctx);
+      this.overviewOfThisScrape = this.kw.scopesOverview();
       queueMicrotask(() => (this.overviewOfThisScrape = null));
     }
     return this.overviewOfThisScrape;

@@ -1,6 +1,3 @@
-import cluster from 'node:cluster';
-import { exposeWorkerRegistry, requestClusterMetrics } from '../cluster/cluster-metrics';
-import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { KeywardenConfig } from '../policy/scope';
 import { collectProcessMetrics } from './process-metrics';
@@ -69,24 +66,4 @@ export class TokenServiceMetrics {
     this.verifyRequests.inc({ scope: s, result });
     if (reason !== undefined) this.verifyFailures.inc({ scope: s, reason });
   }
-}
-
-/**
- * `GET /metrics` in the Prometheus text format. For operators: expose it on internal networks only.
- * `extra` are more registries served alongside (the key lifecycle's, in the process that runs
- * the scheduler); they are merged once here, so a metric name defined twice fails at start.
- */
-export function metricsRoutes(
-  metrics: TokenServiceMetrics,
-  extra: readonly Registry[] = [],
-): (app: FastifyInstance) => void {
-  const registry = extra.length > 0 ? Registry.merge([metrics.registry, ...extra]) : metrics.registry;
-  return (app) => {
-    // In a worker of `serve --workers N`, the answer is the sum over all workers (and the primary's own).
-    if (cluster.isWorker) exposeWorkerRegistry(metrics.registry);
-    app.get('/metrics', async (_req, reply) => {
-      reply.header('content-type', registry.contentType).header('cache-control', 'no-store');
-      return cluster.isWorker ? requestClusterMetrics() : registry.metrics();
-    });
-  };
 }

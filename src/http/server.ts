@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import fastify, { type FastifyInstance } from 'fastify';
-import type { LifecycleContext } from '../lifecycle/context';
+import type { Keywarden } from '../lifecycle';
 import { registerErrorHandling } from './errors';
-import { registerHealthRoutes } from './health-routes';
 import { JwksFastPath } from './jwks-fast-path';
-import { registerJwksRoutes } from './jwks-routes';
+import type { RouteGroup } from './routes';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,14 +13,12 @@ declare module 'fastify' {
 }
 
 export interface ServerOptions {
-  /** Base URL relying parties reach this server at (for `jwks_uri`). */
-  publicBaseUrl: string;
   /**
-   * Extra route plugins (sign/verify/metrics) registered by the composition root. A plugin that
-   * adds a request hook at the root (one that would run for every route) turns the JWKS fast
-   * path off, so the hook sees JWKS requests too; hooks inside `app.register` do not.
+   * The route table (src/http/routes.ts). Each group is registered in a context of its own: a
+   * request hook a group adds covers its routes; one added at the root instead turns the JWKS fast
+   * path off, so the hook sees JWKS requests too.
    */
-  plugins?: ((app: FastifyInstance) => void)[];
+  routes: readonly RouteGroup[];
   /** Constant headers added to every response (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
 }
@@ -44,15 +41,15 @@ const REQUEST_HOOKS = new Set([
  * The HTTP surface: thin adapters over the lifecycle. Bodies are size-limited, JSON only, and
  * every failure is a JSON error with a proper status; no request can crash the process.
  */
-export function createServer(ctx: LifecycleContext, opts: ServerOptions): FastifyInstance {
+export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstance {
   const responseHeaders = opts.responseHeaders ?? {};
-  const jwksFastPath = new JwksFastPath(ctx, responseHeaders);
+  const jwksFastPath = new JwksFastPath(kw, responseHeaders);
   const app = fastify({
     // No fastify logger: with one, fastify makes a child logger and a finish/error listener
     // pair for every request even when request logging is off, a visible share of a JWKS
     // answer in bench/profile/jwks.ts. Errors are logged by registerErrorHandling.
     logger: false,
-    bodyLimit: ctx.config.server.bodyLimitBytes,
+    bodyLimit: kw.config.server.bodyLimitBytes,
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
@@ -73,11 +70,19 @@ export function createServer(ctx: LifecycleContext, opts: ServerOptions): Fastif
       done();
     });
   }
-  registerErrorHandling(app, ctx.log.child({ component: 'http' }));
-  registerJwksRoutes(app, ctx, opts.publicBaseUrl);
-  registerHealthRoutes(app, ctx);
-  turnOffOnRootRequestHooks(app, jwksFastPath, ctx);
-  for (const p of opts.plugins ?? []) p(app);
+  registerErrorHandling(app, kw.log.child({ component: 'http' }));
+  turnOffOnRootRequestHooks(app, jwksFastPath, kw);
+  for (const group of opts.routes) {
+    if (!group.setup) {
+      for (const r of group.routes) app.route(r);
+      continue;
+    }
+    const { setup, routes } = group;
+    app.register(async (child) => {
+      setup(child);
+      for (const r of routes) child.route(r);
+    });
+  }
   return app;
 }
 
@@ -107,16 +112,12 @@ function putFastPathAhead(app: FastifyInstance, fastPath: JwksFastPath): void {
  * allowlist must not silently skip the most-polled route. Hooks added inside `app.register`
  * (an encapsulated child, `this !== app`) only cover that child's routes and change nothing.
  */
-function turnOffOnRootRequestHooks(
-  app: FastifyInstance,
-  fastPath: JwksFastPath,
-  ctx: LifecycleContext,
-): void {
+function turnOffOnRootRequestHooks(app: FastifyInstance, fastPath: JwksFastPath, kw: Keywarden): void {
   const addHook = app.addHook as (this: FastifyInstance, name: string, ...rest: unknown[]) => FastifyInstance;
   const guarded = function (this: FastifyInstance, name: string, ...rest: unknown[]): FastifyInstance {
     if (this === app && REQUEST_HOOKS.has(name) && fastPath.enabled) {
       fastPath.turnOff();
-      ctx.log.debug({ hook: name }, 'JWKS fast path off: a root-level request hook must see every request');
+      kw.log.debug({ hook: name }, 'JWKS fast path off: a root-level request hook must see every request');
     }
     return addHook.call(this, name, ...rest);
   };

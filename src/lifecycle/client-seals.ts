@@ -8,7 +8,6 @@ import {
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
 import { encodeSeal, sealInput } from '../policy/key-seal';
-import { ClientRepository } from '../store/client-repository';
 import { verifyJwsSignature } from '../verify/signature';
 import {
   AUDIT_SCOPE,
@@ -18,7 +17,7 @@ import {
   ensureAuditKey,
   signingAuditKey,
   type AuditContext,
-} from './audit-key';
+} from '../audit/audit-key';
 import type { LifecycleContext } from './context';
 import { judgeFacts, type SealedRow } from './key-integrity';
 import { legacyMismatch } from './seal-legacy-keys';
@@ -115,7 +114,7 @@ export interface ClientSealMaintenance {
  * that was checked (compare-and-set), and the new seal covers the checked content only.
  */
 export async function maintainClientSeals(ctx: LifecycleContext): Promise<ClientSealMaintenance> {
-  const repo = new ClientRepository(ctx.ds);
+  const repo = ctx.store.clients;
   const report = await ctx.clientTrust.check(await repo.scan());
   const result: ClientSealMaintenance = {
     checked: report.trusted.length + report.refused.length,
@@ -157,12 +156,10 @@ export async function maintainClientSeals(ctx: LifecycleContext): Promise<Client
  * would refuse them. Rows whose seal does not verify do not hold it back (they are refused anyway).
  */
 export async function auditKeyNeededByClients(
-  actx: Pick<AuditContext, 'ds' | 'backend'>,
+  actx: Pick<AuditContext, 'store' | 'backend'>,
   key: KeyRecord,
 ): Promise<string | null> {
-  const rows = (await new ClientRepository(actx.ds).scan()).filter(
-    (r) => decodeClientSeal(r.seal)?.kid === key.kid,
-  );
+  const rows = (await actx.store.clients.scan()).filter((r) => decodeClientSeal(r.seal)?.kid === key.kid);
   if (rows.length === 0) return null;
   const backend = await actx.backend(key.backendRef.backend);
   const publicKey = createPublicKey({

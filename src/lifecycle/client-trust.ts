@@ -13,11 +13,10 @@ import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
 import { sealInput } from '../policy/key-seal';
 import type { KeywardenConfig } from '../policy/scope';
-import type { StoredClient } from '../store/client-repository';
-import type { KeyRepository } from '../store/key-repository';
+import type { StoredClient } from '../policy/clients';
 import { verifyJwsSignature } from '../verify/signature';
-import { AUDIT_SCOPE } from './audit-key';
-import type { AuditSink } from './audit-sink';
+import { AUDIT_SCOPE } from '../policy/audit-key';
+import type { AuditLog, KeyStore } from './ports';
 import { judgeFacts, type SealedRow } from './key-integrity';
 
 /** A client row as the trust check reads it: its sealed facts and its seal column. */
@@ -48,10 +47,10 @@ export interface ClientTrustDeps {
   config: Pick<KeywardenConfig, 'backends'>;
   clock: Clock;
   log: Logger;
-  keys: Pick<KeyRepository, 'listByScope'>;
+  keys: Pick<KeyStore, 'listByScope'>;
   backend(name: string): Promise<KeyBackend>;
   /** Where findings are recorded: the daemon's scheduling process only; null elsewhere (log only). */
-  audit: AuditSink | null;
+  audit: AuditLog | null;
 }
 
 /** Upper bound on remembered verdicts (one per row content); a full pass keeps only current rows. */

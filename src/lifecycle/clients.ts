@@ -1,23 +1,21 @@
 import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { KeywardenError } from '../policy/errors';
 import {
+  CLIENT_GRANTS,
   clientRowVersion,
   clientVersionsOf,
-  ClientRepository,
   type ClientRecord,
   type Grant,
   type StoredClient,
-} from '../store/client-repository';
+} from '../policy/clients';
 import { sealedGrants } from '../policy/client-seal';
 import { sealingAuditKey } from './client-seals';
 import type { ClientVerdict } from './client-trust';
 import { requireScope, type LifecycleContext } from './context';
+import type { ClientStore } from './ports';
 import { hashSecret, verifySecret } from './secret-hash';
 
-export type { Grant };
-
-/** What a client may do on a scope: `sign` tokens, `verify` tokens (I6 validation). */
-export const CLIENT_GRANTS: readonly Grant[] = ['sign', 'verify'];
+export { CLIENT_GRANTS, type Grant };
 
 /** A client as shown to operators: everything but the secret hash. */
 export interface ClientSummary {
@@ -71,8 +69,8 @@ export function summary(
   return { id: c.id, name: c.name, grants, createdAt: c.createdAt, updatedAt: c.updatedAt };
 }
 
-function clients(ctx: LifecycleContext): ClientRepository {
-  return new ClientRepository(ctx.ds);
+function clients(ctx: LifecycleContext): ClientStore {
+  return ctx.store.clients;
 }
 
 function trustState(v: ClientVerdict): ClientTrustState {
@@ -136,16 +134,13 @@ export async function addClient(
   const sealer = await sealingAuditKey(ctx, actor);
   const record: ClientRecord = { ...facts, updatedAt: now, seal: await sealer.seal(facts) };
   try {
-    await ctx.ds.transaction(async (m) => {
-      await repo.insert(record, m);
-      await ctx.audit.record(
-        {
-          type: 'client.created',
-          actor,
-          data: { clientId: id, name, grants: normalised, sealedBy: sealer.kid },
-        },
-        m,
-      );
+    await ctx.store.transaction(async (tx) => {
+      await tx.clients.insert(record);
+      await tx.audit.record({
+        type: 'client.created',
+        actor,
+        data: { clientId: id, name, grants: normalised, sealedBy: sealer.kid },
+      });
     });
   } catch (e) {
     // Two operators adding the same name at once: the unique index decides.
@@ -167,7 +162,7 @@ export async function listClients(ctx: LifecycleContext): Promise<CheckedClientS
   return out;
 }
 
-async function requireClient(repo: ClientRepository, nameOrId: string): Promise<ClientRecord> {
+async function requireClient(repo: ClientStore, nameOrId: string): Promise<ClientRecord> {
   const c = (await repo.findByName(nameOrId)) ?? (await repo.findById(nameOrId));
   if (!c) throw new KeywardenError('CLIENT_NOT_FOUND', `no client named or with id "${nameOrId}"`);
   return c;
@@ -190,10 +185,10 @@ export async function removeClient(
 ): Promise<ClientSummary> {
   const repo = clients(ctx);
   const c = await requireClient(repo, nameOrId);
-  await ctx.ds.transaction(async (m) => {
-    if (!(await repo.delete(c.id, m)))
+  await ctx.store.transaction(async (tx) => {
+    if (!(await tx.clients.delete(c.id)))
       throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
-    await ctx.audit.record({ type: 'client.removed', actor, data: { clientId: c.id, name: c.name } }, m);
+    await tx.audit.record({ type: 'client.removed', actor, data: { clientId: c.id, name: c.name } });
   });
   return summary(c);
 }
@@ -225,19 +220,20 @@ export async function rotateClientSecret(
   const now = ctx.clock.now();
   const sealer = await sealingAuditKey(ctx, actor);
   const seal = await sealer.seal({ ...c, secretHash });
-  await ctx.ds.transaction(async (m) => {
-    if (!(await repo.updateSecret(c.id, c.secretHash, { secretHash, seal }, now, m))) {
-      if (!(await repo.findById(c.id, m)))
+  await ctx.store.transaction(async (tx) => {
+    if (!(await tx.clients.updateSecret(c.id, c.secretHash, { secretHash, seal }, now))) {
+      if (!(await tx.clients.findById(c.id)))
         throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
       throw new KeywardenError(
         'LOCK_BUSY',
         `client "${c.name}" got another secret meanwhile; nothing changed: run the command again`,
       );
     }
-    await ctx.audit.record(
-      { type: 'client.secret-rotated', actor, data: { clientId: c.id, name: c.name, sealedBy: sealer.kid } },
-      m,
-    );
+    await tx.audit.record({
+      type: 'client.secret-rotated',
+      actor,
+      data: { clientId: c.id, name: c.name, sealedBy: sealer.kid },
+    });
   });
   return { client: summary({ ...c, updatedAt: now }), secret };
 }

@@ -1,30 +1,36 @@
 import type { Logger } from 'pino';
-import type { DataSource } from 'typeorm';
-import type { KeyBackend } from '../backends/key-backend';
+import type { AuditStore } from '../audit/audit-store';
 import type { Clock } from '../policy/clock';
 import { KeywardenError } from '../policy/errors';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
-import type { KeyRepository } from '../store/key-repository';
-import type { ScopeLock } from '../store/scope-lock';
-import type { AuditSink } from './audit-sink';
 import type { ClientTrust } from './client-trust';
 import type { KeyCache } from './key-cache';
+import type { AuditLog, BackendSource, KeyStore, ScopeLock, Store } from './ports';
 
-/** Everything a use case needs, wired once by the composition root (src/main.ts). */
+/**
+ * What use cases work with, wired once by the composition root (src/main.ts): small interfaces
+ * (src/lifecycle/ports.ts) and this process's caches, never a database handle. Adapters do not
+ * see it: they go through the facade (src/lifecycle/index.ts).
+ */
 export interface LifecycleContext {
   config: KeywardenConfig;
   clock: Clock;
   log: Logger;
-  ds: DataSource;
-  keys: KeyRepository;
+  /** Key and client rows, and transactions that commit them with their audit records. */
+  store: Store;
+  /** The same as `store.keys` (the port most use cases need). */
+  keys: KeyStore;
   lock: ScopeLock;
-  audit: AuditSink;
+  /** The audit log, append-only. */
+  audit: AuditLog;
+  /** The audit chain's records, for the audit use cases (checkpoint, verify, prune, tail). */
+  auditRecords: AuditStore;
   /** This process's view of the keys (refreshed from the store). */
   cache: KeyCache;
   /** This process's check of API client rows against the audit key's seals (one per process). */
   clientTrust: ClientTrust;
   /** Opens (once) and returns the named backend. */
-  backend(name: string): Promise<KeyBackend>;
+  backend: BackendSource;
 }
 
 /**

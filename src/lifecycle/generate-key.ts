@@ -67,17 +67,14 @@ export async function generateKey(
     createdAt: now,
     createdBy: actor,
   };
-  await ctx.ds.transaction(async (m) => {
-    await ctx.keys.insertGenerating(row, now, m);
-    await ctx.audit.record(
-      {
-        type: 'key.generating',
-        actor,
-        scope: scope.name,
-        data: { keyId: id, reason, backend: backend.name },
-      },
-      m,
-    );
+  await ctx.store.transaction(async (tx) => {
+    await tx.keys.insertGenerating(row, now);
+    await tx.audit.record({
+      type: 'key.generating',
+      actor,
+      scope: scope.name,
+      data: { keyId: id, reason, backend: backend.name },
+    });
   });
   crashPointForTests('before-backend', scope.name);
   let sealed: SealedFacts;
@@ -158,26 +155,23 @@ export async function completeKey(
 ): Promise<KeyRecord> {
   const kid = await thumbprint(publicJwk);
   const now = ctx.clock.now();
-  await ctx.ds.transaction(async (m) => {
-    await ctx.keys.completeGenerating(row.id, { kid, publicJwk, backendRef: ref }, now, m);
-    await ctx.audit.record(
-      {
-        type: 'key.created',
-        actor,
-        scope: row.scope,
-        kid,
-        data: {
-          keyId: row.id,
-          reason,
-          alg: row.alg,
-          publishAt: row.publishAt.toISOString(),
-          activateAt: row.activateAt.toISOString(),
-          retireAt: row.retireAt.toISOString(),
-          expiresAt: row.expiresAt.toISOString(),
-        },
+  await ctx.store.transaction(async (tx) => {
+    await tx.keys.completeGenerating(row.id, { kid, publicJwk, backendRef: ref }, now);
+    await tx.audit.record({
+      type: 'key.created',
+      actor,
+      scope: row.scope,
+      kid,
+      data: {
+        keyId: row.id,
+        reason,
+        alg: row.alg,
+        publishAt: row.publishAt.toISOString(),
+        activateAt: row.activateAt.toISOString(),
+        retireAt: row.retireAt.toISOString(),
+        expiresAt: row.expiresAt.toISOString(),
       },
-      m,
-    );
+    });
     crashPointForTests('before-complete', row.scope);
   });
   ctx.log.info({ scope: row.scope, kid, reason, activateAt: row.activateAt }, 'key created');
@@ -202,16 +196,13 @@ export async function abandon(
     );
     return;
   }
-  await ctx.ds.transaction(async (m) => {
-    await ctx.keys.deleteGenerating(row.id, m);
-    await ctx.audit.record(
-      {
-        type: 'key.generation-failed',
-        actor,
-        scope: row.scope,
-        data: { keyId: row.id, error: (cause as Error)?.message ?? String(cause) },
-      },
-      m,
-    );
+  await ctx.store.transaction(async (tx) => {
+    await tx.keys.deleteGenerating(row.id);
+    await tx.audit.record({
+      type: 'key.generation-failed',
+      actor,
+      scope: row.scope,
+      data: { keyId: row.id, error: (cause as Error)?.message ?? String(cause) },
+    });
   });
 }

@@ -7,7 +7,7 @@ import { effectiveState, isPublished } from '../policy/key-state';
 import type { KeywardenConfig } from '../policy/scope';
 import { destroyDueAt } from '../policy/timeline';
 import { coreDumpLimit } from '../process-hardening';
-import { AUDIT_SCOPE, auditKeyDestroyDueAt } from './audit-key';
+import { AUDIT_SCOPE, auditKeyDestroyDueAt } from '../policy/audit-key';
 import type { LifecycleContext } from './context';
 import { nameObject, partialObjects, tokenHygiene } from './token-hygiene';
 

@@ -3,10 +3,18 @@ import type { Logger } from 'pino';
 import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
-import { KeyChangeListener } from '../store/key-change-notifier';
-import type { KeyRepository } from '../store/key-repository';
+import type { KeyStore } from './ports';
 import { buildJwks, type BuiltJwks } from './build-jwks';
 import type { KeyIntegrity } from './key-integrity';
+
+/** Announcements of key writes by other processes (PostgreSQL LISTEN keywarden_keys). */
+export interface KeyChangeFeed {
+  start(): Promise<void> | void;
+  stop(): Promise<void> | void;
+}
+
+/** Builds the feed for this cache, calling `onChange` per announcement; null when the store has none. */
+export type KeyChangeFeedFactory = (onChange: () => void) => KeyChangeFeed | null;
 
 /** A ready key with its public key imported once. */
 export interface CachedKey {
@@ -41,15 +49,17 @@ export class KeyCache {
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private queued: { force: boolean; promise: Promise<void> } | null = null;
-  private listener: KeyChangeListener | null = null;
+  private feed: KeyChangeFeed | null = null;
 
   constructor(
     private readonly config: KeywardenConfig,
-    private readonly keys: KeyRepository,
+    private readonly keys: Pick<KeyStore, 'readIfChanged'>,
     private readonly clock: Clock,
     private readonly log: Logger,
     /** The integrity check every reload runs; its last report feeds readiness and metrics. */
     readonly integrity: KeyIntegrity,
+    /** Where other processes' key writes are announced (the composition root builds it). */
+    private readonly changeFeed: KeyChangeFeedFactory = () => null,
   ) {}
 
   /**
@@ -124,34 +134,28 @@ export class KeyCache {
       this.refresh().catch((e) => this.log.error({ err: (e as Error).message }, 'key cache refresh failed'));
     }, ms);
     this.timer.unref();
-    const url = this.config.store.url;
-    if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-      this.listener = new KeyChangeListener(url, {
-        log: this.log,
-        onChange: () => {
-          this.log.debug('key change announced: reloading keys');
-          // A notification means a row changed: reload even if the version looks the same.
-          this.refresh(true)
-            .then(() => this.log.debug('keys reloaded after announcement'))
-            .catch((e) =>
-              this.log.error({ err: (e as Error).message }, 'key cache refresh after notification failed'),
-            );
-        },
-      });
-      void this.listener.start();
-    }
+    this.feed = this.changeFeed(() => {
+      this.log.debug('key change announced: reloading keys');
+      // A notification means a row changed: reload even if the version looks the same.
+      this.refresh(true)
+        .then(() => this.log.debug('keys reloaded after announcement'))
+        .catch((e) =>
+          this.log.error({ err: (e as Error).message }, 'key cache refresh after notification failed'),
+        );
+    });
+    void this.feed?.start();
   }
 
-  /** The PostgreSQL change listener while started on PostgreSQL (diagnostics and tests). */
-  get changeListener(): KeyChangeListener | null {
-    return this.listener;
+  /** The change feed while started, when the store has one (diagnostics and tests). */
+  get changeListener(): KeyChangeFeed | null {
+    return this.feed;
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    void this.listener?.stop();
-    this.listener = null;
+    void this.feed?.stop();
+    this.feed = null;
   }
 
   /** The scope's view, or undefined for an unknown scope. */

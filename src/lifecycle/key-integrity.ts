@@ -8,7 +8,7 @@ import { decodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import { effectiveState } from '../policy/key-state';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import { verifyJwsSignature } from '../verify/signature';
-import type { AuditSink } from './audit-sink';
+import type { AuditLog } from './ports';
 import { thumbprint } from './thumbprint';
 
 /** A backend key object with keywarden's label whose row does not exist (deleted, or a restored backup). */
@@ -40,7 +40,7 @@ export interface KeyIntegrityDeps {
   /** Whether a row with this id exists now (re-checks a missing-row candidate after the listing). */
   rowExists(id: string): Promise<boolean>;
   /** Where findings are recorded; null in processes that only log them (workers, one-shot commands). */
-  audit: AuditSink | null;
+  audit: AuditLog | null;
 }
 
 /** The verdict on one row whose backend facts were read. */
@@ -272,7 +272,7 @@ export class KeyIntegrity {
     for (const key of [...this.reported]) if (!current.has(key)) this.reported.delete(key);
   }
 
-  private async record(event: Parameters<AuditSink['record']>[0]): Promise<void> {
+  private async record(event: Parameters<AuditLog['record']>[0]): Promise<void> {
     if (!this.deps.audit) return;
     try {
       await this.deps.audit.record(event);

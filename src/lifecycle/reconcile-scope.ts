@@ -1,5 +1,6 @@
 import { KeywardenError, type ErrorCode } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
+import { KEY_STATE_EVENTS } from '../policy/audit-events';
 import { effectiveState } from '../policy/key-state';
 import { nextActions, type ReconcileAction } from '../policy/next-actions';
 import type { ScopeConfig } from '../policy/scope';
@@ -100,9 +101,9 @@ async function execute(
       const backend = await ctx.backend(row.backendRef.backend);
       await backend.destroy(row.backendRef);
       const at = ctx.clock.now();
-      await ctx.ds.transaction(async (m) => {
-        await ctx.keys.markDestroyed(row.id, at, m);
-        await ctx.audit.record({ type: 'key.destroyed', actor, scope: scope.name, kid: row.kid }, m);
+      await ctx.store.transaction(async (tx) => {
+        await tx.keys.markDestroyed(row.id, at);
+        await tx.audit.record({ type: 'key.destroyed', actor, scope: scope.name, kid: row.kid });
       });
       return { action: 'destroy', kid: row.kid };
     }
@@ -127,17 +128,14 @@ async function recordTransitions(
     if (k.status !== 'ready' || !ids.has(k.id)) continue;
     const state = effectiveState(k, now);
     if (last.get(k.id) === state) continue;
-    await ctx.ds.transaction(async (m) => {
-      await ctx.audit.record(
-        {
-          type: `key.${state === 'pending' ? 'published' : state === 'active' ? 'activated' : state}`,
-          actor,
-          scope: scope.name,
-          kid: k.kid,
-        },
-        m,
-      );
-      await ctx.keys.setLastState(k.id, state, m);
+    await ctx.store.transaction(async (tx) => {
+      await tx.audit.record({
+        type: KEY_STATE_EVENTS[state],
+        actor,
+        scope: scope.name,
+        kid: k.kid,
+      });
+      await tx.keys.setLastState(k.id, state);
     });
   }
 }

@@ -3,7 +3,7 @@ import type { KeyRecord } from '../policy/key';
 import { effectiveState } from '../policy/key-state';
 import { pickSigningKey } from '../policy/next-actions';
 import { timelineForNewKey } from '../policy/timeline';
-import { runLocked } from '../store/scope-lock';
+import { runLocked } from './ports';
 import { requireScope, type LifecycleContext } from './context';
 import { generateKey } from './generate-key';
 
@@ -54,14 +54,17 @@ export async function revokeKey(
         `key ${key.kid} already expired at ${key.expiresAt.toISOString()}; nothing to revoke`,
       );
     }
-    await ctx.ds.transaction(async (m) => {
-      if (!(await ctx.keys.revoke(key.id, now, reason.trim(), m))) {
+    await ctx.store.transaction(async (tx) => {
+      if (!(await tx.keys.revoke(key.id, now, reason.trim()))) {
         throw new KeywardenError('KEY_NOT_USABLE', `key ${key.kid} was revoked concurrently`);
       }
-      await ctx.audit.record(
-        { type: 'key.revoked', actor, scope: scope.name, kid: key.kid, data: { reason: reason.trim() } },
-        m,
-      );
+      await tx.audit.record({
+        type: 'key.revoked',
+        actor,
+        scope: scope.name,
+        kid: key.kid,
+        data: { reason: reason.trim() },
+      });
     });
     const destroyed = await destroyRevoked(ctx, key, actor);
     const remaining = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
@@ -97,12 +100,15 @@ async function destroyRevoked(ctx: LifecycleContext, key: KeyRecord, actor: stri
     return false;
   }
   const at = ctx.clock.now();
-  await ctx.ds.transaction(async (m) => {
-    await ctx.keys.markDestroyed(key.id, at, m);
-    await ctx.audit.record(
-      { type: 'key.destroyed', actor, scope: key.scope, kid: key.kid, data: { reason: 'revoked' } },
-      m,
-    );
+  await ctx.store.transaction(async (tx) => {
+    await tx.keys.markDestroyed(key.id, at);
+    await tx.audit.record({
+      type: 'key.destroyed',
+      actor,
+      scope: key.scope,
+      kid: key.kid,
+      data: { reason: 'revoked' },
+    });
   });
   return true;
 }

@@ -1,7 +1,7 @@
 import type { KeyRecord } from '../policy/key';
 import { pickSigningKey } from '../policy/next-actions';
 import { timelineForNewKey } from '../policy/timeline';
-import { runLocked } from '../store/scope-lock';
+import { runLocked } from './ports';
 import { requireScope, type LifecycleContext } from './context';
 import { generateKey } from './generate-key';
 

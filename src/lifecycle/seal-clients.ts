@@ -1,7 +1,7 @@
 import { sealedGrants } from '../policy/client-seal';
 import { KeywardenError } from '../policy/errors';
-import { ClientRepository, type StoredClient } from '../store/client-repository';
-import { AUDIT_SCOPE, signingAuditKey } from './audit-key';
+import type { StoredClient } from '../policy/clients';
+import { AUDIT_SCOPE, signingAuditKey } from '../policy/audit-key';
 import { sealingAuditKey } from './client-seals';
 import type { ClientVerdict } from './client-trust';
 import { summary, type ClientSummary } from './clients';
@@ -74,7 +74,7 @@ export async function sealClients(
   actor: string,
 ): Promise<SealClientsReport> {
   validate(req);
-  const repo = new ClientRepository(ctx.ds);
+  const repo = ctx.store.clients;
   const rows = await repo.scan();
   let targets: StoredClient[];
   if (req.all) targets = [...rows].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -3,7 +3,7 @@ import { buildClaims } from '../policy/claims';
 import { KeywardenError } from '../policy/errors';
 import { pickSigningKey } from '../policy/next-actions';
 import { requireScope, type LifecycleContext } from './context';
-import { tokenTypeProblem } from '../verify/token-type';
+import { tokenTypeProblem } from '../policy/token-type';
 
 export interface SignRequest {
   claims: unknown;

@@ -1,9 +1,5 @@
 import { CronJob } from 'cron';
-import { maintainClientSeals } from '../lifecycle/client-seals';
-import type { LifecycleContext } from '../lifecycle/context';
-import { findOrphans, type OrphanScanReport } from '../lifecycle/find-orphans';
-import { reconcileScope, type ReconcileReport } from '../lifecycle/reconcile-scope';
-import { nextDecisionAt } from '../policy/next-actions';
+import type { Keywarden, OrphanScanReport, PeriodicJob, ReconcileReport } from '../lifecycle';
 
 /** setTimeout's ceiling; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -16,59 +12,62 @@ export interface SchedulerHooks {
 }
 
 export interface SchedulerOptions {
-  /** How often backends are scanned for orphan objects (also once at start). Default 1 h. */
-  orphanScanIntervalMs?: number;
   /**
-   * How often API client rows are checked against their seals (findings recorded in the audit
-   * log) and seals by a retired audit key replaced (also once at start). Default 10 s.
+   * Periodic work besides reconcile (audit checkpoints, client seal upkeep, orphan scans), built
+   * by the composition root; default: the facade's periodicJobs.
    */
-  clientSealIntervalMs?: number;
+  jobs?: readonly PeriodicJob[];
+  /** How often backends are scanned for orphan objects with the default jobs. Default 1 h. */
+  orphanScanIntervalMs?: number;
 }
 
 /**
  * Wakes each scope's reconcile on its cron schedule, once at start, and at the exact instant
  * its next decision falls due (so a successor is created on time, not a cron tick late and
- * with a signing gap; the cron schedule is the heartbeat that catches anything else). SPIRE's rotator:
- * failures are logged and counted, retried on the next tick, and never stop the loop or the
- * other scopes). A scope's runs never overlap within this process; across processes the
- * scope lock serialises them.
+ * with a signing gap; the cron schedule is the heartbeat that catches anything else), and runs
+ * the periodic jobs. SPIRE's rotator: failures are logged and counted, retried on the next tick,
+ * and never stop the loop or the other scopes. A scope's runs never overlap within this process;
+ * across processes the scope lock serialises them. A job's runs never overlap either.
  */
 export class Scheduler {
-  private jobs: CronJob[] = [];
+  private cronJobs: CronJob[] = [];
   private running = new Map<string, Promise<void>>();
   private timers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
-  private orphanTimer: NodeJS.Timeout | null = null;
-  private orphanScan: Promise<void> | null = null;
-  private clientTimer: NodeJS.Timeout | null = null;
-  private clientPass: Promise<void> | null = null;
+  private readonly jobs: readonly PeriodicJob[];
+  private jobTimers: NodeJS.Timeout[] = [];
+  private jobRuns = new Map<string, Promise<void>>();
 
   constructor(
-    private readonly ctx: LifecycleContext,
+    private readonly kw: Keywarden,
     private readonly hooks: SchedulerHooks = {},
-    private readonly opts: SchedulerOptions = {},
-  ) {}
+    opts: SchedulerOptions = {},
+  ) {
+    this.jobs =
+      opts.jobs ??
+      kw.periodicJobs({
+        onOrphanScan: (r) => hooks.onOrphanScan?.(r),
+        ...(opts.orphanScanIntervalMs !== undefined
+          ? { orphanScanIntervalMs: opts.orphanScanIntervalMs }
+          : {}),
+      });
+  }
 
   /**
-   * Runs every scope once now, then starts the cron jobs and the orphan scans (the first one
-   * right away, in the background: it lists every backend and must not delay serving).
+   * Runs every scope once now, then starts the cron jobs and the periodic jobs (those marked
+   * `atStart` right away, in the background: an orphan scan lists every backend and must not
+   * delay serving).
    */
   async start(): Promise<void> {
-    await Promise.all(this.ctx.config.scopes.map((s) => this.runScope(s.name)));
-    void this.scanOrphans();
-    this.orphanTimer = setInterval(
-      () => void this.scanOrphans(),
-      this.opts.orphanScanIntervalMs ?? 3_600_000,
-    );
-    this.orphanTimer.unref();
-    void this.maintainClients();
-    this.clientTimer = setInterval(
-      () => void this.maintainClients(),
-      this.opts.clientSealIntervalMs ?? 10_000,
-    );
-    this.clientTimer.unref();
-    for (const s of this.ctx.config.scopes) {
-      this.jobs.push(
+    await Promise.all(this.kw.config.scopes.map((s) => this.runScope(s.name)));
+    for (const job of this.jobs) {
+      if (job.atStart) void this.runJob(job);
+      const t = setInterval(() => void this.runJob(job), job.everyMs);
+      t.unref();
+      this.jobTimers.push(t);
+    }
+    for (const s of this.kw.config.scopes) {
+      this.cronJobs.push(
         CronJob.from({
           cronTime: s.schedule,
           onTick: () => void this.runScope(s.name),
@@ -84,61 +83,52 @@ export class Scheduler {
     const existing = this.running.get(scope);
     if (existing) return existing;
     const started = Date.now();
-    const run = reconcileScope(this.ctx, scope)
+    const run = this.kw
+      .reconcile(scope)
       .then((report) => {
         for (const e of report.errors) this.hooks.onFailure?.(scope, new Error(e.message));
         this.hooks.onReport?.(report, Date.now() - started);
       })
       .catch((e: Error) => {
-        this.ctx.log.error({ scope, err: e.message }, 'reconcile failed');
+        this.kw.log.error({ scope, err: e.message }, 'reconcile failed');
         this.hooks.onFailure?.(scope, e);
       })
       .finally(() => this.running.delete(scope))
       .then(() => this.armTimer(scope))
-      .catch((e: Error) => this.ctx.log.error({ scope, err: e.message }, 'cannot schedule next reconcile'));
+      .catch((e: Error) => this.kw.log.error({ scope, err: e.message }, 'cannot schedule next reconcile'));
     this.running.set(scope, run);
     return run;
   }
 
-  /**
-   * Scans every backend for objects with keywarden's label and no key row, and reports them
-   * (never deletes them). Runs once at a time; never rejects.
-   */
-  scanOrphans(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    this.orphanScan ??= findOrphans(this.ctx)
-      .then((reports) => {
-        for (const r of reports) this.hooks.onOrphanScan?.(r);
-      })
-      .catch((e: Error) => this.ctx.log.error({ err: e.message }, 'orphan scan failed'))
-      .finally(() => {
-        this.orphanScan = null;
-      });
-    return this.orphanScan;
+  /** Runs the periodic job named `name` now unless it is running (tests, operators). Never rejects. */
+  runJobNow(name: string): Promise<void> {
+    const job = this.jobs.find((j) => j.name === name);
+    return job ? this.runJob(job) : Promise.resolve();
   }
 
-  /**
-   * Checks API client rows against their seals and re-seals those made by an audit key that no
-   * longer signs (maintainClientSeals). Runs once at a time; never rejects.
-   */
-  maintainClients(): Promise<void> {
+  /** Scans the backends for objects without rows now (the orphan scan job). Never rejects. */
+  scanOrphans(): Promise<void> {
+    return this.runJobNow('orphan scan');
+  }
+
+  private runJob(job: PeriodicJob): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.clientPass ??= maintainClientSeals(this.ctx)
-      .then(() => undefined)
-      .catch((e: Error) => this.ctx.log.error({ err: e.message }, 'API client seal maintenance failed'))
-      .finally(() => {
-        this.clientPass = null;
-      });
-    return this.clientPass;
+    let run = this.jobRuns.get(job.name);
+    if (!run) {
+      run = job
+        .run()
+        .catch((e: Error) => this.kw.log.error({ job: job.name, err: e.message }, 'scheduled job failed'))
+        .finally(() => this.jobRuns.delete(job.name));
+      this.jobRuns.set(job.name, run);
+    }
+    return run;
   }
 
   /** Arms a one-shot timer for the scope's next decision instant (replacing any earlier one). */
   private async armTimer(scope: string): Promise<void> {
     if (this.stopped) return;
-    const config = this.ctx.config.scopes.find((s) => s.name === scope);
-    if (!config) return;
-    const now = this.ctx.clock.now();
-    const next = nextDecisionAt(config.policy, await this.ctx.keys.listByScope(scope), now);
+    const now = this.kw.clock.now();
+    const next = await this.kw.nextDecisionAt(scope);
     clearTimeout(this.timers.get(scope));
     this.timers.delete(scope);
     if (!next || this.stopped) return;
@@ -149,17 +139,15 @@ export class Scheduler {
     this.timers.set(scope, timer);
   }
 
-  /** Stops the cron jobs and waits for runs in flight. */
+  /** Stops the cron jobs and timers and waits for runs in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
-    if (this.orphanTimer) clearInterval(this.orphanTimer);
-    this.orphanTimer = null;
-    if (this.clientTimer) clearInterval(this.clientTimer);
-    this.clientTimer = null;
-    for (const j of this.jobs) await j.stop();
-    this.jobs = [];
-    await Promise.all([...this.running.values(), this.orphanScan, this.clientPass]);
+    for (const t of this.jobTimers) clearInterval(t);
+    this.jobTimers = [];
+    for (const j of this.cronJobs) await j.stop();
+    this.cronJobs = [];
+    await Promise.all([...this.running.values(), ...this.jobRuns.values()]);
   }
 }

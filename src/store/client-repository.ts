@@ -1,49 +1,11 @@
-import { hash } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { instant, jsonText } from './columns';
-import { ClientEntity, type ClientRow, type Grant } from './entities/client.entity';
-
-export type { Grant };
-
-/** An API client as the lifecycle sees it (the row itself). `secretHash` never leaves the lifecycle. */
-export type ClientRecord = ClientRow;
+import { clientVersionsOf, type ClientRecord, type StoredClient } from '../policy/clients';
+import { ClientEntity, type ClientRow } from './entities/client.entity';
 
 function toClientRecord(row: ClientRow): ClientRecord {
   // A NULL grants column (never written by us) reads as no grants.
   return { ...row, grants: row.grants ?? {} };
-}
-
-/**
- * A digest of everything an authentication answer depends on: id, name, secret hash, grants,
- * `updated_at` and the seal. A cached answer is good while its row still has this version. It is
- * derived from the row's content rather than from `updated_at` alone, so a replaced secret is
- * noticed even when its write carries the same millisecond as the previous one (a clock stepped
- * back, two hosts' clocks apart, a frozen test clock): every new secret hash has a fresh salt. A
- * row edited outside keywarden (grants changed, a seal stripped or copied by SQL) is noticed too.
- */
-export function clientRowVersion(
-  c: Pick<ClientRecord, 'id' | 'name' | 'secretHash' | 'updatedAt'> & {
-    grants: unknown;
-    seal: string | null;
-  },
-): string {
-  const content = JSON.stringify([c.id, c.name, c.secretHash, c.grants, c.updatedAt.getTime(), c.seal]);
-  return hash('sha256', content, 'base64url').slice(0, 22);
-}
-
-/**
- * A client row as stored, read without trusting its shape: `grants` is the parsed JSON (any
- * value), or `unparsed:<text>` when the column is not JSON (edited by hand), so one bad row
- * never makes a whole read fail.
- */
-export interface StoredClient {
-  id: string;
-  name: string;
-  secretHash: string;
-  grants: unknown;
-  createdAt: Date;
-  updatedAt: Date;
-  seal: string | null;
 }
 
 /**
@@ -153,11 +115,6 @@ export class ClientRepository {
   async versions(): Promise<Map<string, string>> {
     return clientVersionsOf(await this.scan());
   }
-}
-
-/** The id -> clientRowVersion map of scanned rows. */
-export function clientVersionsOf(rows: readonly StoredClient[]): Map<string, string> {
-  return new Map(rows.map((r) => [r.id, clientRowVersion(r)]));
 }
 
 interface RawClientRow {

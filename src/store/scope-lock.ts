@@ -1,7 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 import type { DataSource } from 'typeorm';
-import { KeywardenError } from '../policy/errors';
 
 /**
  * Serialises reconcile (and operator key changes) per scope across processes, so that two
@@ -10,27 +9,6 @@ import { KeywardenError } from '../policy/errors';
  */
 export interface ScopeLock {
   tryRun<T>(scope: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
-}
-
-/** Retries `tryRun` until the lock is free or `timeoutMs` passes (operator commands). */
-export async function runLocked<T>(
-  lock: ScopeLock,
-  scope: string,
-  fn: () => Promise<T>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await lock.tryRun(scope, fn);
-    if (r.ran) return r.value;
-    if (Date.now() > deadline) {
-      throw new KeywardenError(
-        'LOCK_BUSY',
-        `scope ${scope} is locked by another keywarden process; try again`,
-      );
-    }
-    await new Promise((res) => setTimeout(res, 100));
-  }
 }
 
 /** Advisory lock key: the first 8 bytes of SHA-256 of the scope name, as a signed bigint. */

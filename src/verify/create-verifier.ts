@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../policy/clock';
 import { insecureUrlProblem } from './fetch-document';
 import { RemoteKeySet } from './remote-key-set';
-import { tokenTypeProblem } from './token-type';
+import { tokenTypeProblem } from '../policy/token-type';
 import {
   DEFAULT_CLOCK_SKEW_SECONDS,
   DEFAULT_MAX_TOKEN_BYTES,

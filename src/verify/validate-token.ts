@@ -6,7 +6,7 @@ import { checkClaims } from './check-claims';
 import { decodeCompactJws } from './compact-jws';
 import type { ReasonCode } from './reasons';
 import { verifyJwsSignature } from './signature';
-import { isTokenType, tokenTypeProblem } from './token-type';
+import { isTokenType, tokenTypeProblem } from '../policy/token-type';
 
 /**
  * A public key as validation needs it: the key itself, the lifecycle times that decide

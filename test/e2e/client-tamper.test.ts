@@ -81,8 +81,8 @@ describe('an API client inserted into the store of a running daemon (e2e)', func
           { consumer: ['sign', 'verify'], enterprise: ['sign', 'verify'] },
           { name: 'mallory' },
         );
-        await clientWriter(rt.ctx.ds).insert(mallory.row);
-        const rowBefore = await clientWriter(rt.ctx.ds).read(mallory.id);
+        await clientWriter(rt.ds).insert(mallory.row);
+        const rowBefore = await clientWriter(rt.ds).read(mallory.id);
         // Enough requests that both workers answer, across more than one client poll.
         for (let i = 0; i < 8; i++) {
           for (const scope of ['consumer', 'enterprise']) {
@@ -102,13 +102,13 @@ describe('an API client inserted into the store of a running daemon (e2e)', func
             : undefined,
         );
         const record = await until('a client.integrity-failed record', async () => {
-          const rs = await new AuditStore(rt.ctx.ds).tail({ type: 'client.integrity-failed', limit: 20 });
+          const rs = await new AuditStore(rt.ds).tail({ type: 'client.integrity-failed', limit: 20 });
           return rs.find((r) => r.data.clientId === mallory.id);
         });
         assert.equal(record.data.reason, 'unsealed');
         // Recorded once, by the one scheduling process, not once per worker.
         await new Promise((r) => setTimeout(r, 1500));
-        const all = await new AuditStore(rt.ctx.ds).tail({ type: 'client.integrity-failed', limit: 20 });
+        const all = await new AuditStore(rt.ds).tail({ type: 'client.integrity-failed', limit: 20 });
         assert.equal(all.filter((r) => r.data.clientId === mallory.id).length, 1);
 
         const list = await daemon.cli(['--json', 'clients', 'list']);
@@ -139,7 +139,7 @@ describe('an API client inserted into the store of a running daemon (e2e)', func
         assert.equal(dry.code, 0, dry.stderr);
         assert.match(dry.stdout, /mallory .* unsealed +seal\n/);
         assert.match(dry.stdout, /dry run: 1 client\(s\) would be sealed; nothing was changed/);
-        assert.deepEqual(await clientWriter(rt.ctx.ds).read(mallory.id), rowBefore);
+        assert.deepEqual(await clientWriter(rt.ds).read(mallory.id), rowBefore);
         assert.equal((await sign('consumer', mallory.secret)).status, 401);
       });
     });

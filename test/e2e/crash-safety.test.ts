@@ -13,7 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import type { AuditEvent, AuditSink } from '../../src/lifecycle/audit-sink';
+import type { AuditEvent } from '../../src/policy/audit-events';
 import { findOrphans } from '../../src/lifecycle/find-orphans';
 import { reconcileAll, reconcileScope } from '../../src/lifecycle/reconcile-scope';
 import { openRuntime, type Runtime } from '../../src/main';
@@ -39,7 +39,7 @@ const UNSEALED_POINTS: readonly Point[] = ['before-backend', 'after-backend'];
 type Point = (typeof POINTS)[number];
 
 /** Audit events recorded in memory (the in-process orphan tests read them back). */
-class MemoryAudit implements AuditSink {
+class MemoryAudit {
   events: AuditEvent[] = [];
   async record(event: AuditEvent): Promise<void> {
     this.events.push(event);
@@ -359,7 +359,7 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
     it('the scheduler scans at start and then on its interval, per backend', async () => {
       const scans: { backend: string; orphans: number }[] = [];
       const scheduler = new Scheduler(
-        rt.ctx,
+        rt.keywarden,
         { onOrphanScan: (r) => scans.push({ backend: r.backend, orphans: r.orphans.length }) },
         { orphanScanIntervalMs: 300 },
       );

@@ -63,12 +63,17 @@ interface Tampered {
   reason: string;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  ms = 20_000,
+  context: () => string = () => '',
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await probe().catch(() => undefined);
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${context()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -118,7 +123,7 @@ describe('store tampering against a running daemon (e2e)', function () {
         rt = await daemon.openRuntime();
         const grants = Object.fromEntries(SCOPES.map((s) => [s.name, ['sign', 'verify']]));
         secret = (await addClient(rt.ctx, 'rp', grants, 'test')).secret;
-        const sql = storeWriter(rt.ctx.ds);
+        const sql = storeWriter(rt.ds);
         const tamper = (key: KeyRecord, scope: string, reason: string) => {
           tampered.push({ keyId: key.id, kid: key.kid!, scope, reason });
           tamperedKids.add(key.kid!);
@@ -301,8 +306,11 @@ describe('store tampering against a running daemon (e2e)', function () {
       }
 
       it('no forged, cross-scope, resurrected or re-timed token is accepted on any path', async () => {
-        await until('the daemon to reload', async () =>
-          (await fetch(`${daemon.baseUrl}/readyz`)).status === 503 ? true : undefined,
+        await until(
+          'the daemon to reload',
+          async () => ((await fetch(`${daemon.baseUrl}/readyz`)).status === 503 ? true : undefined),
+          20_000,
+          () => daemon.output(),
         );
         await assertNothingAccepted();
       });

@@ -166,7 +166,7 @@ describe('token service (e2e: keywarden serve + CLI)', function () {
       const unknown = await daemon.cli(['clients', 'add', 'ghost', '--grant', 'nope:sign']);
       assert.equal(unknown.code, 4, unknown.stderr);
       assert.match(unknown.stderr, /SCOPE_NOT_FOUND/);
-      const names = (await rt.ctx.ds.query('SELECT name FROM clients')) as { name: string }[];
+      const names = (await rt.ds.query('SELECT name FROM clients')) as { name: string }[];
       assert.ok(!names.some((n) => n.name === 'ghost'));
     });
   });

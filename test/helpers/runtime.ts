@@ -76,6 +76,8 @@ export function testConfigDocument(
 export interface TestRuntime {
   rt: Runtime;
   ctx: Runtime['ctx'];
+  /** The use-case facade, as adapters see the runtime. */
+  kw: Runtime['keywarden'];
   clock: FakeClock;
   token: SoftHsmToken;
   config: KeywardenConfig;
@@ -115,6 +117,7 @@ export async function startTestRuntime(
   return {
     rt,
     ctx: rt.ctx,
+    kw: rt.keywarden,
     clock,
     token,
     config,

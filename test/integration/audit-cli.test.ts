@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { createStoreAuditSink, type ChainedRecord } from '../../src/audit';
-import { verifyAuditChain, type AuditVerifyReport } from '../../src/lifecycle/audit-verify';
+import { verifyAuditChain, type AuditVerifyReport } from '../../src/audit/verify';
 import { openRuntime } from '../../src/main';
 import { validateConfig } from '../../src/config/validate-config';
 import { openStore } from '../../src/store/data-source';
@@ -29,7 +29,7 @@ interface Appender {
 }
 
 /**
- * A second process appending `rounds` × `perRound` records through its own StoreAuditSink. It
+ * A second process appending `rounds` × `perRound` records through its own StoreAuditLog. It
  * opens the store, says READY, then for each round waits for GO on stdin, appends, and says
  * DONE. The parent starts both processes' rounds together: a barrier, so they write at the same
  * time however long each took to start (a fixed start time failed on a loaded machine). Rounds,
@@ -44,11 +44,11 @@ function appender(configPath: string, name: string, rounds: number, perRound: nu
     const { createInterface } = require('node:readline');
     const { loadConfig } = require(${JSON.stringify(join(ROOT, 'src/config/load-config.ts'))});
     const { openStore } = require(${JSON.stringify(join(ROOT, 'src/store/data-source.ts'))});
-    const { StoreAuditSink } = require(${JSON.stringify(join(ROOT, 'src/audit/index.ts'))});
+    const { StoreAuditLog } = require(${JSON.stringify(join(ROOT, 'src/audit/index.ts'))});
     (async () => {
       const config = loadConfig(${JSON.stringify(configPath)});
       const ds = await openStore(config.store.url);
-      const sink = new StoreAuditSink(config, ds, () => Promise.reject(new Error('none')), pino({ level: 'silent' }), { autoCheckpoint: false });
+      const sink = new StoreAuditLog(ds, pino({ level: 'silent' }));
       const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
       process.stdout.write('READY\\n');
       for (let r = 0; r < ${rounds}; r++) {
@@ -172,12 +172,12 @@ describe('audit commands through the real CLI', function () {
     );
     const rt = await openRuntime(config, {
       log: pino({ level: 'silent' }),
-      audit: createStoreAuditSink(config, { autoCheckpoint: false }),
+      audit: createStoreAuditSink(config),
     });
     try {
       const r = await verifyAuditChain(rt.ctx);
       assert.ok(r.ok, JSON.stringify(r.break));
-      const mine = await rt.ctx.ds.query(
+      const mine = await rt.ds.query(
         `SELECT actor, COUNT(*) AS n FROM audit_records WHERE type = 'operator.test' GROUP BY actor`,
       );
       assert.deepEqual(mine, [
@@ -185,7 +185,7 @@ describe('audit commands through the real CLI', function () {
         { actor: 'proc-b', n: 150 },
       ]);
       const order = (
-        (await rt.ctx.ds.query(
+        (await rt.ds.query(
           `SELECT actor, data FROM audit_records WHERE type = 'operator.test' ORDER BY seq`,
         )) as { actor: string; data: string | Record<string, unknown> }[]
       ).map((r) => {

@@ -11,21 +11,15 @@ import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import pino from 'pino';
 import type { DataSource } from 'typeorm';
-import {
-  AuditStore,
-  createStoreAuditSink,
-  recordHash,
-  StoreAuditSink,
-  type SignedMarker,
-} from '../../src/audit';
+import { AuditStore, createStoreAuditSink, recordHash, type SignedMarker } from '../../src/audit';
 import { signStatement, type StatementSigner } from '../../src/audit/signature';
-import { SignActivityAggregator } from '../../src/lifecycle/audit-activity';
-import { CHECKPOINT_TYPE, checkpointAudit, type CheckpointData } from '../../src/lifecycle/audit-checkpoint';
-import { AUDIT_SCOPE } from '../../src/lifecycle/audit-key';
-import { recordOperatorAction } from '../../src/lifecycle/audit-operator';
-import { pruneAudit } from '../../src/lifecycle/audit-prune';
-import { auditChainLength } from '../../src/lifecycle/audit-query';
-import { verifyAuditChain, type AuditVerifyReport } from '../../src/lifecycle/audit-verify';
+import { SignActivityAggregator } from '../../src/audit/activity';
+import { CHECKPOINT_TYPE, checkpointAudit, type CheckpointData } from '../../src/audit/checkpoint';
+import { auditCheckpointJob } from '../../src/audit/jobs';
+import { AUDIT_SCOPE } from '../../src/audit/audit-key';
+import { pruneAudit } from '../../src/audit/prune';
+import { auditChainLength } from '../../src/audit/query';
+import { verifyAuditChain, type AuditVerifyReport } from '../../src/audit/verify';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { revokeKey } from '../../src/lifecycle/revoke-key';
 import { rotateScope } from '../../src/lifecycle/rotate-scope';
@@ -134,10 +128,7 @@ for (const env of ENVIRONMENTS) {
       await token?.cleanup();
     });
 
-    async function start(
-      audit: Record<string, unknown> = {},
-      sink: { autoCheckpoint?: boolean } = {},
-    ): Promise<Audited> {
+    async function start(audit: Record<string, unknown> = {}): Promise<Audited> {
       const url = pg
         ? await pg.createDatabase('audit')
         : `sqlite:${join(token.dir, `audit-${randomUUID()}.db`)}`;
@@ -150,23 +141,16 @@ for (const env of ENVIRONMENTS) {
       const rt = await openRuntime(config, {
         log: pino({ level: 'silent' }),
         clock,
-        audit: createStoreAuditSink(config, {
-          clock,
-          autoCheckpoint: sink.autoCheckpoint ?? false,
-          checkpointDelayMs: 10,
-        }),
+        audit: createStoreAuditSink(config, { clock }),
       });
       const a: Audited = {
         rt,
         ctx: rt.ctx,
         clock,
         config,
-        ds: rt.ctx.ds,
-        store: new AuditStore(rt.ctx.ds),
-        close: async () => {
-          await (rt.ctx.audit as StoreAuditSink).close();
-          await rt.close();
-        },
+        ds: rt.ds,
+        store: new AuditStore(rt.ds),
+        close: () => rt.close(),
       };
       open.push(a);
       return a;
@@ -185,8 +169,8 @@ for (const env of ENVIRONMENTS) {
         }
         if (minute === 12) {
           await rotateScope(ctx, 'enterprise', OPS);
-          await recordOperatorAction(ctx, {
-            action: 'clients.add',
+          await ctx.audit.record({
+            type: 'client.created',
             actor: OPS,
             data: { name: 'billing', grants: { consumer: ['sign'] } },
           });
@@ -216,7 +200,7 @@ for (const env of ENVIRONMENTS) {
       assert.equal(report.trust.status, 'hsm-confirmed');
       assert.equal(report.uncovered, 0);
       assert.ok(report.checkpoints >= 5, `only ${report.checkpoints} checkpoints`);
-      assert.equal(report.records, await auditChainLength(a.ds));
+      assert.equal(report.records, await auditChainLength(a.ctx));
       const all = await a.store.tail({ limit: 10_000 });
       const types = new Set(all.map((r) => r.type));
       for (const t of [
@@ -227,7 +211,7 @@ for (const env of ENVIRONMENTS) {
         'key.expired',
         'key.destroyed',
         'key.revoked',
-        'operator.clients.add',
+        'client.created',
         'sign.activity',
         'audit.checkpoint',
       ]) {
@@ -267,12 +251,12 @@ for (const env of ENVIRONMENTS) {
         a = await start();
         await realisticRun(a);
         // Two records after the final checkpoint: the uncovered tail.
-        await recordOperatorAction(a.ctx, {
-          action: 'clients.remove',
+        await a.ctx.audit.record({
+          type: 'client.removed',
           actor: OPS,
           data: { name: 'billing' },
         });
-        await recordOperatorAction(a.ctx, { action: 'clients.add', actor: OPS, data: { name: 'gateway' } });
+        await a.ctx.audit.record({ type: 'client.created', actor: OPS, data: { name: 'gateway' } });
         assert.ok((await verifyAuditChain(a.ctx)).ok);
         total = (await a.store.head()).seq;
         await dropGuards(a.ds);
@@ -481,27 +465,26 @@ for (const env of ENVIRONMENTS) {
       });
     });
 
-    it('the sink checkpoints on its own shortly after writes, and renews the audit key before it stops signing', async () => {
-      const a = await start({ checkpointEveryRecords: 3 }, { autoCheckpoint: true });
-      const sink = a.ctx.audit as StoreAuditSink;
+    it('the scheduled checkpoint job checkpoints after writes, and renews the audit key before it stops signing', async () => {
+      const a = await start({ checkpointEveryRecords: 3 });
+      // The job the daemon's scheduler runs every few seconds (src/audit/jobs.ts), run here by hand.
+      const job = auditCheckpointJob(a.ctx);
       for (let i = 0; i < 3; i++)
-        await recordOperatorAction(a.ctx, { action: 'clients.add', actor: OPS, data: { i } });
-      await new Promise((r) => setTimeout(r, 50));
-      await sink.settle();
+        await a.ctx.audit.record({ type: 'client.created', actor: OPS, data: { i } });
+      await job.run();
       const first = (await checkpoints(a)).at(-1);
-      assert.ok(first, 'no checkpoint written by the sink');
+      assert.ok(first, 'no checkpoint written by the job');
       const firstKey = (await a.ctx.keys.listByScope(AUDIT_SCOPE))[0]!;
       // 89.5 days later the key has less than a day left: the next checkpoint uses a new key.
       a.clock.advanceSeconds(89.5 * DAY);
       for (let i = 0; i < 3; i++)
-        await recordOperatorAction(a.ctx, { action: 'clients.add', actor: OPS, data: { i } });
-      await new Promise((r) => setTimeout(r, 50));
-      await sink.settle();
+        await a.ctx.audit.record({ type: 'client.created', actor: OPS, data: { i } });
+      await job.run();
       const keys = await a.ctx.keys.listByScope(AUDIT_SCOPE);
       assert.equal(keys.length, 2);
       // 40 days on the old key is past its destroy time; the next checkpoint destroys it.
       a.clock.advanceSeconds(40 * DAY);
-      await recordOperatorAction(a.ctx, { action: 'clients.remove', actor: OPS });
+      await a.ctx.audit.record({ type: 'client.removed', actor: OPS });
       await checkpointAudit(a.ctx, { force: true });
       const old = (await a.ctx.keys.findById(firstKey.id))!;
       assert.ok(old.destroyedAt, 'the retired audit key was not destroyed');
@@ -524,13 +507,13 @@ for (const env of ENVIRONMENTS) {
         const rt2 = await openRuntime(other, {
           log: pino({ level: 'silent' }),
           clock: a.clock,
-          audit: createStoreAuditSink(other, { clock: a.clock, autoCheckpoint: false }),
+          audit: createStoreAuditSink(other, { clock: a.clock }),
         });
         try {
           await Promise.all(
             [a.ctx, rt2.ctx].flatMap((ctx, d) =>
               Array.from({ length: 40 }, (_, i) =>
-                recordOperatorAction(ctx, { action: 'clients.add', actor: `daemon-${d}`, data: { i } }),
+                ctx.audit.record({ type: 'client.created', actor: `daemon-${d}`, data: { i } }),
               ),
             ),
           );

@@ -37,7 +37,7 @@ describe('client versions (auth cache), on both stores', function () {
       });
       after(async () => trt?.close());
 
-      const clientRows = () => trt.ctx.ds.getRepository(ClientEntity);
+      const clientRows = () => trt.rt.ds.getRepository(ClientEntity);
       const polledVersion = async (id: string) => (await clientVersions(trt.ctx)).get(id);
 
       it('a check and a poll agree on an unchanged row, grants or JSON null', async () => {
@@ -46,7 +46,7 @@ describe('client versions (auth cache), on both stores', function () {
         assert.ok(checked);
         assert.equal(await polledVersion(a.client.id), checked.version);
         // Grants stored as JSON null (never written by keywarden) read as no grants on both paths.
-        await trt.ctx.ds
+        await trt.rt.ds
           .createQueryBuilder()
           .update(ClientEntity)
           .set({ grants: () => "'null'" })
@@ -63,7 +63,7 @@ describe('client versions (auth cache), on both stores', function () {
 
       it('a cached answer survives a poll with no change, and not one after a rotation in the same millisecond', async () => {
         const c = await addClient(trt.ctx, 'rotated', { alpha: ['sign'] }, 'test');
-        await withAuthenticator(trt.ctx, async (auth) => {
+        await withAuthenticator(trt.kw, async (auth) => {
           assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
           await auth.poll();
           // Hash broken without a poll: only the cached answer can accept the secret.

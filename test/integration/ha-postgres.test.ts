@@ -11,6 +11,7 @@ import pino from 'pino';
 import { Client } from 'pg';
 import type { GenerateKeyRequest, KeyBackend } from '../../src/backends/key-backend';
 import { openBackend } from '../../src/backends/registry';
+import type { KeyChangeListener } from '../../src/store/key-change-notifier';
 import { createStoreAuditSink } from '../../src/audit';
 import { loadConfig } from '../../src/config/load-config';
 import { reconcileAll, reconcileScope, type ReconcileReport } from '../../src/lifecycle/reconcile-scope';
@@ -177,16 +178,18 @@ describe('HA: several daemons on one PostgreSQL database', function () {
       const [a, b, c] = rts.map((rt) => rt.ctx);
       b!.cache.start();
       c!.cache.start();
+      // The composition root builds the feed on PostgreSQL: its listener.
+      const listener = (ctx: typeof a) => ctx!.cache.changeListener as KeyChangeListener | null;
       try {
         const deadline = Date.now() + 5000;
-        while (!(b!.cache.changeListener?.listening && c!.cache.changeListener?.listening)) {
+        while (!(listener(b)?.listening && listener(c)?.listening)) {
           assert.ok(Date.now() < deadline, 'listeners did not connect');
           await sleep(20);
         }
         // Kill b's LISTEN session: it must reconnect and keep receiving.
-        const pid = await b!.cache.changeListener!.backendPid();
-        await a!.ds.query('SELECT pg_terminate_backend($1)', [pid]);
-        while (b!.cache.changeListener!.connects < 2) {
+        const pid = await listener(b)!.backendPid();
+        await rts[0]!.ds.query('SELECT pg_terminate_backend($1)', [pid]);
+        while (listener(b)!.connects < 2) {
           assert.ok(Date.now() < deadline, 'listener did not reconnect');
           await sleep(20);
         }
@@ -212,7 +215,7 @@ describe('HA: several daemons on one PostgreSQL database', function () {
           await sleep(5);
         }
         assert.equal(effectiveState(r.revoked, clock.now()), 'revoked');
-        assert.ok(b!.cache.changeListener!.notifications > 0);
+        assert.ok(listener(b)!.notifications > 0);
       } finally {
         b!.cache.stop();
         c!.cache.stop();

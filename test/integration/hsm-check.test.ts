@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createStoreAuditSink } from '../../src/audit';
-import { checkpointAudit } from '../../src/lifecycle/audit-checkpoint';
+import { checkpointAudit } from '../../src/audit/checkpoint';
 import type { ModuleDescription } from '../../src/backends/pkcs11';
 import { checkHsm, hsmStatus, type HsmCheckReport } from '../../src/lifecycle/hsm-check';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
@@ -54,7 +54,7 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
     rt = await openRuntime(config, {
       log: pino({ level: 'silent' }),
       clock,
-      audit: createStoreAuditSink(config, { clock, autoCheckpoint: false }),
+      audit: createStoreAuditSink(config, { clock }),
     });
     await reconcileAll(rt.ctx);
     await checkpointAudit(rt.ctx, { force: true });

@@ -10,7 +10,8 @@ import fastify, { type FastifyInstance } from 'fastify';
 import { WORKER_HEADER } from '../../src/cluster/worker-identity';
 import { jwksPath } from '../../src/http/jwks-routes';
 import { createServer } from '../../src/http/server';
-import { tokenServicePlugins } from '../../src/http/sign-verify-routes';
+import { createHttpServer } from '../../src/daemon';
+import { routeTable } from '../../src/http/routes';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { FakeClock } from '../../src/policy/clock';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
@@ -102,10 +103,9 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
     await reconcileAll(trt.ctx, 'test');
     await trt.ctx.cache.refresh(true);
     // As `serve` builds it: the token service's routes and metrics, and a worker header.
-    app = createServer(trt.ctx, {
+    app = createHttpServer(trt.kw, {
       publicBaseUrl: 'http://127.0.0.1',
       responseHeaders: { [WORKER_HEADER]: '3' },
-      plugins: tokenServicePlugins(trt.ctx),
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
     port = (app.server.address() as { port: number }).port;
@@ -268,26 +268,15 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
 
   it('a request hook added at the root turns it off, so the hook sees JWKS requests; one inside register does not', async () => {
     const seen: string[] = [];
-    const hooked = createServer(trt.ctx, {
-      publicBaseUrl: 'http://127.0.0.1',
-      plugins: [
-        (a) => {
-          a.register(async (child) => {
-            child.addHook('onRequest', async () => undefined);
-          });
-        },
-      ],
+    const routes = routeTable({ kw: trt.kw, publicBaseUrl: 'http://127.0.0.1' });
+    const hooked = createServer(trt.kw, { routes });
+    hooked.register(async (child) => {
+      child.addHook('onRequest', async () => undefined);
     });
-    const rooted = createServer(trt.ctx, {
-      publicBaseUrl: 'http://127.0.0.1',
-      plugins: [
-        (a) => {
-          a.addHook('onResponse', (req, _reply, done) => {
-            seen.push(req.url);
-            done();
-          });
-        },
-      ],
+    const rooted = createServer(trt.kw, { routes });
+    rooted.addHook('onResponse', (req, _reply, done) => {
+      seen.push(req.url);
+      done();
     });
     try {
       for (const a of [hooked, rooted]) await a.listen({ host: '127.0.0.1', port: 0 });
@@ -393,16 +382,13 @@ describe('HTTP server: the JWKS fast path on a real socket', function () {
     const inSlow = new Promise<void>((r) => (entered = r));
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const closing = createServer(trt.ctx, {
-      publicBaseUrl: 'http://127.0.0.1',
-      plugins: [
-        (a) =>
-          a.get('/test/slow', async () => {
-            entered();
-            await gate;
-            return { slow: true };
-          }),
-      ],
+    const closing = createServer(trt.kw, {
+      routes: routeTable({ kw: trt.kw, publicBaseUrl: 'http://127.0.0.1' }),
+    });
+    closing.get('/test/slow', async () => {
+      entered();
+      await gate;
+      return { slow: true };
     });
     await closing.listen({ host: '127.0.0.1', port: 0 });
     const closingPort = (closing.server.address() as { port: number }).port;

@@ -43,7 +43,7 @@ describe('key cache change detection (polled)', function () {
       /** What the cache holds now for `key` (looked up by its scope and kid). */
       const cached = (key: KeyRecord) => trt.ctx.cache.view(key.scope)?.byKid.get(key.kid!)?.record;
       const updatedAt = async (id: string) =>
-        (await trt.ctx.ds.getRepository(KeyEntity).findOneByOrFail({ id })).updatedAt.getTime();
+        (await trt.rt.ds.getRepository(KeyEntity).findOneByOrFail({ id })).updatedAt.getTime();
 
       it('sees two revocations whose timestamps cancel out (one stamped by a clock 5 s behind)', async () => {
         const [a, b] = [keyOf('alpha'), keyOf('beta')];
@@ -63,8 +63,8 @@ describe('key cache change detection (polled)', function () {
         await trt.ctx.cache.refresh();
         let poll: Promise<void> | undefined;
         await assert.rejects(
-          trt.ctx.ds.transaction(async (m) => {
-            assert.ok(await trt.ctx.keys.revoke(g.id, trt.clock.now(), 'test: rolled back', m));
+          trt.ctx.store.transaction(async (tx) => {
+            assert.ok(await tx.keys.revoke(g.id, trt.clock.now(), 'test: rolled back'));
             // A poll while the write is open: on SQLite it shares this process's one connection.
             poll = trt.ctx.cache.refresh();
             await Promise.race([poll, new Promise((r) => setTimeout(r, 200))]);
@@ -84,7 +84,7 @@ describe('key cache change detection (polled)', function () {
       it('sees a write that leaves updated_at exactly as it was', async () => {
         const a = keyOf('alpha');
         const before = await updatedAt(a.id);
-        await trt.ctx.ds
+        await trt.rt.ds
           .getRepository(KeyEntity)
           .update({ id: a.id }, { revokedReason: 'test: edited in place', updatedAt: new Date(before) });
         await trt.ctx.cache.refresh();

@@ -78,7 +78,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
           log: logs.log,
         });
         for (const s of SCOPES) await reconcileScope(t.ctx, s.name);
-        sql = storeWriter(t.ctx.ds);
+        sql = storeWriter(t.rt.ds);
       });
       afterEach(async () => {
         for (const rt of reopened.splice(0)) await rt.close();
@@ -160,7 +160,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
           logs.lines().some((l) => l.level === 50 && l.keyId === keyId && l.reason === reason),
           `no error log line for ${keyId} ${reason}`,
         );
-        const records = await new AuditStore(t.ctx.ds).tail({ type: 'key.integrity-failed', limit: 100 });
+        const records = await new AuditStore(t.rt.ds).tail({ type: 'key.integrity-failed', limit: 100 });
         assert.ok(
           records.some((r) => r.scope === scope && (r.data as { keyId?: string }).keyId === keyId),
           `no audit record for ${keyId}`,
@@ -273,7 +273,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
         assert.ok(
           logs.lines().some((l) => l.level === 50 && l.keyId === key.id && /row missing/.test(String(l.msg))),
         );
-        const records = await new AuditStore(t.ctx.ds).tail({ type: 'key.row-missing', limit: 10 });
+        const records = await new AuditStore(t.rt.ds).tail({ type: 'key.row-missing', limit: 10 });
         assert.equal(records.length, 1);
         assert.equal((records[0]!.data as { keyId: string }).keyId, key.id);
         assert.equal((await verifyKeyRows(t.ctx)).ok, false);
@@ -430,7 +430,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
           const [r] = await backend.inspectKeys([{ ref: rescoped.backendRef, alg: 'ES256' }]);
           assert.ok(r?.status === 'found' && r.facts.seal === null, 'the re-scoped key was sealed');
           assert.equal(reasons().get(moved.id), 'legacy-mismatch');
-          const records = await new AuditStore(rt.ctx.ds).tail({ limit: 200 });
+          const records = await new AuditStore(rt.ds).tail({ limit: 200 });
           assert.ok(records.some((x) => x.type === 'key.sealed' && x.kid === good.kid));
           assert.ok(records.some((x) => x.type === 'key.seal-refused' && x.kid === moved.kid));
           // Sealed once: the backend refuses a second seal, so no store edit can get one re-made.

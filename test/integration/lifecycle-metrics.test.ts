@@ -11,9 +11,8 @@ import { Registry } from 'prom-client';
 import { primaryMetricsRegistry } from '../../src/cluster/cluster-metrics';
 import { LifecycleMetrics } from '../../src/http/lifecycle-metrics';
 import { TokenServiceMetrics } from '../../src/http/metrics';
-import { createServer } from '../../src/http/server';
-import { tokenServicePlugins } from '../../src/http/sign-verify-routes';
-import { auditChainLength } from '../../src/lifecycle/audit-query';
+import { createHttpServer } from '../../src/daemon';
+import { auditChainLength } from '../../src/audit/query';
 import { Scheduler } from '../../src/scheduler/scheduler';
 import { parseExposition, sample, type Exposition } from '../helpers/prometheus';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
@@ -37,8 +36,8 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
 
     before(async () => {
       t = await startTestRuntime([{ name: 'alpha' }, { name: 'beta' }]);
-      metrics = new LifecycleMetrics(t.ctx);
-      scheduler = new Scheduler(t.ctx, metrics.schedulerHooks());
+      metrics = new LifecycleMetrics(t.kw);
+      scheduler = new Scheduler(t.kw, metrics.schedulerHooks());
     });
     after(async () => {
       await scheduler?.stop();
@@ -108,7 +107,7 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
         chainBefore !== undefined && chain !== undefined && chain > chainBefore,
         `${chainBefore} -> ${chain}`,
       );
-      assert.equal(chain, await auditChainLength(t.ctx.ds));
+      assert.equal(chain, await auditChainLength(t.ctx));
     });
 
     it('at the hand-over the successor is the active key; the retired key leaves the count at expiry', async () => {
@@ -158,8 +157,8 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
       t = await startTestRuntime([{ name: 'alpha' }], {
         beforeOpen: (token) => rename(join(token.dir, 'user-pin'), join(token.dir, 'user-pin.away')),
       });
-      metrics = new LifecycleMetrics(t.ctx);
-      scheduler = new Scheduler(t.ctx, metrics.schedulerHooks());
+      metrics = new LifecycleMetrics(t.kw);
+      scheduler = new Scheduler(t.kw, metrics.schedulerHooks());
     });
     after(async () => {
       await scheduler?.stop();
@@ -198,10 +197,10 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
     after(async () => t?.close());
 
     it('leaves out the audit chain length and serves the rest', async () => {
-      const metrics = new LifecycleMetrics(t.ctx);
-      await new Scheduler(t.ctx, metrics.schedulerHooks()).runScope('alpha');
+      const metrics = new LifecycleMetrics(t.kw);
+      await new Scheduler(t.kw, metrics.schedulerHooks()).runScope('alpha');
       assert.ok((sample(await scrape(metrics), 'keywarden_audit_chain_length') ?? 0) > 0);
-      await t.ctx.ds.destroy();
+      await t.rt.ds.destroy();
       const e = await scrape(metrics);
       assert.equal(sample(e, 'keywarden_audit_chain_length'), undefined);
       assert.equal(sample(e, 'keywarden_scope_has_active_key', 'alpha'), 1);
@@ -215,11 +214,11 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
 
     before(async () => {
       t = await startTestRuntime([{ name: 'alpha' }]);
-      const metrics = new LifecycleMetrics(t.ctx);
-      await new Scheduler(t.ctx, metrics.schedulerHooks()).runScope('alpha');
-      app = createServer(t.ctx, {
+      const metrics = new LifecycleMetrics(t.kw);
+      await new Scheduler(t.kw, metrics.schedulerHooks()).runScope('alpha');
+      app = createHttpServer(t.kw, {
         publicBaseUrl: 'http://127.0.0.1',
-        plugins: tokenServicePlugins(t.ctx, { metricsRegistries: [metrics.registry] }),
+        metricsRegistries: [metrics.registry],
       });
       await app.ready();
     });

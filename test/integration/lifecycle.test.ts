@@ -160,7 +160,7 @@ describe('lifecycle on a real SoftHSM2 token, driven by a fake clock', function 
     await leaveKeyBehind(backend, unsealed, 'generated');
     await leaveKeyBehind(backend, sealed, 'sealed');
     await leaveKeyBehind(backend, edited, 'sealed');
-    await t.ctx.ds.query('UPDATE keys SET expires_at = expires_at + 60000 WHERE id = ?', [edited.id]);
+    await t.rt.ds.query('UPDATE keys SET expires_at = expires_at + 60000 WHERE id = ?', [edited.id]);
     const report = await reconcileScope(t.ctx, scope.name);
     assert.deepEqual(
       report.done

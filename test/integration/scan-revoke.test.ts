@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tailAudit } from '../../src/lifecycle/audit-query';
+import { tailAudit } from '../../src/audit/query';
 import { reconcileScope } from '../../src/lifecycle/reconcile-scope';
 import { scanForLeaks } from '../../src/lifecycle/scan-for-leaks';
 import { timelineForNewKey } from '../../src/policy/timeline';

@@ -9,8 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { parseGrantOptions } from '../../src/cli/clients-command';
 import { ClientAuthenticator } from '../../src/http/auth';
 import { withAuthenticator } from '../helpers/auth';
-import { createServer } from '../../src/http/server';
-import { tokenServicePlugins } from '../../src/http/sign-verify-routes';
+import { createHttpServer } from '../../src/daemon';
 import { addClient, checkClientSecret, removeClient, rotateClientSecret } from '../../src/lifecycle/clients';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { revokeKey } from '../../src/lifecycle/revoke-key';
@@ -74,7 +73,7 @@ describe('token service (in-process, FakeClock)', function () {
     );
     await reconcileAll(trt.ctx, 'test');
     await trt.ctx.cache.refresh(true);
-    app = createServer(trt.ctx, { publicBaseUrl: 'http://127.0.0.1', plugins: tokenServicePlugins(trt.ctx) });
+    app = createHttpServer(trt.kw, { publicBaseUrl: 'http://127.0.0.1' });
     await app.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     const issued = await addClient(
@@ -127,7 +126,7 @@ describe('token service (in-process, FakeClock)', function () {
       const b = await addClient(trt.ctx, 'hash-b', { consumer: ['sign'] }, 'test');
       assert.match(a.secret, /^kw_[0-9a-f-]{36}_[A-Za-z0-9_-]{43}$/);
       assert.ok(a.secret.startsWith(`kw_${a.client.id}_`));
-      const rows = (await trt.ctx.ds.query('SELECT id, secret_hash FROM clients WHERE name IN (?, ?)', [
+      const rows = (await trt.rt.ds.query('SELECT id, secret_hash FROM clients WHERE name IN (?, ?)', [
         'hash-a',
         'hash-b',
       ])) as { id: string; secret_hash: string }[];
@@ -179,11 +178,11 @@ describe('token service (in-process, FakeClock)', function () {
   describe('auth cache', () => {
     /** Makes the stored hash match no secret, leaving updated_at alone: only a cached answer can still accept. */
     const breakSecretHash = (id: string) =>
-      trt.ctx.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', ['scrypt$broken', id]);
+      trt.rt.ds.query('UPDATE clients SET secret_hash = ? WHERE id = ?', ['scrypt$broken', id]);
 
     it('answers from memory until a poll sees the client row change, even with updated_at untouched', async () => {
       const c = await addClient(trt.ctx, 'cached', { consumer: ['sign'] }, 'test');
-      await withAuthenticator(trt.ctx, async (auth) => {
+      await withAuthenticator(trt.kw, async (auth) => {
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         // Break the stored hash WITHOUT touching updated_at. Until the next poll only a cached
         // answer can still accept the secret: this proves no scrypt per request.
@@ -199,9 +198,9 @@ describe('token service (in-process, FakeClock)', function () {
       const c = await addClient(trt.ctx, 'steady', { consumer: ['sign'] }, 'test');
       const other = await addClient(trt.ctx, 'hand-edited', { consumer: ['sign'] }, 'test');
       try {
-        await withAuthenticator(trt.ctx, async (auth) => {
+        await withAuthenticator(trt.kw, async (auth) => {
           // Someone edits another client's grants by hand into text that is not JSON.
-          await trt.ctx.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
+          await trt.rt.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
             '{consumer: sign',
             other.client.id,
           ]);
@@ -215,7 +214,7 @@ describe('token service (in-process, FakeClock)', function () {
           await assert.rejects(auth.authenticate(`Bearer ${other.secret}`));
         });
       } finally {
-        await trt.ctx.ds.query('DELETE FROM clients WHERE id IN (?, ?)', [c.client.id, other.client.id]);
+        await trt.rt.ds.query('DELETE FROM clients WHERE id IN (?, ?)', [c.client.id, other.client.id]);
       }
     });
 
@@ -224,7 +223,7 @@ describe('token service (in-process, FakeClock)', function () {
       // equals the previous one (a clock stepped back, a CLI on a host whose clock is behind;
       // here the FakeClock simply does not move).
       const c = await addClient(trt.ctx, 'same-ms', { consumer: ['sign'] }, 'test');
-      await withAuthenticator(trt.ctx, async (auth) => {
+      await withAuthenticator(trt.kw, async (auth) => {
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         const rotated = await rotateClientSecret(trt.ctx, 'same-ms', 'test');
         assert.equal(rotated.client.updatedAt.getTime(), c.client.updatedAt.getTime(), 'same updated_at');
@@ -236,11 +235,11 @@ describe('token service (in-process, FakeClock)', function () {
 
     it('a grant taken away in the database is enforced after the next poll (the edited row is refused until sealed)', async () => {
       const c = await addClient(trt.ctx, 'narrowed', { consumer: ['sign', 'verify'] }, 'test');
-      await withAuthenticator(trt.ctx, async (auth) => {
+      await withAuthenticator(trt.kw, async (auth) => {
         assert.deepEqual((await auth.authenticate(`Bearer ${c.secret}`)).grants, {
           consumer: ['sign', 'verify'],
         });
-        await trt.ctx.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
+        await trt.rt.ds.query('UPDATE clients SET grants = ? WHERE id = ?', [
           JSON.stringify({ consumer: ['verify'] }),
           c.client.id,
         ]);
@@ -256,7 +255,7 @@ describe('token service (in-process, FakeClock)', function () {
     it('a client added, used and removed between two polls is refused after the next poll', async () => {
       // The table looks the same at both polls (the client came and went in between), yet the
       // daemon cached an answer for it in between: comparing table markers alone kept it.
-      await withAuthenticator(trt.ctx, async (auth) => {
+      await withAuthenticator(trt.kw, async (auth) => {
         const c = await addClient(trt.ctx, 'fleeting', { consumer: ['sign'] }, 'test');
         assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).id, c.client.id);
         await removeClient(trt.ctx, 'fleeting', 'test');
@@ -268,7 +267,7 @@ describe('token service (in-process, FakeClock)', function () {
     it('trusts nothing cached when polls stop succeeding', async () => {
       const c = await addClient(trt.ctx, 'stale', { consumer: ['sign'] }, 'test');
       // Never started: no successful poll, so every request goes to the store.
-      const auth = new ClientAuthenticator(trt.ctx, { pollSeconds: 3600 });
+      const auth = new ClientAuthenticator(trt.kw, { pollSeconds: 3600 });
       assert.equal((await auth.authenticate(`Bearer ${c.secret}`)).name, 'stale');
       await breakSecretHash(c.client.id);
       await assert.rejects(auth.authenticate(`Bearer ${c.secret}`), (e) => hasCode(e, 'UNAUTHENTICATED'));

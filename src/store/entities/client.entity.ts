@@ -1,25 +1,10 @@
 import { EntitySchema } from 'typeorm';
 import { instant, jsonText } from '../columns';
 
-export type Grant = 'sign' | 'verify';
+import type { ClientRecord } from '../../policy/clients';
 
-/** An API client. Only a hash of its secret is stored. */
-export interface ClientRow {
-  id: string;
-  name: string;
-  /** `scrypt$N$r$p$salt$hash` (base64url parts). */
-  secretHash: string;
-  /** Grants per scope, e.g. `{ "consumer": ["sign"] }`. */
-  grants: Record<string, Grant[]>;
-  createdAt: Date;
-  updatedAt: Date;
-  /**
-   * The audit key's seal over the row's facts (policy/client-seal.ts), as the text
-   * `{"kid","sig"}`; null on rows made before client sealing. Plain text, parsed by the
-   * lifecycle: a malformed value written into the store refuses its row, never the whole read.
-   */
-  seal: string | null;
-}
+/** An API client row: the domain record as stored. */
+export type ClientRow = ClientRecord;
 
 export const ClientEntity = new EntitySchema<ClientRow>({
   name: 'Client',

@@ -1,63 +1,34 @@
 import { strict as assert } from 'node:assert';
 import pino from 'pino';
 import type { DataSource } from 'typeorm';
-import { AuditStore, StoreAuditSink } from '../../../src/audit';
-import { DeniedRecorder, SignActivityAggregator } from '../../../src/lifecycle/audit-activity';
-import { recordOperatorAction } from '../../../src/lifecycle/audit-operator';
-import { auditChainLength } from '../../../src/lifecycle/audit-query';
-import { verifyAuditChain } from '../../../src/lifecycle/audit-verify';
+import { AuditStore, StoreAuditLog } from '../../../src/audit';
+import { DeniedRecorder, SignActivityAggregator } from '../../../src/audit/activity';
+import { auditChainLength } from '../../../src/audit/query';
+import { verifyAuditChain } from '../../../src/audit/verify';
 import { FakeClock } from '../../../src/policy/clock';
-import { KeywardenError } from '../../../src/policy/errors';
-import { validateConfig } from '../../../src/config/validate-config';
 import { openStore } from '../../../src/store/data-source';
-import { KeyRepository } from '../../../src/store/key-repository';
-
-/** A config whose backend is never opened here (no checkpoints in these tests). */
-const config = validateConfig(
-  {
-    dataDir: '/nonexistent',
-    store: { url: 'sqlite::memory:' },
-    backends: {
-      hsm: { type: 'pkcs11', module: '/nonexistent.so', tokenLabel: 't', pin: { env: 'UNUSED_PIN' } },
-    },
-    scopes: [
-      {
-        name: 'consumer',
-        issuer: 'https://issuer.test/consumer',
-        audiences: ['api'],
-        alg: 'ES256',
-        backend: 'hsm',
-        production: false,
-        policy: {
-          jwksMaxAge: '1m',
-          prepublish: '2m',
-          activeFor: '10m',
-          verifyGrace: '5m',
-          maxTokenTtl: '5m',
-          destroyAfter: '10m',
-          maxKeyLifetime: '20m',
-        },
-      },
-    ],
-  },
-  { source: '<test>', baseDir: '/' },
-);
+import { SqlStore } from '../../../src/store/sql-store';
 
 describe('request auditing on a real (in-memory SQLite) audit chain', () => {
   let ds: DataSource;
   let clock: FakeClock;
-  let ctx: { audit: StoreAuditSink; clock: FakeClock; log: pino.Logger; ds: DataSource; keys: KeyRepository };
+  let ctx: {
+    audit: StoreAuditLog;
+    store: SqlStore;
+    auditRecords: AuditStore;
+    clock: FakeClock;
+    log: pino.Logger;
+    keys: SqlStore['keys'];
+  };
   const records = (type?: string) => new AuditStore(ds).tail({ limit: 10_000, ...(type ? { type } : {}) });
 
   beforeEach(async () => {
     ds = await openStore('sqlite::memory:');
     clock = new FakeClock(Date.UTC(2026, 0, 1, 12, 0, 0));
     const log = pino({ level: 'silent' });
-    const audit = new StoreAuditSink(config, ds, () => Promise.reject(new Error('no backend')), log, {
-      clock,
-      autoCheckpoint: false,
-    });
-    ctx = { audit, clock, log, ds, keys: new KeyRepository(ds) };
+    const audit = new StoreAuditLog(ds, log, clock);
+    const store = new SqlStore(ds, (m, e) => audit.appendIn(m, e));
+    ctx = { audit, store, auditRecords: new AuditStore(ds), clock, log, keys: store.keys };
   });
   afterEach(async () => ds.destroy());
 
@@ -133,15 +104,15 @@ describe('request auditing on a real (in-memory SQLite) audit chain', () => {
     assert.equal((await records('access.denied')).length, 6);
   });
 
-  it('records operator actions with their actor, inside a caller transaction when given one', async () => {
-    await recordOperatorAction(ctx, {
-      action: 'clients.add',
+  it('records each event with its actor, in the store transaction it was given (rolled back with it)', async () => {
+    await ctx.audit.record({
+      type: 'client.created',
       actor: 'cli:ops@host',
       data: { name: 'billing', secret: 'must-not-be-stored' },
     });
     await assert.rejects(
-      ds.transaction(async (m) => {
-        await recordOperatorAction(ctx, { action: 'clients.remove', actor: 'cli:ops@host' }, m);
+      ctx.store.transaction(async (tx) => {
+        await tx.audit.record({ type: 'client.removed', actor: 'cli:ops@host' });
         throw new Error('roll back');
       }),
       /roll back/,
@@ -149,18 +120,14 @@ describe('request auditing on a real (in-memory SQLite) audit chain', () => {
     const rows = await records();
     assert.deepEqual(
       rows.map((r) => [r.type, r.actor]),
-      [['operator.clients.add', 'cli:ops@host']],
+      [['client.created', 'cli:ops@host']],
     );
     assert.equal(rows[0]!.data.secret, '[redacted]');
-    assert.equal(await auditChainLength(ds), 1, 'the rolled-back record left no trace, not even a seq');
-    await assert.rejects(
-      recordOperatorAction(ctx, { action: 'Bad Name', actor: 'x' }),
-      (e) => e instanceof KeywardenError,
-    );
+    assert.equal(await auditChainLength(ctx), 1, 'the rolled-back record left no trace, not even a seq');
   });
 
   it('is append-only at the database: UPDATE and DELETE of records are refused', async () => {
-    await recordOperatorAction(ctx, { action: 'clients.add', actor: 'cli:ops@host' });
+    await ctx.audit.record({ type: 'client.created', actor: 'cli:ops@host' });
     await assert.rejects(ds.query(`UPDATE audit_records SET actor = 'someone else'`), /append-only/);
     await assert.rejects(ds.query('DELETE FROM audit_records'), /append-only/);
     assert.equal((await records())[0]?.actor, 'cli:ops@host');

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { canonicalJson } from '../../../src/audit/canonical-json';
+import { canonicalJson } from '../../../src/policy/canonical-json';
 
 describe('canonicalJson', () => {
   it('sorts keys at every depth and writes no whitespace', () => {

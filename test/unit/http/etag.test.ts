@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { ifNoneMatchHits } from '../../../src/http/etag';
+import { ifNoneMatchHits } from '../../../src/lifecycle/etag';
 
 const ETAG = '"abcDEF123_-xyz"';
 

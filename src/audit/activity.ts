@@ -1,7 +1,14 @@
-import type { AuditEvent } from './audit-sink';
-import type { LifecycleContext } from './context';
+import type { Logger } from 'pino';
+import type { AuditEvent } from '../policy/audit-events';
+import type { Clock } from '../policy/clock';
+import type { Store } from '../lifecycle/ports';
 
-type ActivityContext = Pick<LifecycleContext, 'audit' | 'clock' | 'log' | 'ds'>;
+/** What the request audit needs: the store (to write several records in one transaction), clock, log. */
+interface ActivityContext {
+  store: Pick<Store, 'transaction'>;
+  clock: Clock;
+  log: Logger;
+}
 
 const MINUTE_MS = 60_000;
 /** Queued denied-request records kept while the store cannot be written. */
@@ -12,8 +19,8 @@ const minuteOf = (ms: number): number => Math.floor(ms / MINUTE_MS) * MINUTE_MS;
 async function writeAll(ctx: ActivityContext, events: AuditEvent[]): Promise<boolean> {
   if (events.length === 0) return true;
   try {
-    await ctx.ds.transaction(async (m) => {
-      for (const e of events) await ctx.audit.record(e, m);
+    await ctx.store.transaction(async (tx) => {
+      for (const e of events) await tx.audit.record(e);
     });
     return true;
   } catch (e) {

@@ -1,6 +1,6 @@
-import { AuditStore, type AuditHead } from '../audit/audit-store';
-import type { ChainedRecord } from '../audit/chain';
-import { signStatement } from '../audit/signature';
+import type { AuditHead, AuditStore } from './audit-store';
+import type { ChainedRecord } from './chain';
+import { signStatement } from './signature';
 import { effectiveState } from '../policy/key-state';
 import {
   AUDIT_ACTOR,
@@ -11,7 +11,7 @@ import {
   ensureAuditKey,
   type AuditContext,
 } from './audit-key';
-import { auditKeyNeededByClients } from './client-seals';
+import { auditKeyNeededByClients } from '../lifecycle/client-seals';
 
 /** Record types the audit machinery writes. */
 export const CHECKPOINT_TYPE = 'audit.checkpoint';
@@ -37,9 +37,9 @@ export interface CheckpointStatus {
 
 /** Is a checkpoint due (N records or M seconds since the first uncovered record)? */
 export async function checkpointStatus(
-  actx: Pick<AuditContext, 'ds' | 'clock' | 'config'>,
+  actx: Pick<AuditContext, 'auditRecords' | 'clock' | 'config'>,
 ): Promise<CheckpointStatus> {
-  const store = new AuditStore(actx.ds);
+  const store = actx.auditRecords;
   const head = await store.head();
   const lastCheckpoint = await store.latestOfType(CHECKPOINT_TYPE);
   const after = lastCheckpoint?.seq ?? 0;
@@ -79,7 +79,7 @@ export async function checkpointAudit(
   opts: { force?: boolean } = {},
 ): Promise<CheckpointResult> {
   if (!auditBackendName(actx.config)) return { written: false, reason: 'no audit key backend configured' };
-  const store = new AuditStore(actx.ds);
+  const store = actx.auditRecords;
   const status = await checkpointStatus(actx);
   if (!status.due && !(opts.force && status.uncovered > 0)) {
     await repairMarker(actx, store, status);
@@ -100,7 +100,7 @@ export async function checkpointAudit(
     auditKid: signer.kid,
     signature,
   };
-  const rec = await actx.ds.transaction(async (m) => {
+  const rec = await store.transaction(async (m) => {
     const latest = await store.latestOfType(CHECKPOINT_TYPE, m);
     const latestCovers = (latest?.data as Partial<CheckpointData> | undefined)?.covers?.seq ?? 0;
     if (latest && latestCovers >= head.seq) return null;

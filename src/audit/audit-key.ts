@@ -1,48 +1,30 @@
 import { backendType } from '../backends/registry';
-import type { SigningAlg } from '../policy/algorithms';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
-import { effectiveState } from '../policy/key-state';
-import type { KeyPolicy, KeywardenConfig, ScopeConfig } from '../policy/scope';
-import { destroyDueAt, timelineForNewKey } from '../policy/timeline';
-import { runLocked } from '../store/scope-lock';
-import type { StatementSigner } from '../audit/signature';
-import type { LifecycleContext } from './context';
-import { generateKey, recoverGenerating } from './generate-key';
-import type { ClientTrust } from './client-trust';
-import type { KeyCache } from './key-cache';
-
-/**
- * The audit checkpoint key lives in its own scope-like lifecycle. `_audit` cannot be a configured
- * scope (scope names are slugs without `_`), so the key never enters a key cache view, a JWKS,
- * the sign path or token verification.
- */
-export const AUDIT_SCOPE = '_audit';
-/** Actor of records the audit machinery writes itself. */
-export const AUDIT_ACTOR = 'system:audit';
-export const AUDIT_KEY_ALG: SigningAlg = 'ES256';
-
-/**
- * The audit key signs checkpoints for 90 days, then a new one takes over; checkpoints stay
- * verifiable from the stored public key. The object is destroyed 30 days after it stops signing.
- */
-export const AUDIT_KEY_POLICY: KeyPolicy = {
-  prepublishSeconds: 0,
-  activeForSeconds: 90 * 86400,
-  verifyGraceSeconds: 86400,
-  maxTokenTtlSeconds: 60,
-  destroyAfterSeconds: 30 * 86400,
-  maxKeyLifetimeSeconds: 91 * 86400,
-  jwksMaxAgeSeconds: 60,
-};
+import type { KeywardenConfig } from '../policy/scope';
+import {
+  AUDIT_ACTOR,
+  AUDIT_KEY_POLICY,
+  AUDIT_SCOPE,
+  auditKeyDestroyDueAt,
+  auditScope,
+  signingAuditKey,
+} from '../policy/audit-key';
+import { timelineForNewKey } from '../policy/timeline';
+import { runLocked } from '../lifecycle/ports';
+import type { StatementSigner } from './signature';
+import type { LifecycleContext } from '../lifecycle/context';
+import { generateKey, recoverGenerating } from '../lifecycle/generate-key';
+import type { ClientTrust } from '../lifecycle/client-trust';
+import type { KeyCache } from '../lifecycle/key-cache';
 
 /** A new audit key is made when the current one has less than this left to sign. */
 const RENEW_BEFORE_MS = 86400 * 1000;
 
-/** What the audit use cases need: the lifecycle context minus the key cache. */
+/** What the audit use cases need: the lifecycle context minus the caches. */
 export type AuditContext = Pick<
   LifecycleContext,
-  'config' | 'clock' | 'log' | 'ds' | 'keys' | 'lock' | 'audit' | 'backend'
+  'config' | 'clock' | 'log' | 'store' | 'keys' | 'lock' | 'audit' | 'auditRecords' | 'backend'
 >;
 
 /**
@@ -52,21 +34,6 @@ export type AuditContext = Pick<
 export function auditBackendName(config: Pick<KeywardenConfig, 'audit' | 'backends'>): string | null {
   if (config.audit.backend) return config.audit.backend;
   return Object.values(config.backends).find((b) => backendType(b.type).defaultForAuditKey)?.name ?? null;
-}
-
-/** The scope-like config of the `_audit` lifecycle on `backend` (its policy is AUDIT_KEY_POLICY). */
-export function auditScope(backend: string): ScopeConfig {
-  return {
-    name: AUDIT_SCOPE,
-    issuer: 'urn:keywarden:audit',
-    audiences: [],
-    alg: AUDIT_KEY_ALG,
-    rsaBits: 2048,
-    backend,
-    schedule: '',
-    production: true,
-    policy: AUDIT_KEY_POLICY,
-  };
 }
 
 /**
@@ -85,17 +52,6 @@ function asLifecycleContext(actx: AuditContext): LifecycleContext {
     cache: refuse<KeyCache>('the key cache'),
     clientTrust: refuse<ClientTrust>('API clients'),
   };
-}
-
-/** The audit key that signs at `now` (the latest activated one), or null. */
-export function signingAuditKey(keys: readonly KeyRecord[], now: Date): KeyRecord | null {
-  let best: KeyRecord | null = null;
-  for (const k of keys) {
-    if (k.status !== 'ready' || k.kid === null || k.publicJwk === null) continue;
-    if (effectiveState(k, now) !== 'active') continue;
-    if (!best || k.activateAt > best.activateAt) best = k;
-  }
-  return best;
 }
 
 /**
@@ -148,11 +104,6 @@ export async function auditSigner(
   };
 }
 
-/** When an audit key's backend object is due for destruction. */
-export function auditKeyDestroyDueAt(key: Pick<KeyRecord, 'expiresAt' | 'revokedAt'>): Date {
-  return destroyDueAt(AUDIT_KEY_POLICY, key);
-}
-
 /**
  * Destroys the objects of audit keys past their destroy time, except `keepKid` (the key that
  * signed the latest checkpoint, which `audit verify` checks against the HSM) and keys `stillNeeded`
@@ -179,12 +130,9 @@ export async function destroyRetiredAuditKeys(
     try {
       const backend = await actx.backend(k.backendRef.backend);
       await backend.destroy(k.backendRef);
-      await actx.ds.transaction(async (m) => {
-        await actx.keys.markDestroyed(k.id, now, m);
-        await actx.audit.record(
-          { type: 'key.destroyed', actor: AUDIT_ACTOR, scope: AUDIT_SCOPE, kid: k.kid },
-          m,
-        );
+      await actx.store.transaction(async (tx) => {
+        await tx.keys.markDestroyed(k.id, now);
+        await tx.audit.record({ type: 'key.destroyed', actor: AUDIT_ACTOR, scope: AUDIT_SCOPE, kid: k.kid });
       });
       destroyed.push(k.kid as string);
     } catch (e) {
@@ -196,3 +144,13 @@ export async function destroyRetiredAuditKeys(
   }
   return destroyed;
 }
+
+export {
+  AUDIT_ACTOR,
+  AUDIT_KEY_ALG,
+  AUDIT_KEY_POLICY,
+  AUDIT_SCOPE,
+  auditKeyDestroyDueAt,
+  auditScope,
+  signingAuditKey,
+} from '../policy/audit-key';

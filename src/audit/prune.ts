@@ -1,12 +1,11 @@
-import { AuditStore } from '../audit/audit-store';
-import type { ChainedRecord } from '../audit/chain';
-import { signStatement } from '../audit/signature';
+import type { ChainedRecord } from './chain';
+import { signStatement } from './signature';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState, isPublished } from '../policy/key-state';
 import { auditSigner, ensureAuditKey, type AuditContext } from './audit-key';
-import { checkpointAudit, PRUNED_TYPE } from './audit-checkpoint';
-import { verifyAuditChain } from './audit-verify';
+import { checkpointAudit, PRUNED_TYPE } from './checkpoint';
+import { verifyAuditChain } from './verify';
 
 /** Why a record must stay. */
 export interface PruneBlock {
@@ -72,7 +71,7 @@ export async function pruneAudit(actx: AuditContext, before: Date, actor: string
       { details: check.break },
     );
   }
-  const store = new AuditStore(actx.ds);
+  const store = actx.auditRecords;
   const first = await store.first();
   if (!first) return { pruned: 0, firstSeq: null, anchorSeq: null, blockedBy: null };
   const isEvidence = evidence(await actx.keys.listAll(), now, actx.config.audit.evidencePeriodSeconds);
@@ -112,7 +111,7 @@ export async function pruneAudit(actx: AuditContext, before: Date, actor: string
     before: before.getTime(),
     at: at.getTime(),
   });
-  const { pruned, rec } = await actx.ds.transaction(async (m) => {
+  const { pruned, rec } = await store.transaction(async (m) => {
     await store.lock(m);
     const [nowFirst, prev] = [await store.first(m), await store.bySeq(cut - 1, m)];
     if (nowFirst?.seq !== first.seq || prev?.hash !== prevHash) {

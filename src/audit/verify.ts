@@ -1,10 +1,10 @@
-import { AuditStore, type SignedMarker } from '../audit/audit-store';
-import { GENESIS_HASH, recordHash, type ChainedRecord } from '../audit/chain';
-import { statementKid, verifyStatement, type StatementKind } from '../audit/signature';
+import type { AuditStore, SignedMarker } from './audit-store';
+import { GENESIS_HASH, recordHash, type ChainedRecord } from './chain';
+import { statementKid, verifyStatement, type StatementKind } from './signature';
 import type { KeyRecord } from '../policy/key';
 import { AUDIT_SCOPE, type AuditContext } from './audit-key';
-import { CHECKPOINT_TYPE, PRUNED_TYPE, type CheckpointData } from './audit-checkpoint';
-import { thumbprint } from './thumbprint';
+import { CHECKPOINT_TYPE, PRUNED_TYPE, type CheckpointData } from './checkpoint';
+import { thumbprint } from '../lifecycle/thumbprint';
 
 /** How the chain was found broken. */
 export type AuditBreakKind =
@@ -138,10 +138,10 @@ class AuditKeys {
  * broken chain (the report says so), only for a store that cannot be read.
  */
 export async function verifyAuditChain(
-  actx: Pick<AuditContext, 'ds' | 'keys' | 'backend' | 'log'>,
+  actx: Pick<AuditContext, 'auditRecords' | 'keys' | 'backend' | 'log'>,
   opts: VerifyAuditOptions = {},
 ): Promise<AuditVerifyReport> {
-  const store = new AuditStore(actx.ds);
+  const store = actx.auditRecords;
   const head = await store.head();
   const keys = new AuditKeys(await actx.keys.listByScope(AUDIT_SCOPE));
   const report: AuditVerifyReport = {

@@ -1,0 +1,81 @@
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import type { Keywarden } from '../lifecycle';
+import { discoveryHandler, jwksHandler, jwksPath, unknownJwksHandler } from './jwks-routes';
+import { healthHandler, metricsHandler, readinessHandler, type MetricsSource } from './ops-routes';
+import { signRoute, strictValidator, verifyRoute, type TokenService } from './token-routes';
+
+/**
+ * Routes that share settings (node-oidc-provider's initialize_app builds its app from one such
+ * list). `setup` runs in the group's own encapsulated context, so its hooks and parsers cover only
+ * its routes (and a hook there never turns the JWKS fast path off).
+ */
+export interface RouteGroup {
+  name: string;
+  setup?(app: FastifyInstance): void;
+  routes: RouteOptions[];
+}
+
+/** What the routes need, every collaborator built by the composition root (src/daemon.ts). */
+export interface RouteDeps {
+  kw: Keywarden;
+  /** Base URL relying parties reach this server at (for `jwks_uri`). */
+  publicBaseUrl: string;
+  /** `/metrics`, when served. */
+  metrics?: MetricsSource;
+  /** The authenticated token routes, when served. */
+  tokenService?: TokenService;
+}
+
+/**
+ * Every HTTP route of keywarden (docs/api.md): a new route is one handler and one line here.
+ */
+export function routeTable(d: RouteDeps): RouteGroup[] {
+  const { kw } = d;
+  const groups: RouteGroup[] = [
+    {
+      name: 'public',
+      routes: [
+        // One static JWKS route per configured scope; the parametric one behind them answers 404.
+        ...kw.config.scopes.map((s): RouteOptions => ({
+          method: 'GET',
+          url: jwksPath(s.name),
+          handler: jwksHandler(kw, s),
+        })),
+        { method: 'GET', url: jwksPath(':scope'), handler: unknownJwksHandler(kw) },
+        {
+          method: 'GET',
+          url: '/scopes/:scope/.well-known/openid-configuration',
+          handler: discoveryHandler(kw, d.publicBaseUrl),
+        },
+        { method: 'GET', url: '/healthz', handler: healthHandler },
+        { method: 'GET', url: '/readyz', handler: readinessHandler(kw) },
+        ...(d.metrics
+          ? [{ method: 'GET' as const, url: '/metrics', handler: metricsHandler(d.metrics) }]
+          : []),
+      ],
+    },
+  ];
+  const t = d.tokenService;
+  if (t) {
+    groups.push({
+      name: 'token service',
+      setup(api) {
+        // fastify also parses text/plain by default; these routes take JSON and nothing else (415).
+        api.removeContentTypeParser('text/plain');
+        api.setValidatorCompiler(strictValidator());
+        api.addHook('onReady', () => {
+          t.audit.activity.start();
+          t.audit.denied.start();
+          return t.auth.start();
+        });
+        // fastify runs onClose after in-flight requests finished: the last minute's counts are written.
+        api.addHook('onClose', async () => {
+          t.auth.stop();
+          await Promise.all([t.audit.activity.stop(), t.audit.denied.stop()]);
+        });
+      },
+      routes: [signRoute(t), verifyRoute(t)],
+    });
+  }
+  return groups;
+}

@@ -1,0 +1,400 @@
+import type { Logger } from 'pino';
+import { answerJwks, type JwksAnswer } from './jwks-answer';
+import { SignActivityAggregator, DeniedRecorder, type DeniedRecorderOptions } from '../audit/activity';
+import { auditCheckpointJob } from '../audit/jobs';
+import { checkpointAudit, type CheckpointResult } from '../audit/checkpoint';
+import { pruneAudit, type PruneResult } from '../audit/prune';
+import { auditChainLength, tailAudit, type AuditTailFilter } from '../audit/query';
+import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } from '../audit/verify';
+import type { ChainedRecord } from '../audit/chain';
+import type { Clock } from '../policy/clock';
+import type { KeyRecord } from '../policy/key';
+import { effectiveState, type KeyState } from '../policy/key-state';
+import { nextDecisionAt, pickSigningKey } from '../policy/next-actions';
+import { planRotations, type PlannedKey } from '../policy/plan';
+import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
+import type { ScanProgress } from '../scan';
+import { maintainClientSeals } from './client-seals';
+import {
+  addClient,
+  checkClientSecret,
+  listClients,
+  pollClients,
+  removeClient,
+  rotateClientSecret,
+  showClient,
+  type AuthenticatedClient,
+  type CheckedClientSummary,
+  type ClientSummary,
+  type IssuedClientSecret,
+} from './clients';
+import { requireScope, type LifecycleContext } from './context';
+import { findOrphans, type OrphanScanReport } from './find-orphans';
+import { checkHsm, type HsmCheckReport } from './hsm-check';
+import type { IntegrityReport } from './key-integrity';
+import type { PeriodicJob } from './ports';
+import { reconcileAll, reconcileScope, type ReconcileReport } from './reconcile-scope';
+import { revokeKey, type RevokeResult } from './revoke-key';
+import { rotateScope } from './rotate-scope';
+import { scanForLeaks, type ScanForLeaksOptions, type ScanForLeaksResult } from './scan-for-leaks';
+import { scopeOverview, type ScopeOverviewRow } from './scope-overview';
+import { sealClients, type SealClientsReport, type SealClientsRequest } from './seal-clients';
+import { signToken, type SignedToken, type SignRequest } from './sign-token';
+import { verifyKeyRows, type KeyVerifyReport, type RowTrust } from './verify-key-rows';
+import { verifyToken } from './verify-token';
+import type { ValidationResult } from '../verify/validate-token';
+
+/** A key row as operators see it: the record, its state now, and how far it is trusted. */
+export interface KeyListing {
+  record: KeyRecord;
+  state: KeyState | 'generating';
+  trust: RowTrust;
+}
+
+/** A scope with its signing key and its keys counted by state now (`scopes show`). */
+export interface ScopeDetails {
+  scope: ScopeConfig;
+  signingKid: string | null;
+  keysByState: Record<string, number>;
+}
+
+/** A scope's key timeline from its policy (`plan`), touching nothing. */
+export interface ScopePlan {
+  scope: ScopeConfig;
+  now: Date;
+  keys: PlannedKey[];
+}
+
+/** What `init` did per scope. */
+export interface InitReport {
+  scopes: { scope: string; signingKid: string | null; actions: ReconcileReport['done'] }[];
+  errors: (ReconcileReport['errors'][number] & { scope: string })[];
+}
+
+/** Readiness: the store, every backend a scope uses, and key integrity. */
+export interface Readiness {
+  ok: boolean;
+  checks: Record<string, { ok: boolean; detail: string }>;
+}
+
+/** The OpenID-style discovery document of a scope. */
+export interface DiscoveryDocument {
+  issuer: string;
+  jwks_uri: string;
+  id_token_signing_alg_values_supported: string[];
+  token_endpoint_auth_signing_alg_values_supported: string[];
+}
+
+/**
+ * The use-case facade: everything the CLI, the HTTP routes and the scheduler may ask of
+ * keywarden (they import this and policy/ types, nothing else of ours; dependency-cruiser checks
+ * it). Each method is one use case over the context the composition root wired; the facade adds
+ * no behaviour of its own.
+ */
+export class Keywarden {
+  constructor(private readonly ctx: LifecycleContext) {}
+
+  get config(): KeywardenConfig {
+    return this.ctx.config;
+  }
+
+  get clock(): Clock {
+    return this.ctx.clock;
+  }
+
+  get log(): Logger {
+    return this.ctx.log;
+  }
+
+  // ---- scopes and keys ----
+
+  /** The scope's config, or SCOPE_NOT_FOUND. */
+  scope(name: string): ScopeConfig {
+    return requireScope(this.ctx, name);
+  }
+
+  async scopeDetails(name: string): Promise<ScopeDetails> {
+    const scope = requireScope(this.ctx, name);
+    const now = this.ctx.clock.now();
+    const keys = (await this.ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+    const keysByState: Record<string, number> = {};
+    for (const k of keys) {
+      const s = effectiveState(k, now);
+      keysByState[s] = (keysByState[s] ?? 0) + 1;
+    }
+    return { scope, signingKid: pickSigningKey(keys, now)?.kid ?? null, keysByState };
+  }
+
+  /** Every configured scope's status now, from this process's key cache (metrics). */
+  scopesOverview(): ScopeOverviewRow[] {
+    return scopeOverview(this.ctx);
+  }
+
+  async plan(scopeName: string, rotations: number): Promise<ScopePlan> {
+    const scope = requireScope(this.ctx, scopeName);
+    const now = this.ctx.clock.now();
+    return {
+      scope,
+      now,
+      keys: planRotations(scope.policy, await this.ctx.keys.listByScope(scope.name), now, rotations),
+    };
+  }
+
+  /** Key rows (of one scope, or all) with their state and trust, checked against the backends now. */
+  async listKeys(scope?: string): Promise<KeyListing[]> {
+    if (scope !== undefined) requireScope(this.ctx, scope);
+    const now = this.ctx.clock.now();
+    const { trust } = await verifyKeyRows(this.ctx);
+    const rows = scope !== undefined ? await this.ctx.keys.listByScope(scope) : await this.ctx.keys.listAll();
+    return rows.map((record) => ({
+      record,
+      state: record.status === 'generating' ? 'generating' : effectiveState(record, now),
+      trust: trust.get(record.id) ?? 'unchecked',
+    }));
+  }
+
+  /** A key by kid or a unique kid prefix of 8+ characters, or null. */
+  findKey(kidOrPrefix: string): Promise<KeyRecord | null> {
+    return this.ctx.keys.findByKidOrPrefix(kidOrPrefix);
+  }
+
+  verifyKeys(): Promise<KeyVerifyReport> {
+    return verifyKeyRows(this.ctx);
+  }
+
+  rotate(scope: string, actor: string): Promise<KeyRecord> {
+    return rotateScope(this.ctx, scope, actor);
+  }
+
+  revoke(kidOrPrefix: string, reason: string, actor: string): Promise<RevokeResult> {
+    return revokeKey(this.ctx, kidOrPrefix, reason, actor);
+  }
+
+  /** The last key integrity report of this process (null before the first load). */
+  integrityReport(): IntegrityReport | null {
+    return this.ctx.cache.integrity.report;
+  }
+
+  // ---- published keys and tokens ----
+
+  /** The scope's JWKS as served now (`{"keys":[]}` while keys are not loaded). */
+  jwksDocument(scopeName: string): string {
+    const scope = requireScope(this.ctx, scopeName);
+    const view = this.ctx.cache.view(scope.name);
+    return view ? this.ctx.cache.jwks(view).body : '{"keys":[]}';
+  }
+
+  /** The JWKS answer for one request (the HTTP hot path; see jwks-answer.ts). */
+  answerJwks(scope: ScopeConfig, ifNoneMatch: string | undefined): JwksAnswer | undefined {
+    return answerJwks(this.ctx, scope, ifNoneMatch);
+  }
+
+  discovery(scopeName: string, jwksUri: string): DiscoveryDocument {
+    const scope = requireScope(this.ctx, scopeName);
+    return {
+      issuer: scope.issuer,
+      jwks_uri: jwksUri,
+      id_token_signing_alg_values_supported: [scope.alg],
+      token_endpoint_auth_signing_alg_values_supported: [scope.alg],
+    };
+  }
+
+  sign(scope: string, req: SignRequest): Promise<SignedToken> {
+    return signToken(this.ctx, scope, req);
+  }
+
+  verify(scope: string, token: string, audience: string, typ?: string): Promise<ValidationResult> {
+    return verifyToken(this.ctx, scope, token, audience, typ);
+  }
+
+  // ---- rotation ----
+
+  /** Reconciles every scope once (creating first keys) and says what each scope signs with. */
+  async init(actor: string): Promise<InitReport> {
+    const reports = await reconcileAll(this.ctx, actor);
+    const now = this.ctx.clock.now();
+    const scopes: InitReport['scopes'] = [];
+    for (const s of this.ctx.config.scopes) {
+      const keys = (await this.ctx.keys.listByScope(s.name)).filter((k) => k.status === 'ready');
+      scopes.push({
+        scope: s.name,
+        signingKid: pickSigningKey(keys, now)?.kid ?? null,
+        actions: reports.find((r) => r.scope === s.name)?.done ?? [],
+      });
+    }
+    return { scopes, errors: reports.flatMap((r) => r.errors.map((e) => ({ scope: r.scope, ...e }))) };
+  }
+
+  reconcile(scope: string, actor?: string): Promise<ReconcileReport> {
+    return reconcileScope(this.ctx, scope, actor);
+  }
+
+  reconcileAll(actor?: string): Promise<ReconcileReport[]> {
+    return reconcileAll(this.ctx, actor);
+  }
+
+  /** When the scope's next reconcile decision falls due (the scheduler's timer), or null. */
+  async nextDecisionAt(scopeName: string): Promise<Date | null> {
+    const scope = requireScope(this.ctx, scopeName);
+    return nextDecisionAt(scope.policy, await this.ctx.keys.listByScope(scope.name), this.ctx.clock.now());
+  }
+
+  findOrphans(): Promise<OrphanScanReport[]> {
+    return findOrphans(this.ctx);
+  }
+
+  /** Keeps this process's keys current (poll, and LISTEN on PostgreSQL) until stopKeyRefresh. */
+  startKeyRefresh(): void {
+    this.ctx.cache.start();
+  }
+
+  stopKeyRefresh(): void {
+    this.ctx.cache.stop();
+  }
+
+  // ---- operations ----
+
+  async readiness(): Promise<Readiness> {
+    const checks: Readiness['checks'] = { store: await this.ctx.store.ping() };
+    for (const name of new Set(this.ctx.config.scopes.map((s) => s.backend))) {
+      try {
+        checks[`backend:${name}`] = await (await this.ctx.backend(name)).health();
+      } catch (e) {
+        checks[`backend:${name}`] = { ok: false, detail: (e as Error).message };
+      }
+    }
+    // A key row the integrity check refused means someone wrote the store: say so, and which.
+    const report = this.ctx.cache.integrity.report;
+    const refused = report?.refused ?? [];
+    const missing = report?.missingRows ?? [];
+    if (refused.length > 0 || missing.length > 0) {
+      const byScope = new Map<string, Map<string, number>>();
+      for (const r of refused) {
+        const reasons = byScope.get(r.scope) ?? new Map<string, number>();
+        reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
+        byScope.set(r.scope, reasons);
+      }
+      const parts = [...byScope].map(
+        ([scope, reasons]) =>
+          `scope ${scope}: ${[...reasons].map(([reason, n]) => `${n} ${reason}`).join(', ')}`,
+      );
+      if (missing.length > 0) parts.push(`${missing.length} backend key(s) whose row is missing`);
+      checks.keys = {
+        ok: false,
+        detail: `key rows refused by the integrity check (see keywarden keys verify): ${parts.join('; ')}`,
+      };
+    }
+    return { ok: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  hsmCheck(): Promise<HsmCheckReport> {
+    return checkHsm(this.ctx);
+  }
+
+  scan(
+    paths: string[],
+    opts: ScanForLeaksOptions & { onProgress?: (p: ScanProgress) => void },
+  ): Promise<ScanForLeaksResult> {
+    return scanForLeaks(this.ctx, paths, opts);
+  }
+
+  /**
+   * The scheduling process's periodic work besides reconcile: signed audit checkpoints, API
+   * client seal upkeep, and the orphan scan (reported through `onOrphanScan`).
+   */
+  periodicJobs(
+    hooks: { onOrphanScan?(r: OrphanScanReport): void; orphanScanIntervalMs?: number } = {},
+  ): PeriodicJob[] {
+    return [
+      auditCheckpointJob(this.ctx),
+      {
+        name: 'API client seals',
+        everyMs: 10_000,
+        atStart: true,
+        run: async () => {
+          await maintainClientSeals(this.ctx);
+        },
+      },
+      {
+        name: 'orphan scan',
+        everyMs: hooks.orphanScanIntervalMs ?? 3_600_000,
+        atStart: true,
+        run: async () => {
+          for (const r of await findOrphans(this.ctx)) hooks.onOrphanScan?.(r);
+        },
+      },
+    ];
+  }
+
+  // ---- API clients ----
+
+  /** Grants as given (validated and normalised by the use case: unknown scopes or grants are refused). */
+  addClient(
+    name: string,
+    grants: Record<string, readonly string[]>,
+    actor: string,
+  ): Promise<IssuedClientSecret> {
+    return addClient(this.ctx, name, grants, actor);
+  }
+
+  listClients(): Promise<CheckedClientSummary[]> {
+    return listClients(this.ctx);
+  }
+
+  showClient(nameOrId: string): Promise<CheckedClientSummary> {
+    return showClient(this.ctx, nameOrId);
+  }
+
+  removeClient(nameOrId: string, actor: string): Promise<ClientSummary> {
+    return removeClient(this.ctx, nameOrId, actor);
+  }
+
+  rotateClientSecret(nameOrId: string, actor: string): Promise<IssuedClientSecret> {
+    return rotateClientSecret(this.ctx, nameOrId, actor);
+  }
+
+  sealClients(req: SealClientsRequest, actor: string): Promise<SealClientsReport> {
+    return sealClients(this.ctx, req, actor);
+  }
+
+  /** The client a presented secret belongs to (null: unknown, wrong or refused). */
+  checkClientSecret(secret: string): Promise<AuthenticatedClient | null> {
+    return checkClientSecret(this.ctx, secret);
+  }
+
+  pollClients(previous: string | null): ReturnType<typeof pollClients> {
+    return pollClients(this.ctx, previous);
+  }
+
+  // ---- audit ----
+
+  auditTail(filter: AuditTailFilter): Promise<ChainedRecord[]> {
+    return tailAudit(this.ctx, filter);
+  }
+
+  verifyAudit(opts: VerifyAuditOptions = {}): Promise<AuditVerifyReport> {
+    return verifyAuditChain(this.ctx, opts);
+  }
+
+  checkpointAudit(opts: { force?: boolean } = {}): Promise<CheckpointResult> {
+    return checkpointAudit(this.ctx, opts);
+  }
+
+  pruneAudit(before: Date, actor: string): Promise<PruneResult> {
+    return pruneAudit(this.ctx, before, actor);
+  }
+
+  auditChainLength(): Promise<number> {
+    return auditChainLength(this.ctx);
+  }
+
+  /** The token routes' sign activity counter (the composition root starts and stops it). */
+  signActivity(): SignActivityAggregator {
+    return new SignActivityAggregator(this.ctx);
+  }
+
+  /** The token routes' record of refused requests (rate-limited `access.denied`). */
+  deniedRecorder(opts?: DeniedRecorderOptions): DeniedRecorder {
+    return new DeniedRecorder(this.ctx, opts);
+  }
+}

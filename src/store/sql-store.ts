@@ -1,0 +1,99 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import type { AuditEvent } from '../policy/audit-events';
+import type { ClientRecord } from '../policy/clients';
+import type { KeyRecord } from '../policy/key';
+import { ClientRepository } from './client-repository';
+import { KeyRepository } from './key-repository';
+
+/** Appends one audit record inside the transaction `m` (the audit log's own persistence). */
+export type AuditAppender = (m: EntityManager, event: AuditEvent) => Promise<void>;
+
+/** Key row access on one EntityManager (a transaction's), or on its own transactions. */
+function keysOn(repo: KeyRepository, m?: EntityManager) {
+  return {
+    listByScope: (scope: string) => repo.listByScope(scope, m),
+    listAll: () => repo.listAll(m),
+    findById: (id: string) => repo.findById(id, m),
+    findByKid: (kid: string) => repo.findByKid(kid, m),
+    findByKidOrPrefix: (kidOrPrefix: string) => repo.findByKidOrPrefix(kidOrPrefix, m),
+    lastStates: (scope: string) => repo.lastStates(scope, m),
+    readIfChanged: (known: string | null) => repo.readIfChanged(known),
+    insertGenerating: (key: KeyRecord, now: Date) => repo.insertGenerating(key, now, m),
+    completeGenerating: (
+      id: string,
+      fields: Pick<KeyRecord, 'kid' | 'publicJwk' | 'backendRef'>,
+      now: Date,
+    ) => repo.completeGenerating(id, fields, now, m),
+    deleteGenerating: (id: string) => repo.deleteGenerating(id, m),
+    revoke: (id: string, at: Date, reason: string) => repo.revoke(id, at, reason, m),
+    markDestroyed: (id: string, at: Date) => repo.markDestroyed(id, at, m),
+    setLastState: (id: string, state: string) => repo.setLastState(id, state, m),
+  };
+}
+
+/** Client row access on one EntityManager, or on its own transactions. */
+function clientsOn(repo: ClientRepository, m?: EntityManager) {
+  return {
+    insert: (client: ClientRecord) => repo.insert(client, m),
+    findById: (id: string) => repo.findById(id, m),
+    findByName: (name: string) => repo.findByName(name, m),
+    list: () => repo.list(m),
+    delete: (id: string) => repo.delete(id, m),
+    updateSecret: (
+      id: string,
+      expectedSecretHash: string,
+      change: { secretHash: string; seal: string },
+      now: Date,
+    ) => repo.updateSecret(id, expectedSecretHash, change, now, m),
+    replaceSeal: (id: string, expected: string | null, seal: string) =>
+      repo.replaceSeal(id, expected, seal, m),
+    scan: () => repo.scan(m),
+    versions: () => repo.versions(),
+  };
+}
+
+/**
+ * The store on SQLite or PostgreSQL, in the shape use cases take (src/lifecycle/ports.ts): key
+ * and client rows, and transactions in which their writes and audit records commit together.
+ */
+export class SqlStore {
+  readonly keys: ReturnType<typeof keysOn>;
+  readonly clients: ReturnType<typeof clientsOn>;
+  private readonly keyRepo: KeyRepository;
+  private readonly clientRepo: ClientRepository;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly appendAudit: AuditAppender,
+  ) {
+    this.keyRepo = new KeyRepository(ds);
+    this.clientRepo = new ClientRepository(ds);
+    this.keys = keysOn(this.keyRepo);
+    this.clients = clientsOn(this.clientRepo);
+  }
+
+  transaction<T>(
+    fn: (tx: {
+      keys: ReturnType<typeof keysOn>;
+      clients: ReturnType<typeof clientsOn>;
+      audit: { record(event: AuditEvent): Promise<void> };
+    }) => Promise<T>,
+  ): Promise<T> {
+    return this.ds.transaction((m) =>
+      fn({
+        keys: keysOn(this.keyRepo, m),
+        clients: clientsOn(this.clientRepo, m),
+        audit: { record: (event) => this.appendAudit(m, event) },
+      }),
+    );
+  }
+
+  async ping(): Promise<{ ok: boolean; detail: string }> {
+    try {
+      await this.ds.query('SELECT 1');
+      return { ok: true, detail: this.ds.options.type };
+    } catch (e) {
+      return { ok: false, detail: (e as Error).message };
+    }
+  }
+}
