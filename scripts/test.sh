@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
 echo "== lint"
 npm run --silent lint
+echo "== layering (dependency-cruiser: DESIGN.md §3)"
+npm run --silent deps
 echo "== typecheck"
 npm run --silent typecheck
 echo "== tests"

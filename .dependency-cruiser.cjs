@@ -1,0 +1,100 @@
+/**
+ * The layering of DESIGN.md §3 as rules a tool checks (`npm run deps`, run by scripts/test.sh
+ * next to lint). docs/development.md draws the same picture; change both together.
+ *
+ *   cli/  http/  scheduler/          adapters: the lifecycle facade (lifecycle/index.ts) and policy/
+ *          \    |    /
+ *        lifecycle/  audit/          use cases: the only code that combines the parts below
+ *        /    |     \
+ *  policy/  store/  backends/        policy/ is pure and imports nothing of ours
+ *
+ * main.ts (and daemon.ts, which serve runs) is the composition root: the one place that builds
+ * concrete classes and may import anything. verify/ is the relying-party library: policy/ only.
+ */
+const ADAPTERS = '^src/(cli|http|scheduler)/';
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'No import cycles: a cycle makes two modules one, and load order a bug source.',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'policy-is-pure',
+      severity: 'error',
+      comment: 'policy/ holds the rules and vocabulary: it imports nothing of ours.',
+      from: { path: '^src/policy/' },
+      to: { path: '^src/', pathNot: '^src/policy/' },
+    },
+    {
+      name: 'adapters-use-the-facade',
+      severity: 'error',
+      comment:
+        'cli/, http/ and scheduler/ reach the system through the lifecycle facade (lifecycle/index.ts) ' +
+        'and policy/ types, never through the store, backends, audit internals or single use cases.',
+      from: { path: ADAPTERS },
+      to: {
+        path: '^src/',
+        pathNot: [
+          '^src/policy/',
+          '^src/lifecycle/index[.]ts$',
+          // An adapter's own folder.
+          '^src/$1/',
+          // The composition root, which `serve` and the CLI start.
+          '^src/(main|daemon)[.]ts$',
+          // Process plumbing every adapter may use: logging, config files, exit codes.
+          '^src/(log|install-root|process-hardening)[.]ts$',
+          '^src/config/',
+        ],
+      },
+    },
+    {
+      name: 'backends-stand-alone',
+      severity: 'error',
+      comment: 'A backend knows nothing of scopes, time or storage: no store/, lifecycle/ or audit/.',
+      from: { path: '^src/backends/' },
+      to: { path: '^src/(store|lifecycle|audit|http|cli|scheduler|cluster)/' },
+    },
+    {
+      name: 'store-below-lifecycle',
+      severity: 'error',
+      comment: 'The store persists; it does not call use cases, backends or adapters.',
+      from: { path: '^src/store/' },
+      to: { path: '^src/(lifecycle|audit|backends|http|cli|scheduler|cluster)/' },
+    },
+    {
+      name: 'verify-is-a-library',
+      severity: 'error',
+      comment: 'verify/ is the relying-party library: it imports policy/ and nothing else of ours.',
+      from: { path: '^src/verify/' },
+      to: { path: '^src/', pathNot: '^src/(verify|policy)/' },
+    },
+    {
+      name: 'use-cases-never-call-adapters',
+      severity: 'error',
+      comment: 'Dependencies point inward: lifecycle/ and audit/ never import cli/, http/ or scheduler/.',
+      from: { path: '^src/(lifecycle|audit)/' },
+      to: { path: '^src/(cli|http|scheduler|cluster)/' },
+    },
+    {
+      name: 'only-the-root-composes',
+      severity: 'error',
+      comment: 'Only the composition root imports main.ts/daemon.ts (no back-up imports into it).',
+      from: { path: '^src/', pathNot: ['^src/(main|daemon)[.]ts$', '^src/cli/'] },
+      to: { path: '^src/(main|daemon)[.]ts$' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    includeOnly: '^src/',
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default'],
+    },
+  },
+};
