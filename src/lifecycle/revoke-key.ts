@@ -58,6 +58,8 @@ export async function revokeKey(
       if (!(await tx.keys.revoke(key.id, now, reason.trim()))) {
         throw new KeywardenError('KEY_NOT_USABLE', `key ${key.kid} was revoked concurrently`);
       }
+      // The transition is recorded here, with the operator and reason: reconcile must not log it again.
+      await tx.keys.setLastState(key.id, 'revoked');
       await tx.audit.record({
         type: 'key.revoked',
         actor,
@@ -66,19 +68,25 @@ export async function revokeKey(
         data: { reason: reason.trim() },
       });
     });
-    const destroyed = await destroyRevoked(ctx, key, actor);
-    const remaining = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+    let destroyed: boolean;
     let replacement: KeyRecord | null = null;
-    if (!pickSigningKey(remaining, now)) {
-      replacement = await generateKey(
-        ctx,
-        scope,
-        timelineForNewKey(scope.policy, now, { immediate: true }),
-        actor,
-        'replacement after revocation',
-      );
+    try {
+      destroyed = await destroyRevoked(ctx, key, actor);
+      const remaining = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+      if (!pickSigningKey(remaining, now)) {
+        replacement = await generateKey(
+          ctx,
+          scope,
+          timelineForNewKey(scope.policy, now, { immediate: true }),
+          actor,
+          'replacement after revocation',
+        );
+      }
+    } finally {
+      // The revocation is committed: this process stops using the key now, even if the
+      // replacement failed (the error still reaches the caller).
+      await ctx.cache.refresh(true);
     }
-    await ctx.cache.refresh(true);
     return {
       revoked: { ...key, revokedAt: now, revokedReason: reason.trim(), destroyedAt: destroyed ? now : null },
       destroyed,

@@ -43,9 +43,10 @@ export class KeyRepository {
   async findByKidOrPrefix(kidOrPrefix: string, m?: EntityManager): Promise<KeyRecord | null> {
     const exact = await this.findByKid(kidOrPrefix, m);
     if (exact || kidOrPrefix.length < 8 || !/^[A-Za-z0-9_-]+$/.test(kidOrPrefix)) return exact;
+    // Not LIKE: `_` (a base64url character) is a LIKE wildcard, and SQLite's LIKE ignores case.
     const rows = await this.repo(m)
       .createQueryBuilder('k')
-      .where('k.kid LIKE :p', { p: `${kidOrPrefix}%` })
+      .where('substr(k.kid, 1, :n) = :p', { n: kidOrPrefix.length, p: kidOrPrefix })
       .limit(2)
       .getMany();
     if (rows.length > 1) {
