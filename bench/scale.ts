@@ -13,10 +13,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
-import { createStoreAuditSink } from '../src/audit';
 import { openBackend } from '../src/backends/registry';
 import { reconcileAll, reconcileScope, type ReconcileReport } from '../src/lifecycle/reconcile-scope';
-import { openRuntime, type Runtime } from '../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../src/main';
 import { FakeClock } from '../src/policy/clock';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
@@ -49,7 +48,7 @@ function runtimeFor(kw: KeywardenSetup, clock: FakeClock, keygen: Keygen): Promi
   return openRuntime(kw.config, {
     clock,
     log: pino({ level: 'silent' }),
-    audit: createStoreAuditSink(kw.config),
+    audit: storeAuditLog(),
     ...(keygen === 'softhsm'
       ? { openBackend }
       : { openBackend: async () => new ZeroCostKeygenBackend('hsm') }),

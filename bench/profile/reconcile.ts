@@ -6,9 +6,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createStoreAuditSink } from '../../src/audit';
 import { reconcileScope } from '../../src/lifecycle/reconcile-scope';
-import { openRuntime } from '../../src/main';
+import { openRuntime, storeAuditLog } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import { STEADY_POLICY } from '../lib/bench-policy';
 import { prepareKeywarden } from '../lib/keywarden';
@@ -33,7 +32,7 @@ async function main(): Promise<void> {
   const rt = await openRuntime(kw.config, {
     clock,
     log: pino({ level: 'silent' }),
-    audit: createStoreAuditSink(kw.config),
+    audit: storeAuditLog(),
     ...(zeroCost ? { openBackend: async () => new ZeroCostKeygenBackend('hsm') } : {}),
   });
   // BENCHMARK ONLY: isolates what else a pass costs besides the key-cache reloads.

@@ -12,11 +12,10 @@ import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 
 import jwt from 'jsonwebtoken';
 import { JwksClient } from 'jwks-rsa';
 import pino from 'pino';
-import { createStoreAuditSink } from '../../src/audit';
 import { loadConfig } from '../../src/config/load-config';
 import { addClient } from '../../src/lifecycle/clients';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
-import { openRuntime } from '../../src/main';
+import { openRuntime, storeAuditLog } from '../../src/main';
 import { freePort, startServe, type ServeProcess } from '../helpers/daemon';
 import { testConfigDocument } from '../helpers/runtime';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
@@ -67,7 +66,7 @@ describe('rotation seen by real JWKS consumers (e2e: keywarden serve)', function
     const config = loadConfig(configPath);
     const rt = await openRuntime(config, {
       log: pino({ level: 'silent' }),
-      audit: createStoreAuditSink(config),
+      audit: storeAuditLog(),
     });
     try {
       await reconcileAll(rt.ctx, 'test');

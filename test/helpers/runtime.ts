@@ -1,11 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { openRuntime, type Runtime } from '../../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import type { KeywardenConfig } from '../../src/policy/scope';
 import { validateConfig } from '../../src/config/validate-config';
-import { createStoreAuditSink } from '../../src/audit';
 import { createSoftHsmToken, type SoftHsmToken } from './softhsm';
 
 /** A scope for tests: defaults give a short, valid policy (minutes) unless overridden. */
@@ -111,7 +110,7 @@ export async function startTestRuntime(
   const rt = await openRuntime(config, {
     log,
     clock,
-    audit: createStoreAuditSink(config),
+    audit: storeAuditLog(),
     auditIntegrity: opts.auditIntegrity ?? false,
   });
   return {

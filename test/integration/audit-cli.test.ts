@@ -8,9 +8,9 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
-import { createStoreAuditSink, type ChainedRecord } from '../../src/audit';
+import type { ChainedRecord } from '../../src/audit';
 import { verifyAuditChain, type AuditVerifyReport } from '../../src/audit/verify';
-import { openRuntime } from '../../src/main';
+import { openRuntime, storeAuditLog } from '../../src/main';
 import { validateConfig } from '../../src/config/validate-config';
 import { openStore } from '../../src/store/data-source';
 import { runKeywarden } from '../helpers/cli';
@@ -172,7 +172,7 @@ describe('audit commands through the real CLI', function () {
     );
     const rt = await openRuntime(config, {
       log: pino({ level: 'silent' }),
-      audit: createStoreAuditSink(config),
+      audit: storeAuditLog(),
     });
     try {
       const r = await verifyAuditChain(rt.ctx);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import pino from 'pino';
 import type { DataSource } from 'typeorm';
-import { AuditStore, createStoreAuditSink, recordHash, type SignedMarker } from '../../src/audit';
+import { AuditStore, recordHash, type SignedMarker } from '../../src/audit';
 import { signStatement, type StatementSigner } from '../../src/audit/signature';
 import { SignActivityAggregator } from '../../src/audit/activity';
 import { CHECKPOINT_TYPE, checkpointAudit, type CheckpointData } from '../../src/audit/checkpoint';
@@ -24,7 +24,7 @@ import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { revokeKey } from '../../src/lifecycle/revoke-key';
 import { rotateScope } from '../../src/lifecycle/rotate-scope';
 import { signToken } from '../../src/lifecycle/sign-token';
-import { openRuntime, type Runtime } from '../../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import { hasCode } from '../../src/policy/errors';
 import type { PublicJwk } from '../../src/policy/key';
@@ -141,7 +141,7 @@ for (const env of ENVIRONMENTS) {
       const rt = await openRuntime(config, {
         log: pino({ level: 'silent' }),
         clock,
-        audit: createStoreAuditSink(config, { clock }),
+        audit: storeAuditLog(clock),
       });
       const a: Audited = {
         rt,
@@ -507,7 +507,7 @@ for (const env of ENVIRONMENTS) {
         const rt2 = await openRuntime(other, {
           log: pino({ level: 'silent' }),
           clock: a.clock,
-          audit: createStoreAuditSink(other, { clock: a.clock }),
+          audit: storeAuditLog(a.clock),
         });
         try {
           await Promise.all(

@@ -15,7 +15,6 @@ import pino from 'pino';
 import { DataSource } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
 import { AuditStore } from '../../src/audit/audit-store';
-import { createStoreAuditSink } from '../../src/audit';
 import { ClientAuthenticator } from '../../src/http/auth';
 import { TokenServiceMetrics } from '../../src/http/metrics';
 import { createServer } from '../../src/http/server';
@@ -27,7 +26,7 @@ import { addClient, checkClientSecret, listClients, rotateClientSecret } from '.
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { sealClients } from '../../src/lifecycle/seal-clients';
 import { thumbprint } from '../../src/lifecycle/thumbprint';
-import { openRuntime, type Runtime } from '../../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { decodeClientSeal, type ClientRefusalReason } from '../../src/policy/client-seal';
 import { FakeClock } from '../../src/policy/clock';
 import { hasCode } from '../../src/policy/errors';
@@ -146,7 +145,7 @@ describe('API client integrity: a store write never makes a client', function ()
         const rt = await openRuntime(config, {
           log: pino({ level: 'silent' }),
           clock: t.clock,
-          audit: createStoreAuditSink(config),
+          audit: storeAuditLog(),
         });
         reopened.push(rt);
         return rt;

@@ -12,11 +12,10 @@ import { Client } from 'pg';
 import type { GenerateKeyRequest, KeyBackend } from '../../src/backends/key-backend';
 import { openBackend } from '../../src/backends/registry';
 import type { KeyChangeListener } from '../../src/store/key-change-notifier';
-import { createStoreAuditSink } from '../../src/audit';
 import { loadConfig } from '../../src/config/load-config';
 import { reconcileAll, reconcileScope, type ReconcileReport } from '../../src/lifecycle/reconcile-scope';
 import { revokeKey } from '../../src/lifecycle/revoke-key';
-import { openRuntime, type Runtime } from '../../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import type { KeyRecord } from '../../src/policy/key';
 import { effectiveState } from '../../src/policy/key-state';
@@ -298,7 +297,7 @@ describe('HA: several daemons on one PostgreSQL database', function () {
       await writeFile(configPath, JSON.stringify(doc, null, 2), { mode: 0o600 });
       // What `keywarden init` does (migrations, first key), in this process to save a CLI start.
       const config = loadConfig(configPath);
-      const rt = await openRuntime(config, { log: silent, audit: createStoreAuditSink(config) });
+      const rt = await openRuntime(config, { log: silent, audit: storeAuditLog() });
       try {
         assert.ok((await reconcileAll(rt.ctx, 'test')).every((r) => r.errors.length === 0));
       } finally {

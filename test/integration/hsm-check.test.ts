@@ -11,12 +11,11 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createStoreAuditSink } from '../../src/audit';
 import { checkpointAudit } from '../../src/audit/checkpoint';
 import type { ModuleDescription } from '../../src/backends/pkcs11';
 import { checkHsm, hsmStatus, type HsmCheckReport } from '../../src/lifecycle/hsm-check';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
-import { openRuntime, type Runtime } from '../../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import { validateConfig } from '../../src/config/validate-config';
 import { pkcs11Tool, runPlanter } from '../contract/pkcs11-fixture';
@@ -54,7 +53,7 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
     rt = await openRuntime(config, {
       log: pino({ level: 'silent' }),
       clock,
-      audit: createStoreAuditSink(config, { clock }),
+      audit: storeAuditLog(clock),
     });
     await reconcileAll(rt.ctx);
     await checkpointAudit(rt.ctx, { force: true });

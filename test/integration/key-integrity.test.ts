@@ -11,14 +11,13 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { AuditStore } from '../../src/audit/audit-store';
-import { createStoreAuditSink } from '../../src/audit';
 import { buildJwks } from '../../src/lifecycle/build-jwks';
 import { reconcileScope } from '../../src/lifecycle/reconcile-scope';
 import { revokeKey } from '../../src/lifecycle/revoke-key';
 import { signToken } from '../../src/lifecycle/sign-token';
 import { verifyKeyRows } from '../../src/lifecycle/verify-key-rows';
 import { verifyToken } from '../../src/lifecycle/verify-token';
-import { openRuntime, type Runtime } from '../../src/main';
+import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import type { KeyRecord } from '../../src/policy/key';
 import type { KeyRefusalReason } from '../../src/policy/key-integrity';
 import { pickSigningKey } from '../../src/policy/next-actions';
@@ -111,7 +110,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
         const rt = await openRuntime(config, {
           log: pino({ level: 'silent' }),
           clock: t.clock,
-          audit: createStoreAuditSink(config),
+          audit: storeAuditLog(),
         });
         reopened.push(rt);
         return rt;
@@ -337,7 +336,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
         const rt = await openRuntime(config, {
           log: pino({ level: 'silent' }),
           clock: t.clock,
-          audit: createStoreAuditSink(config),
+          audit: storeAuditLog(),
         });
         reopened.push(rt);
         assert.equal(rt.ctx.cache.view('tenant')!.byKid.has(key.kid!), false);
