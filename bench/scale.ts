@@ -8,7 +8,7 @@
  * key generation slower the more objects the token holds (keywarden's backend looks the CKA_ID
  * up before generating, and C_FindObjects walks every object file), so 10,000 first keys plus
  * 10,000 rotations would take hours; the 1,000 and 10,000 rows are therefore also run with a
- * zero-cost key generator (bench/lib/software-backend.ts) that isolates keywarden's own cost,
+ * zero-cost key generator (MemoryBackend (test/helpers/fakes.ts)) that isolates keywarden's own cost,
  * and the SoftHSM lookup cost is measured on its own (softhsm-find.ts) to show where time goes.
  */
 import { performance } from 'node:perf_hooks';
@@ -23,7 +23,7 @@ import { runLoad } from './lib/load';
 import { rssMiB } from './lib/machine';
 import { runChild } from './lib/processes';
 import type { Report } from './lib/report';
-import { ZeroCostKeygenBackend } from './lib/software-backend';
+import { MemoryBackend } from '../test/helpers/fakes';
 import { ms, rate } from './lib/stats';
 
 /** ES256: SoftHSM generates P-256 keys fast, and it is the default algorithm. */
@@ -31,7 +31,7 @@ const ALG = 'ES256';
 const scopeName = (i: number) => `s${String(i).padStart(5, '0')}`;
 
 /**
- * softhsm: real key generation. zero-cost: bench/lib/software-backend.ts. zero-cost-no-reload:
+ * softhsm: real key generation. zero-cost: MemoryBackend (test/helpers/fakes.ts). zero-cost-no-reload:
  * zero-cost, and the key cache's full reload after each scope that changed is suppressed during
  * the passes that create keys (BENCHMARK ONLY: with it, 10,000 creations take over an hour, see
  * docs/benchmarks.md); the cost of one reload is measured on its own instead.
@@ -49,9 +49,7 @@ function runtimeFor(kw: KeywardenSetup, clock: FakeClock, keygen: Keygen): Promi
     clock,
     log: pino({ level: 'silent' }),
     audit: storeAuditLog(),
-    ...(keygen === 'softhsm'
-      ? { openBackend }
-      : { openBackend: async () => new ZeroCostKeygenBackend('hsm') }),
+    ...(keygen === 'softhsm' ? { openBackend } : { openBackend: async () => new MemoryBackend('hsm') }),
   });
 }
 
@@ -227,8 +225,8 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
   report.note(
     `${ALG} keys, SQLite store, hash-chained audit log on, policy activeFor 1d / prepublish 10m. "Concurrent" is how ` +
       'the daemon runs a pass (Scheduler.start and a shared cron tick start every scope at once); "sequential" is ' +
-      "`keywarden init`'s reconcileAll. zero-cost = bench/lib/software-backend.ts (key generation in Node, private half " +
-      "discarded): keywarden's own cost without the HSM; 'reloads suppressed' also turns off the key-cache reload that " +
+      "`keywarden init`'s reconcileAll. zero-cost = MemoryBackend (test/helpers/fakes.ts: keys made in Node's memory, " +
+      "no HSM): keywarden's own cost without the HSM; 'reloads suppressed' also turns off the key-cache reload that " +
       'reconcile forces after each scope it changed, during the passes that create keys (see the reload column). ' +
       'Daemon: `serve --workers 1` (scheduler with one cron job per ' +
       'scope + HTTP); RSS after start-up / after the JWKS load.',

@@ -77,8 +77,6 @@ export interface HttpServerOptions {
   metricsRegistries?: readonly Registry[];
   /** Constant headers on every answer (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
-  /** Serve the authenticated sign/verify routes and `/metrics` (default true). */
-  tokenService?: boolean;
 }
 
 /**
@@ -87,27 +85,19 @@ export interface HttpServerOptions {
  * --workers N`, the sum over every worker and the primary).
  */
 export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): FastifyInstance {
-  const tokenService = opts.tokenService === false ? undefined : buildTokenService(kw);
-  let metrics: MetricsSource | undefined;
-  if (tokenService) {
-    const extra = opts.metricsRegistries ?? [];
-    const registry =
-      extra.length > 0
-        ? Registry.merge([tokenService.metrics.registry, ...extra])
-        : tokenService.metrics.registry;
-    if (cluster.isWorker) exposeWorkerRegistry(tokenService.metrics.registry);
-    metrics = {
-      contentType: registry.contentType,
-      read: () => (cluster.isWorker ? requestClusterMetrics() : registry.metrics()),
-    };
-  }
+  const tokenService = buildTokenService(kw);
+  const extra = opts.metricsRegistries ?? [];
+  const registry =
+    extra.length > 0
+      ? Registry.merge([tokenService.metrics.registry, ...extra])
+      : tokenService.metrics.registry;
+  if (cluster.isWorker) exposeWorkerRegistry(tokenService.metrics.registry);
+  const metrics: MetricsSource = {
+    contentType: registry.contentType,
+    read: () => (cluster.isWorker ? requestClusterMetrics() : registry.metrics()),
+  };
   return createServer(kw, {
-    routes: routeTable({
-      kw,
-      publicBaseUrl: opts.publicBaseUrl,
-      ...(metrics ? { metrics } : {}),
-      ...(tokenService ? { tokenService } : {}),
-    }),
+    routes: routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
     ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
   });
 }
@@ -117,7 +107,7 @@ function buildTokenService(kw: Keywarden) {
     kw,
     auth: new ClientAuthenticator(kw, { pollSeconds: kw.config.server.keyRefreshSeconds }),
     metrics: new TokenServiceMetrics(kw.config),
-    audit: { activity: kw.signActivity(), denied: kw.deniedRecorder() },
+    audit: { activity: kw.createSignActivity(), denied: kw.createDeniedRecorder() },
   };
 }
 
@@ -137,7 +127,9 @@ async function startScheduling(
 ): Promise<{ rt: Runtime; scheduler: Scheduler; lifecycle: LifecycleMetrics }> {
   const rt = await openDaemonRuntime(config, log, true);
   const lifecycle = new LifecycleMetrics(rt.keywarden);
-  const scheduler = new Scheduler(rt.keywarden, lifecycle.schedulerHooks());
+  const hooks = lifecycle.schedulerHooks();
+  const jobs = rt.keywarden.periodicJobs({ onOrphanScan: hooks.onOrphanScan });
+  const scheduler = new Scheduler(rt.keywarden, hooks, { jobs });
   await scheduler.start();
   rt.keywarden.startKeyRefresh();
   return { rt, scheduler, lifecycle };

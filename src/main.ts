@@ -121,18 +121,20 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     clientTrust,
     backend,
   };
-  await cache.refresh(true);
-  return {
-    keywarden: new Keywarden(ctx),
-    ctx,
-    ds,
-    async close() {
-      cache.stop();
-      for (const p of opened.values()) {
-        const b = await p.catch(() => null);
-        await b?.close().catch(() => undefined);
-      }
-      await ds.destroy().catch(() => undefined);
-    },
+  const close = async (): Promise<void> => {
+    cache.stop();
+    for (const p of opened.values()) {
+      const b = await p.catch(() => null);
+      await b?.close().catch(() => undefined);
+    }
+    await ds.destroy().catch(() => undefined);
   };
+  try {
+    await cache.refresh(true);
+  } catch (e) {
+    // Nothing to hand back: release the store connection and any backend opened so far.
+    await close();
+    throw e;
+  }
+  return { keywarden: new Keywarden(ctx), ctx, ds, close };
 }

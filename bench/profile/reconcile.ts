@@ -13,7 +13,7 @@ import { STEADY_POLICY } from '../lib/bench-policy';
 import { prepareKeywarden } from '../lib/keywarden';
 import { REPO_ROOT } from '../lib/processes';
 import { profiled } from '../lib/profile';
-import { ZeroCostKeygenBackend } from '../lib/software-backend';
+import { MemoryBackend } from '../../test/helpers/fakes';
 import { ensureCompiled } from '../lib/build';
 
 async function main(): Promise<void> {
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     clock,
     log: pino({ level: 'silent' }),
     audit: storeAuditLog(),
-    ...(zeroCost ? { openBackend: async () => new ZeroCostKeygenBackend('hsm') } : {}),
+    ...(zeroCost ? { openBackend: async () => new MemoryBackend('hsm') } : {}),
   });
   // BENCHMARK ONLY: isolates what else a pass costs besides the key-cache reloads.
   if (noReload) rt.ctx.cache.refresh = async () => undefined;

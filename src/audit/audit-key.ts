@@ -144,13 +144,3 @@ export async function destroyRetiredAuditKeys(
   }
   return destroyed;
 }
-
-export {
-  AUDIT_ACTOR,
-  AUDIT_KEY_ALG,
-  AUDIT_KEY_POLICY,
-  AUDIT_SCOPE,
-  auditKeyDestroyDueAt,
-  auditScope,
-  signingAuditKey,
-} from '../policy/audit-key';

@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
 import type { DataSource, EntityManager } from 'typeorm';
-import type { AuditEvent } from '../policy/audit-events';
+import { AUDIT_EVENT_TYPES, type AuditEvent } from '../policy/audit-events';
+import { KeywardenError } from '../policy/errors';
 import { systemClock, type Clock } from '../policy/clock';
 import { AuditStore } from './audit-store';
 import { scrubAuditData } from './scrub';
+
+const KNOWN_TYPES: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
 
 const clip = (s: string, n: number): string => (s.length > n ? s.slice(0, n) : s);
 
@@ -30,6 +33,11 @@ export class StoreAuditLog {
 
   /** Appends inside the transaction `m`. */
   async appendIn(m: EntityManager, event: AuditEvent): Promise<void> {
+    // The type is checked at compile time; this catches a cast or a plain-JavaScript caller, so a
+    // record the docs and `audit tail --type` know nothing about is never written.
+    if (!KNOWN_TYPES.has(event.type)) {
+      throw new KeywardenError('INTERNAL', `audit event type "${String(event.type)}" is not catalogued`);
+    }
     const content = {
       at: this.clock.now(),
       type: clip(String(event.type), 64),

@@ -3,14 +3,13 @@ import type { ChainedRecord } from './chain';
 import { signStatement } from './signature';
 import { effectiveState } from '../policy/key-state';
 import {
-  AUDIT_ACTOR,
-  AUDIT_SCOPE,
   auditBackendName,
   auditSigner,
   destroyRetiredAuditKeys,
   ensureAuditKey,
   type AuditContext,
 } from './audit-key';
+import { AUDIT_ACTOR, AUDIT_SCOPE } from '../policy/audit-key';
 import { auditKeyNeededByClients } from '../lifecycle/client-seals';
 
 /** Record types the audit machinery writes. */
@@ -71,8 +70,8 @@ export interface CheckpointResult {
  * Writes a signed checkpoint when one is due (or `force` and anything is uncovered), then the
  * signed head marker over it, then destroys retired audit keys. The HSM signs outside any
  * transaction; the append re-checks under the chain lock that no other process covered the
- * same head meanwhile. Runs from the sink after writes and from `audit checkpoint`, never in
- * the token sign path.
+ * same head meanwhile. Runs from the scheduled checkpoint job (audit/jobs.ts) and from
+ * `audit checkpoint`, never in the token sign path.
  */
 export async function checkpointAudit(
   actx: AuditContext,

@@ -2,7 +2,8 @@ import type { AuditStore, SignedMarker } from './audit-store';
 import { GENESIS_HASH, recordHash, type ChainedRecord } from './chain';
 import { statementKid, verifyStatement, type StatementKind } from './signature';
 import type { KeyRecord } from '../policy/key';
-import { AUDIT_SCOPE, type AuditContext } from './audit-key';
+import type { AuditContext } from './audit-key';
+import { AUDIT_SCOPE } from '../policy/audit-key';
 import { CHECKPOINT_TYPE, PRUNED_TYPE, type CheckpointData } from './checkpoint';
 import { thumbprint } from '../lifecycle/thumbprint';
 

@@ -9,15 +9,8 @@ import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
 import { encodeSeal, sealInput } from '../policy/key-seal';
 import { verifyJwsSignature } from '../verify/signature';
-import {
-  AUDIT_SCOPE,
-  auditBackendName,
-  auditScope,
-  auditSigner,
-  ensureAuditKey,
-  signingAuditKey,
-  type AuditContext,
-} from '../audit/audit-key';
+import { auditBackendName, auditSigner, ensureAuditKey, type AuditContext } from '../audit/audit-key';
+import { AUDIT_SCOPE, auditScope, signingAuditKey } from '../policy/audit-key';
 import type { LifecycleContext } from './context';
 import { judgeFacts, type SealedRow } from './key-integrity';
 import { legacyMismatch } from './seal-legacy-keys';

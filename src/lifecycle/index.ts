@@ -16,7 +16,6 @@ export type { JwksAnswer } from './jwks-answer';
 export { jwksCacheControl } from './build-jwks';
 export { hsmStatus, type HsmCheckReport, type HsmFinding, type HsmStatusReport } from './hsm-check';
 export {
-  clientIdOfSecret,
   hasGrant,
   type AuthenticatedClient,
   type CheckedClientSummary,

@@ -147,7 +147,7 @@ export class KeyCache {
   }
 
   /** The change feed while started, when the store has one (diagnostics and tests). */
-  get changeListener(): KeyChangeFeed | null {
+  get activeFeed(): KeyChangeFeed | null {
     return this.feed;
   }
 

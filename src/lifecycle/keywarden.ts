@@ -9,7 +9,7 @@ import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } fro
 import type { ChainedRecord } from '../audit/chain';
 import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
-import { effectiveState, type KeyState } from '../policy/key-state';
+import { effectiveState } from '../policy/key-state';
 import { nextDecisionAt, pickSigningKey } from '../policy/next-actions';
 import { planRotations, type PlannedKey } from '../policy/plan';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
@@ -44,10 +44,9 @@ import { verifyKeyRows, type KeyVerifyReport, type RowTrust } from './verify-key
 import { verifyToken } from './verify-token';
 import type { ValidationResult } from '../verify/validate-token';
 
-/** A key row as operators see it: the record, its state now, and how far it is trusted. */
+/** A key row as operators see it: the record, and how far it is trusted. */
 export interface KeyListing {
   record: KeyRecord;
-  state: KeyState | 'generating';
   trust: RowTrust;
 }
 
@@ -140,17 +139,12 @@ export class Keywarden {
     };
   }
 
-  /** Key rows (of one scope, or all) with their state and trust, checked against the backends now. */
+  /** Key rows (of one scope, or all) with their trust, checked against the backends now. */
   async listKeys(scope?: string): Promise<KeyListing[]> {
     if (scope !== undefined) requireScope(this.ctx, scope);
-    const now = this.ctx.clock.now();
     const { trust } = await verifyKeyRows(this.ctx);
     const rows = scope !== undefined ? await this.ctx.keys.listByScope(scope) : await this.ctx.keys.listAll();
-    return rows.map((record) => ({
-      record,
-      state: record.status === 'generating' ? 'generating' : effectiveState(record, now),
-      trust: trust.get(record.id) ?? 'unchecked',
-    }));
+    return rows.map((record) => ({ record, trust: trust.get(record.id) ?? 'unchecked' }));
   }
 
   /** A key by kid or a unique kid prefix of 8+ characters, or null. */
@@ -239,17 +233,9 @@ export class Keywarden {
     return nextDecisionAt(scope.policy, await this.ctx.keys.listByScope(scope.name), this.ctx.clock.now());
   }
 
-  findOrphans(): Promise<OrphanScanReport[]> {
-    return findOrphans(this.ctx);
-  }
-
-  /** Keeps this process's keys current (poll, and LISTEN on PostgreSQL) until stopKeyRefresh. */
+  /** Keeps this process's keys current (poll, and LISTEN on PostgreSQL) until the runtime closes. */
   startKeyRefresh(): void {
     this.ctx.cache.start();
-  }
-
-  stopKeyRefresh(): void {
-    this.ctx.cache.stop();
   }
 
   // ---- operations ----
@@ -305,6 +291,7 @@ export class Keywarden {
   periodicJobs(
     hooks: { onOrphanScan?(r: OrphanScanReport): void; orphanScanIntervalMs?: number } = {},
   ): PeriodicJob[] {
+    const { log } = this.ctx;
     return [
       auditCheckpointJob(this.ctx),
       {
@@ -312,7 +299,11 @@ export class Keywarden {
         everyMs: 10_000,
         atStart: true,
         run: async () => {
-          await maintainClientSeals(this.ctx);
+          try {
+            await maintainClientSeals(this.ctx);
+          } catch (e) {
+            log.error({ err: (e as Error).message }, 'API client seal maintenance failed');
+          }
         },
       },
       {
@@ -320,7 +311,11 @@ export class Keywarden {
         everyMs: hooks.orphanScanIntervalMs ?? 3_600_000,
         atStart: true,
         run: async () => {
-          for (const r of await findOrphans(this.ctx)) hooks.onOrphanScan?.(r);
+          try {
+            for (const r of await findOrphans(this.ctx)) hooks.onOrphanScan?.(r);
+          } catch (e) {
+            log.error({ err: (e as Error).message }, 'orphan scan failed');
+          }
         },
       },
     ];
@@ -389,12 +384,12 @@ export class Keywarden {
   }
 
   /** The token routes' sign activity counter (the composition root starts and stops it). */
-  signActivity(): SignActivityAggregator {
+  createSignActivity(): SignActivityAggregator {
     return new SignActivityAggregator(this.ctx);
   }
 
   /** The token routes' record of refused requests (rate-limited `access.denied`). */
-  deniedRecorder(opts?: DeniedRecorderOptions): DeniedRecorder {
+  createDeniedRecorder(opts?: DeniedRecorderOptions): DeniedRecorder {
     return new DeniedRecorder(this.ctx, opts);
   }
 }

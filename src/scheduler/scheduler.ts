@@ -1,5 +1,5 @@
 import { CronJob } from 'cron';
-import type { Keywarden, OrphanScanReport, PeriodicJob, ReconcileReport } from '../lifecycle';
+import type { Keywarden, PeriodicJob, ReconcileReport } from '../lifecycle';
 
 /** setTimeout's ceiling; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -7,18 +7,14 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface SchedulerHooks {
   onReport?(report: ReconcileReport, durationMs: number): void;
   onFailure?(scope: string, error: Error): void;
-  /** After each orphan scan of each backend (e.g. to export the count as a metric). */
-  onOrphanScan?(report: OrphanScanReport): void;
 }
 
 export interface SchedulerOptions {
   /**
    * Periodic work besides reconcile (audit checkpoints, client seal upkeep, orphan scans), built
-   * by the composition root; default: the facade's periodicJobs.
+   * by the composition root (src/daemon.ts, from the facade's periodicJobs).
    */
-  jobs?: readonly PeriodicJob[];
-  /** How often backends are scanned for orphan objects with the default jobs. Default 1 h. */
-  orphanScanIntervalMs?: number;
+  jobs: readonly PeriodicJob[];
 }
 
 /**
@@ -40,17 +36,10 @@ export class Scheduler {
 
   constructor(
     private readonly kw: Keywarden,
-    private readonly hooks: SchedulerHooks = {},
-    opts: SchedulerOptions = {},
+    private readonly hooks: SchedulerHooks,
+    opts: SchedulerOptions,
   ) {
-    this.jobs =
-      opts.jobs ??
-      kw.periodicJobs({
-        onOrphanScan: (r) => hooks.onOrphanScan?.(r),
-        ...(opts.orphanScanIntervalMs !== undefined
-          ? { orphanScanIntervalMs: opts.orphanScanIntervalMs }
-          : {}),
-      });
+    this.jobs = opts.jobs;
   }
 
   /**
@@ -98,17 +87,6 @@ export class Scheduler {
       .catch((e: Error) => this.kw.log.error({ scope, err: e.message }, 'cannot schedule next reconcile'));
     this.running.set(scope, run);
     return run;
-  }
-
-  /** Runs the periodic job named `name` now unless it is running (tests, operators). Never rejects. */
-  runJobNow(name: string): Promise<void> {
-    const job = this.jobs.find((j) => j.name === name);
-    return job ? this.runJob(job) : Promise.resolve();
-  }
-
-  /** Scans the backends for objects without rows now (the orphan scan job). Never rejects. */
-  scanOrphans(): Promise<void> {
-    return this.runJobNow('orphan scan');
   }
 
   private runJob(job: PeriodicJob): Promise<void> {

@@ -5,7 +5,8 @@ import type { DataSource } from 'typeorm';
 /**
  * Serialises reconcile (and operator key changes) per scope across processes, so that two
  * daemons never rotate the same scope at once. `tryRun` returns `{ ran: false }` when another
- * process holds the lock; the caller skips (reconcile) or waits (operator commands).
+ * process holds the lock; the caller skips (reconcile) or waits (operator commands). The
+ * lifecycle's ScopeLock port (src/lifecycle/ports.ts), restated: the store may not import lifecycle/.
  */
 export interface ScopeLock {
   tryRun<T>(scope: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;

@@ -12,19 +12,12 @@ import type { Runtime } from '../../src/main';
 import { attackerClientRow, clientWriter } from '../helpers/client-tamper';
 import { startDaemon, type Daemon } from '../helpers/daemon';
 import { bothStores } from '../helpers/postgres';
+import { until } from '../helpers/wait';
 
 const { stores: STORES, stop: stopPostgres } = bothStores('clienttamper');
 const SCOPES = [{ name: 'consumer' }, { name: 'enterprise' }];
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 40_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+/** Waits here include a daemon start with several workers on a loaded machine. */
+const SLOW = { ms: 40_000, everyMs: 250 };
 
 describe('an API client inserted into the store of a running daemon (e2e)', function () {
   this.timeout(300_000);
@@ -72,10 +65,14 @@ describe('an API client inserted into the store of a running daemon (e2e)', func
         ]);
         assert.equal(added.code, 0, added.stderr);
         const good = (JSON.parse(added.stdout) as { secret: string }).secret;
-        const token = await until('the legitimate client signing', async () => {
-          const r = await sign('consumer', good);
-          return r.status === 200 ? (r.body.token as string) : undefined;
-        });
+        const token = await until(
+          'the legitimate client signing',
+          async () => {
+            const r = await sign('consumer', good);
+            return r.status === 200 ? (r.body.token as string) : undefined;
+          },
+          SLOW,
+        );
 
         const mallory = await attackerClientRow(
           { consumer: ['sign', 'verify'], enterprise: ['sign', 'verify'] },
@@ -96,15 +93,22 @@ describe('an API client inserted into the store of a running daemon (e2e)', func
         assert.equal((await verify('consumer', good, token)).body.valid, true, 'the legitimate client broke');
 
         // Reported: error log lines naming the row, and an audit record from the scheduling process.
-        await until('the refusal in the daemon log', async () =>
-          daemon.output().includes(mallory.id) && /API client refused/.test(daemon.output())
-            ? true
-            : undefined,
+        await until(
+          'the refusal in the daemon log',
+          async () =>
+            daemon.output().includes(mallory.id) && /API client refused/.test(daemon.output())
+              ? true
+              : undefined,
+          SLOW,
         );
-        const record = await until('a client.integrity-failed record', async () => {
-          const rs = await new AuditStore(rt.ds).tail({ type: 'client.integrity-failed', limit: 20 });
-          return rs.find((r) => r.data.clientId === mallory.id);
-        });
+        const record = await until(
+          'a client.integrity-failed record',
+          async () => {
+            const rs = await new AuditStore(rt.ds).tail({ type: 'client.integrity-failed', limit: 20 });
+            return rs.find((r) => r.data.clientId === mallory.id);
+          },
+          SLOW,
+        );
         assert.equal(record.data.reason, 'unsealed');
         // Recorded once, by the one scheduling process, not once per worker.
         await new Promise((r) => setTimeout(r, 1500));

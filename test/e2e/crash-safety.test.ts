@@ -358,11 +358,11 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
 
     it('the scheduler scans at start and then on its interval, per backend', async () => {
       const scans: { backend: string; orphans: number }[] = [];
-      const scheduler = new Scheduler(
-        rt.keywarden,
-        { onOrphanScan: (r) => scans.push({ backend: r.backend, orphans: r.orphans.length }) },
-        { orphanScanIntervalMs: 300 },
-      );
+      const jobs = rt.keywarden.periodicJobs({
+        onOrphanScan: (r) => scans.push({ backend: r.backend, orphans: r.orphans.length }),
+        orphanScanIntervalMs: 300,
+      });
+      const scheduler = new Scheduler(rt.keywarden, {}, { jobs });
       await scheduler.start();
       await new Promise((r) => setTimeout(r, 1000));
       await scheduler.stop();

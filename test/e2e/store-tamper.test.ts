@@ -25,6 +25,7 @@ import {
   type ServeProcess,
 } from '../helpers/daemon';
 import { bothStores } from '../helpers/postgres';
+import { until } from '../helpers/wait';
 import { attackerKeyRow, rawColumns, storeWriter } from '../helpers/store-tamper';
 import { forge } from '../unit/verify/fixtures';
 
@@ -61,21 +62,6 @@ interface Tampered {
   kid: string;
   scope: string;
   reason: string;
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  ms = 20_000,
-  context: () => string = () => '',
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${context()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 describe('store tampering against a running daemon (e2e)', function () {
@@ -309,8 +295,7 @@ describe('store tampering against a running daemon (e2e)', function () {
         await until(
           'the daemon to reload',
           async () => ((await fetch(`${daemon.baseUrl}/readyz`)).status === 503 ? true : undefined),
-          20_000,
-          () => daemon.output(),
+          { context: () => daemon.output() },
         );
         await assertNothingAccepted();
       });

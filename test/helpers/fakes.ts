@@ -59,6 +59,7 @@ import { clientVersionsOf, type ClientRecord, type StoredClient } from '../../sr
 import { KeywardenError, type ErrorCode } from '../../src/policy/errors';
 import type { BackendRef, KeyRecord, PublicJwk } from '../../src/policy/key';
 import type { KeywardenConfig } from '../../src/policy/scope';
+import { SHORT_POLICY } from './runtime';
 
 // ---------------------------------------------------------------------------------------------
 // Audit log
@@ -842,16 +843,8 @@ export interface FakeScope {
   policy?: Partial<Record<keyof typeof FAKE_POLICY, string>>;
 }
 
-/** The short, valid policy of test/helpers/runtime.ts (SHORT_POLICY). */
-export const FAKE_POLICY = {
-  jwksMaxAge: '1m',
-  prepublish: '2m',
-  activeFor: '10m',
-  verifyGrace: '5m',
-  maxTokenTtl: '5m',
-  destroyAfter: '10m',
-  maxKeyLifetime: '20m',
-};
+/** The short, valid policy the SoftHSM2 test runtime uses too. */
+export const FAKE_POLICY = SHORT_POLICY;
 
 /**
  * A config document for the scopes on one backend `hsm`. It names a PKCS#11 module that does not

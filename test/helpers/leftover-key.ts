@@ -1,3 +1,4 @@
+import type { KeyStore } from '../../src/lifecycle/ports';
 import type { KeyBackend } from '../../src/backends/key-backend';
 import { thumbprint } from '../../src/lifecycle/thumbprint';
 import type { KeyRecord } from '../../src/policy/key';
@@ -24,4 +25,34 @@ export async function leaveKeyBehind(
   const facts = { ...row, kid: await thumbprint(publicJwk), publicJwk };
   const signature = await backend.sign(row.backendRef, row.alg, sealInput(facts));
   await backend.attachSeal(row.backendRef, encodeSeal(signature));
+}
+
+/**
+ * A key as a release before sealing made it: row inserted, key pair generated, row completed,
+ * and no seal (what a store upgraded from that release holds). Returns the completed row.
+ */
+export async function makeUnsealedKey(
+  keys: Pick<KeyStore, 'insertGenerating' | 'completeGenerating'>,
+  backend: KeyBackend,
+  row: Omit<KeyRecord, 'kid' | 'publicJwk' | 'status' | 'backendRef'>,
+  now: Date,
+): Promise<KeyRecord> {
+  const generating: KeyRecord = {
+    ...row,
+    kid: null,
+    publicJwk: null,
+    status: 'generating',
+    backendRef: backend.planKey({ scope: row.scope, keyId: row.id }),
+  };
+  await keys.insertGenerating(generating, now);
+  const { publicJwk } = await backend.generate(generating.backendRef, {
+    alg: row.alg,
+    scope: row.scope,
+    keyId: row.id,
+    notBefore: row.publishAt,
+    notAfter: row.expiresAt,
+  });
+  const kid = await thumbprint(publicJwk);
+  await keys.completeGenerating(row.id, { kid, publicJwk, backendRef: generating.backendRef }, now);
+  return { ...generating, kid, publicJwk, status: 'ready' };
 }

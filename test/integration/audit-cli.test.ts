@@ -54,7 +54,7 @@ function appender(configPath: string, name: string, rounds: number, perRound: nu
       for (let r = 0; r < ${rounds}; r++) {
         await lines.next();
         for (let j = 0; j < ${perRound}; j++) {
-          await sink.record({ type: 'operator.test', actor: ${JSON.stringify(name)}, data: { round: r, i: r * ${perRound} + j } });
+          await sink.record({ type: 'client.created', actor: ${JSON.stringify(name)}, data: { round: r, i: r * ${perRound} + j } });
         }
         process.stdout.write('DONE\\n');
       }
@@ -178,7 +178,7 @@ describe('audit commands through the real CLI', function () {
       const r = await verifyAuditChain(rt.ctx);
       assert.ok(r.ok, JSON.stringify(r.break));
       const mine = await rt.ds.query(
-        `SELECT actor, COUNT(*) AS n FROM audit_records WHERE type = 'operator.test' GROUP BY actor`,
+        `SELECT actor, COUNT(*) AS n FROM audit_records WHERE type = 'client.created' AND actor LIKE 'proc-%' GROUP BY actor`,
       );
       assert.deepEqual(mine, [
         { actor: 'proc-a', n: 150 },
@@ -186,7 +186,7 @@ describe('audit commands through the real CLI', function () {
       ]);
       const order = (
         (await rt.ds.query(
-          `SELECT actor, data FROM audit_records WHERE type = 'operator.test' ORDER BY seq`,
+          `SELECT actor, data FROM audit_records WHERE type = 'client.created' AND actor LIKE 'proc-%' ORDER BY seq`,
         )) as { actor: string; data: string | Record<string, unknown> }[]
       ).map((r) => {
         const data = (typeof r.data === 'string' ? JSON.parse(r.data) : r.data) as {

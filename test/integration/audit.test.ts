@@ -16,7 +16,7 @@ import { signStatement, type StatementSigner } from '../../src/audit/signature';
 import { SignActivityAggregator } from '../../src/audit/activity';
 import { CHECKPOINT_TYPE, checkpointAudit, type CheckpointData } from '../../src/audit/checkpoint';
 import { auditCheckpointJob } from '../../src/audit/jobs';
-import { AUDIT_SCOPE } from '../../src/audit/audit-key';
+import { AUDIT_SCOPE } from '../../src/policy/audit-key';
 import { pruneAudit } from '../../src/audit/prune';
 import { auditChainLength } from '../../src/audit/query';
 import { verifyAuditChain, type AuditVerifyReport } from '../../src/audit/verify';
@@ -494,6 +494,43 @@ for (const env of ENVIRONMENTS) {
       assert.ok(v.ok, JSON.stringify(v.break));
       assert.equal(v.trust.status, 'hsm-confirmed');
       assert.notEqual(v.trust.kid, firstKey.kid);
+    });
+
+    it('the checkpoint job backs off while the audit key cannot sign, and checkpoints once it can', async () => {
+      const a = await start({ checkpointEveryRecords: 3, checkpointEvery: '5m' });
+      const job = auditCheckpointJob(a.ctx);
+      for (let i = 0; i < 3; i++)
+        await a.ctx.audit.record({ type: 'client.created', actor: OPS, data: { i } });
+      await job.run();
+      const before = (await checkpoints(a)).length;
+      for (let i = 0; i < 3; i++)
+        await a.ctx.audit.record({ type: 'client.created', actor: OPS, data: { i } });
+      // The HSM goes away: every attempt to reach the audit key's backend fails.
+      let attempts = 0;
+      const down = {
+        ...a.ctx,
+        backend: async () => {
+          attempts++;
+          throw new Error('HSM unreachable');
+        },
+      };
+      const failing = auditCheckpointJob(down);
+      await failing.run();
+      assert.ok(attempts > 0, 'the job did not try to checkpoint');
+      const afterFirst = attempts;
+      // The scheduler's ticks within the next minute do not try again (one warning a minute).
+      for (let s = 0; s < 55; s += 5) {
+        a.clock.advanceSeconds(5);
+        await failing.run();
+      }
+      assert.equal(attempts, afterFirst);
+      a.clock.advanceSeconds(10);
+      await failing.run();
+      assert.ok(attempts > afterFirst, 'no retry after the back-off');
+      assert.equal((await checkpoints(a)).length, before);
+      // Back: the job with the reachable HSM writes the checkpoint.
+      await job.run();
+      assert.equal((await checkpoints(a)).length, before + 1);
     });
 
     if (env === 'PostgreSQL') {

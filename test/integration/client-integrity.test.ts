@@ -9,7 +9,6 @@
  */
 import * as assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { DataSource } from 'typeorm';
@@ -20,12 +19,11 @@ import { TokenServiceMetrics } from '../../src/http/metrics';
 import { createServer } from '../../src/http/server';
 import { routeTable } from '../../src/http/routes';
 import { checkpointAudit } from '../../src/audit/checkpoint';
-import { AUDIT_KEY_POLICY, AUDIT_SCOPE, signingAuditKey } from '../../src/audit/audit-key';
+import { AUDIT_KEY_POLICY, AUDIT_SCOPE, signingAuditKey } from '../../src/policy/audit-key';
 import { maintainClientSeals, sealingAuditKey } from '../../src/lifecycle/client-seals';
 import { addClient, checkClientSecret, listClients, rotateClientSecret } from '../../src/lifecycle/clients';
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { sealClients } from '../../src/lifecycle/seal-clients';
-import { thumbprint } from '../../src/lifecycle/thumbprint';
 import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { decodeClientSeal, type ClientRefusalReason } from '../../src/policy/client-seal';
 import { FakeClock } from '../../src/policy/clock';
@@ -41,6 +39,8 @@ import {
   clientWriter,
   type ClientWriter,
 } from '../helpers/client-tamper';
+import { captureLog } from '../helpers/capture-log';
+import { makeUnsealedKey } from '../helpers/leftover-key';
 import { bothStores } from '../helpers/postgres';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
 import { attackerKeyRow, storeWriter } from '../helpers/store-tamper';
@@ -50,21 +50,6 @@ const SCOPES = [{ name: 'alpha' }, { name: 'beta' }];
 const T0 = Date.UTC(2026, 5, 1, 12, 0, 0);
 const DAY = 86400;
 const BEFORE_CLIENT_SEAL = MIGRATIONS.filter((m) => m.name !== 'ClientSeal1764300000000');
-
-/** Log lines the runtime wrote, parsed. */
-function captureLog(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const out: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(...chunk.toString().split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return {
-    log: pino({ level: 'info' }, sink),
-    lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
 
 describe('API client integrity: a store write never makes a client', function () {
   this.timeout(180_000);
@@ -113,7 +98,7 @@ describe('API client integrity: a store write never makes a client', function ()
           kw: t.kw,
           auth,
           metrics: new TokenServiceMetrics(t.config),
-          audit: { activity: t.kw.signActivity(), denied: t.kw.deniedRecorder() },
+          audit: { activity: t.kw.createSignActivity(), denied: t.kw.createDeniedRecorder() },
         };
         app = createServer(t.kw, {
           routes: routeTable({ kw: t.kw, publicBaseUrl: 'http://127.0.0.1', tokenService }),
@@ -508,37 +493,19 @@ describe('API client integrity: a store write never makes a client', function ()
         const legacyAuditKey = async (): Promise<KeyRecord> => {
           // Activated after any audit key made so far, so it is the one that signs.
           t.clock.advanceSeconds(1);
-          const id = randomUUID();
-          const row: KeyRecord = {
-            id,
-            kid: null,
+          const now = t.clock.now();
+          const row = {
+            id: randomUUID(),
             scope: AUDIT_SCOPE,
-            alg: 'ES256',
-            status: 'generating',
-            backendRef: backend.planKey({ scope: AUDIT_SCOPE, keyId: id }),
-            publicJwk: null,
-            ...timelineForNewKey(AUDIT_KEY_POLICY, t.clock.now(), { immediate: true }),
+            alg: 'ES256' as const,
+            ...timelineForNewKey(AUDIT_KEY_POLICY, now, { immediate: true }),
             revokedAt: null,
             revokedReason: null,
             destroyedAt: null,
-            createdAt: t.clock.now(),
+            createdAt: now,
             createdBy: 'previous-release',
           };
-          await t.ctx.keys.insertGenerating(row, t.clock.now());
-          const { publicJwk } = await backend.generate(row.backendRef, {
-            alg: 'ES256',
-            scope: AUDIT_SCOPE,
-            keyId: id,
-            notBefore: row.publishAt,
-            notAfter: row.expiresAt,
-          });
-          const kid = await thumbprint(publicJwk);
-          await t.ctx.keys.completeGenerating(
-            id,
-            { kid, publicJwk, backendRef: row.backendRef },
-            t.clock.now(),
-          );
-          return { ...row, kid, publicJwk, status: 'ready' };
+          return makeUnsealedKey(t.ctx.keys, backend, row, now);
         };
         const legacy = await legacyAuditKey();
         const c = await addClient(t.ctx, 'upgraded', { alpha: ['sign'] }, 'test');

@@ -178,7 +178,7 @@ describe('HA: several daemons on one PostgreSQL database', function () {
       b!.cache.start();
       c!.cache.start();
       // The composition root builds the feed on PostgreSQL: its listener.
-      const listener = (ctx: typeof a) => ctx!.cache.changeListener as KeyChangeListener | null;
+      const listener = (ctx: typeof a) => ctx!.cache.activeFeed as KeyChangeListener | null;
       try {
         const deadline = Date.now() + 5000;
         while (!(listener(b)?.listening && listener(c)?.listening)) {

@@ -8,7 +8,6 @@
  */
 import * as assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { Writable } from 'node:stream';
 import pino from 'pino';
 import { AuditStore } from '../../src/audit/audit-store';
 import { buildJwks } from '../../src/lifecycle/build-jwks';
@@ -22,13 +21,14 @@ import type { KeyRecord } from '../../src/policy/key';
 import type { KeyRefusalReason } from '../../src/policy/key-integrity';
 import { pickSigningKey } from '../../src/policy/next-actions';
 import { timelineForNewKey } from '../../src/policy/timeline';
-import { thumbprint } from '../../src/lifecycle/thumbprint';
 import type { KeywardenConfig } from '../../src/policy/scope';
 import { validateConfig } from '../../src/config/validate-config';
 import { parseJwks } from '../../src/verify/jwks';
 import { validateToken } from '../../src/verify/validate-token';
 import { signWithKey } from '../helpers/daemon';
 import { forge } from '../unit/verify/fixtures';
+import { captureLog } from '../helpers/capture-log';
+import { makeUnsealedKey } from '../helpers/leftover-key';
 import { bothStores } from '../helpers/postgres';
 import { startTestRuntime, testConfigDocument, type TestRuntime } from '../helpers/runtime';
 import { attackerKeyRow, rawColumns, storeWriter, type StoreWriter } from '../helpers/store-tamper';
@@ -41,21 +41,6 @@ const SCOPES = [
   { name: 'enterprise', policy: { maxKeyLifetime: '2d' } },
   { name: 'tenant' },
 ];
-
-/** Log lines the runtime wrote, parsed. */
-function captureLog(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const out: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(...chunk.toString().split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return {
-    log: pino({ level: 'info' }, sink),
-    lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
 
 describe('key integrity: a store write never becomes a signing or validation capability', function () {
   this.timeout(120_000);
@@ -366,38 +351,19 @@ describe('key integrity: a store write never becomes a signing or validation cap
           opts: { immediate: boolean } = { immediate: true },
         ): Promise<KeyRecord> {
           const config = t.config.scopes.find((x) => x.name === scope)!;
-          const backend = await t.ctx.backend('hsm');
-          const id = randomUUID();
-          const row: KeyRecord = {
-            id,
-            kid: null,
+          const now = t.clock.now();
+          const row = {
+            id: randomUUID(),
             scope,
-            alg: 'ES256',
-            status: 'generating',
-            backendRef: backend.planKey({ scope, keyId: id }),
-            publicJwk: null,
-            ...timelineForNewKey(config.policy, t.clock.now(), opts),
+            alg: 'ES256' as const,
+            ...timelineForNewKey(config.policy, now, opts),
             revokedAt: null,
             revokedReason: null,
             destroyedAt: null,
-            createdAt: t.clock.now(),
+            createdAt: now,
             createdBy: 'previous-release',
           };
-          await t.ctx.keys.insertGenerating(row, t.clock.now());
-          const { publicJwk } = await backend.generate(row.backendRef, {
-            alg: 'ES256',
-            scope,
-            keyId: id,
-            notBefore: row.publishAt,
-            notAfter: row.expiresAt,
-          });
-          const kid = await thumbprint(publicJwk);
-          await t.ctx.keys.completeGenerating(
-            id,
-            { kid, publicJwk, backendRef: row.backendRef },
-            t.clock.now(),
-          );
-          return { ...row, kid, publicJwk, status: 'ready' };
+          return makeUnsealedKey(t.ctx.keys, await t.ctx.backend('hsm'), row, now);
         }
 
         it('matching keys are confirmed, sealed once and keep working; a tampered one is refused and never sealed', async () => {

@@ -37,7 +37,7 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
     before(async () => {
       t = await startTestRuntime([{ name: 'alpha' }, { name: 'beta' }]);
       metrics = new LifecycleMetrics(t.kw);
-      scheduler = new Scheduler(t.kw, metrics.schedulerHooks());
+      scheduler = new Scheduler(t.kw, metrics.schedulerHooks(), { jobs: [] });
     });
     after(async () => {
       await scheduler?.stop();
@@ -158,7 +158,7 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
         beforeOpen: (token) => rename(join(token.dir, 'user-pin'), join(token.dir, 'user-pin.away')),
       });
       metrics = new LifecycleMetrics(t.kw);
-      scheduler = new Scheduler(t.kw, metrics.schedulerHooks());
+      scheduler = new Scheduler(t.kw, metrics.schedulerHooks(), { jobs: [] });
     });
     after(async () => {
       await scheduler?.stop();
@@ -198,7 +198,7 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
 
     it('leaves out the audit chain length and serves the rest', async () => {
       const metrics = new LifecycleMetrics(t.kw);
-      await new Scheduler(t.kw, metrics.schedulerHooks()).runScope('alpha');
+      await new Scheduler(t.kw, metrics.schedulerHooks(), { jobs: [] }).runScope('alpha');
       assert.ok((sample(await scrape(metrics), 'keywarden_audit_chain_length') ?? 0) > 0);
       await t.rt.ds.destroy();
       const e = await scrape(metrics);
@@ -215,7 +215,7 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
     before(async () => {
       t = await startTestRuntime([{ name: 'alpha' }]);
       const metrics = new LifecycleMetrics(t.kw);
-      await new Scheduler(t.kw, metrics.schedulerHooks()).runScope('alpha');
+      await new Scheduler(t.kw, metrics.schedulerHooks(), { jobs: [] }).runScope('alpha');
       app = createHttpServer(t.kw, {
         publicBaseUrl: 'http://127.0.0.1',
         metricsRegistries: [metrics.registry],

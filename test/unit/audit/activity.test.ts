@@ -5,7 +5,9 @@ import { AuditStore, StoreAuditLog } from '../../../src/audit';
 import { DeniedRecorder, SignActivityAggregator } from '../../../src/audit/activity';
 import { auditChainLength } from '../../../src/audit/query';
 import { verifyAuditChain } from '../../../src/audit/verify';
+import type { AuditEventType } from '../../../src/policy/audit-events';
 import { FakeClock } from '../../../src/policy/clock';
+import { KeywardenError } from '../../../src/policy/errors';
 import { openStore } from '../../../src/store/data-source';
 import { SqlStore } from '../../../src/store/sql-store';
 
@@ -124,6 +126,12 @@ describe('request auditing on a real (in-memory SQLite) audit chain', () => {
     );
     assert.equal(rows[0]!.data.secret, '[redacted]');
     assert.equal(await auditChainLength(ctx), 1, 'the rolled-back record left no trace, not even a seq');
+    // A type outside the catalogue (policy/audit-events.ts) is a bug: refused, nothing written.
+    await assert.rejects(
+      ctx.audit.record({ type: 'Bad Name' as AuditEventType, actor: 'x' }),
+      (e) => e instanceof KeywardenError && e.code === 'INTERNAL',
+    );
+    assert.equal(await auditChainLength(ctx), 1);
   });
 
   it('is append-only at the database: UPDATE and DELETE of records are refused', async () => {
