@@ -35,7 +35,9 @@ for n in "$ROUNDS" "$SECONDS_PER" "$WORKERS"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "rounds, seconds and workers are positive integers" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
-command -v softhsm2-util >/dev/null || { echo "softhsm2-util is missing: apt-get install softhsm2" >&2; exit 2; }
+for tool in softhsm2-util curl git pgrep; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install softhsm2 curl git procps)" >&2; exit 2; }
+done
 
 WORK=$ROOT/.tmp/bench/revisions
 mkdir -p "$WORK"
@@ -59,11 +61,8 @@ prepare() {
   echo "$label = $rev ($sha): building" >&2
   (cd "$tree" && npm run --silent build >/dev/null)
   dir=$(mktemp -d "$WORK/run-$label-XXXX")
-  mkdir -p "$dir/tokens"
-  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir" >"$dir/softhsm2.conf"
-  printf '1234' >"$dir/user-pin"
-  chmod 600 "$dir/user-pin"
-  SOFTHSM2_CONF=$dir/softhsm2.conf softhsm2-util --init-token --free --label bench --so-pin 5678 --pin 1234 >/dev/null
+  local conf
+  conf=$(bash "$ROOT/hsm/init-token.sh" "$dir" bench)
   cat >"$dir/keywarden.json" <<EOF
 {
   "dataDir": "$dir",
@@ -73,8 +72,8 @@ prepare() {
   "backends": {
     "hsm": {
       "type": "pkcs11", "module": "$MODULE", "tokenLabel": "bench",
-      "pin": { "file": "$dir/user-pin" },
-      "moduleEnv": { "SOFTHSM2_CONF": "$dir/softhsm2.conf" },
+      "pin": { "file": "$dir/hsm/user-pin" },
+      "moduleEnv": { "SOFTHSM2_CONF": "$conf" },
       "sessions": 4
     }
   },

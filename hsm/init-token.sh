@@ -8,8 +8,10 @@
 # are never overwritten: they are the only copy of the PINs of an existing token.
 # Prints the SOFTHSM2_CONF path on stdout (everything else goes to stderr).
 #
-# Run it as the user that will run keywarden, or as root on a data dir owned by that user
-# (the files it creates are then handed to the dir's owner).
+# Run it as the user that will own the token: the one that runs `p11-kit server` for it
+# (keywarden-hsm in the container and the systemd units; the same user as keywarden in the quick
+# start), or as root on a data dir owned by that user (the files it creates are then handed to
+# the dir's owner).
 set -euo pipefail
 umask 077
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates python3 make g++)
+packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates curl python3 make g++)
 if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd); fi
 
 missing=()
@@ -32,6 +32,10 @@ fi
 # own npm_config_nodedir (environment) is kept; a nodedir in ~/.npmrc is overridden.
 if ! command -v node >/dev/null 2>&1; then
   echo "node (Node.js 20) is not on the PATH" >&2
+  exit 1
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "keywarden needs Node.js 20.19 or later (package.json engines); this is $(node --version)" >&2
   exit 1
 fi
 node_prefix=$(node -p 'require("path").resolve(process.execPath, "..", "..")')

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine (run as root): installs what it needs,
-# then lint, typecheck, build, and every mocha test (unit, contract, integration, e2e) on
+# and builds, then lint, the layering rules, typecheck, and every mocha test (unit, contract,
+# integration, e2e) on
 # real SoftHSM2 tokens and a real PostgreSQL server that the tests create themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -48,11 +48,13 @@ function humanKey(d: ReturnType<typeof describeKey>): string {
 }
 
 export function keysCommand(): Command {
-  const keys = new Command('keys').description('list, inspect, rotate and revoke keys');
+  const keys = new Command('keys').description('list, inspect, verify, rotate and revoke keys');
 
   keys
     .command('list')
-    .description('list keys with their effective state now (every scope, or one with --scope)')
+    .description(
+      'list keys with their effective state now and how far each row is trusted (every scope, or one with --scope)',
+    )
     .option('--scope <scope>', 'only this scope')
     .action(async (opts: { scope?: string }, cmd: Command) => {
       await withRuntime(cmd, async (kw) => {

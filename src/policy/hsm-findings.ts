@@ -1,6 +1,6 @@
 /**
  * The kinds of finding `keywarden hsm check` reports (I3 hygiene), each with the one-line meaning
- * that `--help` prints and docs/errors.md documents (a test keeps the two in step). Scripts branch
+ * that `--help` prints and docs/hsm-vendors.md documents (a test keeps the two in step). Scripts branch
  * on the kind, never on the message: kinds are stable, new ones are only appended.
  */
 export const HSM_FINDING_KINDS = {
