@@ -14,7 +14,10 @@ import { timelineForNewKey } from '../policy/timeline';
 import { runLocked } from '../lifecycle/ports';
 import type { StatementSigner } from './signature';
 import type { LifecycleContext } from '../lifecycle/context';
+import { destroyKeyObjects } from '../lifecycle/destroy-key';
 import { generateKey, recoverGenerating } from '../lifecycle/generate-key';
+import { judgeFacts, type SealedRow } from '../lifecycle/key-integrity';
+import { legacyMismatch } from '../lifecycle/seal-legacy-keys';
 import type { ClientTrust } from '../lifecycle/client-trust';
 import type { KeyCache } from '../lifecycle/key-cache';
 
@@ -54,12 +57,78 @@ function asLifecycleContext(actx: AuditContext): LifecycleContext {
   };
 }
 
+/** An audit key its backend vouches for; `legacy` when it was made before keys were sealed. */
+export interface ConfirmedAuditKey {
+  key: KeyRecord;
+  legacy: boolean;
+}
+
 /**
- * The audit key to sign with now, generated in the audit backend when there is none or the
- * current one is about to stop signing. Generation runs under the `_audit` lock, so concurrent
- * daemons make one key, and uses the crash-safe generateKey (its records land in the chain).
+ * Why the audit key row `key` is not vouched for by its backend, or how it is: its label names
+ * the row, its public key is the row's, and its seal verifies over the row (judgeFacts); a key
+ * made before sealing is confirmed as reconcile confirms a scope's (legacyMismatch) and reported
+ * `legacy`. `_audit` rows never enter a key cache, so this is their integrity check. Throws when
+ * the backend cannot be asked.
+ */
+export async function confirmAuditKey(
+  actx: Pick<AuditContext, 'config' | 'backend'>,
+  key: KeyRecord,
+): Promise<{ ok: true; legacy: boolean } | { ok: false; message: string }> {
+  const name = key.backendRef.backend;
+  if (!actx.config.backends[name] || key.kid === null || key.publicJwk === null) {
+    return { ok: false, message: `its backend ${name} is not configured, or the row has no public key` };
+  }
+  const backend = await actx.backend(name);
+  const [answer] = await backend.inspectKeys([{ ref: key.backendRef, alg: key.alg }]);
+  if (answer?.status !== 'found') {
+    return {
+      ok: false,
+      message:
+        answer?.status === 'unreadable' ? answer.problem : `backend ${name} holds no key at its reference`,
+    };
+  }
+  const row = key as SealedRow;
+  const judged = await judgeFacts(row, answer.facts);
+  if (judged.ok) return { ok: true, legacy: false };
+  if (judged.reason !== 'unsealed') return { ok: false, message: `${judged.reason}: ${judged.message}` };
+  const mismatch = await legacyMismatch(row, answer.facts, auditScope(name));
+  return mismatch
+    ? { ok: false, message: `made before sealing, and ${mismatch}` }
+    : { ok: true, legacy: true };
+}
+
+/**
+ * The audit key that signs now (the latest active `_audit` row), confirmed against its backend,
+ * or null when there is none. Fails closed: a row its backend does not vouch for (written into
+ * the store, or edited) signs nothing, and nothing older stands in for it (KEY_NOT_USABLE).
+ */
+async function trustedSigningAuditKey(actx: AuditContext, now: Date): Promise<ConfirmedAuditKey | null> {
+  const key = signingAuditKey(await actx.keys.listByScope(AUDIT_SCOPE), now);
+  if (!key) return null;
+  const c = await confirmAuditKey(actx, key);
+  if (c.ok) return { key, legacy: c.legacy };
+  actx.log.error(
+    { kid: key.kid, keyId: key.id, detail: c.message },
+    'audit key row refused: its backend does not vouch for it, so it signs nothing',
+  );
+  throw new KeywardenError(
+    'KEY_NOT_USABLE',
+    `audit key ${String(key.kid)} is not vouched for by its backend, so it signs nothing: ${c.message}`,
+  );
+}
+
+/**
+ * The audit key to sign with now, confirmed against its backend, generated in the audit backend
+ * when there is none or the current one is about to stop signing. Generation runs under the
+ * `_audit` lock, so concurrent daemons make one key, and uses the crash-safe generateKey (its
+ * records land in the chain).
  */
 export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
+  return (await ensureConfirmedAuditKey(actx)).key;
+}
+
+/** ensureAuditKey, saying whether the key was made before sealing (API client sealing seals it first). */
+export async function ensureConfirmedAuditKey(actx: AuditContext): Promise<ConfirmedAuditKey> {
   const backendName = auditBackendName(actx.config);
   if (!backendName) {
     throw new KeywardenError(
@@ -67,9 +136,9 @@ export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
       'no backend for the audit checkpoint key: set audit.backend or configure a pkcs11 backend',
     );
   }
-  const fresh = (k: KeyRecord | null, now: Date): k is KeyRecord =>
-    k !== null && k.retireAt.getTime() - now.getTime() > RENEW_BEFORE_MS;
-  const current = signingAuditKey(await actx.keys.listByScope(AUDIT_SCOPE), actx.clock.now());
+  const fresh = (k: ConfirmedAuditKey | null, now: Date): k is ConfirmedAuditKey =>
+    k !== null && k.key.retireAt.getTime() - now.getTime() > RENEW_BEFORE_MS;
+  const current = await trustedSigningAuditKey(actx, actx.clock.now());
   if (fresh(current, actx.clock.now())) return current;
   return runLocked(actx.lock, AUDIT_SCOPE, async () => {
     const lc = asLifecycleContext(actx);
@@ -79,15 +148,16 @@ export async function ensureAuditKey(actx: AuditContext): Promise<KeyRecord> {
       await recoverGenerating(lc, row, AUDIT_ACTOR);
     }
     const now = actx.clock.now();
-    const again = signingAuditKey(await actx.keys.listByScope(AUDIT_SCOPE), now);
+    const again = await trustedSigningAuditKey(actx, now);
     if (fresh(again, now)) return again;
-    return generateKey(
+    const key = await generateKey(
       lc,
       auditScope(backendName),
       timelineForNewKey(AUDIT_KEY_POLICY, now, { immediate: true }),
       AUDIT_ACTOR,
       again ? 'audit key renewal' : 'first audit checkpoint key',
     );
+    return { key, legacy: false };
   });
 }
 
@@ -128,8 +198,7 @@ export async function destroyRetiredAuditKeys(
       continue;
     }
     try {
-      const backend = await actx.backend(k.backendRef.backend);
-      await backend.destroy(k.backendRef);
+      await destroyKeyObjects(actx, k);
       await actx.store.transaction(async (tx) => {
         await tx.keys.markDestroyed(k.id, now);
         await tx.audit.record({ type: 'key.destroyed', actor: AUDIT_ACTOR, scope: AUDIT_SCOPE, kid: k.kid });

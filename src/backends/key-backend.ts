@@ -40,8 +40,12 @@ export interface KeyBackend {
   /** True if the object at `ref` exists in the backend. */
   exists(ref: BackendRef): Promise<boolean>;
 
-  /** Destroys the key at `ref`. Destroying a missing key is not an error (idempotent). */
-  destroy(ref: BackendRef): Promise<void>;
+  /**
+   * Destroys the key at `ref`. Destroying a missing key is not an error (idempotent). With `owner`
+   * (the store row id the key was made for), objects whose label or tags name another row are
+   * left alone: a row whose reference the store changed never destroys another row's key.
+   */
+  destroy(ref: BackendRef, owner?: string): Promise<void>;
 
   /** Every object carrying keywarden's label prefix / tag, for orphan detection and hygiene. */
   list(): Promise<BackendObject[]>;

@@ -7,13 +7,17 @@ import {
 } from '../policy/client-seal';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
-import { encodeSeal, sealInput } from '../policy/key-seal';
 import { verifyJwsSignature } from '../verify/signature';
-import { auditBackendName, auditSigner, ensureAuditKey, type AuditContext } from '../audit/audit-key';
-import { AUDIT_SCOPE, auditScope, signingAuditKey } from '../policy/audit-key';
+import {
+  auditBackendName,
+  auditSigner,
+  ensureConfirmedAuditKey,
+  type AuditContext,
+} from '../audit/audit-key';
+import { AUDIT_SCOPE, signingAuditKey } from '../policy/audit-key';
 import type { LifecycleContext } from './context';
-import { judgeFacts, type SealedRow } from './key-integrity';
-import { legacyMismatch } from './seal-legacy-keys';
+import { sealKey } from './generate-key';
+import type { SealedRow } from './key-integrity';
 
 /** Actor of the seals the daemon renews itself. */
 export const CLIENT_SEAL_ACTOR = 'system:client-seals';
@@ -42,42 +46,19 @@ export async function sealingAuditKey(ctx: LifecycleContext, actor: string): Pro
         'set audit.backend or configure a pkcs11 backend (no client can be added or changed until then)',
     );
   }
-  const key = await ensureAuditKey(ctx);
-  const backend = await ctx.backend(key.backendRef.backend);
-  const [answer] = await backend.inspectKeys([{ ref: key.backendRef, alg: key.alg }]);
-  if (answer?.status !== 'found') {
-    throw new KeywardenError(
-      'KEY_NOT_USABLE',
-      `audit key ${String(key.kid)}: ${answer?.status === 'unreadable' ? answer.problem : `backend ${backend.name} holds no key at its reference`}`,
-    );
-  }
-  const row = key as SealedRow;
-  const judged = await judgeFacts(row, answer.facts);
-  if (!judged.ok && judged.reason === 'unsealed') {
-    const mismatch = await legacyMismatch(row, answer.facts, auditScope(key.backendRef.backend));
-    if (mismatch) {
-      throw new KeywardenError(
-        'KEY_NOT_USABLE',
-        `audit key ${row.kid} (made before keys were sealed) does not match its backend, so it seals nothing: ${mismatch}`,
-      );
-    }
-    await backend.attachSeal(
-      key.backendRef,
-      encodeSeal(await backend.sign(key.backendRef, key.alg, sealInput(row))),
-    );
+  // Confirmed against its backend (ensureConfirmedAuditKey: label, public key, seal); one made
+  // before keys were sealed is sealed first, once.
+  const { key, legacy } = await ensureConfirmedAuditKey(ctx);
+  if (legacy) {
+    await sealKey(await ctx.backend(key.backendRef.backend), key as SealedRow);
     await ctx.audit.record({
       type: 'key.sealed',
       actor,
       scope: AUDIT_SCOPE,
-      kid: row.kid,
-      data: { keyId: row.id, reason: 'audit key made before sealing; confirmed against its backend' },
+      kid: key.kid,
+      data: { keyId: key.id, reason: 'audit key made before sealing; confirmed against its backend' },
     });
-    ctx.log.info({ kid: row.kid }, 'audit key made before sealing confirmed and sealed');
-  } else if (!judged.ok) {
-    throw new KeywardenError(
-      'KEY_NOT_USABLE',
-      `audit key ${row.kid} is not vouched for by its backend (${judged.reason}): ${judged.message}`,
-    );
+    ctx.log.info({ kid: key.kid }, 'audit key made before sealing confirmed and sealed');
   }
   const signer = await auditSigner(ctx, key);
   return {

@@ -11,13 +11,12 @@ import {
 } from '../policy/client-seal';
 import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
-import { sealInput } from '../policy/key-seal';
 import type { KeywardenConfig } from '../policy/scope';
 import type { StoredClient } from '../policy/clients';
 import { verifyJwsSignature } from '../verify/signature';
 import { AUDIT_SCOPE } from '../policy/audit-key';
 import type { AuditLog, KeyStore } from './ports';
-import { judgeFacts, type SealedRow } from './key-integrity';
+import { judgeFacts, rowDigest, type SealedRow } from './key-integrity';
 
 /** A client row as the trust check reads it: its sealed facts and its seal column. */
 export type ClientRowFacts = ClientSealFacts & { seal: string | null };
@@ -207,11 +206,7 @@ export class ClientTrust {
         `audit key ${kid}: its backend reference is not usable: ${(e as Error).message}`,
       );
     }
-    const digest = createHash('sha256')
-      .update(sealInput(row as SealedRow))
-      .update('\0')
-      .update(identity)
-      .digest('base64url');
+    const digest = rowDigest(row as SealedRow, identity);
     const known = this.auditKeys.get(digest);
     if (known) return known;
     let answer;

@@ -5,6 +5,7 @@ import { encodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import type { ScopeConfig } from '../policy/scope';
 import type { KeyTimeline } from '../policy/timeline';
 import type { LifecycleContext } from './context';
+import { destroyKeyObjects } from './destroy-key';
 import { judgeFacts } from './key-integrity';
 import { thumbprint } from './thumbprint';
 
@@ -90,7 +91,7 @@ export async function generateKey(
     crashPointForTests('after-backend', scope.name);
     sealed = await sealNewKey(backend, { ...row, backendRef: generated.ref }, generated.publicJwk);
   } catch (e) {
-    await abandon(ctx, backend, row, actor, e);
+    await abandon(ctx, row, actor, e);
     throw e;
   }
   crashPointForTests('after-seal', scope.name);
@@ -100,9 +101,17 @@ export async function generateKey(
 /** Step 3: the new key signs its own record, and the backend keeps the seal. */
 async function sealNewKey(backend: KeyBackend, row: KeyRecord, publicJwk: PublicJwk): Promise<SealedFacts> {
   const facts: SealedFacts = { ...row, kid: await thumbprint(publicJwk), publicJwk };
+  await sealKey(backend, facts);
+  return facts;
+}
+
+/**
+ * The key signs its own record (policy/key-seal.ts) and the backend stores that seal beside it,
+ * once: for a new key, and for a key made before sealing once it is confirmed.
+ */
+export async function sealKey(backend: KeyBackend, facts: SealedFacts): Promise<void> {
   const signature = await backend.sign(facts.backendRef, facts.alg, sealInput(facts));
   await backend.attachSeal(facts.backendRef, encodeSeal(signature));
-  return facts;
 }
 
 /** What recovering a crash leftover did. */
@@ -140,7 +149,7 @@ export async function recoverGenerating(
     why = `not completed: ${verdict.message}`;
   } else if (answer?.status === 'found') why = 'interrupted before the key was sealed';
   else if (answer?.status === 'unreadable') why = `its object is unusable: ${answer.problem}`;
-  await abandon(ctx, backend, row, actor, new Error(why));
+  await abandon(ctx, row, actor, new Error(why));
   return { outcome: 'removed', why };
 }
 
@@ -178,16 +187,18 @@ export async function completeKey(
   return { ...row, kid, publicJwk, backendRef: ref, status: 'ready' };
 }
 
-/** Removes a failed generation: the backend object if any, then the row. */
+/**
+ * Removes a failed generation: the backend objects if any (those labelled for this row: a
+ * leftover row the store made up must not destroy another key), then the row.
+ */
 export async function abandon(
   ctx: LifecycleContext,
-  backend: KeyBackend,
   row: KeyRecord,
   actor: string,
   cause: unknown,
 ): Promise<void> {
   try {
-    await backend.destroy(row.backendRef);
+    await destroyKeyObjects(ctx, row);
   } catch (e) {
     // The row stays `generating`, so reconcile retries the cleanup; nothing is lost.
     ctx.log.warn(

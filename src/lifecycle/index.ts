@@ -8,11 +8,11 @@ export {
   type DiscoveryDocument,
   type InitReport,
   type KeyListing,
-  type Readiness,
   type ScopeDetails,
   type ScopePlan,
 } from './keywarden';
 export type { JwksAnswer } from './jwks-answer';
+export type { Readiness } from './readiness';
 export { jwksCacheControl } from './build-jwks';
 export { hsmStatus, type HsmCheckReport, type HsmFinding, type HsmStatusReport } from './hsm-check';
 export {

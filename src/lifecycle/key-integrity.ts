@@ -292,7 +292,7 @@ const UNSEALED =
 export type SealedRow = KeyRecord & SealedFacts;
 
 /** What a row's trust is remembered by: its sealed facts and the object it points at. */
-function rowDigest(row: SealedRow, identity: string): string {
+export function rowDigest(row: SealedRow, identity: string): string {
   return createHash('sha256').update(sealInput(row)).update('\0').update(identity).digest('base64url');
 }
 

@@ -33,6 +33,7 @@ import { findOrphans, type OrphanScanReport } from './find-orphans';
 import { checkHsm, type HsmCheckReport } from './hsm-check';
 import type { IntegrityReport } from './key-integrity';
 import type { PeriodicJob } from './ports';
+import { readiness, type Readiness } from './readiness';
 import { reconcileAll, reconcileScope, type ReconcileReport } from './reconcile-scope';
 import { revokeKey, type RevokeResult } from './revoke-key';
 import { rotateScope } from './rotate-scope';
@@ -41,6 +42,7 @@ import { scopeOverview, type ScopeOverviewRow } from './scope-overview';
 import { sealClients, type SealClientsReport, type SealClientsRequest } from './seal-clients';
 import { signToken, type SignedToken, type SignRequest } from './sign-token';
 import { verifyKeyRows, type KeyVerifyReport, type RowTrust } from './verify-key-rows';
+import { trustedKeys } from './trusted-keys';
 import { verifyToken } from './verify-token';
 import type { ValidationResult } from '../verify/validate-token';
 
@@ -70,12 +72,6 @@ export interface InitReport {
   errors: (ReconcileReport['errors'][number] & { scope: string })[];
 }
 
-/** Readiness: the store, every backend a scope uses, and key integrity. */
-export interface Readiness {
-  ok: boolean;
-  checks: Record<string, { ok: boolean; detail: string }>;
-}
-
 /** The OpenID-style discovery document of a scope. */
 export interface DiscoveryDocument {
   issuer: string;
@@ -87,8 +83,8 @@ export interface DiscoveryDocument {
 /**
  * The use-case facade: everything the CLI, the HTTP routes and the scheduler may ask of
  * keywarden (they import this and policy/ types, nothing else of ours; dependency-cruiser checks
- * it). Each method is one use case over the context the composition root wired; the facade adds
- * no behaviour of its own.
+ * it). Each method is one use case over the context the composition root wired, or a small
+ * composition of reads for one command (scopeDetails, init); the use cases live in their modules.
  */
 export class Keywarden {
   constructor(private readonly ctx: LifecycleContext) {}
@@ -121,7 +117,12 @@ export class Keywarden {
       const s = effectiveState(k, now);
       keysByState[s] = (keysByState[s] ?? 0) + 1;
     }
-    return { scope, signingKid: pickSigningKey(keys, now)?.kid ?? null, keysByState };
+    return { scope, signingKid: this.signingKid(scope.name, now), keysByState };
+  }
+
+  /** The kid the scope signs with now: from this process's integrity-checked keys, never raw rows. */
+  private signingKid(scope: string, now: Date): string | null {
+    return pickSigningKey(this.ctx.cache.view(scope)?.records ?? [], now)?.kid ?? null;
   }
 
   /** Every configured scope's status now, from this process's key cache (metrics). */
@@ -207,15 +208,11 @@ export class Keywarden {
   async init(actor: string): Promise<InitReport> {
     const reports = await reconcileAll(this.ctx, actor);
     const now = this.ctx.clock.now();
-    const scopes: InitReport['scopes'] = [];
-    for (const s of this.ctx.config.scopes) {
-      const keys = (await this.ctx.keys.listByScope(s.name)).filter((k) => k.status === 'ready');
-      scopes.push({
-        scope: s.name,
-        signingKid: pickSigningKey(keys, now)?.kid ?? null,
-        actions: reports.find((r) => r.scope === s.name)?.done ?? [],
-      });
-    }
+    const scopes: InitReport['scopes'] = this.ctx.config.scopes.map((s) => ({
+      scope: s.name,
+      signingKid: this.signingKid(s.name, now),
+      actions: reports.find((r) => r.scope === s.name)?.done ?? [],
+    }));
     return { scopes, errors: reports.flatMap((r) => r.errors.map((e) => ({ scope: r.scope, ...e }))) };
   }
 
@@ -230,7 +227,11 @@ export class Keywarden {
   /** When the scope's next reconcile decision falls due (the scheduler's timer), or null. */
   async nextDecisionAt(scopeName: string): Promise<Date | null> {
     const scope = requireScope(this.ctx, scopeName);
-    return nextDecisionAt(scope.policy, await this.ctx.keys.listByScope(scope.name), this.ctx.clock.now());
+    return nextDecisionAt(
+      scope.policy,
+      await trustedKeys(this.ctx, scope.name, { reload: false }),
+      this.ctx.clock.now(),
+    );
   }
 
   /** Keeps this process's keys current (poll, and LISTEN on PostgreSQL) until the runtime closes. */
@@ -240,37 +241,9 @@ export class Keywarden {
 
   // ---- operations ----
 
-  async readiness(): Promise<Readiness> {
-    const checks: Readiness['checks'] = { store: await this.ctx.store.ping() };
-    for (const name of new Set(this.ctx.config.scopes.map((s) => s.backend))) {
-      try {
-        checks[`backend:${name}`] = await (await this.ctx.backend(name)).health();
-      } catch (e) {
-        checks[`backend:${name}`] = { ok: false, detail: (e as Error).message };
-      }
-    }
-    // A key row the integrity check refused means someone wrote the store: say so, and which.
-    const report = this.ctx.cache.integrity.report;
-    const refused = report?.refused ?? [];
-    const missing = report?.missingRows ?? [];
-    if (refused.length > 0 || missing.length > 0) {
-      const byScope = new Map<string, Map<string, number>>();
-      for (const r of refused) {
-        const reasons = byScope.get(r.scope) ?? new Map<string, number>();
-        reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
-        byScope.set(r.scope, reasons);
-      }
-      const parts = [...byScope].map(
-        ([scope, reasons]) =>
-          `scope ${scope}: ${[...reasons].map(([reason, n]) => `${n} ${reason}`).join(', ')}`,
-      );
-      if (missing.length > 0) parts.push(`${missing.length} backend key(s) whose row is missing`);
-      checks.keys = {
-        ok: false,
-        detail: `key rows refused by the integrity check (see keywarden keys verify): ${parts.join('; ')}`,
-      };
-    }
-    return { ok: Object.values(checks).every((c) => c.ok), checks };
+  /** The store, every backend a scope uses, and key integrity (`/readyz`). */
+  readiness(): Promise<Readiness> {
+    return readiness(this.ctx);
   }
 
   hsmCheck(): Promise<HsmCheckReport> {

@@ -40,7 +40,6 @@ export interface ClientStore {
   insert(client: ClientRecord): Promise<void>;
   findById(id: string): Promise<ClientRecord | null>;
   findByName(name: string): Promise<ClientRecord | null>;
-  list(): Promise<ClientRecord[]>;
   /** True when a row was removed. */
   delete(id: string): Promise<boolean>;
   /** Replaces secret hash and seal if the row still has `expectedSecretHash`; true when it did. */

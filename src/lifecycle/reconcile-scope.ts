@@ -4,9 +4,11 @@ import { KEY_STATE_EVENTS } from '../policy/audit-events';
 import { effectiveState } from '../policy/key-state';
 import { nextActions, type ReconcileAction } from '../policy/next-actions';
 import type { ScopeConfig } from '../policy/scope';
+import { destroyKeyObjects } from './destroy-key';
 import { generateKey, recoverGenerating } from './generate-key';
 import { requireScope, type LifecycleContext } from './context';
 import { sealLegacyKeys } from './seal-legacy-keys';
+import { trustedKeys } from './trusted-keys';
 
 /** What one reconcile step did: an action of nextActions, or sealing a key made before sealing. */
 export type ReconcileStep = ReconcileAction['kind'] | 'seal-legacy';
@@ -35,13 +37,13 @@ export async function reconcileScope(
   const report: ReconcileReport = { scope: scope.name, ran: false, done: [], errors: [] };
   const outcome = await ctx.lock.tryRun(scope.name, async () => {
     report.ran = true;
-    await sealLegacy(ctx, scope, actor, report);
     // Rows the integrity check refused do not exist for decisions: a row inserted in the store
-    // must not stand in for a key, and a tampered one's times must not drive its destruction.
-    const listTrusted = async () => {
-      const refused = new Set(ctx.cache.integrity.refusedIn(scope.name).map((r) => r.keyId));
-      return (await ctx.keys.listByScope(scope.name)).filter((k) => !refused.has(k.id));
-    };
+    // must not stand in for a key, and a tampered one's times must not drive its destruction. A
+    // row written since this process last checked its keys is checked now (one reload, if the
+    // store changed), before sealing or deciding anything.
+    await ctx.cache.refresh();
+    await sealLegacy(ctx, scope, actor, report);
+    const listTrusted = () => trustedKeys(ctx, scope.name, { reload: false });
     let keys = await listTrusted();
     const now = ctx.clock.now();
     const run = async (action: ReconcileAction) => {
@@ -65,13 +67,7 @@ export async function reconcileScope(
       actions = nextActions(scope.policy, keys, now).filter((a) => a.kind !== 'resolve-generating');
     }
     for (const action of actions) await run(action);
-    await recordTransitions(
-      ctx,
-      scope,
-      (await listTrusted()).map((k) => k.id),
-      now,
-      actor,
-    );
+    await recordTransitions(ctx, scope, await listTrusted(), now, actor);
   });
   if (outcome.ran && report.done.length > 0) await ctx.cache.refresh(true);
   return report;
@@ -98,8 +94,7 @@ async function execute(
     }
     case 'destroy': {
       const row = keys.find((k) => k.id === action.keyId) as KeyRecord;
-      const backend = await ctx.backend(row.backendRef.backend);
-      await backend.destroy(row.backendRef);
+      await destroyKeyObjects(ctx, row);
       const at = ctx.clock.now();
       await ctx.store.transaction(async (tx) => {
         await tx.keys.markDestroyed(row.id, at);
@@ -111,21 +106,19 @@ async function execute(
 }
 
 /**
- * Records each key's state changes (published, activated, retired, expired) in the audit log.
+ * Records each trusted key's state changes (published, activated, retired, expired) in the audit log.
  * States are computed, never stored for use (I2); `last_state` only remembers what was logged.
  */
 async function recordTransitions(
   ctx: LifecycleContext,
   scope: ScopeConfig,
-  trusted: readonly string[],
+  trusted: readonly KeyRecord[],
   now: Date,
   actor: string,
 ): Promise<void> {
-  const keys = await ctx.keys.listByScope(scope.name);
   const last = await ctx.keys.lastStates(scope.name);
-  const ids = new Set(trusted);
-  for (const k of keys) {
-    if (k.status !== 'ready' || !ids.has(k.id)) continue;
+  for (const k of trusted) {
+    if (k.status !== 'ready') continue;
     const state = effectiveState(k, now);
     if (last.get(k.id) === state) continue;
     await ctx.store.transaction(async (tx) => {

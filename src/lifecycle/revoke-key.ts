@@ -5,7 +5,9 @@ import { pickSigningKey } from '../policy/next-actions';
 import { timelineForNewKey } from '../policy/timeline';
 import { runLocked } from './ports';
 import { requireScope, type LifecycleContext } from './context';
+import { destroyKeyObjects } from './destroy-key';
 import { generateKey } from './generate-key';
+import { trustedKeys } from './trusted-keys';
 
 export interface RevokeResult {
   revoked: KeyRecord;
@@ -71,8 +73,10 @@ export async function revokeKey(
     let destroyed: boolean;
     let replacement: KeyRecord | null = null;
     try {
-      destroyed = await destroyRevoked(ctx, key, actor);
-      const remaining = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+      destroyed = await destroyRevoked(ctx, { ...key, revokedAt: now }, actor);
+      const remaining = (await trustedKeys(ctx, scope.name, { reload: true })).filter(
+        (k) => k.status === 'ready',
+      );
       if (!pickSigningKey(remaining, now)) {
         replacement = await generateKey(
           ctx,
@@ -98,8 +102,7 @@ export async function revokeKey(
 /** Destroys a just-revoked key's objects; false (logged, retried by reconcile) when it cannot yet. */
 async function destroyRevoked(ctx: LifecycleContext, key: KeyRecord, actor: string): Promise<boolean> {
   try {
-    const backend = await ctx.backend(key.backendRef.backend);
-    await backend.destroy(key.backendRef);
+    await destroyKeyObjects(ctx, key);
   } catch (e) {
     ctx.log.error(
       { scope: key.scope, kid: key.kid, err: (e as Error).message },

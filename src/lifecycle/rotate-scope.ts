@@ -4,6 +4,7 @@ import { timelineForNewKey } from '../policy/timeline';
 import { runLocked } from './ports';
 import { requireScope, type LifecycleContext } from './context';
 import { generateKey } from './generate-key';
+import { trustedKeys } from './trusted-keys';
 
 /**
  * Operator rotation: creates the next key now with the normal prepublish, so it signs once
@@ -18,7 +19,7 @@ export async function rotateScope(
   const scope = requireScope(ctx, scopeName);
   const key = await runLocked(ctx.lock, scope.name, async () => {
     const now = ctx.clock.now();
-    const keys = (await ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+    const keys = (await trustedKeys(ctx, scope.name, { reload: true })).filter((k) => k.status === 'ready');
     const immediate = !pickSigningKey(keys, now);
     const timeline = timelineForNewKey(
       scope.policy,

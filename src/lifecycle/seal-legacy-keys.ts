@@ -1,8 +1,8 @@
 import type { BackendKeyFacts } from '../backends/key-backend';
 import { keyPolicyProblems } from '../policy/key-integrity';
-import { encodeSeal, sealInput } from '../policy/key-seal';
 import type { ScopeConfig } from '../policy/scope';
 import type { LifecycleContext } from './context';
+import { sealKey } from './generate-key';
 import { judgeIdentity, type SealedRow } from './key-integrity';
 
 /** What sealing a scope's keys made before sealing did. */
@@ -64,39 +64,46 @@ export async function sealLegacyKeys(
     (k): k is SealedRow =>
       unsealed.has(k.id) && k.status === 'ready' && k.kid !== null && k.publicJwk !== null,
   );
-  for (const row of rows) {
-    const backend = await ctx.backend(row.backendRef.backend);
-    const [answer] = await backend.inspectKeys([{ ref: row.backendRef, alg: row.alg }]);
-    // Gone, unusable, or sealed by another daemon meanwhile: the next check reports it as it is.
-    if (answer?.status !== 'found' || answer.facts.seal !== null) continue;
-    const mismatch = await legacyMismatch(row, answer.facts, scope);
-    if (mismatch) {
-      ctx.cache.integrity.noteLegacyMismatch(row, backend.refIdentity(row.backendRef), mismatch);
-      report.refused.push({ kid: row.kid, message: mismatch });
-      ctx.log.error(
-        { scope: scope.name, kid: row.kid, keyId: row.id, detail: mismatch },
-        'key made before sealing does not match its backend: refused, never sealed',
-      );
+  // One inspection per backend for all its rows: inspectKeys lists the backend's objects once
+  // however many keys are asked.
+  const byBackend = new Map<string, SealedRow[]>();
+  for (const row of rows)
+    byBackend.set(row.backendRef.backend, [...(byBackend.get(row.backendRef.backend) ?? []), row]);
+  for (const [name, list] of byBackend) {
+    const backend = await ctx.backend(name);
+    const answers = await backend.inspectKeys(list.map((row) => ({ ref: row.backendRef, alg: row.alg })));
+    for (const [i, row] of list.entries()) {
+      const answer = answers[i];
+      // Gone, unusable, or sealed by another daemon meanwhile: the next check reports it as it is.
+      if (answer?.status !== 'found' || answer.facts.seal !== null) continue;
+      const mismatch = await legacyMismatch(row, answer.facts, scope);
+      if (mismatch) {
+        ctx.cache.integrity.noteLegacyMismatch(row, backend.refIdentity(row.backendRef), mismatch);
+        report.refused.push({ kid: row.kid, message: mismatch });
+        ctx.log.error(
+          { scope: scope.name, kid: row.kid, keyId: row.id, detail: mismatch },
+          'key made before sealing does not match its backend: refused, never sealed',
+        );
+        await ctx.audit.record({
+          type: 'key.seal-refused',
+          actor,
+          scope: scope.name,
+          kid: row.kid,
+          data: { keyId: row.id, detail: mismatch },
+        });
+        continue;
+      }
+      await sealKey(backend, row);
       await ctx.audit.record({
-        type: 'key.seal-refused',
+        type: 'key.sealed',
         actor,
         scope: scope.name,
         kid: row.kid,
-        data: { keyId: row.id, detail: mismatch },
+        data: { keyId: row.id, reason: 'made before sealing; confirmed against its backend' },
       });
-      continue;
+      ctx.log.info({ scope: scope.name, kid: row.kid }, 'key made before sealing confirmed and sealed');
+      report.sealed.push(row.kid);
     }
-    const signature = await backend.sign(row.backendRef, row.alg, sealInput(row));
-    await backend.attachSeal(row.backendRef, encodeSeal(signature));
-    await ctx.audit.record({
-      type: 'key.sealed',
-      actor,
-      scope: scope.name,
-      kid: row.kid,
-      data: { keyId: row.id, reason: 'made before sealing; confirmed against its backend' },
-    });
-    ctx.log.info({ scope: scope.name, kid: row.kid }, 'key made before sealing confirmed and sealed');
-    report.sealed.push(row.kid);
   }
   return report;
 }

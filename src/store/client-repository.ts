@@ -33,10 +33,6 @@ export class ClientRepository {
     return row ? toClientRecord(row) : null;
   }
 
-  async list(m?: EntityManager): Promise<ClientRecord[]> {
-    return (await this.repo(m).find({ order: { name: 'ASC' } })).map(toClientRecord);
-  }
-
   /** True when a row was removed. */
   async delete(id: string, m?: EntityManager): Promise<boolean> {
     const res = await this.repo(m).delete({ id });

@@ -37,7 +37,6 @@ function clientsOn(repo: ClientRepository, m?: EntityManager) {
     insert: (client: ClientRecord) => repo.insert(client, m),
     findById: (id: string) => repo.findById(id, m),
     findByName: (name: string) => repo.findByName(name, m),
-    list: () => repo.list(m),
     delete: (id: string) => repo.delete(id, m),
     updateSecret: (
       id: string,

@@ -296,6 +296,20 @@ export function describeKeyBackendContract(label: string, setup: () => Promise<C
       assert.equal(after?.status, 'missing');
     });
 
+    it('destroy with an owner destroys only a key made for that row: never one labelled for another', async () => {
+      const { backend, algs } = fixture();
+      const alg = algs[0] as SigningAlg;
+      const k = await newKey(alg);
+      // A row that points at this key but is not the row it was made for (a reference the store changed).
+      await backend.destroy(k.ref, randomUUID());
+      assert.equal(await backend.exists(k.ref), true, 'another row destroyed this key');
+      assert.equal((await backend.inspectKeys([{ ref: k.ref, alg }]))[0]?.status, 'found');
+      await backend.destroy(k.ref, k.keyId);
+      assert.equal(await backend.exists(k.ref), false, 'its own row could not destroy it');
+      // A planned key that was never made is no error for its owner either.
+      await backend.destroy(backend.planKey({ scope, keyId: k.keyId }), k.keyId);
+    });
+
     it('health reports ok', async () => {
       const h = await fixture().backend.health();
       assert.equal(h.ok, true, h.detail);

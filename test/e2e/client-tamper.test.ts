@@ -54,7 +54,7 @@ describe('an API client inserted into the store of a running daemon (e2e)', func
       const verify = (scope: string, secret: string, token: string) =>
         post(`/v1/scopes/${scope}/verify`, secret, { token, audience: `${scope}-api` });
 
-      it('is refused by every worker (401, nothing signed), reported, and the CLI will not bless it', async () => {
+      it('is refused by every worker (401, nothing signed) and reported; rotate-secret refuses it, seal --all --dry-run shows it as unsealed', async () => {
         const added = await daemon.cli([
           '--json',
           'clients',

@@ -13,7 +13,6 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import type { AuditEvent } from '../../src/policy/audit-events';
 import { findOrphans } from '../../src/lifecycle/find-orphans';
 import { reconcileAll, reconcileScope } from '../../src/lifecycle/reconcile-scope';
 import { openRuntime, type Runtime } from '../../src/main';
@@ -27,7 +26,8 @@ import { validateConfig } from '../../src/config/validate-config';
 import { Scheduler } from '../../src/scheduler/scheduler';
 import { startServe, type ServeProcess } from '../helpers/daemon';
 import { leaveKeyBehind } from '../helpers/leftover-key';
-import { testConfigDocument } from '../helpers/runtime';
+import { MemoryAuditLog } from '../helpers/fakes';
+import { SECONDS_POLICY, testConfigDocument } from '../helpers/runtime';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 
 const run = promisify(execFile);
@@ -37,14 +37,6 @@ const POINTS = ['before-backend', 'after-backend', 'after-seal', 'before-complet
 /** Points before the key is sealed: its leftover is removed (object and row), never completed. */
 const UNSEALED_POINTS: readonly Point[] = ['before-backend', 'after-backend'];
 type Point = (typeof POINTS)[number];
-
-/** Audit events recorded in memory (the in-process orphan tests read them back). */
-class MemoryAudit {
-  events: AuditEvent[] = [];
-  async record(event: AuditEvent): Promise<void> {
-    this.events.push(event);
-  }
-}
 
 interface Scenario {
   point: Point;
@@ -83,15 +75,7 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
         {
           name: SCOPE,
           schedule: '* * * * * *',
-          policy: {
-            jwksMaxAge: '1s',
-            prepublish: '2s',
-            activeFor: '3s',
-            verifyGrace: '2s',
-            maxTokenTtl: '2s',
-            destroyAfter: '10m',
-            maxKeyLifetime: '1h',
-          },
+          policy: SECONDS_POLICY,
         },
       ],
       { store: { url: `sqlite:${join(token.dir, `${label}.db`)}` }, logLevel: 'warn' },
@@ -310,13 +294,13 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
 
   describe('findOrphans (in process)', () => {
     let rt: Runtime;
-    let audit: MemoryAudit;
+    let audit: MemoryAuditLog;
 
     before(async () => {
       const label = `${token.tokenLabel}-orphans`.slice(0, 32);
       await addToken(label);
       const config = validateConfig(configFor(label), { source: '<orphans>', baseDir: token.dir });
-      audit = new MemoryAudit();
+      audit = new MemoryAuditLog();
       rt = await openRuntime(config, { log: silent, audit: () => audit });
       await reconcileAll(rt.ctx, 'test');
     });

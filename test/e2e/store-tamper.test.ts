@@ -25,20 +25,13 @@ import {
   type ServeProcess,
 } from '../helpers/daemon';
 import { bothStores } from '../helpers/postgres';
+import { SECONDS_POLICY } from '../helpers/runtime';
 import { until } from '../helpers/wait';
 import { attackerKeyRow, rawColumns, storeWriter } from '../helpers/store-tamper';
 import { forge } from '../unit/verify/fixtures';
 
 const { stores: STORES, stop: stopPostgres } = bothStores('tamper');
-const TENANT_POLICY = {
-  jwksMaxAge: '1s',
-  prepublish: '2s',
-  activeFor: '3s',
-  verifyGrace: '2s',
-  maxTokenTtl: '2s',
-  destroyAfter: '10m',
-  maxKeyLifetime: '1h',
-};
+const TENANT_POLICY = SECONDS_POLICY;
 // Reconcile every 2 s, so a scope whose key was taken away gets a fresh one within the test.
 const EVERY_2S = '*/2 * * * * *';
 const SCOPES = [

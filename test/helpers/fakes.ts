@@ -37,6 +37,7 @@ import type {
   KeyInspection,
   PlanKeyRequest,
 } from '../../src/backends/key-backend';
+import { keyLabel, parseKeyLabel } from '../../src/backends/pkcs11/key-templates';
 import { validateConfig } from '../../src/config/validate-config';
 import { ClientTrust } from '../../src/lifecycle/client-trust';
 import type { LifecycleContext } from '../../src/lifecycle/context';
@@ -394,11 +395,6 @@ export class MemoryStore implements Store {
         const c = v.allClients().find((x) => x.name === name);
         return c ? cloneClient(c) : null;
       },
-      list: async () =>
-        v
-          .allClients()
-          .map((c) => cloneClient(c))
-          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
       delete: async (id) => {
         if (!v.getClient(id)) return false;
         v.putClient(id, null);
@@ -483,20 +479,7 @@ export class MemoryScopeLock implements ScopeLock {
 // Key backend
 // ---------------------------------------------------------------------------------------------
 
-const LABEL_PREFIX = 'keywarden:';
 const ID_HEX = /^(?:[0-9a-f]{2}){1,64}$/;
-
-function keyLabel(scope: string, keyId: string): string {
-  return `${LABEL_PREFIX}${scope}:${keyId}`;
-}
-
-function parseKeyLabel(label: string): { scope: string | null; keyId: string | null } {
-  if (!label.startsWith(LABEL_PREFIX)) return { scope: null, keyId: null };
-  const rest = label.slice(LABEL_PREFIX.length);
-  const colon = rest.indexOf(':');
-  if (colon <= 0 || colon === rest.length - 1) return { scope: null, keyId: null };
-  return { scope: rest.slice(0, colon), keyId: rest.slice(colon + 1) };
-}
 
 interface MemoryKey {
   id: string;
@@ -734,10 +717,14 @@ export class MemoryBackend implements KeyBackend {
     return this.objects.has(this.address(ref).id);
   }
 
-  async destroy(ref: BackendRef): Promise<void> {
+  async destroy(ref: BackendRef, owner?: string): Promise<void> {
     this.enter('destroy');
+    const id = this.address(ref).id;
+    const keyId = parseKeyLabel(this.objects.get(id)?.label ?? '').keyId;
+    // A key labelled for another row is not `owner`'s to destroy.
+    if (owner !== undefined && keyId !== null && keyId !== owner) return;
     // The seal goes with the key: it is stored on the same entry.
-    this.objects.delete(this.address(ref).id);
+    this.objects.delete(id);
   }
 
   async list(): Promise<BackendObject[]> {
@@ -840,11 +827,8 @@ export interface FakeScope {
   audiences?: string[];
   alg?: SigningAlg;
   rsaBits?: 2048 | 3072;
-  policy?: Partial<Record<keyof typeof FAKE_POLICY, string>>;
+  policy?: Partial<Record<keyof typeof SHORT_POLICY, string>>;
 }
-
-/** The short, valid policy the SoftHSM2 test runtime uses too. */
-export const FAKE_POLICY = SHORT_POLICY;
 
 /**
  * A config document for the scopes on one backend `hsm`. It names a PKCS#11 module that does not
@@ -874,7 +858,7 @@ export function fakeConfigDocument(scopes: FakeScope[]): Record<string, unknown>
       backend: 'hsm',
       schedule: '* * * * *',
       production: false,
-      policy: { ...FAKE_POLICY, ...s.policy },
+      policy: { ...SHORT_POLICY, ...s.policy },
     })),
   };
 }

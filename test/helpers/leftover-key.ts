@@ -1,8 +1,8 @@
 import type { KeyStore } from '../../src/lifecycle/ports';
 import type { KeyBackend } from '../../src/backends/key-backend';
+import { sealKey } from '../../src/lifecycle/generate-key';
 import { thumbprint } from '../../src/lifecycle/thumbprint';
 import type { KeyRecord } from '../../src/policy/key';
-import { encodeSeal, sealInput } from '../../src/policy/key-seal';
 
 /**
  * What a daemon killed in the middle of making `row`'s key leaves in the backend: the key pair
@@ -22,9 +22,7 @@ export async function leaveKeyBehind(
     notAfter: row.expiresAt,
   });
   if (stage === 'generated') return;
-  const facts = { ...row, kid: await thumbprint(publicJwk), publicJwk };
-  const signature = await backend.sign(row.backendRef, row.alg, sealInput(facts));
-  await backend.attachSeal(row.backendRef, encodeSeal(signature));
+  await sealKey(backend, { ...row, kid: await thumbprint(publicJwk), publicJwk });
 }
 
 /**

@@ -28,6 +28,20 @@ export interface TestScope {
   >;
 }
 
+/**
+ * A policy measured in seconds, for end-to-end tests against a running daemon whose keys must
+ * rotate while the test watches (destruction stays minutes away).
+ */
+export const SECONDS_POLICY = {
+  jwksMaxAge: '1s',
+  prepublish: '2s',
+  activeFor: '3s',
+  verifyGrace: '2s',
+  maxTokenTtl: '2s',
+  destroyAfter: '10m',
+  maxKeyLifetime: '1h',
+};
+
 export const SHORT_POLICY = {
   jwksMaxAge: '1m',
   prepublish: '2m',

@@ -228,6 +228,37 @@ describe('API client integrity: a store write never makes a client', function ()
         await assertDetected(made.id, 'seal-key-refused');
       });
 
+      it('1d. an inserted audit key row pointing at a scope’s real key signs no checkpoint and seals no client; its expiry destroys nothing', async () => {
+        await setup();
+        await addClient(t.ctx, 'good', { alpha: ['verify'] }, 'test');
+        const auditKey = signingAuditKey(await t.ctx.keys.listByScope(AUDIT_SCOPE), t.clock.now())!;
+        const victim = signingAuditKey(await t.ctx.keys.listByScope('alpha'), t.clock.now())!;
+        const backend = await t.ctx.backend('hsm');
+        // An `_audit` row naming alpha's signing key object, activated after the real audit key.
+        const copied = await attackerKeyRow(auditKey, AUDIT_SCOPE);
+        await storeWriter(t.rt.ds).insert({
+          ...copied.row,
+          backend_ref: JSON.stringify(victim.backendRef),
+          activate_at: auditKey.activateAt.getTime() + 1000,
+        });
+        t.clock.advanceSeconds(2);
+        await t.ctx.audit.record({ type: 'client.created', actor: 'test', data: {} });
+        await assert.rejects(checkpointAudit(t.ctx, { force: true }), (e) => hasCode(e, 'KEY_NOT_USABLE'));
+        await assert.rejects(addClient(t.ctx, 'never', { alpha: ['sign'] }, 'test'), (e) =>
+          hasCode(e, 'KEY_NOT_USABLE'),
+        );
+        assert.equal(tokenSignatures, 0, 'a scope key signed an audit statement');
+        // Long after the copy's destroy time, the retired-key cleanup still leaves alpha's key alone.
+        await storeWriter(t.rt.ds).remove(copied.row.id as string);
+        t.clock.advanceSeconds(200 * DAY);
+        await storeWriter(t.rt.ds).insert({
+          ...copied.row,
+          backend_ref: JSON.stringify(victim.backendRef),
+        });
+        await checkpointAudit(t.ctx, { force: true }).catch(() => undefined);
+        assert.equal(await backend.exists(victim.backendRef), true, 'an `_audit` row destroyed a scope key');
+      });
+
       it('2. sign grants added to an existing client: the whole client is refused (401, not 403)', async () => {
         await setup();
         const c = await addClient(t.ctx, 'narrow', { alpha: ['verify'] }, 'test');

@@ -245,6 +245,29 @@ describe('key integrity: a store write never becomes a signing or validation cap
         await assertRefusedEverywhere((await restart()).ctx, 'tenant', before, key.kid!);
       });
 
+      it('4b. a revocation is not dodged by redirecting the reference first: the key is destroyed by its label', async () => {
+        const key = await keyOf('tenant');
+        const before = await tokenBy(key, 'tenant');
+        const backend = await t.ctx.backend('hsm');
+        // Point the row at an address where nothing is, let the operator revoke, then undo both.
+        const elsewhere = backend.planKey({ scope: 'tenant', keyId: key.id });
+        await sql.update(key.id, { backend_ref: JSON.stringify(elsewhere) });
+        const r = await revokeKey(t.ctx, key.kid!, 'leaked', 'test');
+        assert.equal(r.destroyed, true);
+        assert.equal(await backend.exists(key.backendRef), false, 'the real key survived the revocation');
+        await sql.update(key.id, {
+          backend_ref: JSON.stringify(key.backendRef),
+          revoked_at: null,
+          revoked_reason: null,
+          destroyed_at: null,
+        });
+        await t.ctx.cache.refresh();
+        await assertRefusedEverywhere(t.ctx, 'tenant', before, key.kid!);
+        await assertNeverSignsWith(t.ctx, 'tenant', key.kid!);
+        await assertDetected(key.id, 'tenant', 'object-missing');
+        await assertRefusedEverywhere((await restart()).ctx, 'tenant', before, key.kid!);
+      });
+
       it('5. a deleted row is reported at the next reload, not at the next restart', async () => {
         const key = await keyOf('consumer');
         await sql.remove(key.id);
@@ -282,16 +305,28 @@ describe('key integrity: a store write never becomes a signing or validation cap
         await sql.update(tenant.id, { backend_ref: JSON.stringify(enterprise.backendRef) });
         // The enterprise row claims another alg.
         await sql.update(enterprise.id, { alg: 'ES384' });
+        // A copy of the tenant row in the consumer scope, with later times (its own kid: kids are unique).
+        const copy = {
+          ...tenant,
+          id: randomUUID(),
+          scope: 'consumer',
+          kid: `${tenant.kid!.slice(0, 40)}-copy`,
+          retireAt: new Date(tenant.retireAt.getTime() + 60_000),
+          expiresAt: new Date(tenant.expiresAt.getTime() + 60_000),
+        };
+        await sql.insert(rawColumns(copy));
         await t.ctx.cache.refresh();
         const report = t.ctx.cache.integrity.report!;
         const reasonOf = (id: string) => report.refused.find((r) => r.keyId === id)?.reason;
         assert.equal(reasonOf(consumer.id), 'label-mismatch');
         assert.equal(reasonOf(tenant.id), 'label-mismatch');
         assert.ok(['public-key-mismatch', 'seal-invalid'].includes(String(reasonOf(enterprise.id))));
+        assert.equal(reasonOf(copy.id), 'label-mismatch');
         for (const [key, scope] of [
           [consumer, 'enterprise'],
           [enterprise, 'tenant'],
           [enterprise, 'enterprise'],
+          [copy, 'consumer'],
         ] as const) {
           await assertRefusedEverywhere(t.ctx, scope, await tokenBy(key, scope), key.kid!);
         }
@@ -299,6 +334,7 @@ describe('key integrity: a store write never becomes a signing or validation cap
         const rt = await restart();
         assert.equal(rt.ctx.cache.view('enterprise')!.keys.length, 0);
         assert.equal(rt.ctx.cache.view('tenant')!.keys.length, 0);
+        assert.equal(rt.ctx.cache.view('consumer')!.byKid.has(copy.kid), false);
       });
 
       it('a sealed key is still refused when it breaks its scope’s policy as configured now', async () => {

@@ -186,8 +186,13 @@ export class AzureKeyVaultBackend implements KeyBackend {
    * and purges it when `purgeOnDestroy`. Each step treats "not found" as already done, so a
    * destroy interrupted anywhere is finished by the next call.
    */
-  async destroy(ref: BackendRef): Promise<void> {
+  async destroy(ref: BackendRef, owner?: string): Promise<void> {
     const a = this.address(ref);
+    if (owner !== undefined) {
+      // A key whose tags name another row is not `owner`'s to destroy.
+      const ids = (await versionsOf(this.vault, a.name)).map((v) => v.tags?.[TAG_KEY_ID] ?? null);
+      if (ids.some((id) => id !== null && id !== owner)) return;
+    }
     this.evict(a.name);
     await removeKey(this.vault, this.removal(), a.name, a.version === '' ? null : [a.version]);
   }

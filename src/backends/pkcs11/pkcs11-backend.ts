@@ -29,7 +29,7 @@ import {
 } from './key-templates';
 import { curveOfParams, PUBLIC_KEY_ATTRIBUTES, publicJwkFromAttributes, readUlong } from './public-jwk';
 import { parseRef, planRef, toBackendObject, type KeyAddress } from './key-ref';
-import { createSealObject, findSealObjects, readSeal, sealLabels } from './seal-objects';
+import { createSealObject, findSealObjects, readSeal, sealObjectsByLabel } from './seal-objects';
 import { SessionPool } from './session-pool';
 import { describeObject, type TokenObject } from './token-objects';
 
@@ -185,15 +185,20 @@ export class Pkcs11Backend implements KeyBackend {
     );
   }
 
-  async destroy(ref: BackendRef): Promise<void> {
+  async destroy(ref: BackendRef, owner?: string): Promise<void> {
     const a = this.address(ref);
+    // An object labelled for another row is not `owner`'s to destroy (nor is its seal).
+    const mine = (label: string) => {
+      const keyId = parseKeyLabel(label).keyId;
+      return owner === undefined || keyId === null || keyId === owner;
+    };
     await this.onObjectStore(`destroying ${a.label}`, (s) => {
       const keyHandles = [
         ...this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY),
         ...this.findKeyHandles(s, a, pkcs11js.CKO_PUBLIC_KEY),
-      ];
+      ].filter((h) => mine(this.labelOf(s, h)));
       // The seal goes with the key (by the objects' own label, and the planned one if they are gone).
-      const labels = new Set([a.label, ...keyHandles.map((h) => this.labelOf(s, h))]);
+      const labels = new Set([a.label, ...keyHandles.map((h) => this.labelOf(s, h))].filter(mine));
       const handles = [
         ...keyHandles,
         ...[...labels].flatMap((l) => (l ? findSealObjects(this.ck, s, l) : [])),
@@ -231,7 +236,7 @@ export class Pkcs11Backend implements KeyBackend {
 
   async inventory(): Promise<InventoryEntry[]> {
     return this.onObjectStore('listing keys', (s) => {
-      const sealed = sealLabels(this.ck, s);
+      const sealed = sealObjectsByLabel(this.ck, s);
       return this.listKeyObjects(s, pkcs11js.CKO_PRIVATE_KEY).map((o) => ({
         identity: o.idHex,
         ref: { backend: this.name, ref: { tokenLabel: this.tokenLabel, id: o.idHex, label: o.label } },
@@ -258,6 +263,7 @@ export class Pkcs11Backend implements KeyBackend {
       };
       const privates = byId(pkcs11js.CKO_PRIVATE_KEY);
       const publics = byId(pkcs11js.CKO_PUBLIC_KEY);
+      const seals = sealObjectsByLabel(this.ck, s);
       return keys.map((k, i): KeyInspection => {
         const a = addresses[i] as KeyAddress;
         const priv = privates.get(a.idHex) ?? [];
@@ -279,7 +285,7 @@ export class Pkcs11Backend implements KeyBackend {
             facts: {
               publicJwk,
               ...parseKeyLabel(label),
-              seal: label === '' ? null : readSeal(this.ck, s, label),
+              seal: label === '' ? null : readSeal(this.ck, s, label, seals.get(label)),
               validity: {
                 notBefore: day(pkcs11js.CKA_START_DATE),
                 notAfter: day(pkcs11js.CKA_END_DATE),

@@ -41,23 +41,34 @@ export function findSealObjects(ck: Cryptoki, session: Handle, label: string): H
   ]);
 }
 
-/** Labels of every seal object on the token (for the inventory). */
-export function sealLabels(ck: Cryptoki, session: Handle): Set<string> {
+/**
+ * Every seal object on the token, by label, from one C_FindObjects: SoftHSM2 reads every object
+ * on each search, so the inventory and an inspection of many keys list the seals once rather than
+ * searching once per key.
+ */
+export function sealObjectsByLabel(ck: Cryptoki, session: Handle): Map<string, Handle[]> {
   const handles = ck.findObjects(session, [
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
     { type: pkcs11js.CKA_APPLICATION, value: SEAL_APPLICATION },
   ]);
-  const labels = new Set<string>();
+  const byLabel = new Map<string, Handle[]>();
   for (const h of handles) {
-    const label = ck.tryGetAttribute(session, h, pkcs11js.CKA_LABEL);
-    if (label) labels.add(label.toString('utf8'));
+    const label = ck.tryGetAttribute(session, h, pkcs11js.CKA_LABEL)?.toString('utf8');
+    if (label) byLabel.set(label, [...(byLabel.get(label) ?? []), h]);
   }
-  return labels;
+  return byLabel;
 }
 
-/** The seal stored for `label`, null when there is none; BACKEND_ERROR when there are several. */
-export function readSeal(ck: Cryptoki, session: Handle, label: string): Buffer | null {
-  const found = findSealObjects(ck, session, label);
+/**
+ * The seal stored for `label` (its objects as `sealObjectsByLabel` found them), null when there
+ * is none; BACKEND_ERROR when there are several.
+ */
+export function readSeal(
+  ck: Cryptoki,
+  session: Handle,
+  label: string,
+  found: readonly Handle[] = [],
+): Buffer | null {
   if (found.length === 0) return null;
   if (found.length > 1) {
     throw new KeywardenError('BACKEND_ERROR', `PKCS#11: ${found.length} seal objects carry label ${label}`);

@@ -181,6 +181,82 @@ describe('store tampering on fakes: a store write never becomes a signing or val
     assert.deepEqual(report.done, []);
   });
 
+  it('a revocation is not dodged by pointing the row elsewhere first: the key is destroyed by its label', async () => {
+    const key = await keyOf('consumer');
+    const token = await tokenSignedBy(rt, key, 'consumer');
+    // The attacker points the row at nothing, waits for the operator's revocation, then undoes both.
+    const elsewhere = rt.backend.planKey({ scope: 'consumer', keyId: key.id });
+    rt.store.tamper.update(key.id, { backendRef: elsewhere });
+    await rt.kw.revoke(key.kid!, 'leaked', 'operator');
+    assert.equal(await rt.backend.exists(key.backendRef), false, 'the real key survived the revocation');
+    rt.store.tamper.update(key.id, {
+      backendRef: key.backendRef,
+      revokedAt: null,
+      revokedReason: null,
+      destroyedAt: null,
+    });
+    await rt.ctx.cache.refresh();
+    await assertRefused('consumer', key.kid!, token);
+    await assertNeverSignsWith('consumer', key.kid!);
+    await assertDetected(key.id, 'consumer', 'object-missing');
+  });
+
+  it('a row written since the last reload does not stand in for a key: revoking the only real one still replaces it', async () => {
+    const key = await keyOf('consumer');
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = publicKey.export({ format: 'jwk' }) as PublicJwk;
+    const publicJwk: PublicJwk = { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y };
+    const id = randomUUID();
+    // Looks active, points nowhere; this process has not reloaded since (no refresh here).
+    rt.store.tamper.insert({
+      ...key,
+      id,
+      kid: await thumbprint(publicJwk),
+      publicJwk,
+      backendRef: rt.backend.planKey({ scope: 'consumer', keyId: id }),
+      createdBy: 'mallory',
+    });
+    const r = await rt.kw.revoke(key.kid!, 'leaked', 'operator');
+    assert.ok(r.replacement, 'the inserted row was counted as a remaining active key');
+    assert.equal(
+      (await rt.kw.sign('consumer', { claims: { sub: 'x', aud: 'consumer-api' } })).kid,
+      r.replacement.kid,
+    );
+  });
+
+  it('a made-up row never destroys another key: not as an expired row, not as a crash leftover', async () => {
+    const victim = await keyOf('consumer');
+    const long = new Date(rt.clock.now().getTime() - 400 * 86400_000);
+    // An enterprise row long past its destroy time, and a `generating` leftover, both pointing at
+    // consumer's signing key: reconcile destroys the objects of its own rows only.
+    rt.store.tamper.insert({
+      ...victim,
+      id: randomUUID(),
+      scope: 'enterprise',
+      publishAt: long,
+      activateAt: long,
+      retireAt: long,
+      expiresAt: long,
+      createdBy: 'mallory',
+    });
+    rt.store.tamper.insert({
+      ...victim,
+      id: randomUUID(),
+      kid: null,
+      publicJwk: null,
+      status: 'generating',
+      createdBy: 'mallory',
+    });
+    await rt.ctx.cache.refresh();
+    await rt.kw.reconcile('enterprise');
+    await rt.kw.reconcile('consumer');
+    assert.equal(await rt.backend.exists(victim.backendRef), true, 'a made-up row destroyed a live key');
+    assert.equal(
+      (await rt.kw.sign('consumer', { claims: { sub: 'x', aud: 'consumer-api' } })).kid,
+      victim.kid,
+    );
+  });
+
   it('an inserted row with the attacker’s public key is never published; a JWKS built from raw rows would publish it', async () => {
     const template = await keyOf('enterprise');
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -204,6 +280,25 @@ describe('store tampering on fakes: a store write never becomes a signing or val
     assert.ok(!jwksKids(rt, 'enterprise').includes(row.kid!));
     assert.deepEqual(jwksKids(rt, 'enterprise'), [template.kid]);
     await assertDetected(id, 'enterprise', 'object-missing');
+  });
+
+  it('operators are never told an inserted row signs: scopes show and init name the trusted key', async () => {
+    const template = await keyOf('enterprise');
+    rt.clock.advanceSeconds(60);
+    const id = randomUUID();
+    // Activated after the real key, so a signing key picked from raw rows would be this one.
+    rt.store.tamper.insert({
+      ...template,
+      id,
+      kid: 'forged-kid-0000000000000000000000000000000',
+      activateAt: rt.clock.now(),
+      backendRef: rt.backend.planKey({ scope: 'enterprise', keyId: id }),
+      createdBy: 'mallory',
+    });
+    await rt.ctx.cache.refresh();
+    assert.equal((await rt.kw.scopeDetails('enterprise')).signingKid, template.kid);
+    const init = await rt.kw.init('test');
+    assert.equal(init.scopes.find((s) => s.scope === 'enterprise')?.signingKid, template.kid);
   });
 
   it('a deleted row is reported at the next reload as a backend key whose row is missing', async () => {
