@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what keywarden needs on a fresh Debian 12 machine (run as root):
 #   system packages (SoftHSM2, p11-kit's RPC server and client module, and friends; with --test
-#   also PostgreSQL, gdb and systemd for systemd-analyze),
+#   also PostgreSQL, gdb and systemd for systemd-analyze; with --bench also wrk, the load
+#   generator `npm run bench` runs in its own process),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
 #   modules compile against the installed Node's own headers, nothing is downloaded for them),
 #   and the compiled output (dist/).
@@ -9,7 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates curl python3 make g++)
-if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd); fi
+case "${1:-}" in
+  --test) packages+=(postgresql gdb openssl procps openssh-client systemd) ;;
+  --bench) packages+=(wrk postgresql openssl procps git) ;;
+  "") ;;
+  *)
+    echo "usage: $0 [--test|--bench]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
