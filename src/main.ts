@@ -39,6 +39,11 @@ export interface RuntimeOptions {
    * commands only log them, so one finding is not recorded once per process.
    */
   auditIntegrity?: boolean;
+  /**
+   * Refuse a store that was never initialised (STORE_NOT_INITIALIZED) instead of creating it:
+   * every one-shot command but `init`, so a wrong path or config never leaves an empty store.
+   */
+  storeMustExist?: boolean;
 }
 
 /** A wired process: the use-case facade, and what must be closed on exit. */
@@ -67,7 +72,7 @@ export { ensureStoreDirectory as prepareDataDir } from './store/data-source';
  */
 export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions): Promise<Runtime> {
   const clock = opts.clock ?? systemClock;
-  const ds = await openStore(config.store.url);
+  const ds = await openStore(config.store.url, {}, { mustExist: opts.storeMustExist ?? false });
   const opened = new Map<string, Promise<KeyBackend>>();
   const open = opts.openBackend ?? openBackend;
   const backend = (name: string): Promise<KeyBackend> => {

@@ -80,21 +80,55 @@ export function createDataSource(url: string, ext: StoreExtensions = {}): DataSo
   );
 }
 
-/** Opens the store and applies pending migrations (each in its own transaction). */
-export async function openStore(url: string, ext: StoreExtensions = {}): Promise<DataSource> {
+/**
+ * Opens the store and applies pending migrations (each in its own transaction). With
+ * `mustExist`, a store that was never initialised (a missing SQLite file, a database without
+ * keywarden's migrations table) is STORE_NOT_INITIALIZED, and nothing is created: no file, no
+ * directory, no table. Only `init` and `serve` make a store.
+ */
+export async function openStore(
+  url: string,
+  ext: StoreExtensions = {},
+  opts: { mustExist?: boolean } = {},
+): Promise<DataSource> {
+  if (opts.mustExist && url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length);
+    if (file !== ':memory:' && !fs.existsSync(file)) throw notInitialized(url, `${file} does not exist`);
+  }
   const ds = createDataSource(url, ext);
   try {
     await ds.initialize();
+    if (opts.mustExist && !(await hasMigrationsTable(ds))) {
+      throw notInitialized(url, 'it holds no keywarden schema');
+    }
     await ds.runMigrations({ transaction: 'each' });
     await assertKeySetVersionTriggers(ds);
     if (ds.options.type === 'better-sqlite3') serializeTransactions(ds);
   } catch (e) {
     if (ds.isInitialized) await ds.destroy().catch(() => undefined);
+    if (e instanceof KeywardenError) throw e;
     throw new KeywardenError('STORE_ERROR', `cannot open store ${redactUrl(url)}: ${(e as Error).message}`, {
       cause: e,
     });
   }
   return ds;
+}
+
+function notInitialized(url: string, why: string): KeywardenError {
+  return new KeywardenError(
+    'STORE_NOT_INITIALIZED',
+    `store ${redactUrl(url)} is not initialised (${why}); run \`keywarden init\` with this config first ` +
+      `(or check store.url and --config: is this the daemon's config?)`,
+  );
+}
+
+async function hasMigrationsTable(ds: DataSource): Promise<boolean> {
+  const runner = ds.createQueryRunner();
+  try {
+    return await runner.hasTable('migrations');
+  } finally {
+    await runner.release();
+  }
 }
 
 /** Store URLs may carry passwords: never print them. */
