@@ -25,9 +25,10 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'config file (default: $KEYWARDEN_CONFIG or config/default.yaml)')
     .option('--json', 'machine-readable output')
     .addOption(
-      new Option('--log-level <level>', 'log level of this command (logs go to stderr; serve: stdout)').choices(
-        LOG_LEVELS,
-      ),
+      new Option(
+        '--log-level <level>',
+        'log level of this command (logs go to stderr; serve: stdout)',
+      ).choices(LOG_LEVELS),
     )
     .showHelpAfterError()
     .exitOverride();
