@@ -327,8 +327,8 @@ wait_active || fail "keywarden.service is not active and ready within 60 s: $(se
 exec_start=$(service_prop ExecStart)
 [[ $exec_start == *"argv[]=/opt/keywarden/bin/keywarden serve ;"* ]] || fail "ExecStart is not the unit's \`keywarden serve\`: $exec_start"
 pre=$(service_prop ExecStartPre)
-[[ $pre == *"argv[]=/opt/keywarden/bin/keywarden config check ;"* && $pre =~ code=exited\ \;\ status=0[\ /] ]] ||
-  fail "ExecStartPre (config check) did not pass: $pre"
+[[ $pre == *"argv[]=/opt/keywarden/bin/keywarden config check --deep ;"* && $pre =~ code=exited\ \;\ status=0[\ /] ]] ||
+  fail "ExecStartPre (config check --deep) did not pass: $pre"
 main_pid=$(service_prop MainPID)
 cpus=$(cx nproc)
 # One worker per CPU; with one CPU `serve` defaults to --workers 1: a single process, no workers.
@@ -345,7 +345,7 @@ done
 sub=$(service_prop SubState)
 restarts=$(service_prop NRestarts)
 [[ $sub == running && $restarts == 0 ]] || fail "keywarden.service is $sub with NRestarts=$restarts"
-ok "keywarden.service active (running): keywarden serve, primary $main_pid + $workers worker(s) ($cpus CPU), ExecStartPre config check exit 0, NRestarts=0"
+ok "keywarden.service active (running): keywarden serve, primary $main_pid + $workers worker(s) ($cpus CPU), ExecStartPre config check --deep exit 0, NRestarts=0"
 hsm_prop() { cx systemctl show keywarden-hsm -p "$1" --value; }
 [[ $(hsm_prop ActiveState)/$(hsm_prop SubState) == active/running ]] ||
   fail "keywarden-hsm.service is $(hsm_prop ActiveState)/$(hsm_prop SubState), Result=$(hsm_prop Result); journal: $(journal_errors)"

@@ -4,7 +4,7 @@ import { StoreAuditLog } from './audit/audit-log';
 import { AuditStore } from './audit/audit-store';
 import { LogAuditLog } from './audit/log-audit-log';
 import type { KeyBackend } from './backends/key-backend';
-import { openBackend } from './backends/registry';
+import { backendType, openBackend } from './backends/registry';
 import { ClientTrust } from './lifecycle/client-trust';
 import type { LifecycleContext } from './lifecycle/context';
 import { Keywarden } from './lifecycle/keywarden';
@@ -12,9 +12,11 @@ import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
 import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
-import { KeywardenError } from './policy/errors';
+import { KeywardenError, type ErrorCode } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
+import type { EnvironmentProblem } from './config/check-environment';
 import { openStore } from './store/data-source';
+import { inspectStore } from './store/inspect-store';
 import { KeyChangeListener } from './store/key-change-notifier';
 import { createScopeLock } from './store/scope-lock';
 import { SqlStore } from './store/sql-store';
@@ -39,6 +41,11 @@ export interface RuntimeOptions {
    * commands only log them, so one finding is not recorded once per process.
    */
   auditIntegrity?: boolean;
+  /**
+   * Refuse a store that was never initialised (STORE_NOT_INITIALIZED) instead of creating it:
+   * every one-shot command but `init`, so a wrong path or config never leaves an empty store.
+   */
+  storeMustExist?: boolean;
 }
 
 /** A wired process: the use-case facade, and what must be closed on exit. */
@@ -67,7 +74,7 @@ export { ensureStoreDirectory as prepareDataDir } from './store/data-source';
  */
 export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions): Promise<Runtime> {
   const clock = opts.clock ?? systemClock;
-  const ds = await openStore(config.store.url);
+  const ds = await openStore(config.store.url, {}, { mustExist: opts.storeMustExist ?? false });
   const opened = new Map<string, Promise<KeyBackend>>();
   const open = opts.openBackend ?? openBackend;
   const backend = (name: string): Promise<KeyBackend> => {
@@ -137,4 +144,77 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     throw e;
   }
   return { keywarden: new Keywarden(ctx), ctx, ds, close };
+}
+
+/** One line of `config check --deep`: what was checked, and what it found. */
+export interface DeepCheckItem {
+  /** What was checked: `backends.<name>[.<field>]` or `store`. */
+  subject: string;
+  /** `problem` fails the check; a `note` says what `init` or `serve` will do (e.g. create the store). */
+  status: 'ok' | 'problem' | 'note';
+  /** The error code the problem would raise when the daemon or a command met it. */
+  code?: ErrorCode;
+  message: string;
+}
+
+/**
+ * `config check --deep`: checks, with no side effect, what the file alone cannot show, and
+ * reports everything at once: the environment problems given (secret sources, module files),
+ * then each backend's probe (the module loads and the token is there, with no login; Key Vault
+ * answers) and the store (reachable, initialised, migrations current; opened read-only).
+ */
+export async function checkDeep(
+  config: KeywardenConfig,
+  environment: readonly EnvironmentProblem[],
+): Promise<DeepCheckItem[]> {
+  const items: DeepCheckItem[] = environment.map((p) => ({
+    subject: p.path,
+    status: 'problem',
+    code: p.code,
+    message: p.message,
+  }));
+  for (const [name, backend] of Object.entries(config.backends)) {
+    // A module file that is not there cannot be loaded, a missing secret not presented: already said.
+    if (environment.some((p) => p.backend === name && p.blocksProbe)) continue;
+    const probe = backendType(backend.type).probe;
+    if (!probe) continue;
+    const r = await probe.call(backendType(backend.type), backend);
+    if (r.problems.length === 0)
+      items.push({ subject: `backends.${name}`, status: 'ok', message: r.summary });
+    for (const p of r.problems) {
+      items.push({
+        subject: `backends.${name}${p.field ? `.${p.field}` : ''}`,
+        status: 'problem',
+        code: p.code,
+        message: p.message,
+      });
+    }
+  }
+  const s = await inspectStore(config.store.url);
+  if (s.problem)
+    items.push({
+      subject: 'store',
+      status: 'problem',
+      code: 'STORE_ERROR',
+      message: `${s.store}: ${s.problem}`,
+    });
+  else if (!s.initialised)
+    items.push({
+      subject: 'store',
+      status: 'note',
+      message: `${s.store}: not initialised yet; \`keywarden init\` (or the first \`serve\`) creates it`,
+    });
+  else if (s.pendingMigrations.length > 0)
+    items.push({
+      subject: 'store',
+      status: 'note',
+      message: `${s.store}: reachable; ${s.pendingMigrations.length} migration(s) pending, applied by the next init or serve (${s.pendingMigrations.join(', ')})`,
+    });
+  else
+    items.push({
+      subject: 'store',
+      status: 'ok',
+      message: `${s.store}: reachable, initialised, migrations current`,
+    });
+  return items;
 }

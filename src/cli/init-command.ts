@@ -14,23 +14,27 @@ export function initCommand(): Command {
     .action(async (_o, cmd: Command) => {
       const config = loadConfigFor(cmd);
       prepareDataDir(config.dataDir);
-      await withRuntime(cmd, async (kw) => {
-        const { scopes: rows, errors } = await kw.init(cliActor());
-        output(cmd, { scopes: rows, errors }, () =>
-          table(
-            ['scope', 'signing key', 'created now'],
-            rows.map((r) => [
-              r.scope,
-              r.signingKid ?? 'NONE',
-              r.actions.filter((a) => a.action === 'create').length,
-            ]),
-          ),
-        );
-        if (errors.length > 0) {
-          for (const e of errors)
-            process.stderr.write(`scope ${e.scope}: ${e.action} failed: ${e.code}: ${e.message}\n`);
-          process.exitCode = EXIT_CODE[errors[0]!.code];
-        }
-      });
+      await withRuntime(
+        cmd,
+        async (kw) => {
+          const { scopes: rows, errors } = await kw.init(cliActor());
+          output(cmd, { scopes: rows, errors }, () =>
+            table(
+              ['scope', 'signing key', 'created now'],
+              rows.map((r) => [
+                r.scope,
+                r.signingKid ?? 'NONE',
+                r.actions.filter((a) => a.action === 'create').length,
+              ]),
+            ),
+          );
+          if (errors.length > 0) {
+            for (const e of errors)
+              process.stderr.write(`scope ${e.scope}: ${e.action} failed: ${e.code}: ${e.message}\n`);
+            process.exitCode = EXIT_CODE[errors[0]!.code];
+          }
+        },
+        { createStore: true },
+      );
     });
 }

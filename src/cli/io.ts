@@ -32,14 +32,23 @@ export function cliActor(): string {
   return `cli:${user}@${os.hostname()}`;
 }
 
-/** Opens the runtime for a one-shot command (logs go to stderr), runs `fn` on its facade, closes it. */
+/**
+ * Opens the runtime for a one-shot command (logs go to stderr), runs `fn` on its facade, closes it.
+ * The store must exist (STORE_NOT_INITIALIZED, "run keywarden init", otherwise) unless
+ * `createStore` is set: only `init` makes one.
+ */
 export async function withRuntime<T>(
   cmd: Command,
   fn: (kw: Keywarden, config: KeywardenConfig) => Promise<T>,
+  opts: { createStore?: boolean } = {},
 ): Promise<T> {
   const config = loadConfigFor(cmd);
   const log = createLogger(globals(cmd).logLevel ?? 'warn', 2);
-  const rt = await openRuntime(config, { log, audit: storeAuditLog() });
+  const rt = await openRuntime(config, {
+    log,
+    audit: storeAuditLog(),
+    storeMustExist: !opts.createStore,
+  });
   try {
     return await fn(rt.keywarden, config);
   } finally {

@@ -1,18 +1,20 @@
 import { Command } from 'commander';
-import type { RowTrust } from '../lifecycle';
+import type { KeyListing, RowTrust } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
-import { effectiveState } from '../policy/key-state';
 import { EXIT } from './exit-codes';
 import { cliActor, iso, output, table, withRuntime } from './io';
 
-/** A key as printed by the CLI: its record plus its effective state now. No private data exists to print. */
-export function describeKey(k: KeyRecord, now: Date, trust?: RowTrust) {
+/**
+ * A key as printed by the CLI: its record plus its state now in its scope (only the signing key
+ * is `active`; see policy/key-roles.ts). No private data exists to print.
+ */
+export function describeKey(k: KeyRecord, state: KeyListing['state'], trust?: RowTrust) {
   return {
     kid: k.kid,
     scope: k.scope,
     alg: k.alg,
-    state: k.status === 'generating' ? 'generating' : effectiveState(k, now),
+    state,
     ...(trust === undefined ? {} : { trust }),
     publishAt: k.publishAt,
     activateAt: k.activateAt,
@@ -58,8 +60,7 @@ export function keysCommand(): Command {
     .option('--scope <scope>', 'only this scope')
     .action(async (opts: { scope?: string }, cmd: Command) => {
       await withRuntime(cmd, async (kw) => {
-        const now = kw.clock.now();
-        const rows = (await kw.listKeys(opts.scope)).map((k) => describeKey(k.record, now, k.trust));
+        const rows = (await kw.listKeys(opts.scope)).map((k) => describeKey(k.record, k.state, k.trust));
         output(cmd, rows, () =>
           rows.length === 0
             ? 'no keys'
@@ -88,7 +89,7 @@ export function keysCommand(): Command {
       await withRuntime(cmd, async (kw) => {
         const k = await kw.findKey(kid);
         if (!k) throw new KeywardenError('KEY_NOT_FOUND', `no key with kid ${kid}`);
-        const d = describeKey(k, kw.clock.now());
+        const d = describeKey(k, kw.keyState(k));
         output(cmd, d, () => humanKey(d));
       });
     });
@@ -141,7 +142,7 @@ export function keysCommand(): Command {
     .action(async (opts: { scope: string }, cmd: Command) => {
       await withRuntime(cmd, async (kw) => {
         const k = await kw.rotate(opts.scope, cliActor());
-        const d = describeKey(k, kw.clock.now());
+        const d = describeKey(k, kw.keyState(k));
         output(cmd, d, () => `created ${d.kid} in scope ${d.scope}; it signs from ${iso(d.activateAt)}`);
       });
     });
@@ -157,11 +158,10 @@ export function keysCommand(): Command {
     .action(async (kid: string, opts: { reason: string }, cmd: Command) => {
       await withRuntime(cmd, async (kw) => {
         const r = await kw.revoke(kid, opts.reason, cliActor());
-        const now = kw.clock.now();
         const result = {
-          revoked: describeKey(r.revoked, now),
+          revoked: describeKey(r.revoked, kw.keyState(r.revoked)),
           destroyed: r.destroyed,
-          replacement: r.replacement ? describeKey(r.replacement, now) : null,
+          replacement: r.replacement ? describeKey(r.replacement, kw.keyState(r.replacement)) : null,
         };
         output(cmd, result, () =>
           [

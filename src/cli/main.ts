@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { packageVersion } from '../install-root';
 import { KeywardenError } from '../policy/errors';
 import { clientsCommand } from './clients-command';
@@ -14,6 +14,9 @@ import { scanCommand } from './scan-command';
 import { serveCommand } from './serve-command';
 import { signCommand, verifyCommand } from './token-commands';
 
+/** Levels pino knows; anything else is a usage error (exit 2), never an internal error. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /** The `keywarden` program: every command, with --help on each. */
 export function buildProgram(): Command {
   const program = new Command('keywarden')
@@ -21,7 +24,12 @@ export function buildProgram(): Command {
     .version(packageVersion())
     .option('-c, --config <file>', 'config file (default: $KEYWARDEN_CONFIG or config/default.yaml)')
     .option('--json', 'machine-readable output')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        'log level of this command (logs go to stderr; serve: stdout)',
+      ).choices(LOG_LEVELS),
+    )
     .showHelpAfterError()
     .exitOverride();
   for (const c of [

@@ -52,7 +52,14 @@ export function parseConfigText(
       })),
     );
   }
-  const raw = doc.toJS() as Record<string, unknown> | null;
+  let raw: Record<string, unknown> | null;
+  try {
+    // Aliases resolve here: an undefined one (`*nope`), or more than the alias budget (a
+    // "billion laughs" document), throws; that is the file's fault, not an internal error.
+    raw = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown> | null;
+  } catch (e) {
+    throw new ConfigInvalidError(source, [{ path: '(document)', message: (e as Error).message }]);
+  }
   const storeUrl = env[CONFIG_ENV.storeUrl];
   const withEnv =
     storeUrl && raw && typeof raw === 'object'

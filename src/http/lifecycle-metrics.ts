@@ -57,6 +57,30 @@ export class LifecycleMetrics {
       'Keys in the JWKS of the scope now (pending, active, retired)',
       (s) => s.publishedKeys,
     );
+    const overview = () => this.overview();
+    const log = kw.log;
+    new Gauge({
+      name: 'keywarden_scope_keys',
+      help:
+        'Keys of the scope by state now: active (the one signing key, 0 or 1), superseded (inside its ' +
+        'active window but a newer key signs; verifies only), pending, retired, expired, revoked',
+      labelNames: ['scope', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        try {
+          for (const row of overview())
+            for (const [state, n] of Object.entries(row.status.keysByState))
+              this.set({ scope: row.scope, state }, n);
+        } catch (e) {
+          this.reset();
+          log.warn(
+            { err: (e as Error).message, metric: 'keywarden_scope_keys' },
+            'metrics: cannot compute scope status',
+          );
+        }
+      },
+    });
     // Static, from the config: lets one alert rule compare every scope's key age with its own policy.
     const activeFor = new Gauge({
       name: 'keywarden_scope_active_for_seconds',
@@ -112,7 +136,6 @@ export class LifecycleMetrics {
         for (const m of report.missingRows) this.inc({ backend: m.backend });
       },
     });
-    const log = kw.log;
     new Gauge({
       name: 'keywarden_audit_chain_length',
       help: 'Records in the audit hash chain (a pruned prefix not counted; absent when the store cannot be read)',

@@ -9,7 +9,7 @@ import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } fro
 import type { ChainedRecord } from '../audit/chain';
 import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
-import { effectiveState } from '../policy/key-state';
+import { shownKeyState, shownKeyStates, type ShownKeyState } from '../policy/key-roles';
 import { nextDecisionAt, pickSigningKey } from '../policy/next-actions';
 import { planRotations, type PlannedKey } from '../policy/plan';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
@@ -46,9 +46,10 @@ import { trustedKeys } from './trusted-keys';
 import { verifyToken } from './verify-token';
 import type { ValidationResult } from '../verify/validate-token';
 
-/** A key row as operators see it: the record, and how far it is trusted. */
+/** A key row as operators see it: the record, its state in its scope, and how far it is trusted. */
 export interface KeyListing {
   record: KeyRecord;
+  state: ShownKeyState | 'generating';
   trust: RowTrust;
 }
 
@@ -112,9 +113,10 @@ export class Keywarden {
     const scope = requireScope(this.ctx, name);
     const now = this.ctx.clock.now();
     const keys = (await this.ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+    const signing = this.signingKey(scope.name, now);
     const keysByState: Record<string, number> = {};
     for (const k of keys) {
-      const s = effectiveState(k, now);
+      const s = shownKeyState(k, now, signing);
       keysByState[s] = (keysByState[s] ?? 0) + 1;
     }
     return { scope, signingKid: this.signingKid(scope.name, now), keysByState };
@@ -122,7 +124,21 @@ export class Keywarden {
 
   /** The kid the scope signs with now: from this process's integrity-checked keys, never raw rows. */
   private signingKid(scope: string, now: Date): string | null {
-    return pickSigningKey(this.ctx.cache.view(scope)?.records ?? [], now)?.kid ?? null;
+    return this.signingKey(scope, now)?.kid ?? null;
+  }
+
+  private signingKey(scope: string, now: Date): KeyRecord | undefined {
+    return pickSigningKey(this.ctx.cache.view(scope)?.records ?? [], now);
+  }
+
+  /**
+   * A key's state as operators see it now (policy/key-roles.ts): `active` only for the key its
+   * scope signs with, `superseded` for the other keys still inside their active window.
+   */
+  keyState(record: KeyRecord): ShownKeyState | 'generating' {
+    if (record.status === 'generating') return 'generating';
+    const now = this.ctx.clock.now();
+    return shownKeyState(record, now, this.signingKey(record.scope, now));
   }
 
   /** Every configured scope's status now, from this process's key cache (metrics). */
@@ -145,7 +161,14 @@ export class Keywarden {
     if (scope !== undefined) requireScope(this.ctx, scope);
     const { trust } = await verifyKeyRows(this.ctx);
     const rows = scope !== undefined ? await this.ctx.keys.listByScope(scope) : await this.ctx.keys.listAll();
-    return rows.map((record) => ({ record, trust: trust.get(record.id) ?? 'unchecked' }));
+    const trustOf = (k: KeyRecord) => trust.get(k.id) ?? 'unchecked';
+    // Only a row the integrity check trusts can be the one that signs.
+    const states = shownKeyStates(rows, this.ctx.clock.now(), (k) => trustOf(k) === 'trusted');
+    return rows.map((record) => ({
+      record,
+      state: states.get(record.id) ?? 'generating',
+      trust: trustOf(record),
+    }));
   }
 
   /** A key by kid or a unique kid prefix of 8+ characters, or null. */
