@@ -95,171 +95,191 @@ function scopeTargets(scope: string, secret: string): LoadTarget[] {
 describe('signals (e2e): SIGHUP reload, SIGTERM drain, a busy port', function () {
   this.timeout(300_000);
 
-  describe('SIGHUP under load, --workers 2', () => {
-    let daemon: Daemon;
+  for (const workers of [2, 1])
+    describe(`SIGHUP under load, --workers ${workers}`, () => {
+      let daemon: Daemon;
 
-    before(async () => {
-      daemon = await startDaemon({
-        scopes: [{ name: 'alpha' }, { name: 'beta' }],
-        workers: 2,
-        workerHeader: true,
-        logLevel: 'info',
+      before(async () => {
+        daemon = await startDaemon({
+          scopes: [{ name: 'alpha' }, { name: 'beta' }],
+          workers,
+          workerHeader: true,
+          logLevel: 'info',
+        });
+      });
+
+      after(async () => {
+        await daemon?.stop();
+      });
+
+      it('adds and removes scopes, refuses an invalid or restart-only file keeping the running config; no request fails', async () => {
+        const secret = await addSigner(daemon, 'alpha');
+        const targets = scopeTargets('alpha', secret);
+        const loads = [
+          startLoad({ baseUrl: daemon.baseUrl, targets, keepAlive: true, concurrency: 4 }),
+          startLoad({ baseUrl: daemon.baseUrl, targets, keepAlive: false, concurrency: 2 }),
+        ];
+        const gamma = `${daemon.baseUrl}/scopes/gamma/.well-known/jwks.json`;
+        const beta = `${daemon.baseUrl}/scopes/beta/.well-known/jwks.json`;
+        try {
+          await until(
+            'load running',
+            async () => (loads.every((l) => l.report().ok >= 20) ? true : undefined),
+            {
+              context: daemon.output,
+            },
+          );
+          assert.equal(await onEveryWorker(beta, workers, (r) => r.status === 200 && jwksKeys(r) > 0), true);
+          assert.equal((await fresh(gamma)).status, 404);
+
+          // 1. beta removed, gamma added, alpha's keys to sign 12 minutes instead of 10.
+          type ScopeDoc = {
+            name: string;
+            issuer: string;
+            audiences: string[];
+            policy: Record<string, string>;
+          };
+          const original = JSON.parse(readFileSync(daemon.configPath, 'utf8')) as {
+            scopes: ScopeDoc[];
+          } & Record<string, unknown>;
+          const [alpha, betaScope] = original.scopes as [ScopeDoc, ScopeDoc];
+          const reloaded = {
+            ...original,
+            scopes: [
+              { ...alpha, policy: { ...alpha.policy, activeFor: '12m' } },
+              {
+                ...betaScope,
+                name: 'gamma',
+                issuer: `${daemon.baseUrl}/scopes/gamma`,
+                audiences: ['gamma-api'],
+              },
+            ],
+          };
+          writeFileSync(daemon.configPath, JSON.stringify(reloaded, null, 2));
+          process.kill(daemon.pid, 'SIGHUP');
+          await until(
+            'gamma served with its key and beta gone, on every worker',
+            async () =>
+              (await onEveryWorker(gamma, workers, (r) => r.status === 200 && jwksKeys(r) > 0)) &&
+              (await onEveryWorker(beta, workers, (r) => r.status === 404)),
+            { ms: 60_000, context: daemon.output },
+          );
+          let m = await metrics(daemon);
+          assert.equal(m.get('keywarden_config_reloads_total{result="applied"}'), 1);
+          assert.equal(m.get('keywarden_config_last_reload_successful'), 1);
+          assert.equal(m.get('keywarden_scope_active_for_seconds{scope="alpha"}'), 720);
+          assert.equal(m.get('keywarden_scope_active_for_seconds{scope="gamma"}'), 600);
+          assert.equal(m.get('keywarden_scope_active_for_seconds{scope="beta"}'), undefined);
+
+          // 2. An invalid file (a problem in each scope): refused, every problem logged, the running
+          // config kept.
+          const invalid = {
+            ...reloaded,
+            scopes: [
+              { ...reloaded.scopes[0], policy: { ...alpha.policy, verifyGrace: '1m' } },
+              { ...reloaded.scopes[1], policy: { ...alpha.policy, prepublish: '1s' } },
+            ],
+          };
+          writeFileSync(daemon.configPath, JSON.stringify(invalid, null, 2));
+          process.kill(daemon.pid, 'SIGHUP');
+          await until(
+            'the invalid file refused',
+            async () =>
+              (await metrics(daemon)).get('keywarden_config_reloads_total{result="refused"}') === 1
+                ? true
+                : undefined,
+            { context: daemon.output },
+          );
+          // Every problem logged, one line each (the log is written asynchronously: wait for it).
+          const problemLines = () =>
+            daemon
+              .output()
+              .split('\n')
+              .filter((l) => l.includes('"config reload: problem"'));
+          await until(
+            'both problems logged',
+            async () =>
+              problemLines().some((l) => l.includes('verifyGrace') && l.includes('alpha')) &&
+              problemLines().some((l) => l.includes('prepublish') && l.includes('gamma'))
+                ? true
+                : undefined,
+            { context: daemon.output },
+          );
+          m = await metrics(daemon);
+          assert.equal(m.get('keywarden_config_last_reload_successful'), 0);
+          assert.equal(m.get('keywarden_config_reloads_total{result="applied"}'), 1);
+
+          // 3. A valid file that moves the port: only a restart can do that; refused as a whole.
+          const port = (reloaded as unknown as { server: { port: number } }).server.port;
+          const moved = {
+            ...reloaded,
+            server: { ...(reloaded as unknown as { server: object }).server, port: port + 1 },
+            scopes: [
+              ...reloaded.scopes,
+              { ...betaScope, name: 'delta', issuer: `${daemon.baseUrl}/scopes/delta` },
+            ],
+          };
+          writeFileSync(daemon.configPath, JSON.stringify(moved, null, 2));
+          process.kill(daemon.pid, 'SIGHUP');
+          await until(
+            'the restart-only change refused',
+            async () =>
+              (await metrics(daemon)).get('keywarden_config_reloads_total{result="refused"}') === 2
+                ? true
+                : undefined,
+            { context: daemon.output },
+          );
+          await until(
+            'the restart-only field logged',
+            async () =>
+              /server\.port: changed, and takes effect only on a restart/.test(daemon.output())
+                ? true
+                : undefined,
+            { context: daemon.output },
+          );
+
+          // The running config is still the one applied in step 1, on every worker.
+          assert.equal(await onEveryWorker(gamma, workers, (r) => r.status === 200 && jwksKeys(r) > 0), true);
+          assert.equal(await onEveryWorker(beta, workers, (r) => r.status === 404), true);
+          assert.equal(
+            await onEveryWorker(
+              `${daemon.baseUrl}/scopes/delta/.well-known/jwks.json`,
+              workers,
+              (r) => r.status === 404,
+            ),
+            true,
+          );
+        } finally {
+          const reports = await Promise.all(loads.map((l) => l.stop()));
+          for (const r of reports) {
+            assert.deepEqual(
+              r.failures,
+              [],
+              `failed requests:\n${r.failures.join('\n')}\n${daemon.output()}`,
+            );
+            assert.equal(r.drained + r.refused, 0);
+            assert.ok(r.ok > 0);
+          }
+        }
+
+        // The audit log holds the reload and both refusals, each with the file's digest.
+        const audit = await daemon.cli(['--json', 'audit', 'tail', '--limit', '200']);
+        assert.equal(audit.code, 0, audit.stderr);
+        const records = JSON.parse(audit.stdout) as {
+          type: string;
+          actor: string;
+          data: Record<string, unknown>;
+        }[];
+        const applied = records.filter((r) => r.type === 'config.reloaded');
+        const refused = records.filter((r) => r.type === 'config.reload-refused');
+        assert.equal(applied.length, 1);
+        assert.deepEqual(applied[0]!.data.scopesAdded, ['gamma']);
+        assert.deepEqual(applied[0]!.data.scopesRemoved, ['beta']);
+        assert.deepEqual(applied[0]!.data.scopesChanged, ['alpha']);
+        assert.equal(refused.length, 2);
+        for (const r of [...applied, ...refused]) assert.match(String(r.data.sha256), /^[0-9a-f]{64}$/);
       });
     });
-
-    after(async () => {
-      await daemon?.stop();
-    });
-
-    it('adds and removes scopes, refuses an invalid or restart-only file keeping the running config; no request fails', async () => {
-      const secret = await addSigner(daemon, 'alpha');
-      const targets = scopeTargets('alpha', secret);
-      const loads = [
-        startLoad({ baseUrl: daemon.baseUrl, targets, keepAlive: true, concurrency: 4 }),
-        startLoad({ baseUrl: daemon.baseUrl, targets, keepAlive: false, concurrency: 2 }),
-      ];
-      const gamma = `${daemon.baseUrl}/scopes/gamma/.well-known/jwks.json`;
-      const beta = `${daemon.baseUrl}/scopes/beta/.well-known/jwks.json`;
-      try {
-        await until(
-          'load running',
-          async () => (loads.every((l) => l.report().ok >= 20) ? true : undefined),
-          {
-            context: daemon.output,
-          },
-        );
-        assert.equal(await onEveryWorker(beta, 2, (r) => r.status === 200 && jwksKeys(r) > 0), true);
-        assert.equal((await fresh(gamma)).status, 404);
-
-        // 1. beta removed, gamma added, alpha's keys to sign 12 minutes instead of 10.
-        type ScopeDoc = { name: string; issuer: string; audiences: string[]; policy: Record<string, string> };
-        const original = JSON.parse(readFileSync(daemon.configPath, 'utf8')) as {
-          scopes: ScopeDoc[];
-        } & Record<string, unknown>;
-        const [alpha, betaScope] = original.scopes as [ScopeDoc, ScopeDoc];
-        const reloaded = {
-          ...original,
-          scopes: [
-            { ...alpha, policy: { ...alpha.policy, activeFor: '12m' } },
-            {
-              ...betaScope,
-              name: 'gamma',
-              issuer: `${daemon.baseUrl}/scopes/gamma`,
-              audiences: ['gamma-api'],
-            },
-          ],
-        };
-        writeFileSync(daemon.configPath, JSON.stringify(reloaded, null, 2));
-        process.kill(daemon.pid, 'SIGHUP');
-        await until(
-          'gamma served with its key and beta gone, on both workers',
-          async () =>
-            (await onEveryWorker(gamma, 2, (r) => r.status === 200 && jwksKeys(r) > 0)) &&
-            (await onEveryWorker(beta, 2, (r) => r.status === 404)),
-          { ms: 60_000, context: daemon.output },
-        );
-        let m = await metrics(daemon);
-        assert.equal(m.get('keywarden_config_reloads_total{result="applied"}'), 1);
-        assert.equal(m.get('keywarden_config_last_reload_successful'), 1);
-        assert.equal(m.get('keywarden_scope_active_for_seconds{scope="alpha"}'), 720);
-        assert.equal(m.get('keywarden_scope_active_for_seconds{scope="gamma"}'), 600);
-        assert.equal(m.get('keywarden_scope_active_for_seconds{scope="beta"}'), undefined);
-
-        // 2. An invalid file (a problem in each scope): refused, every problem logged, the running
-        // config kept.
-        const invalid = {
-          ...reloaded,
-          scopes: [
-            { ...reloaded.scopes[0], policy: { ...alpha.policy, verifyGrace: '1m' } },
-            { ...reloaded.scopes[1], policy: { ...alpha.policy, prepublish: '1s' } },
-          ],
-        };
-        writeFileSync(daemon.configPath, JSON.stringify(invalid, null, 2));
-        process.kill(daemon.pid, 'SIGHUP');
-        await until(
-          'the invalid file refused',
-          async () =>
-            (await metrics(daemon)).get('keywarden_config_reloads_total{result="refused"}') === 1
-              ? true
-              : undefined,
-          { context: daemon.output },
-        );
-        const refusal = daemon
-          .output()
-          .split('\n')
-          .filter((l) => l.includes('"config reload: problem"'));
-        assert.ok(
-          refusal.some((l) => l.includes('verifyGrace') && l.includes('alpha')),
-          daemon.output(),
-        );
-        assert.ok(
-          refusal.some((l) => l.includes('prepublish') && l.includes('gamma')),
-          daemon.output(),
-        );
-        m = await metrics(daemon);
-        assert.equal(m.get('keywarden_config_last_reload_successful'), 0);
-        assert.equal(m.get('keywarden_config_reloads_total{result="applied"}'), 1);
-
-        // 3. A valid file that moves the port: only a restart can do that; refused as a whole.
-        const port = (reloaded as unknown as { server: { port: number } }).server.port;
-        const moved = {
-          ...reloaded,
-          server: { ...(reloaded as unknown as { server: object }).server, port: port + 1 },
-          scopes: [
-            ...reloaded.scopes,
-            { ...betaScope, name: 'delta', issuer: `${daemon.baseUrl}/scopes/delta` },
-          ],
-        };
-        writeFileSync(daemon.configPath, JSON.stringify(moved, null, 2));
-        process.kill(daemon.pid, 'SIGHUP');
-        await until(
-          'the restart-only change refused',
-          async () =>
-            (await metrics(daemon)).get('keywarden_config_reloads_total{result="refused"}') === 2
-              ? true
-              : undefined,
-          { context: daemon.output },
-        );
-        assert.match(daemon.output(), /server\.port: changed, and takes effect only on a restart/);
-
-        // The running config is still the one applied in step 1, on every worker.
-        assert.equal(await onEveryWorker(gamma, 2, (r) => r.status === 200 && jwksKeys(r) > 0), true);
-        assert.equal(await onEveryWorker(beta, 2, (r) => r.status === 404), true);
-        assert.equal(
-          await onEveryWorker(
-            `${daemon.baseUrl}/scopes/delta/.well-known/jwks.json`,
-            2,
-            (r) => r.status === 404,
-          ),
-          true,
-        );
-      } finally {
-        const reports = await Promise.all(loads.map((l) => l.stop()));
-        for (const r of reports) {
-          assert.deepEqual(r.failures, [], `failed requests:\n${r.failures.join('\n')}\n${daemon.output()}`);
-          assert.equal(r.drained + r.refused, 0);
-          assert.ok(r.ok > 0);
-        }
-      }
-
-      // The audit log holds the reload and both refusals, each with the file's digest.
-      const audit = await daemon.cli(['--json', 'audit', 'tail', '--limit', '200']);
-      assert.equal(audit.code, 0, audit.stderr);
-      const records = JSON.parse(audit.stdout) as {
-        type: string;
-        actor: string;
-        data: Record<string, unknown>;
-      }[];
-      const applied = records.filter((r) => r.type === 'config.reloaded');
-      const refused = records.filter((r) => r.type === 'config.reload-refused');
-      assert.equal(applied.length, 1);
-      assert.deepEqual(applied[0]!.data.scopesAdded, ['gamma']);
-      assert.deepEqual(applied[0]!.data.scopesRemoved, ['beta']);
-      assert.deepEqual(applied[0]!.data.scopesChanged, ['alpha']);
-      assert.equal(refused.length, 2);
-      for (const r of [...applied, ...refused]) assert.match(String(r.data.sha256), /^[0-9a-f]{64}$/);
-    });
-  });
 
   describe('SIGTERM under load', () => {
     for (const [workers, keepAlive] of [
