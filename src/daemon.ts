@@ -16,17 +16,35 @@ import {
   requestClusterMetrics,
   serveClusterMetrics,
 } from './cluster/cluster-metrics';
+import {
+  LISTEN_FAILED_EXIT,
+  RELOAD,
+  RELOAD_RESULT,
+  WORKER_LISTEN_FAILED,
+  WORKER_READY,
+  isMessage,
+  requestConfig,
+  sendToPrimary,
+  type ConfigText,
+  type Reload,
+} from './cluster/config-channel';
+import { parseConfigText, type LoadedConfig } from './config/load-config';
+import { ConfigReloader } from './config/reloader';
 import { ClientAuthenticator } from './http/auth';
+import { FrontServer, probeListen, type ListenAddress } from './http/front-server';
 import { LifecycleMetrics } from './http/lifecycle-metrics';
 import { TokenServiceMetrics } from './http/metrics';
 import type { MetricsSource } from './http/ops-routes';
 import { publicBaseUrl } from './http/public-url';
+import { ReloadMetrics } from './http/reload-metrics';
 import { routeTable } from './http/routes';
-import { createServer } from './http/server';
+import { createServer, requestHandlerOf } from './http/server';
 import type { Keywarden } from './lifecycle';
 import { createLogger } from './log';
-import { openRuntime, storeAuditLog, type Runtime } from './main';
+import { openRuntime, storeAuditLog, type Runtime, type RuntimeGeneration } from './main';
 import { disableCoreDumps } from './process-hardening';
+import type { ConfigChanges, ConfigReloadOutcome } from './policy/config-changes';
+import { KeywardenError } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
 import { Scheduler } from './scheduler/scheduler';
 
@@ -37,38 +55,49 @@ export interface ServeRequest {
   host?: string;
   port?: number;
   workers?: number;
-  logLevel: string;
+  /** --log-level; default the config's `logLevel`. */
+  logLevel?: string;
 }
 
+/** Where `serve` listens. */
+export type Listen = ListenAddress;
+
+/** The audit actor of a reload: a signal carries no sender a process could name. */
+const RELOAD_ACTOR = 'system:sighup';
+
 /**
- * `keywarden serve`: the daemon (scheduler + HTTP), until SIGTERM/SIGINT.
+ * `keywarden serve`: the daemon (scheduler + HTTP) until SIGTERM/SIGINT; SIGHUP reloads the config.
  *
  * With `--workers N` (default: one per CPU) the process is a node:cluster primary: it runs the
  * scheduler (the only process that does) and N worker processes serve HTTP on the shared port,
  * each with its own PKCS#11 sessions, store connection and key cache (SoftHSM and pkcs11js
- * scale across processes, not threads). `--workers 1` is a single process doing both.
+ * scale across processes, not threads). `--workers 1` is a single process doing both. A worker
+ * process runs serveAsWorker instead.
  */
-export function serve(config: KeywardenConfig, req: ServeRequest): Promise<never> {
-  const slot = cluster.isWorker ? workerSlot() : null;
-  const log =
-    slot === null ? createLogger(req.logLevel, 1) : createLogger(req.logLevel, 1).child({ worker: slot });
+export async function serve(file: LoadedConfig, req: ServeRequest): Promise<never> {
+  const config = file.config;
+  const log = createLogger(req.logLevel ?? config.logLevel, 1);
+  prepareProcess(log);
+  const listen = listenAddress(config, req);
+  const advertised = publicBaseUrl(config.server.publicUrl, listen);
+  if (advertised.warning) log.warn(advertised.warning);
+  // Before the store and backends open (migrations, the start-up reconcile: they write), so a
+  // busy port stops start-up with LISTEN_FAILED and nothing written.
+  await probeListen(listen);
+  const workers = req.workers ?? defaultWorkerCount();
+  if (workers === 1) return serveSingle(file, log, listen);
+  return servePrimary(file, log, listen, workers);
+}
+
+function listenAddress(config: KeywardenConfig, req: ServeRequest): Listen {
+  return { host: req.host ?? config.server.host, port: req.port ?? config.server.port };
+}
+
+function prepareProcess(log: Logger): void {
   // I3: no core dump of any keywarden process (workers inherit the limit; set it anyway).
   disableCoreDumps(log);
   // A request must never take the daemon down; anything that escapes is logged.
   process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.message }, 'unhandled rejection'));
-  const listen = { host: req.host ?? config.server.host, port: req.port ?? config.server.port };
-  if (cluster.isWorker) return serveWorker(config, log, listen, slot ?? cluster.worker?.id ?? 0);
-  const advertised = publicBaseUrl(config.server.publicUrl, listen);
-  if (advertised.warning) log.warn(advertised.warning);
-  const workers = req.workers ?? defaultWorkerCount();
-  if (workers === 1) return serveSingle(config, log, listen);
-  return servePrimary(config, log, listen, workers);
-}
-
-/** Where `serve` listens. */
-export interface Listen {
-  host: string;
-  port: number;
 }
 
 export interface HttpServerOptions {
@@ -77,6 +106,13 @@ export interface HttpServerOptions {
   metricsRegistries?: readonly Registry[];
   /** Constant headers on every answer (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
+  /**
+   * The token service's metrics, when they outlive this server (the daemon keeps one per process
+   * across reloads, so counters never restart at 0); default: the server's own.
+   */
+  tokenMetrics?: TokenServiceMetrics;
+  /** Never listens itself: a FrontServer hands it requests (createServer's `detached`). */
+  detached?: boolean;
 }
 
 /**
@@ -85,13 +121,13 @@ export interface HttpServerOptions {
  * --workers N`, the sum over every worker and the primary).
  */
 export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): FastifyInstance {
-  const tokenService = buildTokenService(kw);
+  const tokenService = buildTokenService(kw, opts.tokenMetrics);
   const extra = opts.metricsRegistries ?? [];
   const registry =
     extra.length > 0
       ? Registry.merge([tokenService.metrics.registry, ...extra])
       : tokenService.metrics.registry;
-  if (cluster.isWorker) exposeWorkerRegistry(tokenService.metrics.registry);
+  if (cluster.isWorker && !opts.tokenMetrics) exposeWorkerRegistry(tokenService.metrics.registry);
   const metrics: MetricsSource = {
     contentType: registry.contentType,
     read: () => (cluster.isWorker ? requestClusterMetrics() : registry.metrics()),
@@ -99,14 +135,15 @@ export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): Fastif
   return createServer(kw, {
     routes: routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
     ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
+    ...(opts.detached ? { detached: true } : {}),
   });
 }
 
-function buildTokenService(kw: Keywarden) {
+function buildTokenService(kw: Keywarden, metrics?: TokenServiceMetrics) {
   return {
     kw,
     auth: new ClientAuthenticator(kw, { pollSeconds: kw.config.server.keyRefreshSeconds }),
-    metrics: new TokenServiceMetrics(kw.config),
+    metrics: metrics ?? new TokenServiceMetrics(kw.config),
     audit: { activity: kw.createSignActivity(), denied: kw.createDeniedRecorder() },
   };
 }
@@ -116,37 +153,132 @@ function openDaemonRuntime(config: KeywardenConfig, log: Logger, scheduling: boo
   return openRuntime(config, { log, audit: storeAuditLog(), auditIntegrity: scheduling });
 }
 
-/**
- * What the one scheduling process runs (the single process, or the cluster primary): the
- * runtime, the scheduler with its start-up reconcile and periodic jobs, the lifecycle metrics it
- * feeds, and the key cache those gauges read (kept current with changes other processes make).
- */
-async function startScheduling(
-  config: KeywardenConfig,
-  log: Logger,
-): Promise<{ rt: Runtime; scheduler: Scheduler; lifecycle: LifecycleMetrics }> {
-  const rt = await openDaemonRuntime(config, log, true);
-  const lifecycle = new LifecycleMetrics(rt.keywarden);
-  const hooks = lifecycle.schedulerHooks();
-  const jobs = rt.keywarden.periodicJobs({ onOrphanScan: hooks.onOrphanScan });
-  const scheduler = new Scheduler(rt.keywarden, hooks, { jobs });
-  await scheduler.start();
-  rt.keywarden.startKeyRefresh();
-  return { rt, scheduler, lifecycle };
+/** The runtime's own facade as a generation (its key cache stops when a reload replaces it). */
+function firstGeneration(rt: Runtime): RuntimeGeneration {
+  return { keywarden: rt.keywarden, ctx: rt.ctx, release: () => rt.ctx.cache.stop() };
 }
 
-/** Builds the HTTP server and listens. */
-async function startHttp(
-  kw: Keywarden,
-  listen: Listen,
-  opts: Omit<HttpServerOptions, 'publicBaseUrl'> = {},
-): Promise<{ app: FastifyInstance; address: string }> {
-  const app = createHttpServer(kw, {
-    ...opts,
-    publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, listen).url,
+/** What the one scheduling process runs (the single process, or the cluster primary). */
+interface Scheduling {
+  rt: Runtime;
+  scheduler: Scheduler;
+  lifecycle: LifecycleMetrics;
+  reloads: ReloadMetrics;
+  /** The generation the scheduler and the lifecycle metrics work with. */
+  gen: RuntimeGeneration;
+}
+
+/**
+ * The runtime, the scheduler with its start-up reconcile and periodic jobs, the lifecycle metrics
+ * it feeds, and the key cache those gauges read (kept current with changes other processes make).
+ */
+async function startScheduling(config: KeywardenConfig, log: Logger): Promise<Scheduling> {
+  const rt = await openDaemonRuntime(config, log, true);
+  const lifecycle = new LifecycleMetrics(rt.keywarden);
+  const scheduler = new Scheduler(rt.keywarden, lifecycle.schedulerHooks(), {
+    jobs: jobsFor(rt.keywarden, lifecycle),
   });
-  const address = await app.listen(listen);
-  return { app, address };
+  await scheduler.start();
+  rt.keywarden.startKeyRefresh();
+  return { rt, scheduler, lifecycle, reloads: new ReloadMetrics(), gen: firstGeneration(rt) };
+}
+
+function jobsFor(kw: Keywarden, lifecycle: LifecycleMetrics) {
+  return kw.periodicJobs({ onOrphanScan: lifecycle.schedulerHooks().onOrphanScan });
+}
+
+/**
+ * A reload's first steps in the scheduling process: the new config's facade (its key cache
+ * loaded), then the scheduler on it, which reconciles added and changed scopes at once (an added
+ * scope gets its first key before any HTTP side serves it) and re-arms every scope's timer. The
+ * previous generation is returned for the caller to release once nothing uses it.
+ */
+async function reconfigureScheduling(
+  s: Scheduling,
+  gen: RuntimeGeneration,
+  changes: ConfigChanges,
+): Promise<RuntimeGeneration> {
+  await s.scheduler.reconfigure(gen.keywarden, jobsFor(gen.keywarden, s.lifecycle), [
+    ...changes.scopesAdded,
+    ...changes.scopesChanged,
+  ]);
+  gen.keywarden.startKeyRefresh();
+  s.lifecycle.reconfigure(gen.keywarden);
+  const previous = s.gen;
+  s.gen = gen;
+  return previous;
+}
+
+/** A reload's outcome, applied or refused: the reload metrics, then the audit log. */
+async function recordReload(s: Scheduling, o: ConfigReloadOutcome): Promise<void> {
+  s.reloads.record(o.applied, s.gen.keywarden.clock.now());
+  await s.gen.keywarden.recordConfigReload(o, RELOAD_ACTOR);
+}
+
+/** The HTTP side of one process: the listening front, and what outlives reloads. */
+interface HttpSide {
+  front: FrontServer;
+  listen: Listen;
+  tokenMetrics: TokenServiceMetrics;
+  metricsRegistries: readonly Registry[];
+  responseHeaders(config: KeywardenConfig): Readonly<Record<string, string>>;
+  log: Logger;
+}
+
+/** One config's HTTP app (behind the front) and the generation it serves from. */
+interface Serving {
+  gen: RuntimeGeneration;
+  app: FastifyInstance;
+}
+
+/** Builds (and readies) the app serving `kw`, detached from any socket. */
+async function buildApp(kw: Keywarden, http: HttpSide): Promise<FastifyInstance> {
+  const app = createHttpServer(kw, {
+    publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, http.listen).url,
+    metricsRegistries: http.metricsRegistries,
+    responseHeaders: http.responseHeaders(kw.config),
+    tokenMetrics: http.tokenMetrics,
+    detached: true,
+  });
+  await app.ready();
+  return app;
+}
+
+/**
+ * Builds what serves `gen` over HTTP. Throws having changed nothing (the generation released)
+ * when the app cannot be built.
+ */
+async function prepareServing(gen: RuntimeGeneration, http: HttpSide): Promise<Serving> {
+  try {
+    return { gen, app: await buildApp(gen.keywarden, http) };
+  } catch (e) {
+    gen.release();
+    throw e;
+  }
+}
+
+/**
+ * The switch of a reload on the HTTP side: the listener's security settings (TLS: this is where
+ * `server.setSecureContext(...)` of each `http.front.servers` plugs in, from the new config's
+ * certificates; plain HTTP has none), the token metrics' scopes, then `next` answers every new
+ * request. `previous` is closed and released once the requests it took are answered (`retiring`
+ * settles then). Nothing here throws: the reload is committed by the time it runs.
+ */
+function switchServing(http: HttpSide, previous: Serving, next: Serving, releaseGen: boolean): Promise<void> {
+  applyListenerSecurity(http.front, next.gen.keywarden.config);
+  http.tokenMetrics.setScopes(next.gen.keywarden.config);
+  return http.front.use(requestHandlerOf(next.app)).then(async () => {
+    await previous.app
+      .close()
+      .catch((e: Error) => http.log.warn({ err: e.message }, 'closing a replaced app failed'));
+    if (releaseGen) previous.gen.release();
+  });
+}
+
+/** TLS on reload (issue #17's TLS work plugs in here); plain HTTP has nothing to renew. */
+function applyListenerSecurity(front: FrontServer, config: KeywardenConfig): void {
+  void front;
+  void config;
 }
 
 /** Runs `stop` once on the first SIGTERM/SIGINT, then exits with its code. */
@@ -157,7 +289,10 @@ function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<nev
     stopping = true;
     log.info({ signal }, 'shutting down: draining requests');
     stop().then(
-      (code) => process.exit(code),
+      (code) => {
+        log.info({ code }, 'stopped');
+        process.exit(code);
+      },
       (e: Error) => {
         log.error({ err: e.message }, 'shutdown failed');
         process.exit(1);
@@ -170,8 +305,17 @@ function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<nev
   return new Promise<never>(() => undefined);
 }
 
+/** SIGHUP reloads (signals during a reload fold into one more). */
+function onReloadSignal(reloader: ConfigReloader, log: Logger): void {
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reload requested');
+    void reloader.request();
+  });
+}
+
 /** `serve --workers 1`: scheduler and HTTP in this one process. */
-export async function serveSingle(config: KeywardenConfig, log: Logger, listen: Listen): Promise<never> {
+export async function serveSingle(file: LoadedConfig, log: Logger, listen: Listen): Promise<never> {
+  const config = file.config;
   // libuv sized its pool when this process started (bin/keywarden sets the variable first);
   // too small a pool makes PKCS#11 signatures queue behind each other.
   const sessions = maxBackendConcurrency(config);
@@ -181,35 +325,133 @@ export async function serveSingle(config: KeywardenConfig, log: Logger, listen: 
       'UV_THREADPOOL_SIZE is smaller than the PKCS#11 sessions: signatures queue; set it before start',
     );
   }
-  const { rt, scheduler, lifecycle } = await startScheduling(config, log);
-  const { app, address } = await startHttp(rt.keywarden, listen, { metricsRegistries: [lifecycle.registry] });
-  log.info({ address, scopes: config.scopes.map((s) => s.name) }, 'keywarden serving');
+  const sched = await startScheduling(config, log);
+  const http: HttpSide = {
+    front: new FrontServer({ log }),
+    listen,
+    tokenMetrics: new TokenServiceMetrics(config),
+    metricsRegistries: [sched.lifecycle.registry, sched.reloads.registry],
+    responseHeaders: () => ({}),
+    log,
+  };
+  let current = await prepareServing(sched.gen, http);
+  void http.front.use(requestHandlerOf(current.app));
+  let addresses: string[];
+  try {
+    addresses = await http.front.listen(listen);
+  } catch (e) {
+    await current.app.close();
+    await sched.scheduler.stop();
+    await sched.rt.close();
+    throw e;
+  }
+  log.info(
+    { address: addresses[0], addresses, scopes: config.scopes.map((s) => s.name) },
+    'keywarden serving',
+  );
+  const retiring = new Set<Promise<void>>();
+  const reloader = new ConfigReloader(
+    file.source,
+    {
+      current: () => sched.gen.keywarden.config,
+      apply: async (next, changes) => {
+        const gen = await sched.rt.reconfigure(next.config);
+        const serving = await prepareServing(gen, http);
+        // Committed from here: the scheduler first (added scopes get their keys), then HTTP.
+        await reconfigureScheduling(sched, gen, changes);
+        const previous = current;
+        current = serving;
+        const r = switchServing(http, previous, serving, true);
+        retiring.add(r);
+        void r.finally(() => retiring.delete(r));
+      },
+      outcome: (o) => recordReload(sched, o),
+    },
+    log,
+  );
+  onReloadSignal(reloader, log);
   return onShutdownSignal(log, async () => {
-    await app.close();
-    await scheduler.stop();
-    await rt.close();
+    await http.front.drain();
+    await Promise.all(retiring);
+    await current.app.close();
+    await sched.scheduler.stop();
+    await sched.rt.close();
     return 0;
   });
 }
 
-/** A cluster worker: HTTP only, with its own runtime; the primary runs the scheduler. */
-export async function serveWorker(
-  config: KeywardenConfig,
-  log: Logger,
-  listen: Listen,
-  slot: number,
-): Promise<never> {
+/**
+ * A cluster worker: HTTP only, with its own runtime; the primary runs the scheduler. Its config
+ * comes from the primary (the text the primary runs, validated here by the same loader), and so
+ * does every reload: the primary sends the new text once it has applied it.
+ */
+export async function serveAsWorker(req: ServeRequest): Promise<never> {
+  const slot = workerSlot() ?? cluster.worker?.id ?? 0;
+  const first = await requestConfig();
+  const config = parseConfigText(first.text, first.source);
+  const log = createLogger(req.logLevel ?? config.logLevel, 1).child({ worker: slot });
+  prepareProcess(log);
+  // systemd's ExecReload signals the primary only; a hangup sent to the whole process group must
+  // not end a worker (the default action), and the primary's reload reaches every worker anyway.
+  process.on('SIGHUP', () => log.debug('SIGHUP: the primary reloads every worker'));
+  const listen = listenAddress(config, req);
   const rt = await openDaemonRuntime(config, log, false);
   // Each worker polls the store itself: revocations and new keys reach it as they reach a
   // separate daemon, within server.keyRefreshSeconds.
   rt.keywarden.startKeyRefresh();
-  const { app, address } = await startHttp(rt.keywarden, listen, {
-    responseHeaders: workerResponseHeaders(config.server, slot),
+  const tokenMetrics = new TokenServiceMetrics(config);
+  exposeWorkerRegistry(tokenMetrics.registry);
+  const http: HttpSide = {
+    front: new FrontServer({ log }),
+    listen,
+    tokenMetrics,
+    metricsRegistries: [],
+    responseHeaders: (c) => workerResponseHeaders(c.server, slot),
+    log,
+  };
+  let current = await prepareServing(firstGeneration(rt), http);
+  void http.front.use(requestHandlerOf(current.app));
+  try {
+    await http.front.listen(listen);
+  } catch (e) {
+    const message = (e as Error).message;
+    log.error({ err: message }, 'worker cannot listen');
+    // The primary stops start-up with this reason; exit once it has the message.
+    if (process.connected && process.send) {
+      process.send({ type: WORKER_LISTEN_FAILED, message }, () => process.exit(LISTEN_FAILED_EXIT));
+    } else process.exit(LISTEN_FAILED_EXIT);
+    return new Promise<never>(() => undefined);
+  }
+  sendToPrimary({ type: WORKER_READY, version: first.version });
+  log.debug({ listen }, 'worker serving');
+  const retiring = new Set<Promise<void>>();
+  let reloads = Promise.resolve();
+  const reload = async (m: ConfigText): Promise<void> => {
+    try {
+      if (http.front.isDraining) throw new Error('shutting down');
+      const next = parseConfigText(m.text, m.source);
+      const serving = await prepareServing(await rt.reconfigure(next), http);
+      serving.gen.keywarden.startKeyRefresh();
+      const previous = current;
+      current = serving;
+      const r = switchServing(http, previous, serving, true);
+      retiring.add(r);
+      void r.finally(() => retiring.delete(r));
+      log.info({ version: m.version }, 'worker reloaded config');
+      sendToPrimary({ type: RELOAD_RESULT, version: m.version, ok: true });
+    } catch (e) {
+      log.error({ version: m.version, err: (e as Error).message }, 'worker cannot apply the reloaded config');
+      sendToPrimary({ type: RELOAD_RESULT, version: m.version, ok: false, error: (e as Error).message });
+    }
+  };
+  process.on('message', (m: unknown) => {
+    if (isMessage<Reload>(m, RELOAD)) reloads = reloads.then(() => reload(m));
   });
-  log.debug({ address }, 'worker serving');
   return onShutdownSignal(log, async () => {
-    // fastify's close stops accepting, lets in-flight requests finish, then resolves.
-    await app.close();
+    // Requests in flight finish; new ones get 503 + Connection: close until clients go quiet.
+    await http.front.drain();
+    await Promise.all(retiring);
+    await current.app.close();
     await rt.close();
     return 0;
   });
@@ -218,26 +460,36 @@ export async function serveWorker(
 /**
  * The cluster primary: opens the store first (so migrations run once, before any worker),
  * runs the scheduler (start-up reconcile included, so workers find every scope's keys), then
- * forks the workers and supervises them. SIGTERM drains every worker and exits 0.
+ * forks the workers and supervises them; it says it serves once every worker listens. SIGHUP
+ * reloads here first, then in every worker; SIGTERM drains every worker and exits 0.
  */
 export async function servePrimary(
-  config: KeywardenConfig,
+  file: LoadedConfig,
   log: Logger,
   listen: Listen,
   workers: number,
 ): Promise<never> {
-  const { rt, scheduler, lifecycle } = await startScheduling(config, log);
+  const config = file.config;
+  const sched = await startScheduling(config, log);
+  let running: ConfigText = { text: file.text, source: file.source, version: 1 };
   const threadPool = threadPoolSizeFor(config);
   const supervisor = new WorkerSupervisor({
     workers,
     log,
     env: { UV_THREADPOOL_SIZE: String(threadPool) },
+    config: () => running,
   });
   // /metrics answered by any worker reports the sum over all of them, plus the primary's own
-  // metrics: the key lifecycle (the scheduler runs here) and its process metrics. Listening
-  // before the workers start, so not even their first scrape goes unanswered.
-  serveClusterMetrics(primaryMetricsRegistry([lifecycle.registry]), log);
-  supervisor.start();
+  // metrics: the key lifecycle (the scheduler runs here), reloads and its process metrics.
+  // Listening before the workers start, so not even their first scrape goes unanswered.
+  serveClusterMetrics(primaryMetricsRegistry([sched.lifecycle.registry, sched.reloads.registry]), log);
+  try {
+    await supervisor.start();
+  } catch (e) {
+    await sched.scheduler.stop();
+    await sched.rt.close();
+    throw e instanceof KeywardenError ? e : new KeywardenError('INTERNAL', (e as Error).message);
+  }
   log.info(
     {
       address: `http://${listen.host}:${listen.port}`,
@@ -247,10 +499,29 @@ export async function servePrimary(
     },
     'keywarden serving',
   );
+  const reloader = new ConfigReloader(
+    file.source,
+    {
+      current: () => sched.gen.keywarden.config,
+      apply: async (next, changes) => {
+        const gen = await sched.rt.reconfigure(next.config);
+        // Committed from here: the scheduler first (added scopes get their keys), then workers.
+        const previous = await reconfigureScheduling(sched, gen, changes);
+        previous.release();
+        running = { text: next.text, source: next.source, version: running.version + 1 };
+        const failed = (await supervisor.reloadWorkers()).filter((r) => !r.ok);
+        // The supervisor replaced them; their successors start on the running config.
+        if (failed.length > 0) log.warn({ failed }, 'workers that could not apply the reload were replaced');
+      },
+      outcome: (o) => recordReload(sched, o),
+    },
+    log,
+  );
+  onReloadSignal(reloader, log);
   return onShutdownSignal(log, async () => {
     const drained = await supervisor.stop();
-    await scheduler.stop();
-    await rt.close();
+    await sched.scheduler.stop();
+    await sched.rt.close();
     return drained ? 0 : 1;
   });
 }

@@ -56,7 +56,22 @@ export interface Runtime {
   ctx: LifecycleContext;
   /** The store's connection, for tests and tools that look underneath (never for adapters). */
   ds: DataSource;
+  /**
+   * A facade for `config` (a reload, SIGHUP) over this runtime's store, backends and audit log,
+   * with its own key cache, loaded before it is returned. The store, backends and audit settings
+   * must be those of the running config (configChanges refuses a reload that changes them).
+   * The facades built before stay usable until released, so requests they serve finish on them.
+   */
+  reconfigure(config: KeywardenConfig): Promise<RuntimeGeneration>;
   close(): Promise<void>;
+}
+
+/** One config's facade over a runtime (the first one, or a reload's). */
+export interface RuntimeGeneration {
+  keywarden: Keywarden;
+  ctx: LifecycleContext;
+  /** Stops its key cache's refresh; call once nothing uses this facade any more. */
+  release(): void;
 }
 
 /** The hash-chained audit log in the store (what the daemon and the CLI record to). */
@@ -94,19 +109,12 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     audit.appendIn ? audit.appendIn(m, event) : audit.record(event),
   );
   const keys = store.keys;
-  const integrity = new KeyIntegrity({
-    config,
-    clock,
-    log: opts.log,
-    backend,
-    rowExists: async (id) => (await keys.findById(id)) !== null,
-    audit: opts.auditIntegrity ? audit : null,
-  });
   const url = config.store.url;
   const onPostgres = url.startsWith('postgres://') || url.startsWith('postgresql://');
   const changeFeed: KeyChangeFeedFactory = (onChange) =>
     onPostgres ? new KeyChangeListener(url, { log: opts.log, onChange }) : null;
-  const cache = new KeyCache(config, keys, clock, opts.log, integrity, changeFeed);
+  // Per process, not per config: it checks client rows against the audit key's seals once per
+  // row content, and needs only the backends (which a reload cannot change).
   const clientTrust = new ClientTrust({
     config,
     clock,
@@ -115,35 +123,66 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     backend,
     audit: opts.auditIntegrity ? audit : null,
   });
-  const ctx: LifecycleContext = {
-    config,
-    clock,
-    log: opts.log,
-    store,
-    keys,
-    lock: createScopeLock(ds),
-    audit,
-    auditRecords: new AuditStore(ds),
-    cache,
-    clientTrust,
-    backend,
+  const lock = createScopeLock(ds);
+  const auditRecords = new AuditStore(ds);
+  const caches = new Set<KeyCache>();
+  /** What depends on the config: the key integrity check and the key cache it feeds. */
+  const contextFor = (cfg: KeywardenConfig): LifecycleContext => {
+    const integrity = new KeyIntegrity({
+      config: cfg,
+      clock,
+      log: opts.log,
+      backend,
+      rowExists: async (id) => (await keys.findById(id)) !== null,
+      audit: opts.auditIntegrity ? audit : null,
+    });
+    const cache = new KeyCache(cfg, keys, clock, opts.log, integrity, changeFeed);
+    caches.add(cache);
+    return {
+      config: cfg,
+      clock,
+      log: opts.log,
+      store,
+      keys,
+      lock,
+      audit,
+      auditRecords,
+      cache,
+      clientTrust,
+      backend,
+    };
   };
+  const ctx = contextFor(config);
   const close = async (): Promise<void> => {
-    cache.stop();
+    for (const c of caches) c.stop();
     for (const p of opened.values()) {
       const b = await p.catch(() => null);
       await b?.close().catch(() => undefined);
     }
     await ds.destroy().catch(() => undefined);
   };
+  const reconfigure = async (next: KeywardenConfig): Promise<RuntimeGeneration> => {
+    const nextCtx = contextFor(next);
+    const release = () => {
+      nextCtx.cache.stop();
+      caches.delete(nextCtx.cache);
+    };
+    try {
+      await nextCtx.cache.refresh(true);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    return { keywarden: new Keywarden(nextCtx), ctx: nextCtx, release };
+  };
   try {
-    await cache.refresh(true);
+    await ctx.cache.refresh(true);
   } catch (e) {
     // Nothing to hand back: release the store connection and any backend opened so far.
     await close();
     throw e;
   }
-  return { keywarden: new Keywarden(ctx), ctx, ds, close };
+  return { keywarden: new Keywarden(ctx), ctx, ds, reconfigure, close };
 }
 
 /** One line of `config check --deep`: what was checked, and what it found. */

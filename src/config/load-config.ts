@@ -19,11 +19,24 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
   return env[CONFIG_ENV.file] ?? path.join(installRoot(), 'config', 'default.yaml');
 }
 
+/** A config file as read: its text (what a cluster primary hands its workers) and the result. */
+export interface LoadedConfig {
+  /** Absolute path. */
+  source: string;
+  text: string;
+  config: KeywardenConfig;
+}
+
 /**
  * Reads, parses and validates a config file. YAML syntax errors and every policy problem
  * come back as one CONFIG_INVALID error; nothing is written.
  */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): KeywardenConfig {
+  return loadConfigFile(file, env).config;
+}
+
+/** loadConfig, keeping the text it validated. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const source = path.resolve(file);
   let text: string;
   try {
@@ -33,7 +46,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       cause: e,
     });
   }
-  return parseConfigText(text, source, env);
+  return { source, text, config: parseConfigText(text, source, env) };
 }
 
 /** Parses YAML text and validates it; relative paths resolve against the file's directory. */

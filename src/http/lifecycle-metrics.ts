@@ -28,9 +28,10 @@ export class LifecycleMetrics {
   private readonly lastSuccess: Gauge<'scope'>;
   private readonly failures: Counter<'scope'>;
   private readonly orphans: Gauge<'backend'>;
+  private readonly activeFor: Gauge<'scope'>;
   private overviewOfThisScrape: ScopeOverviewRow[] | null = null;
 
-  constructor(private readonly kw: Keywarden) {
+  constructor(private kw: Keywarden) {
     const registers = [this.registry];
     this.scopeGauge(
       'keywarden_scope_has_active_key',
@@ -82,13 +83,13 @@ export class LifecycleMetrics {
       },
     });
     // Static, from the config: lets one alert rule compare every scope's key age with its own policy.
-    const activeFor = new Gauge({
+    this.activeFor = new Gauge({
       name: 'keywarden_scope_active_for_seconds',
       help: 'The scope policy activeFor: how long each key signs, seconds',
       labelNames: ['scope'],
       registers,
     });
-    for (const s of kw.config.scopes) activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
+    for (const s of kw.config.scopes) this.activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
     this.lastSuccess = new Gauge({
       name: 'keywarden_last_reconcile_success_timestamp_seconds',
       help: 'Unix time of the last reconcile of the scope by this process that ran and had no error',
@@ -109,7 +110,7 @@ export class LifecycleMetrics {
       labelNames: ['backend'],
       registers,
     });
-    const integrity = () => kw.integrityReport();
+    const integrity = () => this.kw.integrityReport();
     new Gauge({
       name: 'keywarden_key_rows_refused',
       help:
@@ -136,13 +137,14 @@ export class LifecycleMetrics {
         for (const m of report.missingRows) this.inc({ backend: m.backend });
       },
     });
+    const chainLength = () => this.kw.auditChainLength();
     new Gauge({
       name: 'keywarden_audit_chain_length',
       help: 'Records in the audit hash chain (a pruned prefix not counted; absent when the store cannot be read)',
       registers,
       async collect() {
         try {
-          this.set(await withTimeout(kw.auditChainLength(), STORE_TIMEOUT_MS));
+          this.set(await withTimeout(chainLength(), STORE_TIMEOUT_MS));
         } catch (e) {
           // remove() with no labels drops the series: better absent than a made-up 0.
           this.remove();
@@ -150,6 +152,26 @@ export class LifecycleMetrics {
         }
       },
     });
+  }
+
+  /**
+   * After a reload (SIGHUP): reads `kw` (the new config's facade) from now on; a removed scope's
+   * series go, an added scope's start (its failure counter at 0), activeFor follows the policy.
+   */
+  reconfigure(kw: Keywarden): void {
+    const before = new Set(this.kw.config.scopes.map((s) => s.name));
+    const after = new Set(kw.config.scopes.map((s) => s.name));
+    this.kw = kw;
+    for (const name of before) {
+      if (after.has(name)) continue;
+      this.activeFor.remove({ scope: name });
+      this.failures.remove({ scope: name });
+      this.lastSuccess.remove({ scope: name });
+    }
+    for (const s of kw.config.scopes) {
+      this.activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
+      if (!before.has(s.name)) this.failures.inc({ scope: s.name }, 0);
+    }
   }
 
   /** Hooks for the Scheduler: reconcile outcomes and orphan scans feed the counters and gauges. */

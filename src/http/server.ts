@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createNodeServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Keywarden } from '../lifecycle';
 import { registerErrorHandling } from './errors';
@@ -21,6 +21,12 @@ export interface ServerOptions {
   routes: readonly RouteGroup[];
   /** Constant headers added to every response (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
+  /**
+   * The app never listens itself: the daemon's FrontServer (front-server.ts) owns the listening
+   * socket and hands requests to `requestHandlerOf(app)`, so a reload can put a new app behind the
+   * same socket. Default false (the app listens, as in tests).
+   */
+  detached?: boolean;
 }
 
 /** The hooks that run per request: one of these at the root would otherwise miss fast JWKS answers. */
@@ -55,6 +61,13 @@ export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstanc
     // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // A server that never listens: only its request listener is used.
+    ...(opts.detached
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+            createNodeServer(handler),
+        }
+      : {}),
   });
   app.decorate('jwksFastPath', jwksFastPath);
   putFastPathAhead(app, jwksFastPath);
@@ -84,6 +97,19 @@ export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstanc
     });
   }
   return app;
+}
+
+/**
+ * The app's whole request handling (the JWKS fast path, then fastify) as one node:http request
+ * listener, for a FrontServer (`detached` apps). Call after `app.ready()`.
+ */
+export function requestHandlerOf(app: FastifyInstance): (req: IncomingMessage, res: ServerResponse) => void {
+  const listeners = app.server.listeners('request') as ((
+    req: IncomingMessage,
+    res: ServerResponse,
+  ) => void)[];
+  if (listeners.length !== 1) throw new Error(`expected one request listener, found ${listeners.length}`);
+  return listeners[0]!;
 }
 
 /**

@@ -8,6 +8,7 @@ import { auditChainLength, tailAudit, type AuditTailFilter } from '../audit/quer
 import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } from '../audit/verify';
 import type { ChainedRecord } from '../audit/chain';
 import type { Clock } from '../policy/clock';
+import type { ConfigReloadOutcome } from '../policy/config-changes';
 import type { KeyRecord } from '../policy/key';
 import { shownKeyState, shownKeyStates, type ShownKeyState } from '../policy/key-roles';
 import { nextDecisionAt, pickSigningKey } from '../policy/next-actions';
@@ -15,6 +16,7 @@ import { planRotations, type PlannedKey } from '../policy/plan';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { ScanProgress } from '../scan';
 import { maintainClientSeals } from './client-seals';
+import { recordConfigReload } from './config-reload';
 import {
   addClient,
   checkClientSecret,
@@ -260,6 +262,11 @@ export class Keywarden {
   /** Keeps this process's keys current (poll, and LISTEN on PostgreSQL) until the runtime closes. */
   startKeyRefresh(): void {
     this.ctx.cache.start();
+  }
+
+  /** Records a config reload (SIGHUP), applied or refused, in the audit log; never throws. */
+  recordConfigReload(outcome: ConfigReloadOutcome, actor: string): Promise<void> {
+    return recordConfigReload(this.ctx, outcome, actor);
   }
 
   // ---- operations ----

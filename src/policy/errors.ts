@@ -36,6 +36,8 @@ export const ERROR_CODES = [
   'AUDIT_CHAIN_BROKEN',
   'AUDIT_PRUNE_REFUSED',
   'SCAN_ERROR',
+  'SHUTTING_DOWN',
+  'LISTEN_FAILED',
   'INTERNAL',
 ] as const;
 

@@ -40,6 +40,8 @@ export interface DaemonOptions {
    * what a test observes, and a 2-core machine is not oversubscribed.
    */
   workers?: number;
+  /** server.workerHeader (`x-keywarden-worker` on every answer); default false. */
+  workerHeader?: boolean;
   /** The store (`store.url` in the config); default a SQLite file in the token directory. */
   storeUrl?: string;
   /**
@@ -76,6 +78,8 @@ export interface CliResult {
 
 export interface Daemon {
   baseUrl: string;
+  /** The `keywarden serve` process (with --workers N, the cluster primary): e.g. for SIGHUP. */
+  pid: number;
   configPath: string;
   config: KeywardenConfig;
   token: SoftHsmToken;
@@ -180,6 +184,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         port,
         keyRefreshSeconds: opts.keyRefreshSeconds ?? 1,
         ...(opts.bodyLimitBytes !== undefined ? { bodyLimitBytes: opts.bodyLimitBytes } : {}),
+        ...(opts.workerHeader !== undefined ? { workerHeader: opts.workerHeader } : {}),
       },
     });
     const hsmBackend = hsm
@@ -231,6 +236,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     let stopped = false;
     return {
       baseUrl,
+      pid: serve.pid as number,
       configPath,
       config,
       token,
