@@ -16,6 +16,7 @@ import {
   requestClusterMetrics,
   serveClusterMetrics,
 } from './cluster/cluster-metrics';
+import { tlsServerOptions, type TlsServerOptions } from './config/tls-options';
 import { ClientAuthenticator } from './http/auth';
 import { LifecycleMetrics } from './http/lifecycle-metrics';
 import { TokenServiceMetrics } from './http/metrics';
@@ -58,7 +59,10 @@ export function serve(config: KeywardenConfig, req: ServeRequest): Promise<never
   process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.message }, 'unhandled rejection'));
   const listen = { host: req.host ?? config.server.host, port: req.port ?? config.server.port };
   if (cluster.isWorker) return serveWorker(config, log, listen, slot ?? cluster.worker?.id ?? 0);
-  const advertised = publicBaseUrl(config.server.publicUrl, listen);
+  // The certificate, key and client CAs are checked before anything starts (CONFIG_INVALID, exit
+  // 3): a daemon that would only fail at its first handshake must not claim to serve.
+  tlsServerOptions(config, new Date());
+  const advertised = publicBaseUrl(config.server.publicUrl, listen, config.server.tls !== undefined);
   if (advertised.warning) log.warn(advertised.warning);
   const workers = req.workers ?? defaultWorkerCount();
   if (workers === 1) return serveSingle(config, log, listen);
@@ -77,6 +81,8 @@ export interface HttpServerOptions {
   metricsRegistries?: readonly Registry[];
   /** Constant headers on every answer (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
+  /** HTTPS (src/config/tls-options.ts); absent: plain HTTP. */
+  tls?: TlsServerOptions;
 }
 
 /**
@@ -99,6 +105,7 @@ export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): Fastif
   return createServer(kw, {
     routes: routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
     ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
+    ...(opts.tls ? { tls: opts.tls } : {}),
   });
 }
 
@@ -135,15 +142,17 @@ async function startScheduling(
   return { rt, scheduler, lifecycle };
 }
 
-/** Builds the HTTP server and listens. */
+/** Builds the HTTP(S) server (its TLS files read and checked now) and listens. */
 async function startHttp(
   kw: Keywarden,
   listen: Listen,
-  opts: Omit<HttpServerOptions, 'publicBaseUrl'> = {},
+  opts: Omit<HttpServerOptions, 'publicBaseUrl' | 'tls'> = {},
 ): Promise<{ app: FastifyInstance; address: string }> {
+  const tls = tlsServerOptions(kw.config, kw.clock.now());
   const app = createHttpServer(kw, {
     ...opts,
-    publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, listen).url,
+    publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, listen, tls !== null).url,
+    ...(tls ? { tls } : {}),
   });
   const address = await app.listen(listen);
   return { app, address };
@@ -240,7 +249,7 @@ export async function servePrimary(
   supervisor.start();
   log.info(
     {
-      address: `http://${listen.host}:${listen.port}`,
+      address: `${config.server.tls ? 'https' : 'http'}://${listen.host}:${listen.port}`,
       workers,
       threadPoolPerWorker: threadPool,
       scopes: config.scopes.map((s) => s.name),

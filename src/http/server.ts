@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Keywarden } from '../lifecycle';
 import { registerErrorHandling } from './errors';
@@ -21,6 +23,12 @@ export interface ServerOptions {
   routes: readonly RouteGroup[];
   /** Constant headers added to every response (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
+  /**
+   * HTTPS: the secure context and client-certificate settings (src/config/tls-options.ts). The
+   * server is then a node:https server, whose `setSecureContext()` swaps certificates for new
+   * connections.
+   */
+  tls?: HttpsServerOptions;
 }
 
 /** The hooks that run per request: one of these at the root would otherwise miss fast JWKS answers. */
@@ -44,7 +52,7 @@ const REQUEST_HOOKS = new Set([
 export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstance {
   const responseHeaders = opts.responseHeaders ?? {};
   const jwksFastPath = new JwksFastPath(kw, responseHeaders);
-  const app = fastify({
+  const options = {
     // No fastify logger: with one, fastify makes a child logger and a finish/error listener
     // pair for every request even when request logging is off, a visible share of a JWKS
     // answer in bench/profile/jwks.ts. Errors are logged by registerErrorHandling.
@@ -55,7 +63,17 @@ export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstanc
     // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-  });
+  } as const;
+  // fastify types an HTTPS instance by its server class; every route and hook here is written
+  // against node:http's request and response, which node:https's are, so the instance is used as one.
+  const app = opts.tls
+    ? (fastify({ ...options, https: opts.tls }) as unknown as FastifyInstance)
+    : fastify(options);
+  if (opts.tls) {
+    // No renegotiation: a connection's client certificate (mutual TLS) is read once and cannot
+    // change under it, and a client cannot make the server redo handshakes.
+    app.server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
+  }
   app.decorate('jwksFastPath', jwksFastPath);
   putFastPathAhead(app, jwksFastPath);
   // fastify marks itself closing (and its routes answer 503) before preClose hooks run.
