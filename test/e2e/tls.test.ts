@@ -10,13 +10,16 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import type { Runtime } from '../../src/main';
 import { createVerifier } from '../../src/verify';
+import { runKeywarden } from '../helpers/cli';
 import { clientWriter } from '../helpers/client-tamper';
-import { startDaemon, type Daemon } from '../helpers/daemon';
+import { freePort, startDaemon, type Daemon } from '../helpers/daemon';
 import { createTestPki, type IssuedCert, type TestPki } from '../helpers/tls-certs';
 import { until } from '../helpers/wait';
 
@@ -355,6 +358,57 @@ describe('TLS listener and mutual TLS for API clients (e2e)', function () {
       for (const reason of ['unknown-certificate', 'untrusted-certificate', 'no-credentials'])
         assert.ok(reasons.has(reason), `${reason} in ${[...reasons].join(', ')}`);
       assert.ok(denied.some((r) => r.actor === 'client:bob' && r.data.reason === 'no-sign-grant'));
+    });
+  });
+
+  describe('bad TLS files (after the daemon stopped, on its config and store)', () => {
+    /** The daemon's config with other server.tls files, as a new file. */
+    async function configWith(name: string, tls: Record<string, string>): Promise<string> {
+      const doc = JSON.parse(await readFile(daemon.configPath, 'utf8')) as {
+        server: Record<string, unknown>;
+      };
+      doc.server.tls = tls;
+      const file = daemon.configPath.replace(/\.yaml$/, `-${name}.yaml`);
+      await writeFile(file, JSON.stringify(doc, null, 2));
+      return file;
+    }
+    const storeDigest = async () =>
+      createHash('sha256')
+        .update(await readFile(daemon.config.store.url.replace(/^sqlite:/, '')))
+        .digest('hex');
+
+    it('config check names an expired certificate and a key of another certificate (exit 3)', async () => {
+      const expired = await pki.server('expired', {
+        notBefore: '20200101000000Z',
+        notAfter: '20210101000000Z',
+      });
+      const file = await configWith('expired', { certFile: expired.certFile, keyFile: alice.keyFile });
+      const r = await runKeywarden(['-c', file, 'config', 'check']);
+      assert.equal(r.code, 3, r.stdout + r.stderr);
+      assert.match(r.stderr, /server\.tls\.certFile: .*expired on 2021-01-01/);
+      assert.match(r.stderr, /server\.tls\.keyFile: .*is not the private key of the certificate/);
+      const json = await runKeywarden(['-c', file, '--json', 'config', 'check']);
+      assert.equal(json.code, 3);
+    });
+
+    it('serve refuses a missing key file before it claims to serve, and writes nothing', async () => {
+      const server = await pki.server('server2');
+      const file = await configWith('nokey', {
+        certFile: server.certFile,
+        keyFile: `${server.keyFile}.missing`,
+      });
+      const before = await storeDigest();
+      const port = await freePort();
+      const r = await runKeywarden(['-c', file, 'serve', '--workers', '2', '--port', String(port)]);
+      assert.equal(r.code, 3, r.stdout + r.stderr);
+      assert.match(r.stderr, /server\.tls\.keyFile: cannot read .*no such file/);
+      assert.doesNotMatch(r.stdout + r.stderr, /keywarden serving/);
+      assert.equal(await storeDigest(), before);
+      const listening = await fetch(`https://127.0.0.1:${port}/healthz`).then(
+        () => true,
+        () => false,
+      );
+      assert.equal(listening, false);
     });
   });
 });
