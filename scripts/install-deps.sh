@@ -3,7 +3,9 @@
 #   system packages (SoftHSM2, p11-kit's RPC server and client module, and friends; with --test
 #   also PostgreSQL, gdb and systemd for systemd-analyze),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
-#   modules compile against the installed Node's own headers, nothing is downloaded for them),
+#   modules compile against the installed Node's own headers: the npm registry is the only thing
+#   reached, nothing is downloaded from GitHub or nodejs.org; scripts/offline-install-check.sh
+#   proves it in a network namespace with only the npm cache),
 #   and the compiled output (dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +51,9 @@ if [[ -z ${npm_config_nodedir:-} ]]; then
   fi
   export npm_config_nodedir=$node_prefix
 fi
-export npm_config_build_from_source=${npm_config_build_from_source:-true}
+# Always from source, whatever the caller's environment or ~/.npmrc says: prebuild-install (better-
+# sqlite3's first step) then skips its GitHub download instead of trying it and timing out.
+export npm_config_build_from_source=true
 export npm_config_update_notifier=${npm_config_update_notifier:-false}
 
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)

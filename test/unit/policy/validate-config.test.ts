@@ -145,6 +145,8 @@ describe('config validation', () => {
       const c = loadConfig(file, {});
       assert.ok(c.scopes.length > 0, file);
       assert.equal(c.server.workerHeader, false, file);
+      // Production serves HTTPS itself; the quick start stays on loopback HTTP.
+      assert.equal(c.server.tls !== undefined, file.includes('production'), file);
     }
   });
 
