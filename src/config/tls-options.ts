@@ -68,7 +68,10 @@ export function tlsServerOptions(
         );
       }
       if (new Date(ca.validTo) <= now) {
-        problem('clientCaFile', `${tls.clientCaFile}: CA ${oneLine(ca.subject)} expired on ${iso(ca.validTo)}`);
+        problem(
+          'clientCaFile',
+          `${tls.clientCaFile}: CA ${oneLine(ca.subject)} expired on ${iso(ca.validTo)}`,
+        );
       }
     }
   }
@@ -158,7 +161,10 @@ function parsePrivateKey(
 ): KeyObject | null {
   const text = pem.toString('utf8');
   if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
-    problem('keyFile', `${file} is encrypted; keywarden takes an unencrypted key protected by file permissions`);
+    problem(
+      'keyFile',
+      `${file} is encrypted; keywarden takes an unencrypted key protected by file permissions`,
+    );
     return null;
   }
   try {

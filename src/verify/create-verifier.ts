@@ -157,12 +157,15 @@ function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
   const clock = options.clock ?? systemClock;
   if (typeof clock.now !== 'function') throw new TypeError('createVerifier: clock must have now()');
   if (options.ca !== undefined && options.fetch !== undefined) {
-    throw new TypeError('createVerifier: give ca or fetch, not both (a custom fetch brings its own TLS trust)');
+    throw new TypeError(
+      'createVerifier: give ca or fetch, not both (a custom fetch brings its own TLS trust)',
+    );
   }
   if (options.ca !== undefined && !isPemList(options.ca)) {
     throw new TypeError('createVerifier: ca must be PEM text or a Buffer, or an array of them');
   }
-  const fetchImpl = options.ca !== undefined ? fetchTrustingCa(options.ca) : (options.fetch ?? globalThis.fetch);
+  const fetchImpl =
+    options.ca !== undefined ? fetchTrustingCa(options.ca) : (options.fetch ?? globalThis.fetch);
   if (typeof fetchImpl !== 'function') throw new TypeError('createVerifier: no fetch implementation');
   const clockSkewSeconds = options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
   if (

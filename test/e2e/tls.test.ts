@@ -263,7 +263,12 @@ describe('TLS listener and mutual TLS for API clients (e2e)', function () {
 
     it('clients add --cert refuses bad input and writes nothing', async () => {
       const before = await daemon.cli(['--json', 'clients', 'list']);
+      const expired = await pki.server('expired-client', {
+        notBefore: '20200101000000Z',
+        notAfter: '20210101000000Z',
+      });
       const cases: [string[], number][] = [
+        [['--cert', expired.certFile], 2],
         [['--cert', '/nonexistent/x.crt'], 2],
         [['--cert', pki.ca.certFile], 2], // a CA certificate
         [['--cert', mallory.certFile], 2], // not issued by server.tls.clientCaFile

@@ -54,7 +54,13 @@ async function issued(dir: string, name: string): Promise<IssuedCert> {
   const certFile = join(dir, `${name}.crt`);
   const keyFile = join(dir, `${name}.key`);
   const certPem = await readFile(certFile, 'utf8');
-  return { certFile, keyFile, certPem, keyPem: await readFile(keyFile, 'utf8'), spkiSha256: spkiSha256(certPem) };
+  return {
+    certFile,
+    keyFile,
+    certPem,
+    keyPem: await readFile(keyFile, 'utf8'),
+    spkiSha256: spkiSha256(certPem),
+  };
 }
 
 /** Makes a private CA (EC P-256) in a fresh temp dir. */
@@ -62,9 +68,25 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
   const dir = await mkdtemp(join(tmpdir(), 'kw-tls-test-'));
   await openssl(
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', `/CN=keywarden test ${label}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '30',
+      '-subj',
+      `/CN=keywarden test ${label}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
     ],
     dir,
   );
@@ -77,8 +99,20 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
     opts: { days?: number; notBefore?: string; notAfter?: string } = {},
   ): Promise<IssuedCert> {
     await openssl(
-      ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`,
-        '-out', `${name}.csr`, '-subj', subject],
+      [
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        subject,
+      ],
       dir,
     );
     await writeFile(join(dir, `${name}.ext`), ext);
@@ -88,21 +122,63 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
       await writeFile(
         join(dir, 'ca.cnf'),
         [
-          '[ca]', 'default_ca = test', '[test]', `dir = ${dir}`, 'database = $dir/index.txt',
-          'new_certs_dir = $dir', 'certificate = $dir/ca.crt', 'private_key = $dir/ca.key',
-          'default_md = sha256', 'rand_serial = yes', 'policy = any', 'unique_subject = no', 'copy_extensions = none',
-          '[any]', 'commonName = supplied',
+          '[ca]',
+          'default_ca = test',
+          '[test]',
+          `dir = ${dir}`,
+          'database = $dir/index.txt',
+          'new_certs_dir = $dir',
+          'certificate = $dir/ca.crt',
+          'private_key = $dir/ca.key',
+          'default_md = sha256',
+          'rand_serial = yes',
+          'policy = any',
+          'unique_subject = no',
+          'copy_extensions = none',
+          '[any]',
+          'commonName = supplied',
         ].join('\n'),
       );
       await openssl(
-        ['ca', '-batch', '-config', 'ca.cnf', '-in', `${name}.csr`, '-out', `${name}.crt`, '-notext',
-          '-extfile', `${name}.ext`, '-startdate', opts.notBefore ?? '20200101000000Z', '-enddate', opts.notAfter ?? '20991231000000Z'],
+        [
+          'ca',
+          '-batch',
+          '-config',
+          'ca.cnf',
+          '-in',
+          `${name}.csr`,
+          '-out',
+          `${name}.crt`,
+          '-notext',
+          '-extfile',
+          `${name}.ext`,
+          '-startdate',
+          opts.notBefore ?? '20200101000000Z',
+          '-enddate',
+          opts.notAfter ?? '20991231000000Z',
+        ],
         dir,
       );
     } else {
       await openssl(
-        ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial',
-          String(serial++), '-days', String(opts.days ?? 7), '-out', `${name}.crt`, '-extfile', `${name}.ext`],
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.crt',
+          '-CAkey',
+          'ca.key',
+          '-set_serial',
+          String(serial++),
+          '-days',
+          String(opts.days ?? 7),
+          '-out',
+          `${name}.crt`,
+          '-extfile',
+          `${name}.ext`,
+        ],
         dir,
       );
     }

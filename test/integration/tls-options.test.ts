@@ -12,8 +12,6 @@ import { ConfigInvalidError, type ConfigProblem } from '../../src/policy/errors'
 import type { TlsConfig } from '../../src/policy/scope';
 import { createTestPki, type IssuedCert, type TestPki } from '../helpers/tls-certs';
 
-
-
 function options(tls: TlsConfig) {
   return tlsServerOptions({ source: 'test.yaml', server: { tls } as never }, new Date());
 }
