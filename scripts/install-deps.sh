@@ -4,7 +4,9 @@
 #   also PostgreSQL, gdb and systemd for systemd-analyze; with --bench also wrk, the load
 #   generator `npm run bench` runs in its own process),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
-#   modules compile against the installed Node's own headers, nothing is downloaded for them),
+#   modules compile against the installed Node's own headers: the npm registry is the only thing
+#   reached, nothing is downloaded from GitHub or nodejs.org; scripts/offline-install-check.sh
+#   proves it in a network namespace with only the npm cache),
 #   and the compiled output (dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +60,9 @@ if [[ -z ${npm_config_nodedir:-} ]]; then
   fi
   export npm_config_nodedir=$node_prefix
 fi
-export npm_config_build_from_source=${npm_config_build_from_source:-true}
+# Always from source, whatever the caller's environment or ~/.npmrc says: prebuild-install (better-
+# sqlite3's first step) then skips its GitHub download instead of trying it and timing out.
+export npm_config_build_from_source=true
 export npm_config_update_notifier=${npm_config_update_notifier:-false}
 
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -1,3 +1,5 @@
+import * as https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -30,6 +32,7 @@ import {
 } from './cluster/config-channel';
 import { parseConfigText, type LoadedConfig } from './config/load-config';
 import { ConfigReloader } from './config/reloader';
+import { tlsServerOptions, type TlsServerOptions } from './config/tls-options';
 import { ClientAuthenticator } from './http/auth';
 import { FrontServer, probeListen, type ListenAddress } from './http/front-server';
 import { LifecycleMetrics } from './http/lifecycle-metrics';
@@ -79,7 +82,10 @@ export async function serve(file: LoadedConfig, req: ServeRequest): Promise<neve
   const log = createLogger(req.logLevel ?? config.logLevel, 1);
   prepareProcess(log);
   const listen = listenAddress(config, req);
-  const advertised = publicBaseUrl(config.server.publicUrl, listen);
+  // The certificate, key and client CAs are checked before anything starts (CONFIG_INVALID, exit
+  // 3): a daemon that would only fail at its first handshake must not claim to serve.
+  tlsServerOptions(config, new Date());
+  const advertised = publicBaseUrl(config.server.publicUrl, listen, config.server.tls !== undefined);
   if (advertised.warning) log.warn(advertised.warning);
   // Before the store and backends open (migrations, the start-up reconcile: they write), so a
   // busy port stops start-up with LISTEN_FAILED and nothing written.
@@ -225,16 +231,19 @@ interface HttpSide {
   log: Logger;
 }
 
-/** One config's HTTP app (behind the front) and the generation it serves from. */
+/** One config's HTTP app (behind the front), the generation it serves from, and its TLS files as read. */
 interface Serving {
   gen: RuntimeGeneration;
   app: FastifyInstance;
+  /** server.tls read and checked (null: plain HTTP); a reload installs it on the listening sockets. */
+  tls: TlsServerOptions | null;
 }
 
 /** Builds (and readies) the app serving `kw`, detached from any socket. */
 async function buildApp(kw: Keywarden, http: HttpSide): Promise<FastifyInstance> {
   const app = createHttpServer(kw, {
-    publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, http.listen).url,
+    publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, http.listen, kw.config.server.tls !== undefined)
+      .url,
     metricsRegistries: http.metricsRegistries,
     responseHeaders: http.responseHeaders(kw.config),
     tokenMetrics: http.tokenMetrics,
@@ -250,7 +259,9 @@ async function buildApp(kw: Keywarden, http: HttpSide): Promise<FastifyInstance>
  */
 async function prepareServing(gen: RuntimeGeneration, http: HttpSide): Promise<Serving> {
   try {
-    return { gen, app: await buildApp(gen.keywarden, http) };
+    // Read before anything switches: a renewed certificate that does not check out refuses the reload.
+    const tls = tlsServerOptions(gen.keywarden.config, gen.keywarden.clock.now());
+    return { gen, app: await buildApp(gen.keywarden, http), tls };
   } catch (e) {
     gen.release();
     throw e;
@@ -265,7 +276,7 @@ async function prepareServing(gen: RuntimeGeneration, http: HttpSide): Promise<S
  * settles then). Nothing here throws: the reload is committed by the time it runs.
  */
 function switchServing(http: HttpSide, previous: Serving, next: Serving, releaseGen: boolean): Promise<void> {
-  applyListenerSecurity(http.front, next.gen.keywarden.config);
+  applyListenerSecurity(http.front, next.tls);
   http.tokenMetrics.setScopes(next.gen.keywarden.config);
   return http.front.use(requestHandlerOf(next.app)).then(async () => {
     await previous.app
@@ -275,10 +286,32 @@ function switchServing(http: HttpSide, previous: Serving, next: Serving, release
   });
 }
 
-/** TLS on reload (issue #17's TLS work plugs in here); plain HTTP has nothing to renew. */
-function applyListenerSecurity(front: FrontServer, config: KeywardenConfig): void {
-  void front;
-  void config;
+/**
+ * TLS on reload: the certificates, key, client CAs and lowest version read by prepareServing go to
+ * every listening socket; connections made from now on use them, open ones keep theirs. Whether
+ * TLS is on at all, and whether it asks for client certificates, are fixed at start
+ * (policy/config-changes.ts refuses a reload that changes them). Plain HTTP has nothing to renew.
+ */
+function applyListenerSecurity(front: FrontServer, tls: TlsServerOptions | null): void {
+  if (!tls) return;
+  for (const server of front.servers) (server as https.Server).setSecureContext(tls);
+}
+
+/** The listening front for `config`: node:https with server.tls, node:http without. */
+function frontServerFor(config: KeywardenConfig, log: Logger): FrontServer {
+  const tls = tlsServerOptions(config, new Date());
+  if (!tls) return new FrontServer({ log });
+  return new FrontServer({
+    log,
+    scheme: 'https',
+    createServer: (listener) => {
+      const server = https.createServer(tls, listener);
+      // No renegotiation: a connection's client certificate (mutual TLS) is read once and cannot
+      // change under it, and a client cannot make the server redo handshakes.
+      server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
+      return server;
+    },
+  });
 }
 
 /** Runs `stop` once on the first SIGTERM/SIGINT, then exits with its code. */
@@ -327,7 +360,7 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
   }
   const sched = await startScheduling(config, log);
   const http: HttpSide = {
-    front: new FrontServer({ log }),
+    front: frontServerFor(config, log),
     listen,
     tokenMetrics: new TokenServiceMetrics(config),
     metricsRegistries: [sched.lifecycle.registry, sched.reloads.registry],
@@ -402,7 +435,7 @@ export async function serveAsWorker(req: ServeRequest): Promise<never> {
   const tokenMetrics = new TokenServiceMetrics(config);
   exposeWorkerRegistry(tokenMetrics.registry);
   const http: HttpSide = {
-    front: new FrontServer({ log }),
+    front: frontServerFor(config, log),
     listen,
     tokenMetrics,
     metricsRegistries: [],
@@ -492,7 +525,7 @@ export async function servePrimary(
   }
   log.info(
     {
-      address: `http://${listen.host}:${listen.port}`,
+      address: `${config.server.tls ? 'https' : 'http'}://${listen.host}:${listen.port}`,
       workers,
       threadPoolPerWorker: threadPool,
       scopes: config.scopes.map((s) => s.name),

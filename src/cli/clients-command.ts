@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { issuedByClientCa } from '../config/tls-options';
 import type {
   CheckedClientSummary,
   ClientSummary,
@@ -7,7 +9,7 @@ import type {
 } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import { EXIT } from './exit-codes';
-import { cliActor, iso, output, table, withRuntime } from './io';
+import { cliActor, iso, loadConfigFor, output, table, withRuntime } from './io';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -65,6 +67,8 @@ function humanClient(c: CheckedClientSummary): string {
   return [
     `name:     ${c.name}`,
     `id:       ${c.id}`,
+    `auth:     ${c.auth.join(', ')}`,
+    ...(c.certSpkiSha256 ? [`cert:     SPKI SHA-256 ${c.certSpkiSha256}`] : []),
     `grants:   ${grantsText(c.grants)}`,
     `created:  ${iso(c.createdAt)}`,
     `updated:  ${iso(c.updatedAt)}`,
@@ -97,6 +101,17 @@ function humanSealReport(r: SealClientsReport): string {
   ].join('\n');
 }
 
+/** The PEM text of a --cert file; REQUEST_INVALID (exit 2) when it cannot be read. */
+function readCertificateFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new KeywardenError('REQUEST_INVALID', `cannot read --cert ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
 /** Prints a newly issued secret: on stdout only, once, with a warning that it is not stored. */
 function printSecret(cmd: Command, issued: IssuedClientSecret, verb: string): void {
   output(cmd, { ...issued.client, secret: issued.secret }, () =>
@@ -114,21 +129,57 @@ export function clientsCommand(): Command {
 
   clients
     .command('add')
-    .description('create an API client with grants per scope and print its secret once')
+    .description(
+      'create an API client with grants per scope: print its secret once, or bind it to a client certificate (--cert)',
+    )
     .argument('<name>', 'a unique name (letters, digits, . _ -)')
     .option('--grant <grant>', 'SCOPE:sign[,verify], or sign[,verify] with --scope (repeatable)', collect, [])
     .option('--scope <scope>', 'a scope the unprefixed --grant applies to (repeatable)', collect, [])
+    .option(
+      '--cert <file>',
+      "bind the client to this PEM client certificate's public key (mutual TLS) instead of issuing a secret",
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  keywarden clients add billing --grant consumer:sign,verify --grant enterprise:verify\n' +
-        '  keywarden clients add gateway --scope consumer --scope enterprise --grant verify',
+        '  keywarden clients add gateway --scope consumer --scope enterprise --grant verify\n' +
+        '  keywarden clients add payments --grant consumer:sign --cert payments.crt\n\n' +
+        'With --cert the client has no secret: it connects over TLS with that certificate (issued by a CA\n' +
+        'in server.tls.clientCaFile, which must hold its direct issuer) and is bound to its public key\n' +
+        '(SPKI SHA-256), so a certificate renewed over the same key stays bound; a new key needs a new\n' +
+        'client. The binding is sealed by the audit key like the rest of the row.',
     )
-    .action(async (name: string, opts: { grant: string[]; scope: string[] }, cmd: Command) => {
+    .action(async (name: string, opts: { grant: string[]; scope: string[]; cert?: string }, cmd: Command) => {
       if (opts.grant.length === 0)
         throw new KeywardenError('REQUEST_INVALID', 'at least one --grant is required');
       const grants = parseGrantOptions(opts.scope, opts.grant);
+      if (opts.cert === undefined) {
+        await withRuntime(cmd, async (kw) => {
+          printSecret(cmd, await kw.addClient(name, grants, cliActor()), 'created');
+        });
+        return;
+      }
+      const pem = readCertificateFile(opts.cert);
+      const issued = issuedByClientCa(loadConfigFor(cmd), pem);
+      if (issued === false) {
+        throw new KeywardenError(
+          'REQUEST_INVALID',
+          `${opts.cert} is not issued by a CA certificate in server.tls.clientCaFile: the listener would refuse it`,
+        );
+      }
       await withRuntime(cmd, async (kw) => {
-        printSecret(cmd, await kw.addClient(name, grants, cliActor()), 'created');
+        const c = await kw.addCertificateClient(name, grants, pem, cliActor());
+        output(cmd, c, () =>
+          [
+            `created client ${c.name} (id ${c.id}); grants: ${grantsText(c.grants)}`,
+            `bound to the client certificate's public key (SPKI SHA-256 ${c.certSpkiSha256}); no secret`,
+            ...(issued === null
+              ? [
+                  'note: server.tls.clientCaFile is not set: no daemon accepts client certificates until it is',
+                ]
+              : []),
+          ].join('\n'),
+        );
       });
     });
 
@@ -142,8 +193,15 @@ export function clientsCommand(): Command {
           all.length === 0
             ? 'no clients'
             : table(
-                ['name', 'id', 'grants', 'created', 'trust'],
-                all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt), trustText(c)]),
+                ['name', 'id', 'auth', 'grants', 'created', 'trust'],
+                all.map((c) => [
+                  c.name,
+                  c.id,
+                  c.auth.join('+'),
+                  grantsText(c.grants),
+                  iso(c.createdAt),
+                  trustText(c),
+                ]),
               ),
         );
       });
@@ -210,7 +268,9 @@ export function clientsCommand(): Command {
 
   clients
     .command('rotate-secret')
-    .description('issue a new secret for a client; the old one stops working like a removed client')
+    .description(
+      'issue a new secret for a client; the old one stops working like a removed client (not for --cert clients)',
+    )
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
       await withRuntime(cmd, async (kw) => {

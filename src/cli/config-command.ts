@@ -1,12 +1,13 @@
 import { Command } from 'commander';
 import { environmentProblems } from '../config/check-environment';
 import { checkDeep, type DeepCheckItem } from '../main';
-import { ConfigInvalidError } from '../policy/errors';
+import { ConfigInvalidError, type ConfigProblem } from '../policy/errors';
 import { formatDuration } from '../policy/duration';
 import type { KeywardenConfig } from '../policy/scope';
 import { EXIT } from './exit-codes';
 import { globals, loadConfigFor, output, table } from './io';
 import { defaultConfigPath } from '../config/load-config';
+import { tlsServerOptions } from '../config/tls-options';
 
 /** `keywarden config check`: validates the whole file and prints the result. */
 export function configCommand(): Command {
@@ -14,7 +15,8 @@ export function configCommand(): Command {
   config
     .command('check')
     .description(
-      'validate the config file and what it needs on this machine (PIN variable or file, module file), ' +
+      'validate the config file and what it needs on this machine (PIN variable or file, module file, ' +
+        'the server.tls certificate, key and client CAs), ' +
         'printing every problem at once (exit 3 if any); --deep also loads each module and finds its ' +
         'token (no login), asks Key Vault, and inspects the store read-only (exit 1 on a problem found there)',
     )
@@ -22,6 +24,9 @@ export function configCommand(): Command {
     .action(async (opts: { deep?: boolean }, cmd: Command) => {
       const c = loadConfigFor(cmd);
       const environment = environmentProblems(c);
+      // The TLS files as `serve` reads them (missing, unreadable, mismatched, expired): exit 3 with the rest.
+      const tls = tlsProblems(c);
+      if (tls.length > 0) throw new ConfigInvalidError(c.source, [...tls, ...environment]);
       if (!opts.deep) {
         if (environment.length > 0) throw new ConfigInvalidError(c.source, environment);
         output(cmd, { valid: true, ...describeConfig(c) }, () => `${c.source}: valid\n\n${configTable(c)}`);
@@ -51,10 +56,22 @@ export function configCommand(): Command {
   return config;
 }
 
+/** The problems `serve` would refuse the server.tls files for, or none. */
+function tlsProblems(c: KeywardenConfig): readonly ConfigProblem[] {
+  try {
+    tlsServerOptions(c, new Date());
+    return [];
+  } catch (e) {
+    if (e instanceof ConfigInvalidError) return e.problems;
+    throw e;
+  }
+}
+
 function describeConfig(c: KeywardenConfig) {
   return {
     source: c.source,
     store: c.store.url.startsWith('sqlite:') ? c.store.url : 'postgres',
+    tls: c.server.tls ?? null,
     backends: Object.values(c.backends).map((b) => ({ name: b.name, type: b.type })),
     scopes: c.scopes.map((s) => ({
       name: s.name,

@@ -36,6 +36,8 @@ export interface FrontServerOptions {
    * `setSecureContext` (see `servers`).
    */
   createServer?: (listener: http.RequestListener) => http.Server;
+  /** How the listening addresses are reported: 'https' with a TLS `createServer`. Default 'http'. */
+  scheme?: 'http' | 'https';
 }
 
 /** Where to listen. */
@@ -84,6 +86,7 @@ export class FrontServer {
   private readonly log: Logger;
   private readonly drainOpts: DrainOptions;
   private readonly makeServer: (listener: http.RequestListener) => http.Server;
+  private readonly scheme: 'http' | 'https';
   private readonly listening: http.Server[] = [];
   private current: Generation | null = null;
   private draining: Promise<void> | null = null;
@@ -93,6 +96,7 @@ export class FrontServer {
     this.log = o.log;
     this.drainOpts = { ...DEFAULT_DRAIN, ...o.drain };
     this.makeServer = o.createServer ?? ((listener) => http.createServer(listener));
+    this.scheme = o.scheme ?? 'http';
   }
 
   /** The listening servers (one per address; `localhost` may be two), e.g. for setSecureContext. */
@@ -143,7 +147,7 @@ export class FrontServer {
       const a = server.address();
       addresses.push(
         typeof a === 'object' && a
-          ? `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+          ? `${this.scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
           : String(a),
       );
     }

@@ -18,7 +18,9 @@ import type { ScanProgress } from '../scan';
 import { maintainClientSeals } from './client-seals';
 import { recordConfigReload } from './config-reload';
 import {
+  addCertificateClient,
   addClient,
+  checkClientCertificate,
   checkClientSecret,
   listClients,
   pollClients,
@@ -335,6 +337,19 @@ export class Keywarden {
     return addClient(this.ctx, name, grants, actor);
   }
 
+  /**
+   * A client bound to a client certificate (PEM text) and no secret: it signs over mutual TLS.
+   * Grants as for addClient.
+   */
+  addCertificateClient(
+    name: string,
+    grants: Record<string, readonly string[]>,
+    certificatePem: string,
+    actor: string,
+  ): Promise<ClientSummary> {
+    return addCertificateClient(this.ctx, name, grants, certificatePem, actor);
+  }
+
   listClients(): Promise<CheckedClientSummary[]> {
     return listClients(this.ctx);
   }
@@ -358,6 +373,11 @@ export class Keywarden {
   /** The client a presented secret belongs to (null: unknown, wrong or refused). */
   checkClientSecret(secret: string): Promise<AuthenticatedClient | null> {
     return checkClientSecret(this.ctx, secret);
+  }
+
+  /** The client bound to a presented certificate's SPKI SHA-256 (null: none, or refused). */
+  checkClientCertificate(certSpkiSha256: string): Promise<AuthenticatedClient | null> {
+    return checkClientCertificate(this.ctx, certSpkiSha256);
   }
 
   pollClients(previous: string | null): ReturnType<typeof pollClients> {

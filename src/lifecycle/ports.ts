@@ -40,6 +40,8 @@ export interface ClientStore {
   insert(client: ClientRecord): Promise<void>;
   findById(id: string): Promise<ClientRecord | null>;
   findByName(name: string): Promise<ClientRecord | null>;
+  /** The client bound to the certificate with this SPKI SHA-256 (base64url), if any. */
+  findByCertificate(certSpkiSha256: string): Promise<ClientRecord | null>;
   /** True when a row was removed. */
   delete(id: string): Promise<boolean>;
   /** Replaces secret hash and seal if the row still has `expectedSecretHash`; true when it did. */

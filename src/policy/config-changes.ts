@@ -39,6 +39,10 @@ export function configChanges(current: KeywardenConfig, next: KeywardenConfig): 
     keyof ServerConfig
   >;
   for (const k of serverKeys) {
+    if (k === 'tls') {
+      tlsChange(current.server.tls, next.server.tls, restartRequired, serverChanged);
+      continue;
+    }
     if (isDeepStrictEqual(current.server[k], next.server[k])) continue;
     if (RESTART_ONLY_SERVER.includes(k)) restartRequired.push(`server.${k}`);
     else serverChanged.push(`server.${k}`);
@@ -54,6 +58,24 @@ export function configChanges(current: KeywardenConfig, next: KeywardenConfig): 
     ),
     serverChanged,
   };
+}
+
+/**
+ * server.tls on reload. Turning TLS on or off, or client certificates (clientCaFile) on or off,
+ * changes what kind of socket listens: restart only. Anything else is reloadable, and with TLS on
+ * a reload always counts as a change, because the files behind unchanged paths may have been
+ * renewed (certificate rotation is what SIGHUP is for) and are read again.
+ */
+function tlsChange(
+  current: ServerConfig['tls'],
+  next: ServerConfig['tls'],
+  restartRequired: string[],
+  serverChanged: string[],
+): void {
+  if ((current === undefined) !== (next === undefined)) restartRequired.push('server.tls');
+  else if ((current?.clientCaFile === undefined) !== (next?.clientCaFile === undefined))
+    restartRequired.push('server.tls.clientCaFile');
+  else if (next !== undefined) serverChanged.push('server.tls');
 }
 
 /** True when applying `changes` changes nothing that runs. */

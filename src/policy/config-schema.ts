@@ -46,6 +46,18 @@ export const scopeSchema = z.strictObject({
   policy,
 });
 
+/**
+ * `server.tls`: HTTPS on the listener (docs/configuration.md). Paths only: the files are read and
+ * checked (parse, key matches certificate, validity) by src/config/tls-options.ts, at `config
+ * check` and at start, never by the pure validation here.
+ */
+const tlsSchema = z.strictObject({
+  certFile: z.string().min(1, 'must name a PEM file (the certificate, then its chain)'),
+  keyFile: z.string().min(1, "must name a PEM file (the certificate's private key)"),
+  clientCaFile: z.string().min(1).optional(),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3'], { error: 'must be TLSv1.2 or TLSv1.3' }).default('TLSv1.2'),
+});
+
 export const configFileSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -57,6 +69,7 @@ export const configFileSchema = z.strictObject({
       keyRefreshSeconds: z.number().int().min(1).max(60).default(2),
       publicUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
       workerHeader: z.boolean().default(false),
+      tls: tlsSchema.optional(),
     })
     .default({
       host: '127.0.0.1',

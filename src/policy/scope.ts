@@ -61,6 +61,26 @@ export interface ServerConfig {
    * on every response. Off by default: a debugging aid, not something to tell anonymous clients.
    */
   workerHeader: boolean;
+  /** HTTPS on the listener; absent: plain HTTP (the loopback quick start). */
+  tls?: TlsConfig;
+}
+
+/**
+ * `server.tls`, paths resolved against the config file's directory. The files themselves are
+ * read and checked by src/config/tls-options.ts (at `config check` and at every start).
+ */
+export interface TlsConfig {
+  /** PEM: the server certificate first, then any intermediates. */
+  certFile: string;
+  /** PEM: the certificate's private key (unencrypted; the file's permissions protect it). */
+  keyFile: string;
+  /**
+   * PEM: the CA certificate(s) that issue API clients' certificates. Set: the listener asks for a
+   * client certificate (optional per connection) and clients bound to one can sign with it (mTLS).
+   */
+  clientCaFile?: string;
+  /** Lowest protocol version accepted: TLS 1.2 or later, always. */
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
 }
 
 export interface StoreConfig {

@@ -37,6 +37,7 @@ function clientsOn(repo: ClientRepository, m?: EntityManager) {
     insert: (client: ClientRecord) => repo.insert(client, m),
     findById: (id: string) => repo.findById(id, m),
     findByName: (name: string) => repo.findByName(name, m),
+    findByCertificate: (certSpkiSha256: string) => repo.findByCertificate(certSpkiSha256, m),
     delete: (id: string) => repo.delete(id, m),
     updateSecret: (
       id: string,

@@ -5,6 +5,7 @@
  */
 export { createVerifier, DEFAULT_MAX_CACHE_SECONDS, DEFAULT_REFETCH_PER_MINUTE } from './create-verifier';
 export type { Verifier, VerifierOptions } from './create-verifier';
+export type { TrustedCa } from './ca-fetch';
 export {
   validateToken,
   DEFAULT_CLOCK_SKEW_SECONDS,

@@ -8,6 +8,7 @@
  */
 import { cliCommand } from './cli';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { get as httpsGet } from 'node:https';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
@@ -61,6 +62,12 @@ export interface DaemonOptions {
    * once the daemon has ended. Default: the daemon loads libsofthsm2.so itself.
    */
   hsmModule?: (token: SoftHsmToken) => Promise<HsmModule>;
+  /**
+   * HTTPS: `server.tls` as written in the config (certFile, keyFile, optional clientCaFile), and
+   * `trust`, the PEM CA certificate the test's clients trust. The base URL (and so every default
+   * issuer) is then https.
+   */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string; trust: string };
 }
 
 /** What DaemonOptions.hsmModule provides. */
@@ -148,13 +155,33 @@ function runCli(
   });
 }
 
-async function waitForHealth(baseUrl: string, child: ChildProcess, output: () => string): Promise<void> {
+/** The status of a GET over HTTPS trusting `ca` (the global fetch takes no CA). */
+function httpsStatus(url: string, ca: string): Promise<number> {
+  return new Promise((res, rej) => {
+    const req = httpsGet(url, { ca }, (r) => {
+      r.resume();
+      res(r.statusCode ?? 0);
+    });
+    req.on('error', rej);
+  });
+}
+
+async function waitForHealth(
+  baseUrl: string,
+  child: ChildProcess,
+  output: () => string,
+  trust?: string,
+): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`keywarden serve exited (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
     try {
+      if (trust !== undefined) {
+        if ((await httpsStatus(`${baseUrl}/healthz`, trust)) === 200) return;
+        throw new Error('not healthy yet');
+      }
       const r = await fetch(`${baseUrl}/healthz`);
       if (r.ok) return;
     } catch {
@@ -174,7 +201,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (opts.hsmModule) hsm = await opts.hsmModule(token);
     await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
     const port = await freePort();
-    const baseUrl = `http://127.0.0.1:${port}`;
+    const baseUrl = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     const scopes = opts.scopes.map((s) => ({ ...s, issuer: s.issuer ?? `${baseUrl}/scopes/${s.name}` }));
     const base = testConfigDocument(token, scopes, {
       ...(opts.storeUrl !== undefined ? { store: { url: opts.storeUrl } } : {}),
@@ -185,6 +212,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         keyRefreshSeconds: opts.keyRefreshSeconds ?? 1,
         ...(opts.bodyLimitBytes !== undefined ? { bodyLimitBytes: opts.bodyLimitBytes } : {}),
         ...(opts.workerHeader !== undefined ? { workerHeader: opts.workerHeader } : {}),
+        ...(opts.tls
+          ? {
+              tls: {
+                certFile: opts.tls.certFile,
+                keyFile: opts.tls.keyFile,
+                ...(opts.tls.clientCaFile ? { clientCaFile: opts.tls.clientCaFile } : {}),
+              },
+            }
+          : {}),
       },
     });
     const hsmBackend = hsm
@@ -221,7 +257,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     serve.stdout.on('data', keep);
     serve.stderr.on('data', keep);
     const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
-    await waitForHealth(baseUrl, serve, () => recent);
+    await waitForHealth(baseUrl, serve, () => recent, opts.tls?.trust);
 
     const shutdown = async (): Promise<number | null> => {
       if (serve.exitCode === null && serve.signalCode === null) {

@@ -385,6 +385,12 @@ export class MemoryStore implements Store {
       insert: async (client) => {
         if (v.getClient(client.id)) throw uniqueViolation('clients.id');
         if (v.allClients().some((c) => c.name === client.name)) throw uniqueViolation('clients.name');
+        if (
+          client.certSpkiSha256 !== null &&
+          v.allClients().some((c) => c.certSpkiSha256 === client.certSpkiSha256)
+        ) {
+          throw uniqueViolation('clients.cert_spki_sha256');
+        }
         v.putClient(client.id, cloneClient(client));
       },
       findById: async (id) => {
@@ -393,6 +399,10 @@ export class MemoryStore implements Store {
       },
       findByName: async (name) => {
         const c = v.allClients().find((x) => x.name === name);
+        return c ? cloneClient(c) : null;
+      },
+      findByCertificate: async (cert) => {
+        const c = v.allClients().find((x) => x.certSpkiSha256 === cert);
         return c ? cloneClient(c) : null;
       },
       delete: async (id) => {

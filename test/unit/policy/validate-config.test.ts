@@ -145,6 +145,8 @@ describe('config validation', () => {
       const c = loadConfig(file, {});
       assert.ok(c.scopes.length > 0, file);
       assert.equal(c.server.workerHeader, false, file);
+      // Production serves HTTPS itself; the quick start stays on loopback HTTP.
+      assert.equal(c.server.tls !== undefined, file.includes('production'), file);
     }
   });
 
@@ -187,6 +189,54 @@ describe('config validation', () => {
     const yaml = `backends:\n  hsm: {type: pkcs11, module: /m.so, tokenLabel: t, pin: {env: P}}\nscopes:\n  - {name: a, issuer: 'https://a', audiences: [x], alg: ES256, backend: hsm, policy: {prepublish: 10m, activeFor: 1d, verifyGrace: 1h, maxTokenTtl: 15m, destroyAfter: 1d, maxKeyLifetime: 2d}}\n`;
     const c = parseConfigText(yaml, '/etc/k/c.yaml', { KEYWARDEN_STORE_URL: 'postgres://u:p@h/db' });
     assert.equal(c.store.url, 'postgres://u:p@h/db');
+  });
+
+  it('server.tls: paths resolve against the config; TLS 1.2 unless TLSv1.3 is asked for', () => {
+    const c = validateConfig(
+      doc([scope()], { server: { tls: { certFile: 'tls/server.crt', keyFile: '/etc/tls/server.key' } } }),
+      { source: 't', baseDir: '/etc/keywarden' },
+    );
+    assert.deepEqual(c.server.tls, {
+      certFile: '/etc/keywarden/tls/server.crt',
+      keyFile: '/etc/tls/server.key',
+      minVersion: 'TLSv1.2',
+    });
+    const none = validateConfig(doc([scope()]), { source: 't', baseDir: '/etc/keywarden' });
+    assert.equal(none.server.tls, undefined);
+  });
+
+  it('server.tls refuses missing files, unknown fields and versions below TLS 1.2, each by name', () => {
+    const ps = problems(
+      doc([scope()], { server: { tls: { keyFile: 'k', minVersion: 'TLSv1.1', sslv3: true } } }),
+    );
+    const paths = ps.map((p) => p.path).sort();
+    assert.deepEqual(paths, ['server.tls', 'server.tls.certFile', 'server.tls.minVersion']);
+  });
+
+  it('with server.tls, an http issuer or publicUrl is refused (every one, by name)', () => {
+    const ps = problems(
+      doc(
+        [
+          scope({ issuer: 'http://127.0.0.1:8443/scopes/demo' }),
+          scope({ name: 'b', issuer: 'https://issuer.test/b' }),
+          scope({ name: 'c', issuer: 'http://issuer.test/c' }),
+        ],
+        { server: { publicUrl: 'http://keys.test', tls: { certFile: 'c', keyFile: 'k' } } },
+      ),
+    );
+    assert.deepEqual(
+      ps.map((p) => [p.path, p.scope]),
+      [
+        ['server.publicUrl', undefined],
+        ['scopes[0].issuer', 'demo'],
+        ['scopes[2].issuer', 'c'],
+      ],
+    );
+    // Without TLS the same issuers are fine (the loopback quick start).
+    validateConfig(doc([scope({ issuer: 'http://127.0.0.1:8080/scopes/demo' })]), {
+      source: 't',
+      baseDir: '/etc/keywarden',
+    });
   });
 
   it('parses durations strictly', () => {
