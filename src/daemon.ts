@@ -78,6 +78,8 @@ const RELOAD_ACTOR = 'system:sighup';
  * process runs serveAsWorker instead.
  */
 export async function serve(file: LoadedConfig, req: ServeRequest): Promise<never> {
+  // From the first instant: SIGHUP's default action would end the process while it starts.
+  process.on('SIGHUP', hupWhileStarting);
   const config = file.config;
   const log = createLogger(req.logLevel ?? config.logLevel, 1);
   prepareProcess(log);
@@ -314,12 +316,14 @@ function frontServerFor(config: KeywardenConfig, log: Logger): FrontServer {
   });
 }
 
+/** Set on the first SIGTERM/SIGINT: a reload asked for after it is ignored. */
+let shuttingDown = false;
+
 /** Runs `stop` once on the first SIGTERM/SIGINT, then exits with its code. */
 function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<never> {
-  let stopping = false;
   const handler = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (shuttingDown) return;
+    shuttingDown = true;
     log.info({ signal }, 'shutting down: draining requests');
     stop().then(
       (code) => {
@@ -338,9 +342,24 @@ function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<nev
   return new Promise<never>(() => undefined);
 }
 
+let hupPending = false;
+/** A SIGHUP before the daemon serves: the reload runs once it does (the file may have changed). */
+function hupWhileStarting(): void {
+  hupPending = true;
+}
+
 /** SIGHUP reloads (signals during a reload fold into one more). */
 function onReloadSignal(reloader: ConfigReloader, log: Logger): void {
+  process.off('SIGHUP', hupWhileStarting);
+  if (hupPending) {
+    log.info({ signal: 'SIGHUP' }, 'reload requested while starting');
+    void reloader.request();
+  }
   process.on('SIGHUP', () => {
+    if (shuttingDown) {
+      log.info({ signal: 'SIGHUP' }, 'reload ignored: shutting down');
+      return;
+    }
     log.info({ signal: 'SIGHUP' }, 'reload requested');
     void reloader.request();
   });

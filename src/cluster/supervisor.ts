@@ -62,7 +62,11 @@ export class WorkerSupervisor {
   private readonly slots = new Map<number, Slot>();
   private stopping = false;
   private exitWaiters: (() => void)[] = [];
-  private readonly reloadWaiters = new Map<Worker, (r: ReloadResult) => void>();
+  /** Reloads sent to a worker and not answered yet (it answers each, in order). */
+  private readonly reloadWaiters = new Map<
+    Worker,
+    { version: number; settle: (r: ReloadResult) => void }[]
+  >();
   private startup: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
   constructor(private readonly o: SupervisorOptions) {}
@@ -117,23 +121,23 @@ export class WorkerSupervisor {
   private reloadOne(w: Worker): Promise<ReloadResult> {
     const config = this.o.config();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.reloadWaiters.delete(w);
-        resolve({ type: RELOAD_RESULT, version: config.version, ok: false, error: 'no answer in time' });
-      }, this.o.reloadTimeoutMs ?? 60_000);
-      this.reloadWaiters.set(w, (r) => {
+      const waiters = this.reloadWaiters.get(w) ?? [];
+      this.reloadWaiters.set(w, waiters);
+      const settle = (r: ReloadResult) => {
         clearTimeout(timer);
-        this.reloadWaiters.delete(w);
+        w.off('exit', onExit);
+        const i = waiters.indexOf(waiter);
+        if (i >= 0) waiters.splice(i, 1);
+        if (waiters.length === 0) this.reloadWaiters.delete(w);
         resolve(r);
-      });
-      w.once('exit', () =>
-        this.reloadWaiters.get(w)?.({
-          type: RELOAD_RESULT,
-          version: config.version,
-          ok: false,
-          error: 'exited',
-        }),
-      );
+      };
+      const waiter = { version: config.version, settle };
+      const failed = (error: string) =>
+        settle({ type: RELOAD_RESULT, version: config.version, ok: false, error });
+      const onExit = () => failed('exited');
+      const timer = setTimeout(() => failed('no answer in time'), this.o.reloadTimeoutMs ?? 60_000);
+      w.once('exit', onExit);
+      waiters.push(waiter);
       w.send({ type: RELOAD, ...config } satisfies Reload);
     });
   }
@@ -159,7 +163,10 @@ export class WorkerSupervisor {
         void this.stop().then(() => failed.reject(new KeywardenError('LISTEN_FAILED', m.message)));
       }
     } else if (isMessage<ReloadResult>(m, RELOAD_RESULT)) {
-      this.reloadWaiters.get(worker)?.(m);
+      this.reloadWaiters
+        .get(worker)
+        ?.find((w) => w.version === m.version)
+        ?.settle(m);
     }
   }
 
