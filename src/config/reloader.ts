@@ -10,6 +10,7 @@ import {
 import { ConfigInvalidError, KeywardenError } from '../policy/errors';
 import type { KeywardenConfig } from '../policy/scope';
 import { parseConfigText, type LoadedConfig } from './load-config';
+import { tlsServerOptions } from './tls-options';
 
 /** What a reload works on: the running config, how to apply a new one, and who hears the outcome. */
 export interface ReloadTarget {
@@ -70,6 +71,9 @@ export class ConfigReloader {
     let next: KeywardenConfig;
     try {
       next = parseConfigText(text, this.file, this.env);
+      // The TLS files as every serving process will read them: a renewal that does not check out
+      // is refused here, before any process switches (a worker could not apply it).
+      tlsServerOptions(next, new Date());
     } catch (e) {
       return this.refuse(sha256, problemsOf(e));
     }
