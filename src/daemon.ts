@@ -16,6 +16,10 @@ import {
   requestClusterMetrics,
   serveClusterMetrics,
 } from './cluster/cluster-metrics';
+import { socketOperator } from './admin';
+import { adminRouteGroup } from './http/admin-routes';
+import { createAdminServer } from './http/admin-server';
+import { listenOnAdminSocket, prepareAdminSocket, type PreparedAdminSocket } from './http/admin-socket';
 import { ClientAuthenticator } from './http/auth';
 import { LifecycleMetrics } from './http/lifecycle-metrics';
 import { TokenServiceMetrics } from './http/metrics';
@@ -149,6 +153,32 @@ async function startHttp(
   return { app, address };
 }
 
+/** Checks the admin socket's path and group (and clears a stale socket) before anything opens. */
+function prepareAdmin(config: KeywardenConfig, log: Logger): Promise<PreparedAdminSocket | null> {
+  return config.admin.socket ? prepareAdminSocket(config.admin.socket, log) : Promise.resolve(null);
+}
+
+/**
+ * The admin API on the unix socket, served by the scheduling process only (the single process,
+ * or the cluster primary): one process owns the socket file, admin work (HSM checks, audit
+ * verification) never takes a worker's share of signing, and changes it makes reach the workers
+ * through the store as any daemon's do. The operator is the OS user the CLI claims (the socket's
+ * mode and group are what admitted it; docs/operations.md "Who the audit log names").
+ */
+async function startAdminSocket(
+  kw: Keywarden,
+  sock: PreparedAdminSocket | null,
+  log: Logger,
+): Promise<FastifyInstance | null> {
+  if (!sock) return null;
+  const adminLog = log.child({ component: 'admin' });
+  const app = createAdminServer(kw, [
+    adminRouteGroup({ kw, log: adminLog, resolveOperator: (req) => socketOperator(req.headers) }),
+  ]);
+  await listenOnAdminSocket(app, sock, adminLog);
+  return app;
+}
+
 /** Runs `stop` once on the first SIGTERM/SIGINT, then exits with its code. */
 function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<never> {
   let stopping = false;
@@ -181,10 +211,16 @@ export async function serveSingle(config: KeywardenConfig, log: Logger, listen: 
       'UV_THREADPOOL_SIZE is smaller than the PKCS#11 sessions: signatures queue; set it before start',
     );
   }
+  const adminSocket = await prepareAdmin(config, log);
   const { rt, scheduler, lifecycle } = await startScheduling(config, log);
   const { app, address } = await startHttp(rt.keywarden, listen, { metricsRegistries: [lifecycle.registry] });
-  log.info({ address, scopes: config.scopes.map((s) => s.name) }, 'keywarden serving');
+  const admin = await startAdminSocket(rt.keywarden, adminSocket, log);
+  log.info(
+    { address, adminSocket: adminSocket?.path ?? null, scopes: config.scopes.map((s) => s.name) },
+    'keywarden serving',
+  );
   return onShutdownSignal(log, async () => {
+    await admin?.close();
     await app.close();
     await scheduler.stop();
     await rt.close();
@@ -226,7 +262,9 @@ export async function servePrimary(
   listen: Listen,
   workers: number,
 ): Promise<never> {
+  const adminSocket = await prepareAdmin(config, log);
   const { rt, scheduler, lifecycle } = await startScheduling(config, log);
+  const admin = await startAdminSocket(rt.keywarden, adminSocket, log);
   const threadPool = threadPoolSizeFor(config);
   const supervisor = new WorkerSupervisor({
     workers,
@@ -242,12 +280,14 @@ export async function servePrimary(
     {
       address: `http://${listen.host}:${listen.port}`,
       workers,
+      adminSocket: adminSocket?.path ?? null,
       threadPoolPerWorker: threadPool,
       scopes: config.scopes.map((s) => s.name),
     },
     'keywarden serving',
   );
   return onShutdownSignal(log, async () => {
+    await admin?.close();
     const drained = await supervisor.stop();
     await scheduler.stop();
     await rt.close();

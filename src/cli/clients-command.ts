@@ -1,13 +1,17 @@
 import { Command } from 'commander';
-import type {
-  CheckedClientSummary,
-  ClientSummary,
-  IssuedClientSecret,
-  SealClientsReport,
-} from '../lifecycle';
+import {
+  clientsAdd,
+  clientsList,
+  clientsRemove,
+  clientsRotateSecret,
+  clientsSeal,
+  clientsShow,
+  type Wire,
+} from '../admin';
+import type { CheckedClientSummary, ClientSummary, SealClientsReport } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import { EXIT } from './exit-codes';
-import { cliActor, iso, output, table, withRuntime } from './io';
+import { iso, output, runOperation, table } from './io';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -53,15 +57,16 @@ export function parseGrantOptions(
   return out;
 }
 
-const grantsText = (g: ClientSummary['grants']) =>
+const grantsText = (g: Wire<ClientSummary['grants']>) =>
   Object.entries(g)
     .map(([scope, list]) => `${scope}:${list.join(',')}`)
     .join(' ');
 
 /** `trusted`, or `refused (<reason>)`. */
-const trustText = (c: CheckedClientSummary) => (c.trust === 'trusted' ? 'trusted' : `refused (${c.reason})`);
+const trustText = (c: Wire<CheckedClientSummary>) =>
+  c.trust === 'trusted' ? 'trusted' : `refused (${c.reason})`;
 
-function humanClient(c: CheckedClientSummary): string {
+function humanClient(c: Wire<CheckedClientSummary>): string {
   return [
     `name:     ${c.name}`,
     `id:       ${c.id}`,
@@ -73,7 +78,7 @@ function humanClient(c: CheckedClientSummary): string {
   ].join('\n');
 }
 
-function humanSealReport(r: SealClientsReport): string {
+function humanSealReport(r: Wire<SealClientsReport>): string {
   if (r.clients.length === 0) return 'no clients';
   const rows = table(
     ['name', 'id', 'grants', 'created', 'was', r.dryRun ? 'would' : 'done'],
@@ -98,10 +103,10 @@ function humanSealReport(r: SealClientsReport): string {
 }
 
 /** Prints a newly issued secret: on stdout only, once, with a warning that it is not stored. */
-function printSecret(cmd: Command, issued: IssuedClientSecret, verb: string): void {
-  output(cmd, { ...issued.client, secret: issued.secret }, () =>
+function printSecret(cmd: Command, issued: Wire<ClientSummary> & { secret: string }, verb: string): void {
+  output(cmd, issued, () =>
     [
-      `${verb} client ${issued.client.name} (id ${issued.client.id}); grants: ${grantsText(issued.client.grants)}`,
+      `${verb} client ${issued.name} (id ${issued.id}); grants: ${grantsText(issued.grants)}`,
       'secret (shown once; only its hash is stored; send it as "Authorization: Bearer <secret>"):',
       issued.secret,
     ].join('\n'),
@@ -127,26 +132,22 @@ export function clientsCommand(): Command {
       if (opts.grant.length === 0)
         throw new KeywardenError('REQUEST_INVALID', 'at least one --grant is required');
       const grants = parseGrantOptions(opts.scope, opts.grant);
-      await withRuntime(cmd, async (kw) => {
-        printSecret(cmd, await kw.addClient(name, grants, cliActor()), 'created');
-      });
+      printSecret(cmd, await runOperation(cmd, clientsAdd, { name, grants }), 'created');
     });
 
   clients
     .command('list')
     .description('list API clients, their grants and whether an HSM key vouches for each (never secrets)')
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const all = await kw.listClients();
-        output(cmd, all, () =>
-          all.length === 0
-            ? 'no clients'
-            : table(
-                ['name', 'id', 'grants', 'created', 'trust'],
-                all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt), trustText(c)]),
-              ),
-        );
-      });
+      const all = await runOperation(cmd, clientsList, {});
+      output(cmd, all, () =>
+        all.length === 0
+          ? 'no clients'
+          : table(
+              ['name', 'id', 'grants', 'created', 'trust'],
+              all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt), trustText(c)]),
+            ),
+      );
     });
 
   clients
@@ -154,10 +155,8 @@ export function clientsCommand(): Command {
     .description('show one API client (by name or id)')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const c = await kw.showClient(nameOrId);
-        output(cmd, c, () => humanClient(c));
-      });
+      const c = await runOperation(cmd, clientsShow, { client: nameOrId });
+      output(cmd, c, () => humanClient(c));
     });
 
   clients
@@ -165,10 +164,8 @@ export function clientsCommand(): Command {
     .description('remove an API client; running daemons refuse it within server.keyRefreshSeconds')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const c = await kw.removeClient(nameOrId, cliActor());
-        output(cmd, { removed: c }, () => `removed client ${c.name} (id ${c.id})`);
-      });
+      const r = await runOperation(cmd, clientsRemove, { client: nameOrId });
+      output(cmd, r, () => `removed client ${r.removed.name} (id ${r.removed.id})`);
     });
 
   clients
@@ -191,20 +188,15 @@ export function clientsCommand(): Command {
     )
     .action(
       async (names: string[], opts: { all?: boolean; force?: boolean; dryRun?: boolean }, cmd: Command) => {
-        await withRuntime(cmd, async (kw) => {
-          const report = await kw.sealClients(
-            {
-              clients: names,
-              all: opts.all === true,
-              force: opts.force === true,
-              dryRun: opts.dryRun === true,
-            },
-            cliActor(),
-          );
-          output(cmd, report, () => humanSealReport(report));
-          // Clients left refused are a negative answer for scripts.
-          if (report.clients.some((c) => c.action === 'skipped')) process.exitCode = EXIT.NEGATIVE;
+        const report = await runOperation(cmd, clientsSeal, {
+          clients: names,
+          all: opts.all === true,
+          force: opts.force === true,
+          dryRun: opts.dryRun === true,
         });
+        output(cmd, report, () => humanSealReport(report));
+        // Clients left refused are a negative answer for scripts.
+        if (report.clients.some((c) => c.action === 'skipped')) process.exitCode = EXIT.NEGATIVE;
       },
     );
 
@@ -213,9 +205,7 @@ export function clientsCommand(): Command {
     .description('issue a new secret for a client; the old one stops working like a removed client')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        printSecret(cmd, await kw.rotateClientSecret(nameOrId, cliActor()), 'new secret for');
-      });
+      printSecret(cmd, await runOperation(cmd, clientsRotateSecret, { client: nameOrId }), 'new secret for');
     });
 
   return clients;

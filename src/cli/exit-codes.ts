@@ -4,7 +4,8 @@ import type { ErrorCode } from '../policy/errors';
  * Exit codes that mean something to scripts:
  * 0 success; 1 a negative answer (invalid token, broken audit chain, findings, failed check);
  * 2 bad usage or input; 3 invalid config; 4 not found; 5 refused in the current state;
- * 6 backend (HSM / Key Vault) problem; 7 store problem; 70 internal error.
+ * 6 backend (HSM / Key Vault) problem; 7 store problem; 8 the daemon's admin socket cannot be
+ * reached (not running, or no permission); 70 internal error.
  */
 export const EXIT = {
   OK: 0,
@@ -15,6 +16,7 @@ export const EXIT = {
   STATE: 5,
   BACKEND: 6,
   STORE: 7,
+  DAEMON: 8,
   INTERNAL: 70,
 } as const;
 
@@ -49,5 +51,6 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   AUDIT_CHAIN_BROKEN: EXIT.NEGATIVE,
   AUDIT_PRUNE_REFUSED: EXIT.STATE,
   SCAN_ERROR: EXIT.USAGE,
+  DAEMON_UNREACHABLE: EXIT.DAEMON,
   INTERNAL: EXIT.INTERNAL,
 };

@@ -22,6 +22,23 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'config file (default: $KEYWARDEN_CONFIG or config/default.yaml)')
     .option('--json', 'machine-readable output')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .option(
+      '--local',
+      'work on the store and HSM directly, without the daemon (break-glass, tests; needs their credentials; ' +
+        'audited as local)',
+    )
+    .option(
+      '--socket <path>',
+      "the daemon's admin socket (default: $KEYWARDEN_ADMIN_SOCKET, else admin.socket.path)",
+    )
+    .addHelpText(
+      'after',
+      '\nCommands on keys, clients, audit, tokens and the HSM run on the daemon through its admin socket\n' +
+        '(admin.socket.path; your user must be in its group), so this machine needs neither the HSM PIN nor\n' +
+        "the store's credentials. When the daemon cannot be reached they fail with exit 8 and never fall\n" +
+        'back by themselves: --local runs them on the store and HSM directly. init and scan always run\n' +
+        'directly (scan only with --local); config check, config path and scopes list read the config file only.',
+    )
     .showHelpAfterError()
     .exitOverride();
   for (const c of [

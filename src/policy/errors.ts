@@ -35,6 +35,7 @@ export const ERROR_CODES = [
   'AUDIT_CHAIN_BROKEN',
   'AUDIT_PRUNE_REFUSED',
   'SCAN_ERROR',
+  'DAEMON_UNREACHABLE',
   'INTERNAL',
 ] as const;
 
