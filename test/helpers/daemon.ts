@@ -40,6 +40,11 @@ export interface DaemonOptions {
    * what a test observes, and a 2-core machine is not oversubscribed.
    */
   workers?: number;
+  /**
+   * The config's `admin` section (e.g. a socket in a directory other users can reach, in their
+   * group); default: `admin.sock` in the token directory, in the group of the user tests run as.
+   */
+  admin?: { socket: { path: string; group: string | null } | null };
   /** The store (`store.url` in the config); default a SQLite file in the token directory. */
   storeUrl?: string;
   /**
@@ -174,6 +179,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const scopes = opts.scopes.map((s) => ({ ...s, issuer: s.issuer ?? `${baseUrl}/scopes/${s.name}` }));
     const base = testConfigDocument(token, scopes, {
       ...(opts.storeUrl !== undefined ? { store: { url: opts.storeUrl } } : {}),
+      ...(opts.admin !== undefined ? { admin: opts.admin } : {}),
       logLevel: opts.logLevel ?? 'warn',
       server: {
         host: '127.0.0.1',
