@@ -34,7 +34,7 @@ export {
   type Operator,
   type OperatorTransport,
 } from './operator';
-export type { Wire } from './wire';
+export { toWire, type Wire } from './wire';
 
 /** Every admin operation: one route each on the admin API. */
 export const ADMIN_OPERATIONS: readonly AnyAdminOperation[] = [

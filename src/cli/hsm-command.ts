@@ -1,9 +1,9 @@
 import { Command } from 'commander';
-import { hsmCheck, hsmStatusOperation, type Wire } from '../admin';
-import type { HsmCheckReport, HsmStatusReport } from '../lifecycle';
+import { hsmCheck, hsmStatusOperation, toWire, type Wire } from '../admin';
+import { hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle';
 import { HSM_FINDING_KINDS } from '../policy/hsm-findings';
 import { EXIT } from './exit-codes';
-import { output, runOperation, table } from './io';
+import { globals, loadConfigFor, output, runOperation, table } from './io';
 
 const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
 
@@ -100,7 +100,11 @@ export function hsmCommand(): Command {
         'answers (the daemon, or this one with --local)',
     )
     .action(async (_o, cmd: Command) => {
-      const r = await runOperation(cmd, hsmStatusOperation, {});
+      // With --local only the module is loaded (no PIN, no store): the way to look at a token
+      // whose PIN or store is the problem. Through the daemon, the daemon's view.
+      const r = globals(cmd).local
+        ? toWire(hsmStatus(loadConfigFor(cmd)))
+        : await runOperation(cmd, hsmStatusOperation, {});
       output(cmd, r, () => humanStatus(r));
     });
 
