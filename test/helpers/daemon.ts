@@ -88,7 +88,9 @@ export interface Daemon {
   jwksUrl(scope: string): string;
   /**
    * Runs the real CLI against this daemon's config: `keywarden -c <config> ...args`, with the
-   * daemon's extra environment (DaemonOptions.env) plus `opts.env`.
+   * daemon's extra environment (DaemonOptions.env) plus `opts.env`. Commands go through the
+   * daemon's admin socket, as an operator's do; `--local` in `args` works on the store directly
+   * (e.g. after shutdown()).
    */
   cli(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): Promise<CliResult>;
   /**
