@@ -193,7 +193,7 @@ fi
 # Keyed on its inputs; the unit and the docs are copied in before every boot (the container sees
 # the root file system through an overlay, so nothing a run does stays in it).
 rootfs="$work/rootfs"
-stage_id="$(cat "$base.id") release $release_id node $node_version install 2"
+stage_id="$(cat "$base.id") release $release_id node $node_version install 3"
 if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$stage_id" ]]; then
   say "installing keywarden into a copy of the root file system"
   rm -rf "$rootfs" "$rootfs.id"
@@ -204,6 +204,9 @@ if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$st
   chown -R root:root "$rootfs/opt/keywarden"
   chroot "$rootfs" /bin/bash -euo pipefail >"$work/logs/install.log" 2>&1 <<'EOF' || fail "installing into the root file system failed; see $work/logs/install.log"
 useradd --system --home-dir /var/lib/keywarden --shell /usr/sbin/nologin keywarden
+# The operators' group of the admin socket (admin.socket.group); the daemon's user is in it.
+groupadd --system keywarden-admin
+usermod -a -G keywarden-admin keywarden
 install -d -m 0750 -g keywarden /etc/keywarden
 install -m 0600 /dev/null /etc/keywarden/hsm-pin
 head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >/etc/keywarden/hsm-pin
@@ -232,6 +235,10 @@ server:
   port: 8080
 store:
   url: sqlite:keywarden.db
+admin:
+  socket:
+    path: /run/keywarden/admin.sock
+    group: keywarden-admin
 backends:
   hsm:
     type: pkcs11

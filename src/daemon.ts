@@ -33,6 +33,10 @@ import {
 import { parseConfigText, type LoadedConfig } from './config/load-config';
 import { ConfigReloader } from './config/reloader';
 import { tlsServerOptions, type TlsServerOptions } from './config/tls-options';
+import { socketOperator } from './admin';
+import { adminRouteGroup } from './http/admin-routes';
+import { createAdminServer } from './http/admin-server';
+import { listenOnAdminSocket, prepareAdminSocket, type PreparedAdminSocket } from './http/admin-socket';
 import { ClientAuthenticator } from './http/auth';
 import { FrontServer, probeListen, type ListenAddress } from './http/front-server';
 import { LifecycleMetrics } from './http/lifecycle-metrics';
@@ -319,6 +323,32 @@ function frontServerFor(config: KeywardenConfig, log: Logger): FrontServer {
 /** Set on the first SIGTERM/SIGINT: a reload asked for after it is ignored. */
 let shuttingDown = false;
 
+/** Checks the admin socket's path and group (and clears a stale socket) before anything opens. */
+function prepareAdmin(config: KeywardenConfig, log: Logger): Promise<PreparedAdminSocket | null> {
+  return config.admin.socket ? prepareAdminSocket(config.admin.socket, log) : Promise.resolve(null);
+}
+
+/**
+ * The admin API on the unix socket, served by the scheduling process only (the single process,
+ * or the cluster primary): one process owns the socket file, admin work (HSM checks, audit
+ * verification) never takes a worker's share of signing, and changes it makes reach the workers
+ * through the store as any daemon's do. The operator is the OS user the CLI claims (the socket's
+ * mode and group are what admitted it; docs/operations.md "Who the audit log names").
+ */
+async function startAdminSocket(
+  facade: () => Keywarden,
+  sock: PreparedAdminSocket | null,
+  log: Logger,
+): Promise<FastifyInstance | null> {
+  if (!sock) return null;
+  const adminLog = log.child({ component: 'admin' });
+  const app = createAdminServer(facade(), [
+    adminRouteGroup({ facade, log: adminLog, resolveOperator: (req) => socketOperator(req.headers) }),
+  ]);
+  await listenOnAdminSocket(app, sock, adminLog);
+  return app;
+}
+
 /** Runs `stop` once on the first SIGTERM/SIGINT, then exits with its code. */
 function onShutdownSignal(log: Logger, stop: () => Promise<number>): Promise<never> {
   const handler = (signal: string) => {
@@ -377,6 +407,7 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
       'UV_THREADPOOL_SIZE is smaller than the PKCS#11 sessions: signatures queue; set it before start',
     );
   }
+  const adminSocket = await prepareAdmin(config, log);
   const sched = await startScheduling(config, log);
   const http: HttpSide = {
     front: frontServerFor(config, log),
@@ -397,8 +428,14 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
     await sched.rt.close();
     throw e;
   }
+  const admin = await startAdminSocket(() => sched.gen.keywarden, adminSocket, log);
   log.info(
-    { address: addresses[0], addresses, scopes: config.scopes.map((s) => s.name) },
+    {
+      address: addresses[0],
+      addresses,
+      adminSocket: adminSocket?.path ?? null,
+      scopes: config.scopes.map((s) => s.name),
+    },
     'keywarden serving',
   );
   const retiring = new Set<Promise<void>>();
@@ -423,6 +460,7 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
   );
   onReloadSignal(reloader, log);
   return onShutdownSignal(log, async () => {
+    await admin?.close();
     await http.front.drain();
     await Promise.all(retiring);
     await current.app.close();
@@ -522,7 +560,9 @@ export async function servePrimary(
   workers: number,
 ): Promise<never> {
   const config = file.config;
+  const adminSocket = await prepareAdmin(config, log);
   const sched = await startScheduling(config, log);
+  const admin = await startAdminSocket(() => sched.gen.keywarden, adminSocket, log);
   let running: ConfigText = { text: file.text, source: file.source, version: 1 };
   const threadPool = threadPoolSizeFor(config);
   const supervisor = new WorkerSupervisor({
@@ -538,6 +578,7 @@ export async function servePrimary(
   try {
     await supervisor.start();
   } catch (e) {
+    await admin?.close();
     await sched.scheduler.stop();
     await sched.rt.close();
     throw e instanceof KeywardenError ? e : new KeywardenError('INTERNAL', (e as Error).message);
@@ -546,6 +587,7 @@ export async function servePrimary(
     {
       address: `${config.server.tls ? 'https' : 'http'}://${listen.host}:${listen.port}`,
       workers,
+      adminSocket: adminSocket?.path ?? null,
       threadPoolPerWorker: threadPool,
       scopes: config.scopes.map((s) => s.name),
     },
@@ -571,6 +613,7 @@ export async function servePrimary(
   );
   onReloadSignal(reloader, log);
   return onShutdownSignal(log, async () => {
+    await admin?.close();
     const drained = await supervisor.stop();
     await sched.scheduler.stop();
     await sched.rt.close();

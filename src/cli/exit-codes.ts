@@ -5,7 +5,7 @@ import type { ErrorCode } from '../policy/errors';
  * 0 success; 1 a negative answer (invalid token, broken audit chain, findings, failed check);
  * 2 bad usage or input; 3 invalid config; 4 not found; 5 refused in the current state;
  * 6 backend (HSM / Key Vault) problem; 7 store problem; 8 `serve` cannot listen on its address;
- * 70 internal error.
+ * 9 the daemon's admin socket cannot be reached (not running, or no permission); 70 internal error.
  */
 export const EXIT = {
   OK: 0,
@@ -17,6 +17,7 @@ export const EXIT = {
   BACKEND: 6,
   STORE: 7,
   LISTEN: 8,
+  DAEMON: 9,
   INTERNAL: 70,
 } as const;
 
@@ -54,5 +55,6 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   SCAN_ERROR: EXIT.USAGE,
   SHUTTING_DOWN: EXIT.STATE,
   LISTEN_FAILED: EXIT.LISTEN,
+  DAEMON_UNREACHABLE: EXIT.DAEMON,
   INTERNAL: EXIT.INTERNAL,
 };

@@ -1,12 +1,13 @@
 import { Command } from 'commander';
+import { hsmCheck, hsmStatusOperation, toWire, type Wire } from '../admin';
 import { hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle';
 import { HSM_FINDING_KINDS } from '../policy/hsm-findings';
 import { EXIT } from './exit-codes';
-import { loadConfigFor, output, table, withRuntime } from './io';
+import { globals, loadConfigFor, output, runOperation, table } from './io';
 
 const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
 
-type Listed = HsmCheckReport['backends'][number]['objects'][number];
+type Listed = Wire<HsmCheckReport>['backends'][number]['objects'][number];
 
 /** What a key may be used for, as its flags say: `sign`, `sign,decrypt`, ... ('?' none reported). */
 function uses(o: Listed): string {
@@ -43,7 +44,7 @@ function findingKindsHelp(): string {
   ].join('\n');
 }
 
-function humanCheck(r: HsmCheckReport): string {
+function humanCheck(r: Wire<HsmCheckReport>): string {
   const parts: string[] = [];
   for (const b of r.backends) {
     parts.push(
@@ -76,13 +77,15 @@ function humanCheck(r: HsmCheckReport): string {
   return parts.join('\n');
 }
 
-function humanStatus(r: HsmStatusReport): string {
+function humanStatus(r: Wire<HsmStatusReport>): string {
   const parts: string[] = [];
   for (const b of r.backends) {
     const [first = '', ...rest] = b.summary;
     parts.push(`backend ${b.backend}: ${first}`, ...rest);
   }
-  parts.push(`core dump limit of this process: ${r.coreDumpLimit ?? 'unknown'} ('serve' sets its own to 0)`);
+  parts.push(
+    `core dump limit of the answering process: ${r.coreDumpLimit ?? 'unknown'} ('serve' sets its own to 0)`,
+  );
   return parts.join('\n');
 }
 
@@ -92,9 +95,16 @@ export function hsmCommand(): Command {
 
   hsm
     .command('status')
-    .description('module, slots, tokens and free space (no PIN needed), and the core-dump limit')
-    .action((_o, cmd: Command) => {
-      const r = hsmStatus(loadConfigFor(cmd));
+    .description(
+      'module, slots, tokens and free space (no PIN needed), and the core-dump limit of the process that ' +
+        'answers (the daemon, or this one with --local)',
+    )
+    .action(async (_o, cmd: Command) => {
+      // With --local only the module is loaded (no PIN, no store): the way to look at a token
+      // whose PIN or store is the problem. Through the daemon, the daemon's view.
+      const r = globals(cmd).local
+        ? toWire(hsmStatus(loadConfigFor(cmd)))
+        : await runOperation(cmd, hsmStatusOperation, {});
       output(cmd, r, () => humanStatus(r));
     });
 
@@ -107,11 +117,9 @@ export function hsmCommand(): Command {
     )
     .addHelpText('after', findingKindsHelp)
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const r = await kw.hsmCheck();
-        output(cmd, r, () => humanCheck(r));
-        if (!r.ok) process.exitCode = EXIT.NEGATIVE;
-      });
+      const r = await runOperation(cmd, hsmCheck, {});
+      output(cmd, r, () => humanCheck(r));
+      if (!r.ok) process.exitCode = EXIT.NEGATIVE;
     });
   return hsm;
 }

@@ -1,11 +1,12 @@
 import { Command } from 'commander';
 import { prepareDataDir } from '../main';
 import { EXIT_CODE } from './exit-codes';
-import { cliActor, loadConfigFor, output, table, withRuntime } from './io';
+import { loadConfigFor, localActor, output, table, withRuntime } from './io';
 
 /**
  * `keywarden init`: creates the data dir, migrates the store and reconciles every scope once,
- * which creates each scope's first key. Idempotent: a second run changes nothing.
+ * which creates each scope's first key. Idempotent: a second run changes nothing. Always direct
+ * (no daemon runs before it): its records name the `local` transport and this OS user.
  * (Token initialisation is the HSM's business: see hsm/init-token.sh for SoftHSM2.)
  */
 export function initCommand(): Command {
@@ -17,7 +18,7 @@ export function initCommand(): Command {
       await withRuntime(
         cmd,
         async (kw) => {
-          const { scopes: rows, errors } = await kw.init(cliActor());
+          const { scopes: rows, errors } = await kw.init(localActor());
           output(cmd, { scopes: rows, errors }, () =>
             table(
               ['scope', 'signing key', 'created now'],

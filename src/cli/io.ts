@@ -1,7 +1,9 @@
-import * as os from 'node:os';
 import type { Command } from 'commander';
-import { defaultConfigPath, loadConfig } from '../config/load-config';
+import { executeOperation, localOperator, operatorActor, type AdminOperation, type Wire } from '../admin';
+import { CONFIG_ENV, defaultConfigPath, loadConfig } from '../config/load-config';
 import type { Keywarden } from '../lifecycle';
+import { KeywardenError } from '../policy/errors';
+import { callAdmin } from './admin-client';
 import { openRuntime, storeAuditLog } from '../main';
 import { createLogger } from '../log';
 import type { KeywardenConfig } from '../policy/scope';
@@ -11,6 +13,10 @@ export interface GlobalOptions {
   config?: string;
   json?: boolean;
   logLevel?: string;
+  /** Work on the store and HSM directly instead of through the daemon (break-glass, tests). */
+  local?: boolean;
+  /** The daemon's admin socket (default: $KEYWARDEN_ADMIN_SOCKET, else admin.socket.path). */
+  socket?: string;
 }
 
 export function globals(cmd: Command): GlobalOptions {
@@ -21,15 +27,40 @@ export function loadConfigFor(cmd: Command): KeywardenConfig {
   return loadConfig(globals(cmd).config ?? defaultConfigPath());
 }
 
-/** Who an operator action is attributed to in the audit log. */
-export function cliActor(): string {
-  let user = 'unknown';
-  try {
-    user = os.userInfo().username;
-  } catch {
-    // Containers may run with a uid that has no passwd entry.
+/**
+ * Who a direct (`--local`, `init`) action is attributed to in the audit log: the transport and
+ * this process's OS user, e.g. `local:alice(uid=1001)@host`.
+ */
+export function localActor(): string {
+  return operatorActor(localOperator());
+}
+
+/** The admin socket the CLI talks to: --socket, else $KEYWARDEN_ADMIN_SOCKET, else the config's. */
+export function adminSocketPath(cmd: Command): string {
+  const g = globals(cmd);
+  const explicit = g.socket ?? process.env[CONFIG_ENV.adminSocket];
+  if (explicit) return explicit;
+  const socket = loadConfigFor(cmd).admin.socket;
+  if (!socket) {
+    throw new KeywardenError(
+      'DAEMON_UNREACHABLE',
+      'no admin socket is configured (admin.socket is null): give --socket PATH, or run the command with ' +
+        '--local to work on the store and HSM directly',
+    );
   }
-  return `cli:${user}@${os.hostname()}`;
+  return socket.path;
+}
+
+/**
+ * Runs an operator command: on the daemon over its admin socket (the default), or with --local
+ * on the store and HSM directly, audited with this process's OS user as the actor. Both run the
+ * same operation (src/admin/) and hand back the same JSON value.
+ */
+export async function runOperation<I, R>(cmd: Command, op: AdminOperation<I, R>, input: I): Promise<Wire<R>> {
+  if (globals(cmd).local) {
+    return withRuntime(cmd, (kw) => executeOperation(kw, op, input, localActor()));
+  }
+  return callAdmin<Wire<R>>(adminSocketPath(cmd), op.name, input);
 }
 
 /**
@@ -79,4 +110,6 @@ export function table(headers: string[], rows: (string | number | null | undefin
     .join('\n');
 }
 
-export const iso = (d: Date | null | undefined): string => (d ? d.toISOString() : '-');
+/** A timestamp as printed: ISO 8601 (a Date, or the string a JSON answer carries), or '-'. */
+export const iso = (d: Date | string | null | undefined): string =>
+  d ? (typeof d === 'string' ? d : d.toISOString()) : '-';

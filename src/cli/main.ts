@@ -30,6 +30,23 @@ export function buildProgram(): Command {
         'log level of this command (logs go to stderr; serve: stdout)',
       ).choices(LOG_LEVELS),
     )
+    .option(
+      '--local',
+      'work on the store and HSM directly, without the daemon (break-glass, tests; needs their credentials; ' +
+        'audited as local)',
+    )
+    .option(
+      '--socket <path>',
+      "the daemon's admin socket (default: $KEYWARDEN_ADMIN_SOCKET, else admin.socket.path)",
+    )
+    .addHelpText(
+      'after',
+      '\nCommands on keys, clients, audit, tokens and the HSM run on the daemon through its admin socket\n' +
+        '(admin.socket.path; your user must be in its group), so this machine needs neither the HSM PIN nor\n' +
+        "the store's credentials. When the daemon cannot be reached they fail with exit 9 and never fall\n" +
+        'back by themselves: --local runs them on the store and HSM directly. init and scan always run\n' +
+        'directly (scan only with --local); config check, config path and scopes list read the config file only.',
+    )
     .showHelpAfterError()
     .exitOverride();
   for (const c of [

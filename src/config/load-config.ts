@@ -12,6 +12,8 @@ export const CONFIG_ENV = {
   file: 'KEYWARDEN_CONFIG',
   /** Overrides `store.url`, e.g. a postgres:// URL holding a password. */
   storeUrl: 'KEYWARDEN_STORE_URL',
+  /** Overrides `admin.socket.path` (several daemons on one host and one config file). */
+  adminSocket: 'KEYWARDEN_ADMIN_SOCKET',
 } as const;
 
 /** Default config path: `config/default.yaml` of the installation. */
@@ -74,9 +76,14 @@ export function parseConfigText(
     throw new ConfigInvalidError(source, [{ path: '(document)', message: (e as Error).message }]);
   }
   const storeUrl = env[CONFIG_ENV.storeUrl];
-  const withEnv =
+  let withEnv =
     storeUrl && raw && typeof raw === 'object'
       ? { ...raw, store: { ...((raw.store as object | undefined) ?? {}), url: storeUrl } }
       : raw;
+  const adminSocket = env[CONFIG_ENV.adminSocket];
+  if (adminSocket && withEnv && typeof withEnv === 'object') {
+    const admin = (withEnv.admin as { socket?: object | null } | undefined) ?? {};
+    withEnv = { ...withEnv, admin: { ...admin, socket: { ...(admin.socket ?? {}), path: adminSocket } } };
+  }
   return validateConfig(withEnv, { source, baseDir: path.dirname(source) });
 }

@@ -35,5 +35,6 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   SCAN_ERROR: 500,
   SHUTTING_DOWN: 503,
   LISTEN_FAILED: 500,
+  DAEMON_UNREACHABLE: 503,
   INTERNAL: 500,
 };

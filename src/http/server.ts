@@ -3,7 +3,7 @@ import fastify, { type FastifyInstance } from 'fastify';
 import type { Keywarden } from '../lifecycle';
 import { registerErrorHandling } from './errors';
 import { JwksFastPath } from './jwks-fast-path';
-import type { RouteGroup } from './routes';
+import { registerRouteGroups, type RouteGroup } from './routes';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -85,17 +85,7 @@ export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstanc
   }
   registerErrorHandling(app, kw.log.child({ component: 'http' }));
   turnOffOnRootRequestHooks(app, jwksFastPath, kw);
-  for (const group of opts.routes) {
-    if (!group.setup) {
-      for (const r of group.routes) app.route(r);
-      continue;
-    }
-    const { setup, routes } = group;
-    app.register(async (child) => {
-      setup(child);
-      for (const r of routes) child.route(r);
-    });
-  }
+  registerRouteGroups(app, opts.routes);
   return app;
 }
 

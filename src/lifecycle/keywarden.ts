@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { issuedByClientCa } from '../config/tls-options';
 import { answerJwks, type JwksAnswer } from './jwks-answer';
 import { SignActivityAggregator, DeniedRecorder, type DeniedRecorderOptions } from '../audit/activity';
 import { auditCheckpointJob } from '../audit/jobs';
@@ -9,6 +10,7 @@ import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } fro
 import type { ChainedRecord } from '../audit/chain';
 import type { Clock } from '../policy/clock';
 import type { ConfigReloadOutcome } from '../policy/config-changes';
+import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
 import { shownKeyState, shownKeyStates, type ShownKeyState } from '../policy/key-roles';
 import { nextDecisionAt, pickSigningKey } from '../policy/next-actions';
@@ -339,15 +341,25 @@ export class Keywarden {
 
   /**
    * A client bound to a client certificate (PEM text) and no secret: it signs over mutual TLS.
-   * Grants as for addClient.
+   * Grants as for addClient. A certificate no CA in server.tls.clientCaFile issued is refused
+   * (REQUEST_INVALID): the listener would never accept it. `clientCaConfigured` false: no client
+   * CA is configured yet, so no listener accepts client certificates until one is.
    */
-  addCertificateClient(
+  async addCertificateClient(
     name: string,
     grants: Record<string, readonly string[]>,
     certificatePem: string,
     actor: string,
-  ): Promise<ClientSummary> {
-    return addCertificateClient(this.ctx, name, grants, certificatePem, actor);
+  ): Promise<ClientSummary & { clientCaConfigured: boolean }> {
+    const issued = issuedByClientCa(this.config, certificatePem);
+    if (issued === false) {
+      throw new KeywardenError(
+        'REQUEST_INVALID',
+        'the certificate is not issued by a CA certificate in server.tls.clientCaFile: the listener would refuse it',
+      );
+    }
+    const client = await addCertificateClient(this.ctx, name, grants, certificatePem, actor);
+    return { ...client, clientCaConfigured: issued === true };
   }
 
   listClients(): Promise<CheckedClientSummary[]> {

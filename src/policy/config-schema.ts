@@ -78,6 +78,22 @@ export const configFileSchema = z.strictObject({
       keyRefreshSeconds: 2,
       workerHeader: false,
     }),
+  admin: z
+    .strictObject({
+      // The local admin API (docs/operations.md "The admin socket"); null turns it off.
+      socket: z
+        .strictObject({
+          path: z.string().min(1).default('admin.sock'),
+          group: z
+            .string()
+            .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$|^[0-9]+$/, 'must be a group name or a numeric gid')
+            .nullable()
+            .default('keywarden-admin'),
+        })
+        .nullable()
+        .default({ path: 'admin.sock', group: 'keywarden-admin' }),
+    })
+    .default({ socket: { path: 'admin.sock', group: 'keywarden-admin' } }),
   store: z
     .strictObject({ url: z.string().min(1).default('sqlite:keywarden.db') })
     .default({ url: 'sqlite:keywarden.db' }),

@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   'SCAN_ERROR',
   'SHUTTING_DOWN',
   'LISTEN_FAILED',
+  'DAEMON_UNREACHABLE',
   'INTERNAL',
 ] as const;
 

@@ -83,6 +83,22 @@ export interface TlsConfig {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
 }
 
+/** The local admin API's unix socket (`admin.socket`). */
+export interface AdminSocketConfig {
+  /** Absolute path of the socket (a relative one in the file resolves against dataDir). */
+  path: string;
+  /**
+   * The group whose members may connect (the socket is mode 0660, owned by the daemon's user and
+   * this group); null: the daemon user's own primary group.
+   */
+  group: string | null;
+}
+
+export interface AdminConfig {
+  /** null: no admin socket (the CLI then needs --local, or --socket naming another daemon's). */
+  socket: AdminSocketConfig | null;
+}
+
 export interface StoreConfig {
   /** `sqlite:<path>` or `postgres://...` */
   url: string;
@@ -108,6 +124,7 @@ export interface KeywardenConfig {
   dataDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   server: ServerConfig;
+  admin: AdminConfig;
   store: StoreConfig;
   backends: Readonly<Record<string, BackendConfig>>;
   scopes: readonly ScopeConfig[];

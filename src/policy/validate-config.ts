@@ -130,6 +130,14 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     dataDir: resolve(file.dataDir),
     logLevel: file.logLevel,
     server,
+    admin: {
+      socket: file.admin.socket
+        ? {
+            path: path.resolve(resolve(file.dataDir), file.admin.socket.path),
+            group: file.admin.socket.group,
+          }
+        : null,
+    },
     store: { url: resolveStoreUrl(file.store.url, resolve(file.dataDir)) },
     backends,
     scopes,

@@ -19,7 +19,8 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
     await writeFile(p, typeof doc === 'string' ? doc : stringify(doc));
     return p;
   };
-  const kw = (args: string[], cfg = configPath) => runKeywarden(['-c', cfg, ...args]);
+  // No daemon runs here: every command works on the store and HSM directly (--local).
+  const kw = (args: string[], cfg = configPath) => runKeywarden(['-c', cfg, '--local', ...args]);
 
   before(async () => {
     token = await createSoftHsmToken();
@@ -137,7 +138,7 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
       assert.equal(aud.code, 1);
       assert.equal(JSON.parse(aud.stdout).reason, 'audience_mismatch');
       const stdin = await runKeywarden(
-        ['-c', configPath, 'verify', '--scope', 'demo', '--audience', 'demo-api', '-'],
+        ['-c', configPath, '--local', 'verify', '--scope', 'demo', '--audience', 'demo-api', '-'],
         { input: token1 },
       );
       assert.equal(stdin.code, 0, stdin.stderr);

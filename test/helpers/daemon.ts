@@ -43,6 +43,11 @@ export interface DaemonOptions {
   workers?: number;
   /** server.workerHeader (`x-keywarden-worker` on every answer); default false. */
   workerHeader?: boolean;
+  /**
+   * The config's `admin` section (e.g. a socket in a directory other users can reach, in their
+   * group); default: `admin.sock` in the token directory, in the group of the user tests run as.
+   */
+  admin?: { socket: { path: string; group: string | null } | null };
   /** The store (`store.url` in the config); default a SQLite file in the token directory. */
   storeUrl?: string;
   /**
@@ -94,7 +99,9 @@ export interface Daemon {
   jwksUrl(scope: string): string;
   /**
    * Runs the real CLI against this daemon's config: `keywarden -c <config> ...args`, with the
-   * daemon's extra environment (DaemonOptions.env) plus `opts.env`.
+   * daemon's extra environment (DaemonOptions.env) plus `opts.env`. Commands go through the
+   * daemon's admin socket, as an operator's do; `--local` in `args` works on the store directly
+   * (e.g. after shutdown()).
    */
   cli(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): Promise<CliResult>;
   /**
@@ -205,6 +212,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const scopes = opts.scopes.map((s) => ({ ...s, issuer: s.issuer ?? `${baseUrl}/scopes/${s.name}` }));
     const base = testConfigDocument(token, scopes, {
       ...(opts.storeUrl !== undefined ? { store: { url: opts.storeUrl } } : {}),
+      ...(opts.admin !== undefined ? { admin: opts.admin } : {}),
       logLevel: opts.logLevel ?? 'warn',
       server: {
         host: '127.0.0.1',

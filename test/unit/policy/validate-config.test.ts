@@ -239,6 +239,43 @@ describe('config validation', () => {
     });
   });
 
+  it('admin.socket: defaults to admin.sock in dataDir and group keywarden-admin; bad values name the field', () => {
+    const c = validateConfig(doc([scope()], { dataDir: '/var/lib/kw' }), { source: 't', baseDir: '/e' });
+    assert.deepEqual(c.admin.socket, { path: '/var/lib/kw/admin.sock', group: 'keywarden-admin' });
+    const custom = validateConfig(
+      doc([scope()], { admin: { socket: { path: '/run/kw/a.sock', group: null } } }),
+      { source: 't', baseDir: '/e' },
+    );
+    assert.deepEqual(custom.admin.socket, { path: '/run/kw/a.sock', group: null });
+    const off = validateConfig(doc([scope()], { admin: { socket: null } }), { source: 't', baseDir: '/e' });
+    assert.equal(off.admin.socket, null);
+    for (const [admin, path] of [
+      [{ socket: { group: 'no spaces allowed' } }, 'admin.socket.group'],
+      [{ socket: { group: '' } }, 'admin.socket.group'],
+      [{ socket: { path: 7 } }, 'admin.socket.path'],
+      [{ socket: { path: '/a.sock', mode: '0666' } }, 'admin.socket'],
+      [{ sockets: {} }, 'admin'],
+    ] as const) {
+      const ps = problems(doc([scope()], { admin }));
+      assert.deepEqual(
+        ps.map((p) => p.path),
+        [path],
+        JSON.stringify(admin),
+      );
+    }
+  });
+
+  it('KEYWARDEN_ADMIN_SOCKET overrides admin.socket.path, also where the file turned the socket off', () => {
+    const yaml = `backends:\n  hsm: {type: pkcs11, module: /m.so, tokenLabel: t, pin: {env: P}}\nscopes:\n  - {name: a, issuer: 'https://a', audiences: [x], alg: ES256, backend: hsm, policy: {prepublish: 10m, activeFor: 1d, verifyGrace: 1h, maxTokenTtl: 15m, destroyAfter: 1d, maxKeyLifetime: 2d}}\n`;
+    const env = { KEYWARDEN_ADMIN_SOCKET: '/run/kw/2.sock' };
+    assert.equal(parseConfigText(yaml, '/etc/k/c.yaml', env).admin.socket?.path, '/run/kw/2.sock');
+    const off = `${yaml}admin: {socket: null}\n`;
+    assert.deepEqual(parseConfigText(off, '/etc/k/c.yaml', env).admin.socket, {
+      path: '/run/kw/2.sock',
+      group: 'keywarden-admin',
+    });
+  });
+
   it('parses durations strictly', () => {
     assert.equal(parseDurationSeconds('1h30m'), 5400);
     assert.equal(parseDurationSeconds('2w'), 1209600);
