@@ -35,10 +35,10 @@ const BEARER_RE = /^Bearer +([\x21-\x7e]{1,256}) *$/i;
  * secret is wrong. A certificate is looked up only when TLS verified it against
  * server.tls.clientCaFile; the lookup is one indexed read (no scrypt), cached like a secret's
  * answer under the certificate's SPKI SHA-256.
- * Checking a secret costs
- * one store read and one scrypt (tens of ms, on purpose), which a sign route serving thousands
- * of requests a second cannot pay per request. So answers are cached in memory, keyed by the
- * SHA-256 of the presented secret (the secret itself is never kept):
+ *
+ * Checking a secret costs one store read and one scrypt (tens of ms, on purpose), which a sign
+ * route serving thousands of requests a second cannot pay per request. So answers are cached in
+ * memory, keyed by the SHA-256 of the presented secret (the secret itself is never kept):
  *
  * - The clients table (each row's id and content digest, clientRowVersion) is polled every
  *   `pollSeconds` (server.keyRefreshSeconds, default 2 s); any change to any client (add,

@@ -344,6 +344,17 @@ describe('TLS listener and mutual TLS for API clients (e2e)', function () {
       );
     });
 
+    it('a removed certificate client is refused within server.keyRefreshSeconds', async () => {
+      assert.equal((await sign('enterprise', { cert: bob })).status, 200);
+      const removed = await daemon.cli(['clients', 'remove', 'bob']);
+      assert.equal(removed.code, 0, removed.stderr);
+      await until(
+        "bob's certificate refused",
+        async () => ((await sign('enterprise', { cert: bob })).status === 401 ? true : undefined),
+        { ms: 10_000 },
+      );
+    });
+
     it('the audit log names certificate clients: their signatures and their refusals', async () => {
       assert.equal(await daemon.shutdown(), 0, daemon.output());
       const tail = await daemon.cli(['--json', 'audit', 'tail', '--limit', '1000']);
@@ -363,6 +374,7 @@ describe('TLS listener and mutual TLS for API clients (e2e)', function () {
       for (const reason of ['unknown-certificate', 'untrusted-certificate', 'no-credentials'])
         assert.ok(reasons.has(reason), `${reason} in ${[...reasons].join(', ')}`);
       assert.ok(denied.some((r) => r.actor === 'client:bob' && r.data.reason === 'no-sign-grant'));
+      assert.equal(records.filter((r) => r.type === 'client.removed' && r.data.name === 'bob').length, 1);
     });
   });
 
