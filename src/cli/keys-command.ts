@@ -35,7 +35,8 @@ export function keysCommand(): Command {
   keys
     .command('list')
     .description(
-      'list keys with their effective state now and how far each row is trusted (every scope, or one with --scope)',
+      'list keys with their state now (only the key that signs is active; older keys still in their active ' +
+        'window are superseded) and how far each row is trusted (every scope, or one with --scope)',
     )
     .option('--scope <scope>', 'only this scope')
     .action(async (opts: { scope?: string }, cmd: Command) => {

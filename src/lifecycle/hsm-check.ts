@@ -1,4 +1,9 @@
-import { canListAllObjects, type TokenObject, type TokenObjectAttributes } from '../backends/backend-objects';
+import {
+  canListAllObjects,
+  isKeySeal,
+  type TokenObject,
+  type TokenObjectAttributes,
+} from '../backends/backend-objects';
 import type { BackendObject, KeyBackend } from '../backends/key-backend';
 import { backendType } from '../backends/registry';
 import type { HsmFindingKind } from '../policy/hsm-findings';
@@ -73,6 +78,44 @@ function rowFor(o: TokenObject, rows: readonly KeyRecord[]): KeyRecord | undefin
     (r) =>
       (r.backendRef.ref.id !== undefined && r.backendRef.ref.id === o.id) ||
       (o.keyId !== null && r.id === o.keyId),
+  );
+}
+
+/**
+ * A half-written object: its class cannot be read (a creation cut short: SoftHSM2 writes the
+ * object file before its attributes); or it is keywarden's by its label or its row's CKA_ID but
+ * is neither a key of the pair nor a complete seal (a data object under keywarden's label without
+ * the seal's CKA_APPLICATION, a key without its label).
+ */
+function isPartialObject(o: TokenObject, row: KeyRecord | undefined): boolean {
+  if (o.incomplete) return true;
+  const isKey = o.class === 'private' || o.class === 'public';
+  if (o.keyId !== null && !isKey && !isKeySeal(o)) return true;
+  return row !== undefined && isKey && o.label === '';
+}
+
+/**
+ * What `hsm check` says of a half-written object: whose it provably is (keywarden's random CKA_ID
+ * or exact label of a key row), and what happens to it.
+ */
+function partialObjectMessage(o: TokenObject, row: KeyRecord | undefined): string {
+  const what = o.incomplete
+    ? `an object with no readable class (label ${o.label ? `'${o.label}'` : 'none'}, id ${o.id || 'none'})`
+    : nameObject(o);
+  if (row?.status === 'generating') {
+    return (
+      `${what}: half-written by an interrupted generation of key row ${row.id} (scope ${row.scope}); ` +
+      'the next reconcile removes it with that row'
+    );
+  }
+  if (row) {
+    return `${what}: half-written, with the CKA_ID of key ${row.kid ?? row.id} (scope ${row.scope}); it is destroyed with that key`;
+  }
+  if (o.keyId !== null)
+    return `${what}: half-written under keywarden's label, with no key row: an orphan, left alone`;
+  return (
+    `${what}: half-written (e.g. by a process killed while the token created it); nothing proves whose it ` +
+    "is, so keywarden leaves it alone: remove it with the HSM's tools (SoftHSM2: its file in the token directory)"
   );
 }
 
@@ -155,6 +198,10 @@ export async function checkHsm(
         if (a.neverExtractable !== true) {
           find('not-never-extractable', o.label, o.id, row?.kid ?? null, `${what} has been extractable`);
         }
+      }
+      if (isPartialObject(o, row)) {
+        find('partial-object', o.label, o.id || null, row?.kid ?? null, partialObjectMessage(o, row));
+        continue; // one finding says what it is; its other attributes are those of a half-made thing
       }
       if (everyObject) {
         tokenHygiene(o, what, (kind, message) =>

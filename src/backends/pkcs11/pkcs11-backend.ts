@@ -199,10 +199,20 @@ export class Pkcs11Backend implements KeyBackend {
       ].filter((h) => mine(this.labelOf(s, h)));
       // The seal goes with the key (by the objects' own label, and the planned one if they are gone).
       const labels = new Set([a.label, ...keyHandles.map((h) => this.labelOf(s, h))].filter(mine));
-      const handles = [
+      // Half-written objects of this key (a generation killed midway: no class, or no label yet)
+      // are provably its own when they carry its random CKA_ID or its exact label.
+      const partial = [
+        ...this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]),
+        ...this.ck.findObjects(s, [{ type: pkcs11js.CKA_LABEL, value: a.label }]),
+      ].filter((h) => mine(this.labelOf(s, h)));
+      const byHandle = new Map<string, Handle>();
+      for (const h of [
         ...keyHandles,
         ...[...labels].flatMap((l) => (l ? findSealObjects(this.ck, s, l) : [])),
-      ];
+        ...partial,
+      ])
+        byHandle.set(h.toString('hex'), h);
+      const handles = [...byHandle.values()];
       this.keys.delete(a.idHex);
       for (const h of handles) {
         try {
