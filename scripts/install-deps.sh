@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what keywarden needs on a fresh Debian 12 machine (run as root):
 #   system packages (SoftHSM2, p11-kit's RPC server and client module, and friends; with --test
-#   also PostgreSQL, gdb and systemd for systemd-analyze),
+#   also PostgreSQL, gdb, systemd for systemd-analyze, and gcc for the fault-injecting module),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
 #   modules compile against the installed Node's own headers, nothing is downloaded for them),
 #   and the compiled output (dist/).
@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates curl python3 make g++)
-if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd); fi
+# gcc + libc6-dev: the tests compile a fault-injecting PKCS#11 module (test/helpers/fault-pkcs11/).
+if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd gcc libc6-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do
