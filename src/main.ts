@@ -10,6 +10,7 @@ import type { LifecycleContext } from './lifecycle/context';
 import { Keywarden } from './lifecycle/keywarden';
 import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
+import { ServiceHealth } from './lifecycle/service-health';
 import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
 import { KeywardenError } from './policy/errors';
@@ -120,6 +121,7 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     cache,
     clientTrust,
     backend,
+    health: new ServiceHealth(clock),
   };
   const close = async (): Promise<void> => {
     cache.stop();
