@@ -10,6 +10,7 @@ import type { LifecycleContext } from './lifecycle/context';
 import { Keywarden } from './lifecycle/keywarden';
 import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
+import { requireBackends } from './lifecycle/require-backends';
 import { ServiceHealth } from './lifecycle/service-health';
 import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
@@ -40,6 +41,12 @@ export interface RuntimeOptions {
    * commands only log them, so one finding is not recorded once per process.
    */
   auditIntegrity?: boolean;
+  /**
+   * Open every backend before anything else (`serve`): one that cannot be opened for a reason no
+   * retry fixes (FATAL_AT_START: a missing module, a wrong token label or PIN) fails the start;
+   * others are logged and the process starts unready. One-shot commands open backends on use.
+   */
+  requireBackends?: boolean;
 }
 
 /** A wired process: the use-case facade, and what must be closed on exit. */
@@ -132,6 +139,14 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     await ds.destroy().catch(() => undefined);
   };
   try {
+    if (opts.requireBackends) {
+      for (const f of await requireBackends(ctx)) {
+        opts.log.warn(
+          { backend: f.backend, code: f.error.code, err: f.error.message },
+          'backend not available at start: serving unready until it answers',
+        );
+      }
+    }
     await cache.refresh(true);
   } catch (e) {
     // Nothing to hand back: release the store connection and any backend opened so far.
