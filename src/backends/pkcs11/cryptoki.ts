@@ -28,6 +28,9 @@ interface LoadedModule {
   envKey: string;
 }
 
+/** How long a re-initialisation waits for operations already on the token to end. */
+const REINITIALIZE_WAIT_MS = 10_000;
+
 /** One PKCS#11 library can be C_Initialize'd once per process, so loaded modules are shared. */
 const loaded = new Map<string, LoadedModule>();
 
@@ -166,7 +169,7 @@ export class Cryptoki {
   reinitialize(): Promise<void> {
     if (this.reinitializing) return this.reinitializing;
     const run = (async () => {
-      if (this.active > 0) await new Promise<void>((resolve) => this.whenIdle.push(resolve));
+      if (this.active > 0) await this.idleWithin(REINITIALIZE_WAIT_MS);
       this.currentEpoch += 1;
       this.slotUsers.clear();
       this.slotPinMacs.clear();
@@ -184,6 +187,27 @@ export class Cryptoki {
       this.reinitializing = null;
     });
     return this.reinitializing;
+  }
+
+  /**
+   * Resolves once no session is in use; rejects after `ms` (an operation the token never answers
+   * must not hold every other caller forever: the recovery fails and is tried again later).
+   */
+  private idleWithin(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.whenIdle = this.whenIdle.filter((w) => w !== wake);
+        reject(
+          new CkError('CKR_FUNCTION_CANCELED', null, 'C_Finalize (operations still running on the token)'),
+        );
+      }, ms);
+      timer.unref();
+      this.whenIdle.push(wake);
+    });
   }
 
   /** Gives back one `open`; the last one finalises and unloads the module. */
