@@ -101,7 +101,8 @@ export class SqlStore {
    * holds while the next key row or audit record cannot.
    */
   async writable(): Promise<{ ok: boolean; detail: string }> {
-    const probe = `_keywarden_write_probe:${process.pid}:${randomUUID()}`;
+    // Within scope_locks.scope's 64 characters; no scope name starts with '_' (slugs).
+    const probe = `_write_probe:${randomUUID()}`;
     const pg = this.ds.options.type === 'postgres';
     try {
       await this.ds.transaction(async (m) => {
