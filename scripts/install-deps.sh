@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what keywarden needs on a fresh Debian 12 machine (run as root):
 #   system packages (SoftHSM2, p11-kit's RPC server and client module, and friends; with --test
-#   also PostgreSQL, gdb and systemd for systemd-analyze; with --bench also wrk, the load
-#   generator `npm run bench` runs in its own process),
+#   also PostgreSQL, gdb, systemd for systemd-analyze, and gcc for the fault-injecting module;
+#   with --bench also wrk, the load generator `npm run bench` runs in its own process),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
 #   modules compile against the installed Node's own headers: the npm registry is the only thing
 #   reached, nothing is downloaded from GitHub or nodejs.org; scripts/offline-install-check.sh
@@ -12,8 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates curl python3 make g++)
+# --test: gcc + libc6-dev because the tests compile a fault-injecting PKCS#11 module
+# (test/helpers/fault-pkcs11/).
 case "${1:-}" in
-  --test) packages+=(postgresql gdb openssl procps openssh-client systemd) ;;
+  --test) packages+=(postgresql gdb openssl procps openssh-client systemd gcc libc6-dev) ;;
   --bench) packages+=(wrk postgresql openssl procps git) ;;
   "") ;;
   *)

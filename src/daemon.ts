@@ -162,7 +162,14 @@ function buildTokenService(kw: Keywarden, metrics?: TokenServiceMetrics) {
 
 /** `scheduling`: the one process that also records integrity findings in the audit log. */
 function openDaemonRuntime(config: KeywardenConfig, log: Logger, scheduling: boolean): Promise<Runtime> {
-  return openRuntime(config, { log, audit: storeAuditLog(), auditIntegrity: scheduling });
+  // A backend that cannot be opened for a reason no retry fixes ends the start (exit 6):
+  // src/lifecycle/require-backends.ts says which, and why.
+  return openRuntime(config, {
+    log,
+    audit: storeAuditLog(),
+    auditIntegrity: scheduling,
+    requireBackends: true,
+  });
 }
 
 /** The runtime's own facade as a generation (its key cache stops when a reload replaces it). */

@@ -10,6 +10,8 @@ import type { LifecycleContext } from './lifecycle/context';
 import { Keywarden } from './lifecycle/keywarden';
 import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
+import { requireBackends } from './lifecycle/require-backends';
+import { ServiceHealth } from './lifecycle/service-health';
 import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
 import { KeywardenError, type ErrorCode } from './policy/errors';
@@ -46,6 +48,12 @@ export interface RuntimeOptions {
    * every one-shot command but `init`, so a wrong path or config never leaves an empty store.
    */
   storeMustExist?: boolean;
+  /**
+   * Open every backend before anything else (`serve`): one that cannot be opened for a reason no
+   * retry fixes (FATAL_AT_START: a missing module, a wrong token label or PIN) fails the start;
+   * others are logged and the process starts unready. One-shot commands open backends on use.
+   */
+  requireBackends?: boolean;
 }
 
 /** A wired process: the use-case facade, and what must be closed on exit. */
@@ -126,6 +134,8 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
   const lock = createScopeLock(ds);
   const auditRecords = new AuditStore(ds);
   const caches = new Set<KeyCache>();
+  // One per process, across reloads: what signing and key generation met lately (readiness).
+  const health = new ServiceHealth(clock);
   /** What depends on the config: the key integrity check and the key cache it feeds. */
   const contextFor = (cfg: KeywardenConfig): LifecycleContext => {
     const integrity = new KeyIntegrity({
@@ -150,6 +160,7 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
       cache,
       clientTrust,
       backend,
+      health,
     };
   };
   const ctx = contextFor(config);
@@ -176,6 +187,14 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     return { keywarden: new Keywarden(nextCtx), ctx: nextCtx, release };
   };
   try {
+    if (opts.requireBackends) {
+      for (const f of await requireBackends(ctx)) {
+        opts.log.warn(
+          { backend: f.backend, code: f.error.code, err: f.error.message },
+          'backend not available at start: serving unready until it answers',
+        );
+      }
+    }
     await ctx.cache.refresh(true);
   } catch (e) {
     // Nothing to hand back: release the store connection and any backend opened so far.

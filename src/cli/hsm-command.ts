@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { hsmCheck, hsmStatusOperation, toWire, type Wire } from '../admin';
 import { hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle';
 import { HSM_FINDING_KINDS } from '../policy/hsm-findings';
-import { EXIT } from './exit-codes';
+import { EXIT, EXIT_CODE } from './exit-codes';
 import { globals, loadConfigFor, output, runOperation, table } from './io';
 
 const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
@@ -47,6 +47,11 @@ function findingKindsHelp(): string {
 function humanCheck(r: Wire<HsmCheckReport>): string {
   const parts: string[] = [];
   for (const b of r.backends) {
+    if (b.error) {
+      // Nothing was listed: "0 objects" would read as an empty token.
+      parts.push(`backend ${b.backend}: NOT CHECKED: ${b.error.code}: ${b.error.message}`);
+      continue;
+    }
     parts.push(
       `backend ${b.backend} (${b.type}${b.allObjects ? ', every object' : ", keywarden's objects"}): ${b.objects.length} object(s)`,
     );
@@ -113,13 +118,18 @@ export function hsmCommand(): Command {
     .description(
       'list every object on the configured tokens; exit 1 if a private key is exportable or readable, ' +
         'serves another use than signing, can be modified or copied, an object is unlabelled, a key ' +
-        'pair or seal is left partial, an object has no key row, or a dead key was not destroyed',
+        'pair or seal is left partial, an object has no key row, or a dead key was not destroyed; ' +
+        'exit 6 with the backend error (e.g. BACKEND_PIN_INCORRECT) when a backend cannot be opened or listed',
     )
     .addHelpText('after', findingKindsHelp)
     .action(async (_o, cmd: Command) => {
       const r = await runOperation(cmd, hsmCheck, {});
       output(cmd, r, () => humanCheck(r));
-      if (!r.ok) process.exitCode = EXIT.NEGATIVE;
+      // A backend that could not be checked is its error's exit status (a wrong PIN: 6), not
+      // the "findings" answer (1): nothing was checked there.
+      const unchecked = r.backends.find((b) => b.error)?.error;
+      if (unchecked) process.exitCode = EXIT_CODE[unchecked.code];
+      else if (!r.ok) process.exitCode = EXIT.NEGATIVE;
     });
   return hsm;
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Keywarden, OrphanScanReport, ReconcileReport, ScopeOverviewRow } from '../lifecycle';
+import type { Keywarden, OrphanScanReport, Readiness, ReconcileReport, ScopeOverviewRow } from '../lifecycle';
 import type { ScopeStatus } from '../policy/scope-status';
 
 /** What the scheduler tells the metrics (structurally its SchedulerHooks). */
@@ -30,6 +30,7 @@ export class LifecycleMetrics {
   private readonly orphans: Gauge<'backend'>;
   private readonly activeFor: Gauge<'scope'>;
   private overviewOfThisScrape: ScopeOverviewRow[] | null = null;
+  private readinessOfThisScrape: Promise<Readiness> | null = null;
 
   constructor(private kw: Keywarden) {
     const registers = [this.registry];
@@ -138,6 +139,40 @@ export class LifecycleMetrics {
       },
     });
     const chainLength = () => this.kw.auditChainLength();
+    const readiness = () => this.readiness();
+    new Gauge({
+      name: 'keywarden_scope_can_sign',
+      help:
+        '1 if the scope can sign now (an active key, a healthy backend, signatures not failing, key generation ' +
+        'not failing again and again), else 0; /readyz names the reason (alert on 0)',
+      labelNames: ['scope'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const s of (await readiness()).scopes) this.set({ scope: s.scope }, s.ok ? 1 : 0);
+        } catch (e) {
+          log.warn({ err: (e as Error).message }, 'metrics: cannot compute readiness');
+        }
+      },
+    });
+    new Gauge({
+      name: 'keywarden_ready',
+      help: '1 if /readyz of this process answers 200, else 0, by check (store, store-write, backend:<name>, scopes, keys)',
+      labelNames: ['check'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const [check, c] of Object.entries((await readiness()).checks)) {
+            // One series per scope is keywarden_scope_can_sign's job; `scopes` sums them up here.
+            if (!check.startsWith('scope:')) this.set({ check }, c.ok ? 1 : 0);
+          }
+        } catch (e) {
+          log.warn({ err: (e as Error).message }, 'metrics: cannot compute readiness');
+        }
+      },
+    });
     new Gauge({
       name: 'keywarden_audit_chain_length',
       help: 'Records in the audit hash chain (a pruned prefix not counted; absent when the store cannot be read)',
@@ -172,6 +207,18 @@ export class LifecycleMetrics {
       this.activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
       if (!before.has(s.name)) this.failures.inc({ scope: s.name }, 0);
     }
+  }
+
+  /**
+   * Readiness, computed once per scrape (the two gauges above share it) and bounded in time: prom-client
+   * calls every collect in one synchronous loop, so a promise kept until the next microtask serves both.
+   */
+  private readiness(): Promise<Readiness> {
+    if (!this.readinessOfThisScrape) {
+      this.readinessOfThisScrape = withTimeout(this.kw.readiness(), STORE_TIMEOUT_MS);
+      queueMicrotask(() => (this.readinessOfThisScrape = null));
+    }
+    return this.readinessOfThisScrape;
   }
 
   /** Hooks for the Scheduler: reconcile outcomes and orphan scans feed the counters and gauges. */

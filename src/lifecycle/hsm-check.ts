@@ -6,6 +6,7 @@ import {
 } from '../backends/backend-objects';
 import type { BackendObject, KeyBackend } from '../backends/key-backend';
 import { backendType } from '../backends/registry';
+import { KeywardenError, type ErrorCode } from '../policy/errors';
 import type { HsmFindingKind } from '../policy/hsm-findings';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState, isPublished } from '../policy/key-state';
@@ -51,6 +52,11 @@ export interface HsmBackendReport {
   /** True when every object on the token was listed (PKCS#11), not only keywarden's. */
   allObjects: boolean;
   objects: HsmObject[];
+  /**
+   * Why the backend could not be checked at all (opened or listed), e.g. BACKEND_PIN_INCORRECT;
+   * `objects` is then empty because nothing was listed, not because the token is empty.
+   */
+  error?: { code: ErrorCode; message: string };
 }
 
 export interface HsmCheckReport {
@@ -158,8 +164,16 @@ export async function checkHsm(
         ? await backend.listAllObjects()
         : (await backend.list()).map(fromBackendObject);
     } catch (e) {
-      find('unavailable', name, null, null, `backend ${name} could not be checked: ${(e as Error).message}`);
-      backends.push({ backend: name, type: 'unknown', allObjects: false, objects: [] });
+      const code: ErrorCode = e instanceof KeywardenError ? e.code : 'BACKEND_ERROR';
+      const message = (e as Error)?.message ?? String(e);
+      find('unavailable', name, null, null, `backend ${name} could not be checked: ${code}: ${message}`);
+      backends.push({
+        backend: name,
+        type: 'unknown',
+        allObjects: false,
+        objects: [],
+        error: { code, message },
+      });
       continue;
     }
     const rows = allRows.filter((r) => r.backendRef.backend === name);

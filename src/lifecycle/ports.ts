@@ -78,6 +78,11 @@ export interface Store {
   transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
   /** A cheap round trip for readiness; never throws. */
   ping(): Promise<{ ok: boolean; detail: string }>;
+  /**
+   * Whether a write would commit now (readiness): a committed write that leaves nothing behind,
+   * and room left on the file system of a file store. Never throws.
+   */
+  writable(): Promise<{ ok: boolean; detail: string }>;
 }
 
 /** A per-scope lock held across processes (PostgreSQL advisory lock, SQLite lease). */
