@@ -32,9 +32,10 @@ import {
 } from './cluster/config-channel';
 import { parseConfigText, type LoadedConfig } from './config/load-config';
 import { ConfigReloader } from './config/reloader';
-import { tlsServerOptions, type TlsServerOptions } from './config/tls-options';
+import { operatorAuthorities, tlsServerOptions, type TlsServerOptions } from './config/tls-options';
 import { socketOperator } from './admin';
 import { adminRouteGroup } from './http/admin-routes';
+import { certificateOperatorResolver } from './http/operator-certificate';
 import { createAdminServer } from './http/admin-server';
 import { listenOnAdminSocket, prepareAdminSocket, type PreparedAdminSocket } from './http/admin-socket';
 import { ClientAuthenticator } from './http/auth';
@@ -44,7 +45,7 @@ import { TokenServiceMetrics } from './http/metrics';
 import type { MetricsSource } from './http/ops-routes';
 import { publicBaseUrl } from './http/public-url';
 import { ReloadMetrics } from './http/reload-metrics';
-import { routeTable } from './http/routes';
+import { routeTable, type RouteGroup } from './http/routes';
 import { createServer, requestHandlerOf } from './http/server';
 import type { Keywarden } from './lifecycle';
 import { createLogger } from './log';
@@ -125,6 +126,8 @@ export interface HttpServerOptions {
   tokenMetrics?: TokenServiceMetrics;
   /** Never listens itself: a FrontServer hands it requests (createServer's `detached`). */
   detached?: boolean;
+  /** Route groups after the public ones (the admin API for operator certificates). */
+  extraRoutes?: readonly RouteGroup[];
 }
 
 /**
@@ -145,7 +148,10 @@ export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): Fastif
     read: () => (cluster.isWorker ? requestClusterMetrics() : registry.metrics()),
   };
   return createServer(kw, {
-    routes: routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
+    routes: [
+      ...routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
+      ...(opts.extraRoutes ?? []),
+    ],
     ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
     ...(opts.detached ? { detached: true } : {}),
   });
@@ -261,6 +267,7 @@ async function buildApp(kw: Keywarden, http: HttpSide): Promise<FastifyInstance>
     responseHeaders: http.responseHeaders(kw.config),
     tokenMetrics: http.tokenMetrics,
     detached: true,
+    extraRoutes: operatorAdminRoutes(kw, http.log),
   });
   await app.ready();
   return app;
@@ -329,6 +336,23 @@ function frontServerFor(config: KeywardenConfig, log: Logger): FrontServer {
 
 /** Set on the first SIGTERM/SIGINT: a reload asked for after it is ignored. */
 let shuttingDown = false;
+
+/**
+ * The admin API on the public TLS listener, for operators with a certificate an operator CA issued
+ * (server.tls.operatorCaFile); none without one: admin routes never share the public listener
+ * unless a client certificate names the operator.
+ */
+function operatorAdminRoutes(kw: Keywarden, log: Logger): RouteGroup[] {
+  const authorities = operatorAuthorities(kw.config);
+  if (!authorities) return [];
+  return [
+    adminRouteGroup({
+      facade: () => kw,
+      log: log.child({ component: 'admin', transport: 'operator-certificate' }),
+      resolveOperator: certificateOperatorResolver(authorities),
+    }),
+  ];
+}
 
 /** Checks the admin socket's path and group (and clears a stale socket) before anything opens. */
 function prepareAdmin(config: KeywardenConfig, log: Logger): Promise<PreparedAdminSocket | null> {

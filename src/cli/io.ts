@@ -1,9 +1,10 @@
+import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { executeOperation, localOperator, operatorActor, type AdminOperation, type Wire } from '../admin';
 import { CONFIG_ENV, defaultConfigPath, loadConfig } from '../config/load-config';
 import type { Keywarden } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
-import { callAdmin } from './admin-client';
+import { callAdmin, type AdminTarget } from './admin-client';
 import { openRuntime, storeAuditLog } from '../main';
 import { createLogger } from '../log';
 import type { KeywardenConfig } from '../policy/scope';
@@ -17,6 +18,11 @@ export interface GlobalOptions {
   local?: boolean;
   /** The daemon's admin socket (default: $KEYWARDEN_ADMIN_SOCKET, else admin.socket.path). */
   socket?: string;
+  /** The daemon's TLS listener for the admin API with an operator certificate ($KEYWARDEN_ADMIN_URL). */
+  adminUrl?: string;
+  operatorCert?: string;
+  operatorKey?: string;
+  adminCa?: string;
 }
 
 export function globals(cmd: Command): GlobalOptions {
@@ -60,7 +66,61 @@ export async function runOperation<I, R>(cmd: Command, op: AdminOperation<I, R>,
   if (globals(cmd).local) {
     return withRuntime(cmd, (kw) => executeOperation(kw, op, input, localActor()));
   }
-  return callAdmin<Wire<R>>(adminSocketPath(cmd), op.name, input);
+  return callAdmin<Wire<R>>(adminTarget(cmd), op.name, input);
+}
+
+/** A file an option names, read now; REQUEST_INVALID (exit 2) naming the option when it cannot be. */
+function readOptionFile(option: string, file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw new KeywardenError('REQUEST_INVALID', `cannot read ${option} ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Where the CLI reaches the admin API: --admin-url (or $KEYWARDEN_ADMIN_URL), an https URL of the
+ * daemon's TLS listener, with --operator-cert and --operator-key; else the admin socket.
+ */
+export function adminTarget(cmd: Command): AdminTarget {
+  const g = globals(cmd);
+  const url = g.adminUrl ?? process.env.KEYWARDEN_ADMIN_URL;
+  if (url === undefined) {
+    if (g.operatorCert !== undefined || g.operatorKey !== undefined || g.adminCa !== undefined) {
+      throw new KeywardenError(
+        'REQUEST_INVALID',
+        '--operator-cert, --operator-key and --admin-ca go with --admin-url',
+      );
+    }
+    return { kind: 'socket', path: adminSocketPath(cmd) };
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new KeywardenError('REQUEST_INVALID', `--admin-url ${url} is not a URL`);
+  }
+  if (parsed.protocol !== 'https:') {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      `--admin-url must be https (an operator certificate over TLS): got ${url}`,
+    );
+  }
+  if (g.operatorCert === undefined || g.operatorKey === undefined) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      '--admin-url needs --operator-cert FILE and --operator-key FILE',
+    );
+  }
+  return {
+    kind: 'https',
+    url: parsed.origin,
+    cert: readOptionFile('--operator-cert', g.operatorCert),
+    key: readOptionFile('--operator-key', g.operatorKey),
+    ...(g.adminCa !== undefined ? { ca: readOptionFile('--admin-ca', g.adminCa) } : {}),
+  };
 }
 
 /**

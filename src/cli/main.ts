@@ -39,6 +39,13 @@ export function buildProgram(): Command {
       '--socket <path>',
       "the daemon's admin socket (default: $KEYWARDEN_ADMIN_SOCKET, else admin.socket.path)",
     )
+    .option(
+      '--admin-url <url>',
+      "a remote daemon's TLS listener (https://host:port, default $KEYWARDEN_ADMIN_URL), reached with an operator certificate",
+    )
+    .option('--operator-cert <file>', 'with --admin-url: your operator certificate (PEM)')
+    .option('--operator-key <file>', 'with --admin-url: its private key (PEM)')
+    .option('--admin-ca <file>', "with --admin-url: the CA of the daemon's server certificate (PEM)")
     .addHelpText(
       'after',
       '\nCommands on keys, clients, audit, tokens and the HSM run on the daemon through its admin socket\n' +

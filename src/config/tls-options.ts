@@ -59,31 +59,59 @@ export function tlsServerOptions(
       `${tls.keyFile} is not the private key of the certificate in ${tls.certFile} (subject ${oneLine(leaf.subject)})`,
     );
   }
-  if (caPem && tls.clientCaFile !== undefined) {
-    for (const ca of parseCertificates(caPem, tls.clientCaFile, 'clientCaFile', problem)) {
-      if (!ca.ca) {
-        problem(
-          'clientCaFile',
-          `${tls.clientCaFile}: ${oneLine(ca.subject)} is not a CA certificate (basicConstraints CA:FALSE)`,
-        );
-      }
-      if (new Date(ca.validTo) <= now) {
-        problem(
-          'clientCaFile',
-          `${tls.clientCaFile}: CA ${oneLine(ca.subject)} expired on ${iso(ca.validTo)}`,
-        );
-      }
-    }
-  }
+  if (caPem && tls.clientCaFile !== undefined)
+    checkCas(caPem, tls.clientCaFile, 'clientCaFile', now, problem);
+  const operatorPem =
+    tls.operatorCaFile === undefined ? null : readPem(tls.operatorCaFile, 'operatorCaFile', problem);
+  if (operatorPem && tls.operatorCaFile !== undefined)
+    checkCas(operatorPem, tls.operatorCaFile, 'operatorCaFile', now, problem);
   if (problems.length > 0) throw new ConfigInvalidError(config.source, problems);
+  // One trust list for the handshake: API clients' CAs and operators' CAs. Which of them issued a
+  // certificate is told apart afterwards (the token routes by binding, the admin routes by issuer).
+  const cas = [caPem, operatorPem].filter((b): b is Buffer => b !== null);
   return {
     key: keyPem!,
     cert: certPem!,
-    ...(caPem ? { ca: caPem } : {}),
+    ...(cas.length > 0
+      ? { ca: Buffer.concat(cas.map((b) => Buffer.from(`${b.toString('utf8').trimEnd()}\n`))) }
+      : {}),
     minVersion: tls.minVersion,
-    requestCert: caPem !== null,
+    requestCert: cas.length > 0,
     rejectUnauthorized: false,
   };
+}
+
+/** Every certificate of a CA file is a CA, valid at `now`. */
+function checkCas(
+  pem: Buffer,
+  file: string,
+  field: 'clientCaFile' | 'operatorCaFile',
+  now: Date,
+  problem: (field: keyof TlsConfig, message: string) => void,
+): void {
+  for (const ca of parseCertificates(pem, file, field, problem)) {
+    if (!ca.ca) {
+      problem(field, `${file}: ${oneLine(ca.subject)} is not a CA certificate (basicConstraints CA:FALSE)`);
+    }
+    if (new Date(ca.validTo) <= now) {
+      problem(field, `${file}: CA ${oneLine(ca.subject)} expired on ${iso(ca.validTo)}`);
+    }
+  }
+}
+
+/**
+ * The operator CAs of server.tls.operatorCaFile (checked by tlsServerOptions first), or null when
+ * the admin API is not offered on the TLS listener.
+ */
+export function operatorAuthorities(config: Pick<KeywardenConfig, 'server'>): X509Certificate[] | null {
+  const file = config.server.tls?.operatorCaFile;
+  if (file === undefined) return null;
+  return (fs.readFileSync(file, 'utf8').match(PEM_CERT_RE) ?? []).map((b) => new X509Certificate(b));
+}
+
+/** Whether one of `authorities` issued `cert` directly (its issuer, and its signature verifies). */
+export function issuedByOneOf(cert: X509Certificate, authorities: readonly X509Certificate[]): boolean {
+  return authorities.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
 }
 
 function readPem(

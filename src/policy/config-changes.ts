@@ -61,8 +61,8 @@ export function configChanges(current: KeywardenConfig, next: KeywardenConfig): 
 }
 
 /**
- * server.tls on reload. Turning TLS on or off, or client certificates (clientCaFile) on or off,
- * changes what kind of socket listens: restart only. Anything else is reloadable, and with TLS on
+ * server.tls on reload. Turning TLS on or off, or client or operator certificates (clientCaFile,
+ * operatorCaFile) on or off, changes what kind of socket listens: restart only. Anything else is reloadable, and with TLS on
  * a reload always counts as a change, because the files behind unchanged paths may have been
  * renewed (certificate rotation is what SIGHUP is for) and are read again.
  */
@@ -75,6 +75,8 @@ function tlsChange(
   if ((current === undefined) !== (next === undefined)) restartRequired.push('server.tls');
   else if ((current?.clientCaFile === undefined) !== (next?.clientCaFile === undefined))
     restartRequired.push('server.tls.clientCaFile');
+  else if ((current?.operatorCaFile === undefined) !== (next?.operatorCaFile === undefined))
+    restartRequired.push('server.tls.operatorCaFile');
   else if (next !== undefined) serverChanged.push('server.tls');
 }
 

@@ -55,6 +55,7 @@ const tlsSchema = z.strictObject({
   certFile: z.string().min(1, 'must name a PEM file (the certificate, then its chain)'),
   keyFile: z.string().min(1, "must name a PEM file (the certificate's private key)"),
   clientCaFile: z.string().min(1).optional(),
+  operatorCaFile: z.string().min(1).optional(),
   minVersion: z.enum(['TLSv1.2', 'TLSv1.3'], { error: 'must be TLSv1.2 or TLSv1.3' }).default('TLSv1.2'),
 });
 

@@ -79,6 +79,11 @@ export interface TlsConfig {
    * client certificate (optional per connection) and clients bound to one can sign with it (mTLS).
    */
   clientCaFile?: string;
+  /**
+   * PEM: the CA certificate(s) that issue operators' certificates. Set: the admin API is served on
+   * this listener too, to operators presenting a certificate one of these CAs issued directly.
+   */
+  operatorCaFile?: string;
   /** Lowest protocol version accepted: TLS 1.2 or later, always. */
   minVersion: 'TLSv1.2' | 'TLSv1.3';
 }

@@ -180,6 +180,7 @@ function validateServer(
       certFile: resolve(tls.certFile),
       keyFile: resolve(tls.keyFile),
       ...(tls.clientCaFile !== undefined ? { clientCaFile: resolve(tls.clientCaFile) } : {}),
+      ...(tls.operatorCaFile !== undefined ? { operatorCaFile: resolve(tls.operatorCaFile) } : {}),
       minVersion: tls.minVersion,
     },
   };

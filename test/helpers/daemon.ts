@@ -72,7 +72,7 @@ export interface DaemonOptions {
    * `trust`, the PEM CA certificate the test's clients trust. The base URL (and so every default
    * issuer) is then https.
    */
-  tls?: { certFile: string; keyFile: string; clientCaFile?: string; trust: string };
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string; operatorCaFile?: string; trust: string };
 }
 
 /** What DaemonOptions.hsmModule provides. */
@@ -226,6 +226,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
                 certFile: opts.tls.certFile,
                 keyFile: opts.tls.keyFile,
                 ...(opts.tls.clientCaFile ? { clientCaFile: opts.tls.clientCaFile } : {}),
+                ...(opts.tls.operatorCaFile ? { operatorCaFile: opts.tls.operatorCaFile } : {}),
               },
             }
           : {}),
