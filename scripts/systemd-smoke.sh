@@ -86,7 +86,7 @@ source scripts/lib/smoke-common.sh
 
 [[ $(id -u) -eq 0 ]] || fail "run as root (podman with rootful storage, debootstrap, chroot)"
 [[ -r /etc/debian_version ]] || fail "this script expects Debian (apt-get, debootstrap)"
-[[ -f package.json && -f deploy/keywarden.service && -d .git ]] || fail "run from a keywarden checkout (git)"
+[[ -f package.json && -f deploy/keywarden.service && -e .git ]] || fail "run from a keywarden checkout (git)"
 [[ -r $unit_src ]] || fail "no unit file at $unit_src (KEYWARDEN_SYSTEMD_UNIT)"
 [[ -r $hsm_unit_src ]] || fail "no unit file at $hsm_unit_src (KEYWARDEN_SYSTEMD_HSM_UNIT)"
 [[ -d node_modules/typescript ]] || fail "node_modules is missing or incomplete: run npm ci first"
