@@ -349,7 +349,7 @@ function operatorAdminRoutes(kw: Keywarden, log: Logger): RouteGroup[] {
     adminRouteGroup({
       facade: () => kw,
       log: log.child({ component: 'admin', transport: 'operator-certificate' }),
-      resolveOperator: certificateOperatorResolver(authorities),
+      resolveOperator: certificateOperatorResolver(authorities, () => kw.clock.now()),
     }),
   ];
 }

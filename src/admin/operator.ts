@@ -5,7 +5,7 @@ import { KeywardenError } from '../policy/errors';
  * How an operator reached keywarden:
  * - `local`: the CLI with `--local`, working on the store and HSM itself (break-glass, init, tests);
  * - `admin-socket`: the daemon's unix socket (the socket's file permissions admitted the caller);
- * - `operator-certificate`: HTTPS with an operator client certificate (not built yet).
+ * - `operator-certificate`: HTTPS with an operator client certificate (server.tls.operatorCaFile).
  */
 export type OperatorTransport = 'local' | 'admin-socket' | 'operator-certificate';
 

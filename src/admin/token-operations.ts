@@ -6,19 +6,23 @@ const MAX_TTL_SECONDS = 400 * 86400;
 
 export const tokensSign = defineOperation({
   name: 'tokens.sign',
-  summary: "sign a JWT with the scope's active key as an operator; iss is the scope's issuer",
-  mutates: false,
+  summary: "sign a JWT with the scope's active key as an operator (audited); iss is the scope's issuer",
+  mutates: true,
   // claims: any JSON; the use case says what is wrong with it (not an object, no aud, sets iss...).
   input: object({ scope: text(), claims: {}, ttlSeconds: integer(1, MAX_TTL_SECONDS), typ: text(64) }, [
     'scope',
     'claims',
   ]),
-  run(kw, input: { scope: string; claims: unknown; ttlSeconds?: number; typ?: string }) {
-    return kw.sign(input.scope, {
-      claims: input.claims,
-      ...(input.ttlSeconds !== undefined ? { ttlSeconds: input.ttlSeconds } : {}),
-      ...(input.typ !== undefined ? { typ: input.typ } : {}),
-    });
+  run(kw, input: { scope: string; claims: unknown; ttlSeconds?: number; typ?: string }, actor) {
+    return kw.signAsOperator(
+      input.scope,
+      {
+        claims: input.claims,
+        ...(input.ttlSeconds !== undefined ? { ttlSeconds: input.ttlSeconds } : {}),
+        ...(input.typ !== undefined ? { typ: input.typ } : {}),
+      },
+      actor,
+    );
   },
 });
 

@@ -99,14 +99,33 @@ function checkCas(
   }
 }
 
+/** The CA certificates in a PEM file (checked by tlsServerOptions first). */
+function authoritiesIn(file: string): X509Certificate[] {
+  return (fs.readFileSync(file, 'utf8').match(PEM_CERT_RE) ?? []).map((b) => new X509Certificate(b));
+}
+
 /**
- * The operator CAs of server.tls.operatorCaFile (checked by tlsServerOptions first), or null when
- * the admin API is not offered on the TLS listener.
+ * The operator CAs of server.tls.operatorCaFile, or null when the admin API is not offered on the
+ * TLS listener.
  */
 export function operatorAuthorities(config: Pick<KeywardenConfig, 'server'>): X509Certificate[] | null {
   const file = config.server.tls?.operatorCaFile;
-  if (file === undefined) return null;
-  return (fs.readFileSync(file, 'utf8').match(PEM_CERT_RE) ?? []).map((b) => new X509Certificate(b));
+  return file === undefined ? null : authoritiesIn(file);
+}
+
+/**
+ * The API clients' CAs of server.tls.clientCaFile, or null without mutual TLS for API clients. The
+ * handshake trusts operator CAs too (one trust list per listener): the token routes check that
+ * one of these issued a certificate before they look its binding up.
+ */
+export function clientAuthorities(config: Pick<KeywardenConfig, 'server'>): X509Certificate[] | null {
+  const file = config.server.tls?.clientCaFile;
+  return file === undefined ? null : authoritiesIn(file);
+}
+
+/** Whether `cert` is inside its validity period at `now` (checked per request, not per connection). */
+export function validAt(cert: X509Certificate, now: Date): boolean {
+  return new Date(cert.validFrom) <= now && now <= new Date(cert.validTo);
 }
 
 /** Whether one of `authorities` issued `cert` directly (its issuer, and its signature verifies). */

@@ -108,8 +108,8 @@ export async function prepareAdminSocket(cfg: AdminSocketConfig, log: Logger): P
 }
 
 /**
- * Listens on the prepared socket: created with no access for anyone but the owner (umask), then
- * given its group and mode 0660 before the daemon says it serves. The socket file is removed
+ * Listens on the prepared socket: created mode 0660 by the umask (owner and the daemon user's
+ * own group), then given its group before the daemon says it serves. The socket file is removed
  * when the server closes.
  */
 export async function listenOnAdminSocket(
@@ -127,7 +127,9 @@ export async function listenOnAdminSocket(
     }
   });
   await app.ready();
-  const previous = process.umask(0o177);
+  // The socket is born 0660 (0777 & ~0117), owner and the daemon user's own group: no chmod
+  // afterwards, which would follow a symbolic link swapped in at the path (lchown does not).
+  const previous = process.umask(0o117);
   try {
     await app.listen({ path: sock.path });
   } catch (e) {
@@ -138,7 +140,7 @@ export async function listenOnAdminSocket(
   ino = fs.lstatSync(sock.path).ino;
   try {
     if (sock.gid !== null) fs.lchownSync(sock.path, -1, sock.gid);
-    fs.chmodSync(sock.path, ADMIN_SOCKET_MODE);
+    if ((fs.lstatSync(sock.path).mode & 0o777) !== ADMIN_SOCKET_MODE) throw new Error('unexpected mode');
   } catch (e) {
     await app.close();
     throw refuse(

@@ -1,9 +1,10 @@
-import { hash } from 'node:crypto';
+import { hash, type X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hasGrant, type AuthenticatedClient, type DeniedRequest, type Keywarden } from '../lifecycle';
 import type { Grant } from '../policy/clients';
 import { KeywardenError } from '../policy/errors';
+import { clientAuthorities, issuedByOneOf, validAt } from '../config/tls-options';
 import { peerCertificate, type PeerCertificate } from './client-certificate';
 import { ConcurrencyLimit } from './concurrency-limit';
 
@@ -81,6 +82,25 @@ export class ClientAuthenticator {
     this.staleAfterMs = this.pollMs * (opts.staleAfterPolls ?? 3);
     this.maxEntries = opts.maxEntries ?? 10_000;
     this.rejectedTtlMs = (opts.rejectedTtlSeconds ?? 60) * 1000;
+    this.clientCas = clientAuthorities(kw.config);
+  }
+
+  /** server.tls.clientCaFile's CAs (null: no mutual TLS for API clients). */
+  private readonly clientCas: X509Certificate[] | null;
+
+  /**
+   * Whether a presented certificate may name an API client now: TLS verified its chain, a CA of
+   * server.tls.clientCaFile issued it (not an operator CA, which the handshake trusts too), and it
+   * is inside its validity period at this request (a kept-alive connection outlives the
+   * handshake's check).
+   */
+  certificateTrusted(certificate: PeerCertificate): boolean {
+    return (
+      certificate.authorized &&
+      this.clientCas !== null &&
+      issuedByOneOf(certificate.x509, this.clientCas) &&
+      validAt(certificate.x509, this.kw.clock.now())
+    );
   }
 
   /** Starts polling (first poll now). The timer does not keep the process alive. */
@@ -161,7 +181,7 @@ export class ClientAuthenticator {
   }
 
   private authenticateCertificate(certificate: PeerCertificate): Promise<AuthenticatedClient> {
-    if (!certificate.authorized) {
+    if (!this.certificateTrusted(certificate)) {
       return Promise.reject(
         new KeywardenError(
           'UNAUTHENTICATED',
@@ -268,7 +288,7 @@ export function requireGrant(kw: Keywarden, auth: ClientAuthenticator, grant: Gr
           route: `${req.method} ${req.routeOptions.url ?? req.url}`,
           reason:
             authorization === undefined && certificate
-              ? certificate.authorized
+              ? auth.certificateTrusted(certificate)
                 ? 'unknown-certificate'
                 : 'untrusted-certificate'
               : presented

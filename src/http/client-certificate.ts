@@ -8,12 +8,15 @@ export interface PeerCertificate {
   /** base64url SHA-256 of its SubjectPublicKeyInfo: what an API client is bound to. */
   spkiSha256: string;
   /**
-   * True when a CA of server.tls.clientCaFile issued it and it is valid (checked by TLS during
-   * the handshake). A certificate that is not is never looked up.
+   * True when TLS verified it during the handshake against the listener's CAs (client and
+   * operator CAs alike) and it was valid then. The token routes also require a client CA as its
+   * issuer and validity at each request (ClientAuthenticator.certificateTrusted).
    */
   authorized: boolean;
   /** Why it is not authorized (OpenSSL's reason, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE). */
   problem: string | null;
+  /** The certificate itself: its issuer and validity are checked again per request. */
+  x509: X509Certificate;
 }
 
 /**
@@ -41,8 +44,10 @@ function readPeerCertificate(socket: TLSSocket): PeerCertificate | null {
   const presented = socket.getPeerCertificate(false) as { raw?: Buffer } | null;
   if (!presented?.raw) return null;
   let spkiSha256: string;
+  let x509: X509Certificate;
   try {
-    spkiSha256 = certificateSpkiSha256(new X509Certificate(presented.raw));
+    x509 = new X509Certificate(presented.raw);
+    spkiSha256 = certificateSpkiSha256(x509);
   } catch {
     return null;
   }
@@ -51,5 +56,6 @@ function readPeerCertificate(socket: TLSSocket): PeerCertificate | null {
     spkiSha256,
     authorized: socket.authorized === true,
     problem: problem === null || problem === undefined ? null : String(problem),
+    x509,
   };
 }

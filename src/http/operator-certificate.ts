@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import type { Operator } from '../admin';
-import { issuedByOneOf } from '../config/tls-options';
+import { issuedByOneOf, validAt } from '../config/tls-options';
 import { KeywardenError } from '../policy/errors';
 import type { OperatorResolver } from './admin-routes';
 
@@ -21,7 +21,10 @@ function subjectName(cert: X509Certificate): string {
  * never an operator. The name is the certificate's CN plus the first 16 characters of its
  * public key's SHA-256 (base64url), so two certificates with one CN stay apart in the audit log.
  */
-export function certificateOperatorResolver(authorities: readonly X509Certificate[]): OperatorResolver {
+export function certificateOperatorResolver(
+  authorities: readonly X509Certificate[],
+  now: () => Date,
+): OperatorResolver {
   return (req: FastifyRequest): Operator => {
     const socket = req.raw.socket;
     if (!(socket instanceof TLSSocket) || !socket.authorized) {
@@ -31,6 +34,10 @@ export function certificateOperatorResolver(authorities: readonly X509Certificat
       );
     }
     const cert = socket.getPeerX509Certificate();
+    // Validity at this request: a kept-alive connection outlives the handshake's check.
+    if (cert && !validAt(cert, now())) {
+      throw new KeywardenError('UNAUTHENTICATED', 'the operator certificate is not valid now (expired?)');
+    }
     if (!cert || !issuedByOneOf(cert, authorities)) {
       throw new KeywardenError(
         'UNAUTHENTICATED',

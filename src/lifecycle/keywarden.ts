@@ -227,6 +227,31 @@ export class Keywarden {
     return signToken(this.ctx, scope, req);
   }
 
+  /**
+   * A token an operator asks for (the admin API, `keywarden sign`), recorded in the audit log
+   * with the operator as actor: its kid, jti, sub, aud, exp and typ (I7: API clients' tokens are
+   * recorded by the token service's sign activity; an operator's must not be the one kind the
+   * log cannot trace). The token is handed out only once that record is written.
+   */
+  async signAsOperator(scope: string, req: SignRequest, actor: string): Promise<SignedToken> {
+    const signed = await signToken(this.ctx, scope, req);
+    const claims = (req.claims ?? {}) as Record<string, unknown>;
+    await this.ctx.audit.record({
+      type: 'token.signed',
+      actor,
+      scope,
+      kid: signed.kid,
+      data: {
+        jti: signed.jti,
+        sub: typeof claims.sub === 'string' ? claims.sub : null,
+        aud: typeof claims.aud === 'string' || Array.isArray(claims.aud) ? claims.aud : null,
+        exp: signed.expiresAt.toISOString(),
+        typ: req.typ ?? null,
+      },
+    });
+    return signed;
+  }
+
   verify(scope: string, token: string, audience: string, typ?: string): Promise<ValidationResult> {
     return verifyToken(this.ctx, scope, token, audience, typ);
   }

@@ -25,8 +25,9 @@ export const AUDIT_EVENT_TYPES = [
   'client.sealed',
   'client.resealed',
   'client.integrity-failed',
-  // The token service.
+  // The token service, and tokens operators sign.
   'sign.activity',
+  'token.signed',
   'access.denied',
   'access.denied-summary',
   // The audit log itself.

@@ -13,6 +13,8 @@ const RESTART_ONLY_TOP: readonly (keyof KeywardenConfig)[] = [
   'store',
   'backends',
   'audit',
+  // The admin socket is made once at start (path, group, mode): a reload cannot move or narrow it.
+  'admin',
 ];
 const RESTART_ONLY_SERVER: readonly (keyof ServerConfig)[] = ['host', 'port'];
 

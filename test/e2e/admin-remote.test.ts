@@ -9,7 +9,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { hostname } from 'node:os';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { runKeywarden } from '../helpers/cli';
 import { startDaemon, type Daemon } from '../helpers/daemon';
 import { createTestPki, type IssuedCert, type TestPki } from '../helpers/tls-certs';
@@ -183,6 +183,88 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
     ]);
     assert.equal(plain.code, 2, plain.stderr);
     assert.match(plain.stderr, /must be https/);
+  });
+
+  it('a token an operator signs remotely is in the audit log with its jti and the operator', async () => {
+    const signed = await remote(ops, [
+      '--json',
+      'sign',
+      '--scope',
+      'alpha',
+      '--claims',
+      '{"sub":"ceo","aud":"alpha-api"}',
+    ]);
+    assert.equal(signed.code, 0, signed.stderr);
+    const { jti, kid } = JSON.parse(signed.stdout) as { jti: string; kid: string };
+    const tail = await daemon.cli(['--json', 'audit', 'tail', '--type', 'token.signed', '--limit', '50']);
+    assert.equal(tail.code, 0, tail.stderr);
+    const record = (
+      JSON.parse(tail.stdout) as { kid: string; actor: string; data: { jti: string; sub: string } }[]
+    ).find((r) => r.data.jti === jti);
+    assert.ok(record, 'the token is recorded');
+    assert.equal(record.kid, kid);
+    assert.equal(record.data.sub, 'ceo');
+    assert.match(record.actor, /^operator-certificate:ops-alice#/);
+  });
+
+  it('operator and API client certificates that expire stop working on connections kept alive across their end', async () => {
+    // Valid for a few seconds from now: the handshake accepts them, requests after their end must not.
+    const end = new Date(Date.now() + 8_000);
+    const stamp = (d: Date) => `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+    const validity = { notBefore: stamp(new Date(Date.now() - 60_000)), notAfter: stamp(end) };
+    const [opBrief, apiBrief] = await Promise.all([
+      operatorPki.client('ops-brief', validity),
+      serverPki.client('api-brief', validity),
+    ]);
+    const bound = await daemon.cli([
+      'clients',
+      'add',
+      'brief',
+      '--grant',
+      'alpha:sign',
+      '--cert',
+      apiBrief.certFile,
+    ]);
+    assert.equal(bound.code, 0, bound.stderr);
+    const agentFor = (c: IssuedCert) =>
+      new Agent({ keepAlive: true, maxSockets: 1, ca: serverPki.ca.certPem, cert: c.certPem, key: c.keyPem });
+    const targets = [
+      { agent: agentFor(opBrief), path: '/admin/v1/keys/list', body: {}, sockets: new Set<unknown>() },
+      {
+        agent: agentFor(apiBrief),
+        path: '/v1/scopes/alpha/sign',
+        body: { claims: { aud: 'alpha-api', sub: 'x' } },
+        sockets: new Set<unknown>(),
+      },
+    ];
+    const once = (t: (typeof targets)[number]) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          `${daemon.baseUrl}${t.path}`,
+          { method: 'POST', agent: t.agent, headers: { 'content-type': 'application/json' } },
+          (res) => {
+            t.sockets.add(res.socket);
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(t.body));
+      });
+    try {
+      for (const t of targets) assert.equal(await once(t), 200, t.path);
+      while (Date.now() < end.getTime() + 1_500) {
+        // Requests every half second keep each connection alive across the certificate's end.
+        for (const t of targets) await once(t);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      for (const t of targets) {
+        assert.equal(await once(t), 401, `${t.path}: refused once the certificate has expired`);
+        assert.equal(t.sockets.size, 1, `${t.path}: all on one kept-alive connection`);
+      }
+    } finally {
+      for (const t of targets) t.agent.destroy();
+    }
   });
 
   it('an operator certificate is no API client: it cannot sign', async () => {

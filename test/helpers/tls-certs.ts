@@ -38,7 +38,7 @@ export interface TestPki {
   /** A server certificate for 127.0.0.1, ::1 and localhost, issued by the CA. */
   server(name?: string, opts?: { days?: number; notBefore?: string; notAfter?: string }): Promise<IssuedCert>;
   /** A client certificate (CN=name, clientAuth) issued by the CA. */
-  client(name: string): Promise<IssuedCert>;
+  client(name: string, opts?: { notBefore?: string; notAfter?: string }): Promise<IssuedCert>;
   cleanup(): Promise<void>;
 }
 
@@ -196,11 +196,12 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
           'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n',
         opts,
       ),
-    client: (name) =>
+    client: (name, opts = {}) =>
       sign(
         name,
         `/CN=${name}`,
         'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
+        opts,
       ),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

@@ -71,11 +71,45 @@ describe('configChanges (what a reload changes)', () => {
       { source: 't.yaml', baseDir: '/etc/keywarden' },
     );
     assert.deepEqual(configChanges(before, after).restartRequired.sort(), [
+      // The default admin socket lives in dataDir: it moves with it.
+      'admin',
       'audit',
       'backends',
       'dataDir',
       'logLevel',
       'store',
     ]);
+  });
+});
+
+describe('configChanges: the admin socket and TLS', () => {
+  it('requires a restart for any admin socket change (it is made once at start)', () => {
+    const before = config([scope('a')]);
+    for (const admin of [
+      { socket: null },
+      { socket: { path: '/run/kw/other.sock' } },
+      { socket: { group: 'narrower' } },
+    ]) {
+      const c = configChanges(before, config([scope('a')], { admin }));
+      assert.deepEqual(c.restartRequired, ['admin'], JSON.stringify(admin));
+    }
+  });
+
+  it('requires a restart to turn TLS, client or operator certificates on or off; re-reads the files otherwise', () => {
+    const tls = { certFile: 'c.pem', keyFile: 'k.pem' };
+    const server = (t: Record<string, string> | undefined) => ({
+      server: { publicUrl: t ? 'https://keys.test' : 'http://keys.test', ...(t ? { tls: t } : {}) },
+    });
+    const https = (name: string) => scope(name, { issuer: `https://keys.test/${name}` });
+    const plain = config([https('a')], server(undefined));
+    const on = config([https('a')], server(tls));
+    assert.deepEqual(configChanges(plain, on).restartRequired, ['server.tls']);
+    const clients = config([https('a')], server({ ...tls, clientCaFile: 'ca.pem' }));
+    assert.deepEqual(configChanges(on, clients).restartRequired, ['server.tls.clientCaFile']);
+    const operators = config([https('a')], server({ ...tls, operatorCaFile: 'op.pem' }));
+    assert.deepEqual(configChanges(on, operators).restartRequired, ['server.tls.operatorCaFile']);
+    const same = configChanges(on, config([https('a')], server(tls)));
+    assert.deepEqual(same.restartRequired, []);
+    assert.deepEqual(same.serverChanged, ['server.tls'], 'the files behind the same paths are read again');
   });
 });
