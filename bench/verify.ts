@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { importJWK, jwtVerify, type JWK } from 'jose';
-import { createVerifier } from '../src/verify';
+import { createVerifier } from '@keywarden/verify';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden } from './lib/keywarden';
 import { cpuSample, othersShare } from './lib/machine';

@@ -44,7 +44,7 @@ import { signToken, type SignedToken, type SignRequest } from './sign-token';
 import { verifyKeyRows, type KeyVerifyReport, type RowTrust } from './verify-key-rows';
 import { trustedKeys } from './trusted-keys';
 import { verifyToken } from './verify-token';
-import type { ValidationResult } from '../verify/validate-token';
+import type { ValidationResult } from '@keywarden/verify';
 
 /** A key row as operators see it: the record, and how far it is trusted. */
 export interface KeyListing {

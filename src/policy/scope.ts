@@ -1,8 +1,8 @@
 import type { RsaModulusBits, SigningAlg } from './algorithms';
 import type { BackendConfigBase } from './backend-type';
 
-/** Absolute ceiling on any key's lifetime (I1). A constant in code, not configurable. */
-export const ABSOLUTE_MAX_KEY_LIFETIME_SECONDS = 400 * 86400;
+/** Absolute ceiling on any key's lifetime (I1): one constant, shared with the verify package. */
+export { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '@keywarden/verify';
 
 /** Timing rules of one scope's keys, in seconds. */
 export interface KeyPolicy {
