@@ -22,6 +22,7 @@ import { TokenServiceMetrics } from './http/metrics';
 import type { MetricsSource } from './http/ops-routes';
 import { publicBaseUrl } from './http/public-url';
 import { routeTable } from './http/routes';
+import { KeyEventStreams } from './http/key-events';
 import { createServer } from './http/server';
 import type { Keywarden } from './lifecycle';
 import { createLogger } from './log';
@@ -97,7 +98,13 @@ export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): Fastif
     read: () => (cluster.isWorker ? requestClusterMetrics() : registry.metrics()),
   };
   return createServer(kw, {
-    routes: routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
+    routes: routeTable({
+      kw,
+      publicBaseUrl: opts.publicBaseUrl,
+      metrics,
+      tokenService,
+      keyEvents: new KeyEventStreams(kw, kw.config.server.keyEvents),
+    }),
     ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
   });
 }

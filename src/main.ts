@@ -18,6 +18,7 @@ import { openStore } from './store/data-source';
 import { KeyChangeListener } from './store/key-change-notifier';
 import { createScopeLock } from './store/scope-lock';
 import { SqlStore } from './store/sql-store';
+import { SqliteFileWatcher } from './store/sqlite-file-watcher';
 
 /** An audit log as the composition root wires it: append-only, and inside a store transaction when it can. */
 export interface AuditLogImpl {
@@ -97,8 +98,13 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
   });
   const url = config.store.url;
   const onPostgres = url.startsWith('postgres://') || url.startsWith('postgresql://');
-  const changeFeed: KeyChangeFeedFactory = (onChange) =>
-    onPostgres ? new KeyChangeListener(url, { log: opts.log, onChange }) : null;
+  const sqliteFile = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : null;
+  const changeFeed: KeyChangeFeedFactory = (onChange, onMaybeChange) => {
+    if (onPostgres) return new KeyChangeListener(url, { log: opts.log, onChange });
+    if (sqliteFile !== null && sqliteFile !== ':memory:')
+      return new SqliteFileWatcher({ file: sqliteFile, onMaybeChange, log: opts.log });
+    return null;
+  };
   const cache = new KeyCache(config, keys, clock, opts.log, integrity, changeFeed);
   const clientTrust = new ClientTrust({
     config,

@@ -61,6 +61,17 @@ export interface ServerConfig {
    * on every response. Off by default: a debugging aid, not something to tell anonymous clients.
    */
   workerHeader: boolean;
+  /** The key-set change streams relying parties subscribe to (per process: each worker its own). */
+  keyEvents: KeyEventsConfig;
+}
+
+export interface KeyEventsConfig {
+  /** A comment line on every open stream this often, so both ends notice a dead connection. */
+  heartbeatSeconds: number;
+  /** Open streams one client address may hold; more are refused with 429. */
+  maxConnectionsPerAddress: number;
+  /** Open streams in all; more are refused with 503. */
+  maxConnections: number;
 }
 
 export interface StoreConfig {

@@ -91,7 +91,10 @@ export class KeyEventSubscription {
     let idle: NodeJS.Timeout | null = null;
     const armIdle = () => {
       if (idle) clearTimeout(idle);
-      idle = setTimeout(() => controller.abort(new Error('no event or heartbeat in time')), this.options.idleTimeoutMs);
+      idle = setTimeout(
+        () => controller.abort(new Error('no event or heartbeat in time')),
+        this.options.idleTimeoutMs,
+      );
       idle.unref();
     };
     try {
@@ -138,7 +141,8 @@ export class KeyEventSubscription {
       }
       return ended;
     } catch (e) {
-      if (controller.signal.aborted && controller.signal.reason instanceof Error) return controller.signal.reason.message;
+      if (controller.signal.aborted && controller.signal.reason instanceof Error)
+        return controller.signal.reason.message;
       return `GET ${url} failed: ${e instanceof Error ? e.message : String(e)}`;
     } finally {
       if (idle) clearTimeout(idle);
