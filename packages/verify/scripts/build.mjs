@@ -16,9 +16,13 @@ const builds = [
   { dir: 'esm', type: 'module', args: ['--module', 'es2022', '--moduleResolution', 'bundler'] },
 ];
 for (const b of builds) {
-  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json'), '--outDir', join(dist, b.dir), ...b.args], {
-    stdio: 'inherit',
-  });
+  execFileSync(
+    process.execPath,
+    [tsc, '-p', join(root, 'tsconfig.json'), '--outDir', join(dist, b.dir), ...b.args],
+    {
+      stdio: 'inherit',
+    },
+  );
   mkdirSync(join(dist, b.dir), { recursive: true });
   writeFileSync(join(dist, b.dir, 'package.json'), `${JSON.stringify({ type: b.type })}\n`);
 }

@@ -71,7 +71,7 @@ export interface KeyEventsStatus {
   /** Key events received so far. */
   events: number;
   lastEventId: string | null;
-  /** Why the stream is not open, when it is not. */
+  /** Why the stream last ended or could not open (it may be open again since); null if never. */
   problem: string | null;
 }
 
@@ -191,7 +191,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       connected: subscription?.connected ?? false,
       events: subscription?.events ?? 0,
       lastEventId: subscription?.lastEventId ?? null,
-      problem: subscription ? (subscription.connected ? null : subscription.lastProblem) : eventsProblem,
+      problem: subscription ? subscription.lastProblem : eventsProblem,
     }),
     close: () => {
       closed = true;

@@ -63,6 +63,8 @@ export class RemoteKeySet {
   private pushGeneration = 0;
   private readonly bucket: TokenBucket;
   private readonly refetchedKids = new Set<string>();
+  /** Why the last JWKS fetch failed, null after a success (diagnostics). */
+  lastProblem: string | null = null;
   /** JWKs left out of the last fetched JWKS, for diagnostics. */
   ignored: IgnoredJwk[] = [];
 
@@ -107,9 +109,7 @@ export class RemoteKeySet {
       if (generation !== this.pushGeneration) return;
       // A fetch in flight may have been sent before the change: wait for it, then fetch anew.
       if (this.inflight) await this.inflight;
-      this.failure = null;
-      this.freshUntilMs = 0;
-      const result = await this.refresh();
+      const result = await this.refresh(true);
       if (result.ok && sameEtag(this.etag, event.etag)) return;
       await new Promise((r) => setTimeout(r, PUSH_REFETCH_DELAY_MS * (attempt + 1)).unref());
     }
@@ -128,11 +128,16 @@ export class RemoteKeySet {
     for (const kid of this.withdrawn) this.byKid.delete(kid);
   }
 
-  /** Fetches the JWKS, or joins the fetch already in flight. Never rejects. */
-  refresh(): Promise<RefreshResult> {
+  /**
+   * Fetches the JWKS, or joins the fetch already in flight. Never rejects. After a failure,
+   * callers get that failure without a new fetch for a few seconds; `force` (a key event) fetches
+   * anyway, and its failure changes nothing for them: the cached keys stay usable until their
+   * Cache-Control lifetime ends, as without the event (its withdrawn kids are gone already).
+   */
+  refresh(force = false): Promise<RefreshResult> {
     if (this.inflight) return this.inflight;
     const nowMs = this.options.clock.now().getTime();
-    if (this.failure && nowMs < this.failure.untilMs)
+    if (!force && this.failure && nowMs < this.failure.untilMs)
       return Promise.resolve({ ok: false, problem: this.failure.problem });
     this.inflight = this.fetchKeys()
       .catch((e: unknown): RefreshResult => ({
@@ -141,12 +146,14 @@ export class RemoteKeySet {
       }))
       .then((result) => {
         this.inflight = null;
-        this.failure = result.ok
-          ? null
-          : {
-              untilMs: this.options.clock.now().getTime() + FAILURE_BACKOFF_SECONDS * 1000,
-              problem: result.problem,
-            };
+        if (result.ok) this.failure = null;
+        else if (!force) {
+          this.failure = {
+            untilMs: this.options.clock.now().getTime() + FAILURE_BACKOFF_SECONDS * 1000,
+            problem: result.problem,
+          };
+        }
+        this.lastProblem = result.ok ? null : result.problem;
         return result;
       });
     return this.inflight;
