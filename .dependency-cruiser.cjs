@@ -86,8 +86,16 @@ module.exports = {
         'plus type-only imports of the framework its middleware entry serves (an optional peer).',
       from: { path: '^packages/verify/src/' },
       to: {
-        dependencyTypes: ['npm', 'npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown', 'unknown'],
-        pathNot: ['^node_modules/fastify/', '^node_modules/@types/express/'],
+        dependencyTypes: [
+          'npm',
+          'npm-dev',
+          'npm-optional',
+          'npm-peer',
+          'npm-no-pkg',
+          'npm-unknown',
+          'unknown',
+        ],
+        pathNot: ['^node_modules/fastify/', '^node_modules/(@types/)?express/'],
       },
     },
     {
@@ -95,7 +103,7 @@ module.exports = {
       severity: 'error',
       comment: 'The middleware must load without its framework: fastify/express only as `import type`.',
       from: { path: '^packages/verify/src/' },
-      to: { path: '^node_modules/(fastify|@types/express)/', dependencyTypesNot: ['type-only'] },
+      to: { path: '^node_modules/(fastify|express|@types/express)/', dependencyTypesNot: ['type-only'] },
     },
     {
       name: 'daemon-uses-verify-entry-points',
