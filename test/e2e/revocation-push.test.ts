@@ -258,4 +258,15 @@ describe('revocation push: key-events streams and subscribed verifiers (e2e)', f
     await until('the current set for an unknown id', async () => odd.keyEvents()[0]);
     assert.equal((await fetch(`${daemon.baseUrl}/healthz`)).status, 200);
   });
+
+  it('SIGTERM ends open streams and the daemon exits 0 promptly (streams never hold shutdown)', async () => {
+    const open = await RawStream.open(eventsUrl('push'));
+    streams.push(open);
+    assert.equal(open.status, 200);
+    const started = Date.now();
+    const code = await daemon.shutdown();
+    assert.equal(code, 0, daemon.output());
+    // The helper SIGKILLs after 10 s: an exit 0 means the streams did not hold the drain.
+    assert.ok(Date.now() - started < 10_000);
+  });
 });

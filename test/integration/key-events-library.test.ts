@@ -17,6 +17,8 @@ class FakeDaemon {
   jwksKeys: TestKey[] = [];
   jwksEtag = '"set-1"';
   jwksHits = 0;
+  /** Discovery answers 503 while set (the daemon is not up yet). */
+  discoveryDown = false;
   /** Answer 304 to a matching If-None-Match (a cache in between may not). */
   conditional = true;
   /** 'open': stream events; a number: answer that status; 'silent': 200 and never a byte. */
@@ -46,6 +48,10 @@ class FakeDaemon {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     if (req.url === '/scopes/orders/.well-known/openid-configuration') {
+      if (this.discoveryDown) {
+        res.writeHead(503).end();
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify({
@@ -242,6 +248,18 @@ describe('verify library: key events (revocation push) against a loopback daemon
     );
     const r = await v.verify(fresh);
     assert.equal(r.valid === false && r.reason, 'kid_unknown');
+  });
+
+  it('a daemon down when the verifier starts: the stream opens after the first discovery that works', async () => {
+    daemon.discoveryDown = true;
+    const v = verifier();
+    assert.equal((await v.verify(tokenOf(a))).valid, false);
+    assert.equal(v.keyEvents().url, null);
+    daemon.discoveryDown = false;
+    clock.advanceSeconds(10); // past the failure back-off
+    assert.equal((await v.verify(tokenOf(a))).valid, true);
+    await until('subscribed', async () => (v.keyEvents().connected ? true : undefined));
+    assert.equal(v.keyEvents().url, `${daemon.issuer}/key-events`);
   });
 
   it('refuses key-events options it cannot honour, at creation', () => {

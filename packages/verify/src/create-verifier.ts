@@ -125,6 +125,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (!keys.isFresh(o.clock.now().getTime())) {
         const refreshed = await keys.refresh();
         if (!refreshed.ok) return { valid: false, reason: 'jwks_unavailable', message: refreshed.problem };
+        ensureSubscribed();
       }
       let requestedKid: string | undefined;
       const result = await validateToken(
@@ -170,16 +171,25 @@ export function createVerifier(options: VerifierOptions): Verifier {
     });
     subscription.start();
   };
+  /**
+   * Opens the stream once its URL is known: given, derived from a given jwksUri, or (after the
+   * first successful discovery, which may come at any later refresh if the daemon was down at
+   * start) from the discovery document.
+   */
+  function ensureSubscribed(): void {
+    if (!events || subscription || closed) return;
+    const given = events.url ?? (o.jwksUri !== undefined ? keyEventsUrlFor(o.jwksUri) : undefined);
+    const url =
+      given ?? keys.eventsUri ?? (keys.jwksUrl !== null ? keyEventsUrlFor(keys.jwksUrl) : undefined);
+    if (url !== undefined) subscribe(url);
+    else if (keys.jwksUrl !== null)
+      eventsProblem = 'key events: the discovery document names no keywarden_key_events_uri';
+  }
   if (events) {
-    const known = events.url ?? (o.jwksUri !== undefined ? keyEventsUrlFor(o.jwksUri) : undefined);
-    if (known !== undefined) subscribe(known);
+    ensureSubscribed();
     // Load the keys now rather than on the first token, and learn the stream's URL from discovery.
-    void keys.refresh().then(() => {
-      if (subscription || closed) return;
-      const url = keys.eventsUri ?? (keys.jwksUrl !== null ? keyEventsUrlFor(keys.jwksUrl) : undefined);
-      if (url !== undefined) subscribe(url);
-      else if (keys.jwksUrl !== null)
-        eventsProblem = 'key events: the discovery document names no keywarden_key_events_uri';
+    void keys.refresh().then((r) => {
+      if (r.ok) ensureSubscribed();
     });
   }
 
