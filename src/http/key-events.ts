@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { formatKeyEvent } from '@keywarden/verify';
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { Keywarden } from '../lifecycle';
@@ -38,6 +39,7 @@ interface Stream {
 export class KeyEventStreams {
   private readonly streams = new Set<Stream>();
   private readonly perAddress = new Map<string, number>();
+  private readonly sockets = new Set<Socket>();
   private heartbeat: NodeJS.Timeout | null = null;
   private unwatch: (() => void) | null = null;
   private stopped = false;
@@ -68,6 +70,9 @@ export class KeyEventStreams {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     for (const s of [...this.streams]) s.res.end();
+    // A stream's socket is never reused: ended or abandoned, it is destroyed (see `drop`).
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
   }
 
   /** The route handler of one scope's stream. */
@@ -106,7 +111,17 @@ export class KeyEventStreams {
         etag: typeof lastEventId === 'string' && lastEventId.length > 0 ? lastEventId : null,
       };
       this.add(stream);
-      res.on('close', () => this.remove(stream));
+      // A stream's socket is never reused: it goes with the stream (the client left, half-closed,
+      // or the daemon stops), so no connection of a finished stream lingers to hold a drain.
+      const socket = req.socket;
+      this.sockets.add(socket);
+      const drop = () => {
+        this.remove(stream);
+        this.sockets.delete(socket);
+        socket.destroy();
+      };
+      res.on('close', drop);
+      socket.on('end', drop);
       this.write(stream, `retry: ${RECONNECT_MS}\n\n`);
       // A new client learns the current set; a returning one only a set it has not heard of.
       this.send(stream, current);
