@@ -100,7 +100,15 @@ export async function benchRevocation(report: Report, plan: BenchPlan): Promise<
       for (const m of await Promise.all(ready))
         if (m.type !== 'ready') throw new Error(`relying party not ready: ${JSON.stringify(m)}`);
       const done = rps.map((rp) => rp.next());
-      const revoked = await kw.cli(['keys', 'revoke', '--reason', 'bench: revocation push', '--json', '--', kid]);
+      const revoked = await kw.cli([
+        'keys',
+        'revoke',
+        '--reason',
+        'bench: revocation push',
+        '--json',
+        '--',
+        kid,
+      ]);
       const exitAt = Date.now();
       for (const rp of rps) rp.send({ type: 'revoked' });
       if (revoked.code !== 0) throw new Error(`revoke failed: ${revoked.stderr}`);
