@@ -3,6 +3,8 @@
  * next to lint). docs/development.md draws the same picture; change both together.
  *
  *   cli/  http/  scheduler/          adapters: the lifecycle facade (lifecycle/index.ts) and policy/
+ *     \    /                          (cli/ and http/ also the operator commands, admin/index.ts)
+ *     admin/                          operator commands, one implementation each: facade and policy/
  *          \    |    /
  *        lifecycle/  audit/          use cases: the only code that combines the parts below
  *        /    |     \
@@ -47,6 +49,8 @@ module.exports = {
         pathNot: [
           '^src/policy/',
           '^src/lifecycle/index[.]ts$',
+          // The operator commands the CLI and the admin API share (one implementation each).
+          '^src/admin/index[.]ts$',
           // An adapter's own folder.
           '^src/$1/',
           // The composition root, which `serve` and the CLI start.
@@ -58,18 +62,27 @@ module.exports = {
       },
     },
     {
+      name: 'admin-uses-the-facade',
+      severity: 'error',
+      comment:
+        'admin/ holds the operator commands the CLI and the admin API both run: it works through the ' +
+        'lifecycle facade and policy/ only, and knows neither adapter.',
+      from: { path: '^src/admin/' },
+      to: { path: '^src/', pathNot: ['^src/policy/', '^src/lifecycle/index[.]ts$', '^src/admin/'] },
+    },
+    {
       name: 'backends-stand-alone',
       severity: 'error',
       comment: 'A backend knows nothing of scopes, time or storage: no store/, lifecycle/ or audit/.',
       from: { path: '^src/backends/' },
-      to: { path: '^src/(store|lifecycle|audit|http|cli|scheduler|cluster)/' },
+      to: { path: '^src/(store|lifecycle|audit|http|cli|scheduler|cluster|admin)/' },
     },
     {
       name: 'store-below-lifecycle',
       severity: 'error',
       comment: 'The store persists; it does not call use cases, backends or adapters.',
       from: { path: '^src/store/' },
-      to: { path: '^src/(lifecycle|audit|backends|http|cli|scheduler|cluster)/' },
+      to: { path: '^src/(lifecycle|audit|backends|http|cli|scheduler|cluster|admin)/' },
     },
     {
       name: 'verify-package-has-no-daemon-code',
@@ -117,9 +130,10 @@ module.exports = {
     {
       name: 'use-cases-never-call-adapters',
       severity: 'error',
-      comment: 'Dependencies point inward: lifecycle/ and audit/ never import cli/, http/ or scheduler/.',
+      comment:
+        'Dependencies point inward: lifecycle/ and audit/ never import cli/, http/, scheduler/ or admin/.',
       from: { path: '^src/(lifecycle|audit)/' },
-      to: { path: '^src/(cli|http|scheduler|cluster)/' },
+      to: { path: '^src/(cli|http|scheduler|cluster|admin)/' },
     },
     {
       name: 'only-the-root-composes',

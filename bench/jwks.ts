@@ -18,16 +18,16 @@ import { BENCH_THREADPOOL, headersKeywardenAdds, prepareKeywarden } from './lib/
 import { measureFreshProcesses, type LoadTarget, type Measured, type Round } from './lib/load';
 import { freePort, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
-import { median, ms, rate, ratio } from './lib/stats';
+import { cpuPerThousand, median, ms, pairedRatio, rate, ratio } from './lib/stats';
 
 const HEAD = [
   'server',
   'responses/s (median)',
   'p50',
   'p99',
-  'keywarden ÷ this',
-  'server CPU µs/resp',
-  'load generator CPU µs/resp',
+  'keywarden ÷ this: median of per-round ratios (spread)',
+  'server CPU per 1,000 responses',
+  'wrk CPU per 1,000',
   'others max',
   'failed',
 ];
@@ -39,9 +39,14 @@ function rows(m: Measured[]): (string | number)[][] {
     rate(x.rps),
     ms(x.p50),
     ms(x.p99),
-    x === kw ? '' : ratio(kw.rps, x.rps),
-    x.serverUs.toFixed(1),
-    x.loadUs.toFixed(1),
+    x === kw
+      ? ''
+      : pairedRatio(
+          kw.reps.map((r) => r.rps),
+          x.reps.map((r) => r.rps),
+        ),
+    cpuPerThousand(x.serverUs),
+    cpuPerThousand(x.loadUs),
     `${(x.othersMax * 100).toFixed(0)}%`,
     x.failures,
   ]);
@@ -196,8 +201,8 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
             '"constant + keywarden\'s headers" sends the headers keywarden sent as constants; every constant route answers ' +
             'the same path as keywarden; "second process" is an identical copy of the constant route, an A/A ' +
             "control for this run's noise; \"node:http\" sends keywarden's bytes, headers included, with no framework). CPU µs per response: the server's processes, and the load generator " +
-            '(autocannon, sharing the 2 cores). ' +
-            `autocannon ${plan.connections} connections; ${plan.reps} rounds, each starting every server afresh, ` +
+            '(wrk, a process of its own, sharing the 2 cores). ' +
+            `wrk -t1 -c${plan.connections}; ${plan.reps} rounds, each starting every server afresh, ` +
             `warming each up for ${plan.warmupSeconds} s and measuring each for ${plan.seconds} s; medians over rounds.`,
         );
       }

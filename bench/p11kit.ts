@@ -5,8 +5,8 @@
  *
  * a. Raw pkcs11js ES256 C_SignAsync from one Node process (bench/raw-pkcs11.ts), 4 and 8
  *    sessions, on the same token and key: direct vs through `p11-kit server`.
- * b. keywarden's HTTP sign rate (hsm backend, `serve --workers 1`, 4 sessions, autocannon in
- *    this process): direct vs through `p11-kit server`.
+ * b. keywarden's HTTP sign rate (hsm backend, `serve --workers 1`, 4 sessions, wrk in its
+ *    own process): direct vs through `p11-kit server`.
  *
  * Paired rounds: each round measures both paths in fresh processes, back to back, the order
  * alternating between rounds, so a drift of the machine (±30% between rounds here) hits both
@@ -248,7 +248,7 @@ async function httpRounds(
   }
   report.note(
     `**b. keywarden HTTP sign, ES256, \`serve --workers 1\`, ${SESSIONS} sessions** (POST /v1/scopes/${SCOPE}/sign, ` +
-      `autocannon ${plan.connections} connections in the benchmark's process; a fresh keywarden per measurement, ` +
+      `wrk -t1 -c${plan.connections} in its own process; a fresh keywarden per measurement, ` +
       `${plan.warmupSeconds} s warm-up + ${plan.seconds} s). CPU per token: keywarden's process, and the p11-kit server's processes.`,
   );
   report.table(

@@ -4,6 +4,7 @@
  * prints a Markdown report (progress goes to stderr). No benchmark asserts anything: the
  * numbers are for docs/benchmarks.md. Loopback only; every server it starts is stopped.
  */
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { BenchPlan } from './lib/bench-policy';
 import { uptimeLine } from './lib/machine';
@@ -29,7 +30,16 @@ const BENCHMARKS: Record<string, (r: Report, p: BenchPlan) => Promise<void>> = {
   revocation: benchRevocation,
 };
 
+/** wrk is the load generator (its own process): without it no ratio here would mean anything. */
+function requireWrk(): void {
+  const found = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
+  if (found.error) {
+    throw new Error('wrk (the load generator) is not installed: run `bash scripts/install-deps.sh --bench`');
+  }
+}
+
 async function main(): Promise<void> {
+  requireWrk();
   ensureCompiled();
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');

@@ -11,7 +11,7 @@ import { BENCH_THREADPOOL, prepareKeywarden, type KeywardenSetup } from './lib/k
 import { measureInterleaved, type LoadTarget, type Measured } from './lib/load';
 import { freePort, runChild, startYardstick, type Server } from './lib/processes';
 import type { Report } from './lib/report';
-import { ms, rate, ratio } from './lib/stats';
+import { cpuPerThousand, ms, pairedRatio, rate } from './lib/stats';
 import { packageVersion } from './lib/versions';
 
 /** PKCS#11 sessions per process, for keywarden and the ideal signer alike. */
@@ -103,6 +103,7 @@ function targets(alg: Alg, kw: Server, secret: string, ideal: Server, oidc: Serv
       method: 'POST',
       headers: { ...json, authorization: `Bearer ${secret}` },
       body: claimsBody(alg),
+      pid: kw.pid,
     },
     {
       name: `ideal signer ${alg}`,
@@ -110,6 +111,7 @@ function targets(alg: Alg, kw: Server, secret: string, ideal: Server, oidc: Serv
       method: 'POST',
       headers: json,
       body: claimsBody(alg),
+      pid: ideal.pid,
     },
   ];
   if (oidc) {
@@ -122,6 +124,7 @@ function targets(alg: Alg, kw: Server, secret: string, ideal: Server, oidc: Serv
         authorization: `Basic ${Buffer.from(`${CLIENT.id}:${CLIENT.secret}`).toString('base64')}`,
       },
       body: 'grant_type=client_credentials&scope=api%3Aread',
+      pid: oidc.pid,
     });
   }
   return out;
@@ -144,18 +147,31 @@ async function smoke(ts: LoadTarget[]): Promise<void> {
 
 function rows(ms_: Measured[]): (string | number)[][] {
   const kw = ms_[0]!;
+  const rates = (m: Measured) => m.reps.map((r) => r.rps);
   return ms_.map((m) => [
     m.name,
     rate(m.rps),
     ms(m.p50),
     ms(m.p99),
-    m === kw ? '' : ratio(kw.rps, m.rps),
+    m === kw ? '' : pairedRatio(rates(kw), rates(m)),
+    cpuPerThousand(m.serverUs),
+    cpuPerThousand(m.loadUs),
     `${(m.othersMax * 100).toFixed(0)}%`,
     m.failures,
   ]);
 }
 
-const HEAD = ['server', 'tokens/s (median)', 'p50', 'p99', 'keywarden ÷ this', 'others max', 'failed'];
+const HEAD = [
+  'server',
+  'tokens/s (median)',
+  'p50',
+  'p99',
+  'keywarden ÷ this: median of per-round ratios (spread)',
+  'server CPU per 1,000 tokens',
+  'wrk CPU per 1,000',
+  'others max',
+  'failed',
+];
 
 export async function benchSign(report: Report, plan: BenchPlan): Promise<void> {
   report.section('1. Sign');
@@ -174,7 +190,9 @@ export async function benchSign(report: Report, plan: BenchPlan): Promise<void> 
         `client authenticated by Bearer secret, body \`${claimsBody('ES256')}\`. Ideal signer: same token and key, ` +
         `${SIGN_SESSIONS} sessions, C_SignAsync. oidc-provider ${packageVersion('oidc-provider')}: ` +
         'client_credentials, JWT access tokens, software key, client_secret_basic. ' +
-        `autocannon ${plan.connections} connections; ${plan.reps} x ${plan.seconds} s after ${plan.warmupSeconds} s warm-up; UV_THREADPOOL_SIZE=${BENCH_THREADPOOL} everywhere.`,
+        `Load: wrk -t1 -c${plan.connections} in its own process; ${plan.reps} interleaved rounds of ${plan.seconds} s after ${plan.warmupSeconds} s warm-up; ` +
+        `ratios are medians of per-round paired ratios with their range; CPU is the server's processes (workers included) and wrk's own; ` +
+        `UV_THREADPOOL_SIZE=${BENCH_THREADPOOL} everywhere.`,
     );
 
     // One process each.

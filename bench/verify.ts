@@ -1,5 +1,5 @@
 /**
- * 3. Verify: the relying-party library (createVerifier from src/verify: complete validation,
+ * 3. Verify: the relying-party library (createVerifier from @keywarden/verify: complete validation,
  * JWKS from the running daemon, cached) against bare jose.jwtVerify with the same public key
  * (imported once) and the same checks jose offers (issuer, audience, algorithm). Tokens come
  * from keywarden's sign route. Sequential (one verification at a time) and 16 concurrent.

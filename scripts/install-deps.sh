@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # Installs what keywarden needs on a fresh Debian 12 machine (run as root):
 #   system packages (SoftHSM2, p11-kit's RPC server and client module, and friends; with --test
-#   also PostgreSQL, gdb and systemd for systemd-analyze),
+#   also PostgreSQL, gdb, systemd for systemd-analyze, and gcc for the fault-injecting module;
+#   with --bench also wrk, the load generator `npm run bench` runs in its own process),
 #   npm packages (npm ci, skipped when node_modules already matches package-lock.json; native
-#   modules compile against the installed Node's own headers, nothing is downloaded for them),
+#   modules compile against the installed Node's own headers: the npm registry is the only thing
+#   reached, nothing is downloaded from GitHub or nodejs.org; scripts/offline-install-check.sh
+#   proves it in a network namespace with only the npm cache),
 #   and the compiled output (dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(softhsm2 p11-kit p11-kit-modules opensc util-linux ca-certificates curl python3 make g++)
-if [[ "${1:-}" == "--test" ]]; then packages+=(postgresql gdb openssl procps openssh-client systemd); fi
+# --test: gcc + libc6-dev because the tests compile a fault-injecting PKCS#11 module
+# (test/helpers/fault-pkcs11/).
+case "${1:-}" in
+  --test) packages+=(postgresql gdb openssl procps openssh-client systemd gcc libc6-dev) ;;
+  --bench) packages+=(wrk postgresql openssl procps git) ;;
+  "") ;;
+  *)
+    echo "usage: $0 [--test|--bench]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -49,7 +62,9 @@ if [[ -z ${npm_config_nodedir:-} ]]; then
   fi
   export npm_config_nodedir=$node_prefix
 fi
-export npm_config_build_from_source=${npm_config_build_from_source:-true}
+# Always from source, whatever the caller's environment or ~/.npmrc says: prebuild-install (better-
+# sqlite3's first step) then skips its GitHub download instead of trying it and timing out.
+export npm_config_build_from_source=true
 export npm_config_update_notifier=${npm_config_update_notifier:-false}
 
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)

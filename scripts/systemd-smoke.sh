@@ -86,7 +86,7 @@ source scripts/lib/smoke-common.sh
 
 [[ $(id -u) -eq 0 ]] || fail "run as root (podman with rootful storage, debootstrap, chroot)"
 [[ -r /etc/debian_version ]] || fail "this script expects Debian (apt-get, debootstrap)"
-[[ -f package.json && -f deploy/keywarden.service && -d .git ]] || fail "run from a keywarden checkout (git)"
+[[ -f package.json && -f deploy/keywarden.service && -e .git ]] || fail "run from a keywarden checkout (git)"
 [[ -r $unit_src ]] || fail "no unit file at $unit_src (KEYWARDEN_SYSTEMD_UNIT)"
 [[ -r $hsm_unit_src ]] || fail "no unit file at $hsm_unit_src (KEYWARDEN_SYSTEMD_HSM_UNIT)"
 [[ -d node_modules/typescript ]] || fail "node_modules is missing or incomplete: run npm ci first"
@@ -193,7 +193,7 @@ fi
 # Keyed on its inputs; the unit and the docs are copied in before every boot (the container sees
 # the root file system through an overlay, so nothing a run does stays in it).
 rootfs="$work/rootfs"
-stage_id="$(cat "$base.id") release $release_id node $node_version install 2"
+stage_id="$(cat "$base.id") release $release_id node $node_version install 3"
 if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$stage_id" ]]; then
   say "installing keywarden into a copy of the root file system"
   rm -rf "$rootfs" "$rootfs.id"
@@ -207,6 +207,9 @@ if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$st
   chown -R root:root "$rootfs/opt/keywarden"
   chroot "$rootfs" /bin/bash -euo pipefail >"$work/logs/install.log" 2>&1 <<'EOF' || fail "installing into the root file system failed; see $work/logs/install.log"
 useradd --system --home-dir /var/lib/keywarden --shell /usr/sbin/nologin keywarden
+# The operators' group of the admin socket (admin.socket.group); the daemon's user is in it.
+groupadd --system keywarden-admin
+usermod -a -G keywarden-admin keywarden
 install -d -m 0750 -g keywarden /etc/keywarden
 install -m 0600 /dev/null /etc/keywarden/hsm-pin
 head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >/etc/keywarden/hsm-pin
@@ -235,6 +238,10 @@ server:
   port: 8080
 store:
   url: sqlite:keywarden.db
+admin:
+  socket:
+    path: /run/keywarden/admin.sock
+    group: keywarden-admin
 backends:
   hsm:
     type: pkcs11
@@ -330,8 +337,8 @@ wait_active || fail "keywarden.service is not active and ready within 60 s: $(se
 exec_start=$(service_prop ExecStart)
 [[ $exec_start == *"argv[]=/opt/keywarden/bin/keywarden serve ;"* ]] || fail "ExecStart is not the unit's \`keywarden serve\`: $exec_start"
 pre=$(service_prop ExecStartPre)
-[[ $pre == *"argv[]=/opt/keywarden/bin/keywarden config check ;"* && $pre =~ code=exited\ \;\ status=0[\ /] ]] ||
-  fail "ExecStartPre (config check) did not pass: $pre"
+[[ $pre == *"argv[]=/opt/keywarden/bin/keywarden config check --deep ;"* && $pre =~ code=exited\ \;\ status=0[\ /] ]] ||
+  fail "ExecStartPre (config check --deep) did not pass: $pre"
 main_pid=$(service_prop MainPID)
 cpus=$(cx nproc)
 # One worker per CPU; with one CPU `serve` defaults to --workers 1: a single process, no workers.
@@ -348,7 +355,7 @@ done
 sub=$(service_prop SubState)
 restarts=$(service_prop NRestarts)
 [[ $sub == running && $restarts == 0 ]] || fail "keywarden.service is $sub with NRestarts=$restarts"
-ok "keywarden.service active (running): keywarden serve, primary $main_pid + $workers worker(s) ($cpus CPU), ExecStartPre config check exit 0, NRestarts=0"
+ok "keywarden.service active (running): keywarden serve, primary $main_pid + $workers worker(s) ($cpus CPU), ExecStartPre config check --deep exit 0, NRestarts=0"
 hsm_prop() { cx systemctl show keywarden-hsm -p "$1" --value; }
 [[ $(hsm_prop ActiveState)/$(hsm_prop SubState) == active/running ]] ||
   fail "keywarden-hsm.service is $(hsm_prop ActiveState)/$(hsm_prop SubState), Result=$(hsm_prop Result); journal: $(journal_errors)"

@@ -4,17 +4,21 @@ import { StoreAuditLog } from './audit/audit-log';
 import { AuditStore } from './audit/audit-store';
 import { LogAuditLog } from './audit/log-audit-log';
 import type { KeyBackend } from './backends/key-backend';
-import { openBackend } from './backends/registry';
+import { backendType, openBackend } from './backends/registry';
 import { ClientTrust } from './lifecycle/client-trust';
 import type { LifecycleContext } from './lifecycle/context';
 import { Keywarden } from './lifecycle/keywarden';
 import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
+import { requireBackends } from './lifecycle/require-backends';
+import { ServiceHealth } from './lifecycle/service-health';
 import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
-import { KeywardenError } from './policy/errors';
+import { KeywardenError, type ErrorCode } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
+import type { EnvironmentProblem } from './config/check-environment';
 import { openStore } from './store/data-source';
+import { inspectStore } from './store/inspect-store';
 import { KeyChangeListener } from './store/key-change-notifier';
 import { createScopeLock } from './store/scope-lock';
 import { SqlStore } from './store/sql-store';
@@ -40,6 +44,17 @@ export interface RuntimeOptions {
    * commands only log them, so one finding is not recorded once per process.
    */
   auditIntegrity?: boolean;
+  /**
+   * Refuse a store that was never initialised (STORE_NOT_INITIALIZED) instead of creating it:
+   * every one-shot command but `init`, so a wrong path or config never leaves an empty store.
+   */
+  storeMustExist?: boolean;
+  /**
+   * Open every backend before anything else (`serve`): one that cannot be opened for a reason no
+   * retry fixes (FATAL_AT_START: a missing module, a wrong token label or PIN) fails the start;
+   * others are logged and the process starts unready. One-shot commands open backends on use.
+   */
+  requireBackends?: boolean;
 }
 
 /** A wired process: the use-case facade, and what must be closed on exit. */
@@ -50,7 +65,22 @@ export interface Runtime {
   ctx: LifecycleContext;
   /** The store's connection, for tests and tools that look underneath (never for adapters). */
   ds: DataSource;
+  /**
+   * A facade for `config` (a reload, SIGHUP) over this runtime's store, backends and audit log,
+   * with its own key cache, loaded before it is returned. The store, backends and audit settings
+   * must be those of the running config (configChanges refuses a reload that changes them).
+   * The facades built before stay usable until released, so requests they serve finish on them.
+   */
+  reconfigure(config: KeywardenConfig): Promise<RuntimeGeneration>;
   close(): Promise<void>;
+}
+
+/** One config's facade over a runtime (the first one, or a reload's). */
+export interface RuntimeGeneration {
+  keywarden: Keywarden;
+  ctx: LifecycleContext;
+  /** Stops its key cache's refresh; call once nothing uses this facade any more. */
+  release(): void;
 }
 
 /** The hash-chained audit log in the store (what the daemon and the CLI record to). */
@@ -68,7 +98,7 @@ export { ensureStoreDirectory as prepareDataDir } from './store/data-source';
  */
 export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions): Promise<Runtime> {
   const clock = opts.clock ?? systemClock;
-  const ds = await openStore(config.store.url);
+  const ds = await openStore(config.store.url, {}, { mustExist: opts.storeMustExist ?? false });
   const opened = new Map<string, Promise<KeyBackend>>();
   const open = opts.openBackend ?? openBackend;
   const backend = (name: string): Promise<KeyBackend> => {
@@ -88,24 +118,18 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     audit.appendIn ? audit.appendIn(m, event) : audit.record(event),
   );
   const keys = store.keys;
-  const integrity = new KeyIntegrity({
-    config,
-    clock,
-    log: opts.log,
-    backend,
-    rowExists: async (id) => (await keys.findById(id)) !== null,
-    audit: opts.auditIntegrity ? audit : null,
-  });
   const url = config.store.url;
   const onPostgres = url.startsWith('postgres://') || url.startsWith('postgresql://');
   const sqliteFile = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : null;
+  // Per process, like the store: each config generation's key cache starts its own feed from it.
   const changeFeed: KeyChangeFeedFactory = (onChange, onMaybeChange) => {
     if (onPostgres) return new KeyChangeListener(url, { log: opts.log, onChange });
     if (sqliteFile !== null && sqliteFile !== ':memory:')
       return new SqliteFileWatcher({ file: sqliteFile, onMaybeChange, log: opts.log });
     return null;
   };
-  const cache = new KeyCache(config, keys, clock, opts.log, integrity, changeFeed);
+  // Per process, not per config: it checks client rows against the audit key's seals once per
+  // row content, and needs only the backends (which a reload cannot change).
   const clientTrust = new ClientTrust({
     config,
     clock,
@@ -114,33 +138,148 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
     backend,
     audit: opts.auditIntegrity ? audit : null,
   });
-  const ctx: LifecycleContext = {
-    config,
-    clock,
-    log: opts.log,
-    store,
-    keys,
-    lock: createScopeLock(ds),
-    audit,
-    auditRecords: new AuditStore(ds),
-    cache,
-    clientTrust,
-    backend,
+  const lock = createScopeLock(ds);
+  const auditRecords = new AuditStore(ds);
+  const caches = new Set<KeyCache>();
+  // One per process, across reloads: what signing and key generation met lately (readiness).
+  const health = new ServiceHealth(clock);
+  /** What depends on the config: the key integrity check and the key cache it feeds. */
+  const contextFor = (cfg: KeywardenConfig): LifecycleContext => {
+    const integrity = new KeyIntegrity({
+      config: cfg,
+      clock,
+      log: opts.log,
+      backend,
+      rowExists: async (id) => (await keys.findById(id)) !== null,
+      audit: opts.auditIntegrity ? audit : null,
+    });
+    const cache = new KeyCache(cfg, keys, clock, opts.log, integrity, changeFeed);
+    caches.add(cache);
+    return {
+      config: cfg,
+      clock,
+      log: opts.log,
+      store,
+      keys,
+      lock,
+      audit,
+      auditRecords,
+      cache,
+      clientTrust,
+      backend,
+      health,
+    };
   };
+  const ctx = contextFor(config);
   const close = async (): Promise<void> => {
-    cache.stop();
+    for (const c of caches) c.stop();
     for (const p of opened.values()) {
       const b = await p.catch(() => null);
       await b?.close().catch(() => undefined);
     }
     await ds.destroy().catch(() => undefined);
   };
+  const reconfigure = async (next: KeywardenConfig): Promise<RuntimeGeneration> => {
+    const nextCtx = contextFor(next);
+    const release = () => {
+      nextCtx.cache.stop();
+      caches.delete(nextCtx.cache);
+    };
+    try {
+      await nextCtx.cache.refresh(true);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    return { keywarden: new Keywarden(nextCtx), ctx: nextCtx, release };
+  };
   try {
-    await cache.refresh(true);
+    if (opts.requireBackends) {
+      for (const f of await requireBackends(ctx)) {
+        opts.log.warn(
+          { backend: f.backend, code: f.error.code, err: f.error.message },
+          'backend not available at start: serving unready until it answers',
+        );
+      }
+    }
+    await ctx.cache.refresh(true);
   } catch (e) {
     // Nothing to hand back: release the store connection and any backend opened so far.
     await close();
     throw e;
   }
-  return { keywarden: new Keywarden(ctx), ctx, ds, close };
+  return { keywarden: new Keywarden(ctx), ctx, ds, reconfigure, close };
+}
+
+/** One line of `config check --deep`: what was checked, and what it found. */
+export interface DeepCheckItem {
+  /** What was checked: `backends.<name>[.<field>]` or `store`. */
+  subject: string;
+  /** `problem` fails the check; a `note` says what `init` or `serve` will do (e.g. create the store). */
+  status: 'ok' | 'problem' | 'note';
+  /** The error code the problem would raise when the daemon or a command met it. */
+  code?: ErrorCode;
+  message: string;
+}
+
+/**
+ * `config check --deep`: checks, with no side effect, what the file alone cannot show, and
+ * reports everything at once: the environment problems given (secret sources, module files),
+ * then each backend's probe (the module loads and the token is there, with no login; Key Vault
+ * answers) and the store (reachable, initialised, migrations current; opened read-only).
+ */
+export async function checkDeep(
+  config: KeywardenConfig,
+  environment: readonly EnvironmentProblem[],
+): Promise<DeepCheckItem[]> {
+  const items: DeepCheckItem[] = environment.map((p) => ({
+    subject: p.path,
+    status: 'problem',
+    code: p.code,
+    message: p.message,
+  }));
+  for (const [name, backend] of Object.entries(config.backends)) {
+    // A module file that is not there cannot be loaded, a missing secret not presented: already said.
+    if (environment.some((p) => p.backend === name && p.blocksProbe)) continue;
+    const probe = backendType(backend.type).probe;
+    if (!probe) continue;
+    const r = await probe.call(backendType(backend.type), backend);
+    if (r.problems.length === 0)
+      items.push({ subject: `backends.${name}`, status: 'ok', message: r.summary });
+    for (const p of r.problems) {
+      items.push({
+        subject: `backends.${name}${p.field ? `.${p.field}` : ''}`,
+        status: 'problem',
+        code: p.code,
+        message: p.message,
+      });
+    }
+  }
+  const s = await inspectStore(config.store.url);
+  if (s.problem)
+    items.push({
+      subject: 'store',
+      status: 'problem',
+      code: 'STORE_ERROR',
+      message: `${s.store}: ${s.problem}`,
+    });
+  else if (!s.initialised)
+    items.push({
+      subject: 'store',
+      status: 'note',
+      message: `${s.store}: not initialised yet; \`keywarden init\` (or the first \`serve\`) creates it`,
+    });
+  else if (s.pendingMigrations.length > 0)
+    items.push({
+      subject: 'store',
+      status: 'note',
+      message: `${s.store}: reachable; ${s.pendingMigrations.length} migration(s) pending, applied by the next init or serve (${s.pendingMigrations.join(', ')})`,
+    });
+  else
+    items.push({
+      subject: 'store',
+      status: 'ok',
+      message: `${s.store}: reachable, initialised, migrations current`,
+    });
+  return items;
 }

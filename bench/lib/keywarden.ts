@@ -99,7 +99,15 @@ export async function prepareKeywarden(o: SetupOptions): Promise<KeywardenSetup>
     baseUrl,
     cli,
     async addClient(name, grants) {
-      const r = await cli(['--json', 'clients', 'add', name, ...grants.flatMap((g) => ['--grant', g])]);
+      // Directly on the store (--local), whether or not a server runs yet.
+      const r = await cli([
+        '--local',
+        '--json',
+        'clients',
+        'add',
+        name,
+        ...grants.flatMap((g) => ['--grant', g]),
+      ]);
       if (r.code !== 0) throw new Error(`clients add failed: ${r.stderr}`);
       return (JSON.parse(r.stdout) as { secret: string }).secret;
     },

@@ -1,8 +1,8 @@
-import autocannon from 'autocannon';
 import { cpuSample, othersShare, processTreeCpuUs } from './machine';
 import { median, ms, rate } from './stats';
+import { runWrk, type WrkRequest } from './wrk';
 
-/** One HTTP endpoint under load: what autocannon sends to it. */
+/** One HTTP endpoint under load: what the load generator (wrk, its own process) sends to it. */
 export interface LoadTarget {
   name: string;
   url: string;
@@ -34,7 +34,7 @@ export interface RepResult {
   others: number;
   /** CPU µs the server (all its processes) spent per 2xx response; NaN without `pid`. */
   serverUs: number;
-  /** CPU µs the load generator (autocannon, in this process) spent per 2xx response. */
+  /** CPU µs the load generator (wrk, a process of its own) spent per 2xx response. */
   loadUs: number;
 }
 
@@ -53,39 +53,53 @@ export interface Measured {
   failures: number;
 }
 
-function options(t: LoadTarget, connections: number, seconds: number): autocannon.Options {
+/** The requests wrk cycles through for a target. */
+function wrkRequests(t: LoadTarget): { origin: string; requests: WrkRequest[] } {
+  const url = new URL(t.url);
+  if (t.requests) {
+    return {
+      origin: url.origin,
+      requests: t.requests.map((r) => ({
+        method: r.method ?? 'GET',
+        path: r.path,
+        headers: r.headers ?? {},
+        ...(r.body !== undefined ? { body: r.body } : {}),
+      })),
+    };
+  }
   return {
-    url: t.url,
-    connections,
-    duration: seconds,
-    pipelining: 1,
-    timeout: 10,
-    ...(t.method ? { method: t.method } : {}),
-    ...(t.headers ? { headers: t.headers } : {}),
-    ...(t.body !== undefined ? { body: t.body } : {}),
-    ...(t.requests ? { requests: t.requests } : {}),
+    origin: url.origin,
+    requests: [
+      {
+        method: t.method ?? 'GET',
+        path: `${url.pathname}${url.search}`,
+        headers: t.headers ?? {},
+        ...(t.body !== undefined ? { body: t.body } : {}),
+      },
+    ],
   };
 }
 
-/** One autocannon run. */
+/** One wrk run (its own process, one thread). */
 export async function runLoad(t: LoadTarget, connections: number, seconds: number): Promise<RepResult> {
+  const { origin, requests } = wrkRequests(t);
   const before = cpuSample();
   const serverBefore = t.pid === undefined ? Number.NaN : processTreeCpuUs(t.pid);
-  const loadBefore = process.cpuUsage();
-  const r = await autocannon(options(t, connections, seconds));
-  const load = process.cpuUsage(loadBefore);
+  const r = await runWrk(origin, requests, connections, seconds);
   const serverUs = t.pid === undefined ? Number.NaN : processTreeCpuUs(t.pid) - serverBefore;
   const after = cpuSample();
-  const responses = Math.max(1, r['2xx']);
+  const ok = Math.max(0, r.requests - r.badStatus);
+  const responses = Math.max(1, ok);
   return {
-    rps: r['2xx'] / r.duration,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
-    others: othersShare(before, after),
+    rps: ok / r.durationSeconds,
+    p50: r.p50Ms,
+    p99: r.p99Ms,
+    non2xx: r.badStatus,
+    errors: r.socketErrors,
+    // wrk has exited and been reaped by now, so its ticks no longer show as ours: take them out.
+    others: othersShare(before, after, r.cpuUs),
     serverUs: serverUs / responses,
-    loadUs: (load.user + load.system) / responses,
+    loadUs: r.cpuUs / responses,
   };
 }
 

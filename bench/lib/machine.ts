@@ -105,13 +105,15 @@ export function cpuSample(): CpuTicks {
 
 /**
  * The share of the machine's CPU (0..1, all cores) that processes outside this benchmark used
- * between two samples: other engineers' tests disturbing the measurement. Approximate: a
- * process of ours that exited in between is not counted as ours.
+ * between two samples: other engineers' tests disturbing the measurement. A process of ours that
+ * exited in between is counted as ours only through `exitedChildrenUs` (the load generator's).
  */
-export function othersShare(a: CpuTicks, b: CpuTicks): number {
+export function othersShare(a: CpuTicks, b: CpuTicks, exitedChildrenUs = 0): number {
   const total = b.total - a.total;
   if (total <= 0) return 0;
-  const others = b.busy - a.busy - Math.max(0, b.ours - a.ours);
+  // /proc/stat counts in the same 10 ms ticks as /proc/<pid>/stat (USER_HZ = 100) per core.
+  const exited = Number.isFinite(exitedChildrenUs) ? exitedChildrenUs / 10_000 : 0;
+  const others = b.busy - a.busy - Math.max(0, b.ours - a.ours) - exited;
   return Math.max(0, Math.min(1, others / total));
 }
 

@@ -28,3 +28,21 @@ export function rate(n: number): string {
 export function ms(n: number): string {
   return n < 10 ? `${n.toFixed(2)} ms` : `${n.toFixed(1)} ms`;
 }
+
+/**
+ * a ÷ b paired by round (a[i] and b[i] were measured in the same round, so a change in the
+ * machine's speed between rounds hits both): the median of the per-round ratios and their
+ * range, as "0.88 (0.67–1.25)". The machine drifts ±30% between rounds; the ratio of two
+ * medians taken over different rounds would carry that drift.
+ */
+export function pairedRatio(a: readonly number[], b: readonly number[]): string {
+  const r = a.map((x, i) => x / (b[i] ?? Number.NaN)).filter((x) => Number.isFinite(x));
+  if (r.length === 0) return 'n/a';
+  const s = [...r].sort((x, y) => x - y);
+  return `${median(r).toFixed(2)} (${s[0]!.toFixed(2)}–${s[s.length - 1]!.toFixed(2)})`;
+}
+
+/** CPU µs per response as ms per 1,000 responses: a cost that does not depend on how busy the machine is. */
+export function cpuPerThousand(usPerResponse: number): string {
+  return Number.isFinite(usPerResponse) ? `${usPerResponse.toFixed(0)} ms` : 'n/a';
+}

@@ -1,7 +1,7 @@
 /**
  * Profiles the JWKS route against the constant-buffer yardstick answering the same path with
  * keywarden's caching headers as constants: `node -r tsx/cjs bench/profile/jwks.ts [seconds]`.
- * Both run with --cpu-prof under the same autocannon load; prints event-loop µs per request by
+ * Both run with --cpu-prof under the same wrk load; prints event-loop µs per request by
  * area and by function, largest differences first, so what remains is keywarden's own work.
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';

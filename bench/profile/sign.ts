@@ -1,7 +1,7 @@
 /**
  * Profiles the sign route under load: `node -r tsx/cjs bench/profile/sign.ts [seconds]` starts
  * `keywarden serve --workers 1` with --cpu-prof, loads POST /v1/scopes/es256/sign with
- * autocannon, stops it and prints the top self-time functions (the .cpuprofile is kept in
+ * wrk (its own process), stops it and prints the top self-time functions (the .cpuprofile is kept in
  * .tmp/bench/prof-sign/ for Chrome DevTools).
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';

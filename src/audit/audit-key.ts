@@ -1,3 +1,4 @@
+import { ServiceHealth } from '../lifecycle/service-health';
 import { backendType } from '../backends/registry';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
@@ -54,6 +55,8 @@ function asLifecycleContext(actx: AuditContext): LifecycleContext {
     ...actx,
     cache: refuse<KeyCache>('the key cache'),
     clientTrust: refuse<ClientTrust>('API clients'),
+    // The audit key is no scope: its generation failures are logged, not a scope's readiness.
+    health: new ServiceHealth(actx.clock),
   };
 }
 

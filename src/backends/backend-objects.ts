@@ -41,6 +41,12 @@ export interface TokenObject {
   /** CKA_APPLICATION of a data object (e.g. a key seal's `keywarden-key-seal/v1`), when it has one. */
   application?: string;
   attributes: TokenObjectAttributes;
+  /**
+   * True when the object's CKA_CLASS cannot be read: a half-written object, what a process killed
+   * while the token was creating it leaves behind (seen with SoftHSM2: an object file with no
+   * attributes yet). Its class then shows as `other`.
+   */
+  incomplete?: boolean;
 }
 
 /** A keywarden key seal: the data object that sits beside a key pair under the same label. */

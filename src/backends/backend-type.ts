@@ -1,4 +1,5 @@
 import type { BackendConfigBase, BackendTypeRules } from '../policy/backend-type';
+import type { ErrorCode } from '../policy/errors';
 import type { KeyBackend } from './key-backend';
 
 /** What `hsm status` shows of one backend: no login, no PIN, nothing secret. */
@@ -7,6 +8,17 @@ export interface BackendStatus {
   details: Record<string, unknown>;
   /** The same for people, a line each. */
   summary: string[];
+}
+
+/** A problem with what a configured backend needs around it (`config check`, `config check --deep`). */
+export interface BackendCheckProblem {
+  /** The backend's config field it concerns (`pin`, `module`, ...), or null for the backend as a whole. */
+  field: string | null;
+  /** The error code opening or using the backend would raise for it. */
+  code: ErrorCode;
+  message: string;
+  /** A local problem that makes a probe pointless (no module file, no credential to present). */
+  blocksProbe?: boolean;
 }
 
 /**
@@ -20,4 +32,14 @@ export interface BackendType<C extends BackendConfigBase = BackendConfigBase> ex
   open(config: C): Promise<KeyBackend>;
   /** Describes a configured backend without logging in (module, slots, vault, ...). */
   status(config: C): BackendStatus;
+  /**
+   * Optional: the files and environment variables the backend needs (its secret source, its
+   * module file, a CA file), checked without loading or contacting anything (`config check`).
+   */
+  localProblems?(config: C, env: NodeJS.ProcessEnv): BackendCheckProblem[];
+  /**
+   * Optional: a probe with no side effect (no login, no write, nothing created): the module
+   * loads, the token is there, the service answers (`config check --deep`). Never throws.
+   */
+  probe?(config: C): Promise<{ problems: BackendCheckProblem[]; summary: string }>;
 }

@@ -1,8 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
-import type { AuditVerifyReport, ChainedRecord } from '../lifecycle';
+import { auditCheckpoint, auditPrune, auditTail, auditVerify, type Wire } from '../admin';
+import type { AuditVerifyReport } from '../lifecycle';
 import { parseDurationSeconds } from '../policy/duration';
 import { EXIT } from './exit-codes';
-import { cliActor, iso, output, table, withRuntime } from './io';
+import { iso, output, runOperation, table } from './io';
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -26,21 +27,9 @@ function witness(v: string, previous: { seq: number; hash: string }[] = []) {
   return [...previous, { seq: Number(m[1]), hash: m[2]! }];
 }
 
-/** A record as printed: `at` as ISO; signatures stay in --json only. */
-function printable(r: ChainedRecord) {
-  return {
-    seq: r.seq,
-    at: r.at.toISOString(),
-    type: r.type,
-    actor: r.actor,
-    scope: r.scope,
-    kid: r.kid,
-    data: r.data,
-    hash: r.hash,
-  };
-}
+type PrintedRecord = Wire<Awaited<ReturnType<typeof auditTail.run>>>[number];
 
-function summary(r: ChainedRecord): string {
+function summary(r: PrintedRecord): string {
   const d = { ...r.data };
   delete d.signature;
   delete d.anchor;
@@ -48,7 +37,7 @@ function summary(r: ChainedRecord): string {
   return s === '{}' ? '' : s.length > 90 ? `${s.slice(0, 89)}…` : s;
 }
 
-function humanVerify(r: AuditVerifyReport): string {
+function humanVerify(r: Wire<AuditVerifyReport>): string {
   const lines = [
     r.ok
       ? 'audit chain OK'
@@ -79,25 +68,20 @@ export function auditCommand(): Command {
     .option('--type <type>', 'only records of this type (e.g. key.revoked, audit.checkpoint)')
     .option('--limit <n>', 'how many records (default 20)', positiveInt, 20)
     .action(async (opts: { scope?: string; kid?: string; type?: string; limit: number }, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const rows = await kw.auditTail(opts);
-        output(cmd, rows.map(printable), () =>
-          rows.length === 0
-            ? 'no audit records'
-            : table(
-                ['seq', 'at', 'type', 'actor', 'scope', 'kid', 'data'],
-                rows.map((r) => [
-                  r.seq,
-                  iso(r.at),
-                  r.type,
-                  r.actor,
-                  r.scope,
-                  r.kid?.slice(0, 12),
-                  summary(r),
-                ]),
-              ),
-        );
+      const rows = await runOperation(cmd, auditTail, {
+        limit: opts.limit,
+        ...(opts.scope !== undefined ? { scope: opts.scope } : {}),
+        ...(opts.kid !== undefined ? { kid: opts.kid } : {}),
+        ...(opts.type !== undefined ? { type: opts.type } : {}),
       });
+      output(cmd, rows, () =>
+        rows.length === 0
+          ? 'no audit records'
+          : table(
+              ['seq', 'at', 'type', 'actor', 'scope', 'kid', 'data'],
+              rows.map((r) => [r.seq, iso(r.at), r.type, r.actor, r.scope, r.kid?.slice(0, 12), summary(r)]),
+            ),
+      );
     });
 
   audit
@@ -115,15 +99,13 @@ export function auditCommand(): Command {
         opts: { offline?: boolean; trustKid?: string[]; witness?: { seq: number; hash: string }[] },
         cmd: Command,
       ) => {
-        await withRuntime(cmd, async (kw) => {
-          const report = await kw.verifyAudit({
-            online: !opts.offline,
-            trustKids: opts.trustKid ?? [],
-            witnesses: opts.witness ?? [],
-          });
-          output(cmd, report, () => humanVerify(report));
-          if (!report.ok) process.exitCode = EXIT.NEGATIVE;
+        const report = await runOperation(cmd, auditVerify, {
+          online: !opts.offline,
+          trustKids: opts.trustKid ?? [],
+          witnesses: opts.witness ?? [],
         });
+        output(cmd, report, () => humanVerify(report));
+        if (!report.ok) process.exitCode = EXIT.NEGATIVE;
       },
     );
 
@@ -131,14 +113,12 @@ export function auditCommand(): Command {
     .command('checkpoint')
     .description('sign a checkpoint over the chain head now (the daemon does this on its own)')
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const r = await kw.checkpointAudit({ force: true });
-        output(cmd, r, () =>
-          r.written
-            ? `checkpoint at seq ${r.seq} covers seq ${r.covers?.seq} (audit key ${r.kid})`
-            : `no checkpoint: ${r.reason}`,
-        );
-      });
+      const r = await runOperation(cmd, auditCheckpoint, {});
+      output(cmd, r, () =>
+        r.written
+          ? `checkpoint at seq ${r.seq} covers seq ${r.covers?.seq} (audit key ${r.kid})`
+          : `no checkpoint: ${r.reason}`,
+      );
     });
 
   audit
@@ -152,21 +132,24 @@ export function auditCommand(): Command {
       beforeDate,
     )
     .action(async (opts: { before: { date?: Date; agoSeconds?: number } }, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const before =
-          opts.before.date ?? new Date(kw.clock.now().getTime() - (opts.before.agoSeconds ?? 0) * 1000);
-        const r = await kw.pruneAudit(before, cliActor());
-        output(cmd, r, () =>
-          [
-            r.pruned === 0
-              ? `nothing older than ${before.toISOString()} to prune`
-              : `pruned ${r.pruned} record(s); the chain now starts at seq ${r.firstSeq} (anchor at seq ${r.anchorSeq})`,
-            r.blockedBy ? `stopped at seq ${r.blockedBy.seq}: ${r.blockedBy.reason}` : '',
-          ]
-            .filter(Boolean)
-            .join('\n'),
-        );
-      });
+      // A duration is counted back from the daemon's clock, not this machine's.
+      const r = await runOperation(
+        cmd,
+        auditPrune,
+        opts.before.date
+          ? { before: opts.before.date.toISOString() }
+          : { olderThanSeconds: opts.before.agoSeconds ?? 0 },
+      );
+      output(cmd, r, () =>
+        [
+          r.pruned === 0
+            ? `nothing older than ${r.before} to prune`
+            : `pruned ${r.pruned} record(s); the chain now starts at seq ${r.firstSeq} (anchor at seq ${r.anchorSeq})`,
+          r.blockedBy ? `stopped at seq ${r.blockedBy.seq}: ${r.blockedBy.reason}` : '',
+        ]
+          .filter(Boolean)
+          .join('\n'),
+      );
     });
   return audit;
 }

@@ -1,13 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import type {
-  CheckedClientSummary,
-  ClientSummary,
-  IssuedClientSecret,
-  SealClientsReport,
-} from '../lifecycle';
+import {
+  clientsAdd,
+  clientsAddCertificate,
+  clientsList,
+  clientsRemove,
+  clientsRotateSecret,
+  clientsSeal,
+  clientsShow,
+  type Wire,
+} from '../admin';
+import type { CheckedClientSummary, ClientSummary, SealClientsReport } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import { EXIT } from './exit-codes';
-import { cliActor, iso, output, table, withRuntime } from './io';
+import { iso, output, runOperation, table } from './io';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -53,18 +59,21 @@ export function parseGrantOptions(
   return out;
 }
 
-const grantsText = (g: ClientSummary['grants']) =>
+const grantsText = (g: Wire<ClientSummary['grants']>) =>
   Object.entries(g)
     .map(([scope, list]) => `${scope}:${list.join(',')}`)
     .join(' ');
 
 /** `trusted`, or `refused (<reason>)`. */
-const trustText = (c: CheckedClientSummary) => (c.trust === 'trusted' ? 'trusted' : `refused (${c.reason})`);
+const trustText = (c: Wire<CheckedClientSummary>) =>
+  c.trust === 'trusted' ? 'trusted' : `refused (${c.reason})`;
 
-function humanClient(c: CheckedClientSummary): string {
+function humanClient(c: Wire<CheckedClientSummary>): string {
   return [
     `name:     ${c.name}`,
     `id:       ${c.id}`,
+    `auth:     ${c.auth.join(', ')}`,
+    ...(c.certSpkiSha256 ? [`cert:     SPKI SHA-256 ${c.certSpkiSha256}`] : []),
     `grants:   ${grantsText(c.grants)}`,
     `created:  ${iso(c.createdAt)}`,
     `updated:  ${iso(c.updatedAt)}`,
@@ -73,7 +82,7 @@ function humanClient(c: CheckedClientSummary): string {
   ].join('\n');
 }
 
-function humanSealReport(r: SealClientsReport): string {
+function humanSealReport(r: Wire<SealClientsReport>): string {
   if (r.clients.length === 0) return 'no clients';
   const rows = table(
     ['name', 'id', 'grants', 'created', 'was', r.dryRun ? 'would' : 'done'],
@@ -97,11 +106,22 @@ function humanSealReport(r: SealClientsReport): string {
   ].join('\n');
 }
 
+/** The PEM text of a --cert file; REQUEST_INVALID (exit 2) when it cannot be read. */
+function readCertificateFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new KeywardenError('REQUEST_INVALID', `cannot read --cert ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
 /** Prints a newly issued secret: on stdout only, once, with a warning that it is not stored. */
-function printSecret(cmd: Command, issued: IssuedClientSecret, verb: string): void {
-  output(cmd, { ...issued.client, secret: issued.secret }, () =>
+function printSecret(cmd: Command, issued: Wire<ClientSummary> & { secret: string }, verb: string): void {
+  output(cmd, issued, () =>
     [
-      `${verb} client ${issued.client.name} (id ${issued.client.id}); grants: ${grantsText(issued.client.grants)}`,
+      `${verb} client ${issued.name} (id ${issued.id}); grants: ${grantsText(issued.grants)}`,
       'secret (shown once; only its hash is stored; send it as "Authorization: Bearer <secret>"):',
       issued.secret,
     ].join('\n'),
@@ -114,39 +134,71 @@ export function clientsCommand(): Command {
 
   clients
     .command('add')
-    .description('create an API client with grants per scope and print its secret once')
+    .description(
+      'create an API client with grants per scope: print its secret once, or bind it to a client certificate (--cert)',
+    )
     .argument('<name>', 'a unique name (letters, digits, . _ -)')
     .option('--grant <grant>', 'SCOPE:sign[,verify], or sign[,verify] with --scope (repeatable)', collect, [])
     .option('--scope <scope>', 'a scope the unprefixed --grant applies to (repeatable)', collect, [])
+    .option(
+      '--cert <file>',
+      "bind the client to this PEM client certificate's public key (mutual TLS) instead of issuing a secret",
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  keywarden clients add billing --grant consumer:sign,verify --grant enterprise:verify\n' +
-        '  keywarden clients add gateway --scope consumer --scope enterprise --grant verify',
+        '  keywarden clients add gateway --scope consumer --scope enterprise --grant verify\n' +
+        '  keywarden clients add payments --grant consumer:sign --cert payments.crt\n\n' +
+        'With --cert the client has no secret: it connects over TLS with that certificate (issued by a CA\n' +
+        'in server.tls.clientCaFile, which must hold its direct issuer) and is bound to its public key\n' +
+        '(SPKI SHA-256), so a certificate renewed over the same key stays bound; a new key needs a new\n' +
+        'client. The binding is sealed by the audit key like the rest of the row.',
     )
-    .action(async (name: string, opts: { grant: string[]; scope: string[] }, cmd: Command) => {
+    .action(async (name: string, opts: { grant: string[]; scope: string[]; cert?: string }, cmd: Command) => {
       if (opts.grant.length === 0)
         throw new KeywardenError('REQUEST_INVALID', 'at least one --grant is required');
       const grants = parseGrantOptions(opts.scope, opts.grant);
-      await withRuntime(cmd, async (kw) => {
-        printSecret(cmd, await kw.addClient(name, grants, cliActor()), 'created');
-      });
+      if (opts.cert === undefined) {
+        printSecret(cmd, await runOperation(cmd, clientsAdd, { name, grants }), 'created');
+        return;
+      }
+      // The certificate is read here and checked against server.tls.clientCaFile where the
+      // client is made (the daemon's config, or --local's).
+      const certificatePem = readCertificateFile(opts.cert);
+      const c = await runOperation(cmd, clientsAddCertificate, { name, grants, certificatePem });
+      output(cmd, c, () =>
+        [
+          `created client ${c.name} (id ${c.id}); grants: ${grantsText(c.grants)}`,
+          `bound to the client certificate's public key (SPKI SHA-256 ${c.certSpkiSha256}); no secret`,
+          ...(c.clientCaConfigured
+            ? []
+            : [
+                'note: server.tls.clientCaFile is not set: no daemon accepts client certificates until it is',
+              ]),
+        ].join('\n'),
+      );
     });
 
   clients
     .command('list')
     .description('list API clients, their grants and whether an HSM key vouches for each (never secrets)')
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const all = await kw.listClients();
-        output(cmd, all, () =>
-          all.length === 0
-            ? 'no clients'
-            : table(
-                ['name', 'id', 'grants', 'created', 'trust'],
-                all.map((c) => [c.name, c.id, grantsText(c.grants), iso(c.createdAt), trustText(c)]),
-              ),
-        );
-      });
+      const all = await runOperation(cmd, clientsList, {});
+      output(cmd, all, () =>
+        all.length === 0
+          ? 'no clients'
+          : table(
+              ['name', 'id', 'auth', 'grants', 'created', 'trust'],
+              all.map((c) => [
+                c.name,
+                c.id,
+                c.auth.join('+'),
+                grantsText(c.grants),
+                iso(c.createdAt),
+                trustText(c),
+              ]),
+            ),
+      );
     });
 
   clients
@@ -154,10 +206,8 @@ export function clientsCommand(): Command {
     .description('show one API client (by name or id)')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const c = await kw.showClient(nameOrId);
-        output(cmd, c, () => humanClient(c));
-      });
+      const c = await runOperation(cmd, clientsShow, { client: nameOrId });
+      output(cmd, c, () => humanClient(c));
     });
 
   clients
@@ -165,10 +215,8 @@ export function clientsCommand(): Command {
     .description('remove an API client; running daemons refuse it within server.keyRefreshSeconds')
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const c = await kw.removeClient(nameOrId, cliActor());
-        output(cmd, { removed: c }, () => `removed client ${c.name} (id ${c.id})`);
-      });
+      const r = await runOperation(cmd, clientsRemove, { client: nameOrId });
+      output(cmd, r, () => `removed client ${r.removed.name} (id ${r.removed.id})`);
     });
 
   clients
@@ -191,31 +239,26 @@ export function clientsCommand(): Command {
     )
     .action(
       async (names: string[], opts: { all?: boolean; force?: boolean; dryRun?: boolean }, cmd: Command) => {
-        await withRuntime(cmd, async (kw) => {
-          const report = await kw.sealClients(
-            {
-              clients: names,
-              all: opts.all === true,
-              force: opts.force === true,
-              dryRun: opts.dryRun === true,
-            },
-            cliActor(),
-          );
-          output(cmd, report, () => humanSealReport(report));
-          // Clients left refused are a negative answer for scripts.
-          if (report.clients.some((c) => c.action === 'skipped')) process.exitCode = EXIT.NEGATIVE;
+        const report = await runOperation(cmd, clientsSeal, {
+          clients: names,
+          all: opts.all === true,
+          force: opts.force === true,
+          dryRun: opts.dryRun === true,
         });
+        output(cmd, report, () => humanSealReport(report));
+        // Clients left refused are a negative answer for scripts.
+        if (report.clients.some((c) => c.action === 'skipped')) process.exitCode = EXIT.NEGATIVE;
       },
     );
 
   clients
     .command('rotate-secret')
-    .description('issue a new secret for a client; the old one stops working like a removed client')
+    .description(
+      'issue a new secret for a client; the old one stops working like a removed client (not for --cert clients)',
+    )
     .argument('<client>')
     .action(async (nameOrId: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        printSecret(cmd, await kw.rotateClientSecret(nameOrId, cliActor()), 'new secret for');
-      });
+      printSecret(cmd, await runOperation(cmd, clientsRotateSecret, { client: nameOrId }), 'new secret for');
     });
 
   return clients;

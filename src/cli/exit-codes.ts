@@ -4,7 +4,8 @@ import type { ErrorCode } from '../policy/errors';
  * Exit codes that mean something to scripts:
  * 0 success; 1 a negative answer (invalid token, broken audit chain, findings, failed check);
  * 2 bad usage or input; 3 invalid config; 4 not found; 5 refused in the current state;
- * 6 backend (HSM / Key Vault) problem; 7 store problem; 70 internal error.
+ * 6 backend (HSM / Key Vault) problem; 7 store problem; 8 `serve` cannot listen on its address;
+ * 9 the daemon's admin socket cannot be reached (not running, or no permission); 70 internal error.
  */
 export const EXIT = {
   OK: 0,
@@ -15,6 +16,8 @@ export const EXIT = {
   STATE: 5,
   BACKEND: 6,
   STORE: 7,
+  LISTEN: 8,
+  DAEMON: 9,
   INTERNAL: 70,
 } as const;
 
@@ -44,10 +47,14 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   BACKEND_KEY_EXPIRED: EXIT.BACKEND,
   BACKEND_ERROR: EXIT.BACKEND,
   STORE_ERROR: EXIT.STORE,
+  STORE_NOT_INITIALIZED: EXIT.STORE,
   LOCK_BUSY: EXIT.STATE,
   RATE_LIMITED: EXIT.STATE,
   AUDIT_CHAIN_BROKEN: EXIT.NEGATIVE,
   AUDIT_PRUNE_REFUSED: EXIT.STATE,
   SCAN_ERROR: EXIT.USAGE,
+  SHUTTING_DOWN: EXIT.STATE,
+  LISTEN_FAILED: EXIT.LISTEN,
+  DAEMON_UNREACHABLE: EXIT.DAEMON,
   INTERNAL: EXIT.INTERNAL,
 };

@@ -1,12 +1,13 @@
 import { Command } from 'commander';
+import { hsmCheck, hsmStatusOperation, toWire, type Wire } from '../admin';
 import { hsmStatus, type HsmCheckReport, type HsmStatusReport } from '../lifecycle';
 import { HSM_FINDING_KINDS } from '../policy/hsm-findings';
-import { EXIT } from './exit-codes';
-import { loadConfigFor, output, table, withRuntime } from './io';
+import { EXIT, EXIT_CODE } from './exit-codes';
+import { globals, loadConfigFor, output, runOperation, table } from './io';
 
 const flag = (v: boolean | undefined): string => (v === undefined ? '?' : v ? 'Y' : 'n');
 
-type Listed = HsmCheckReport['backends'][number]['objects'][number];
+type Listed = Wire<HsmCheckReport>['backends'][number]['objects'][number];
 
 /** What a key may be used for, as its flags say: `sign`, `sign,decrypt`, ... ('?' none reported). */
 function uses(o: Listed): string {
@@ -43,9 +44,14 @@ function findingKindsHelp(): string {
   ].join('\n');
 }
 
-function humanCheck(r: HsmCheckReport): string {
+function humanCheck(r: Wire<HsmCheckReport>): string {
   const parts: string[] = [];
   for (const b of r.backends) {
+    if (b.error) {
+      // Nothing was listed: "0 objects" would read as an empty token.
+      parts.push(`backend ${b.backend}: NOT CHECKED: ${b.error.code}: ${b.error.message}`);
+      continue;
+    }
     parts.push(
       `backend ${b.backend} (${b.type}${b.allObjects ? ', every object' : ", keywarden's objects"}): ${b.objects.length} object(s)`,
     );
@@ -76,13 +82,15 @@ function humanCheck(r: HsmCheckReport): string {
   return parts.join('\n');
 }
 
-function humanStatus(r: HsmStatusReport): string {
+function humanStatus(r: Wire<HsmStatusReport>): string {
   const parts: string[] = [];
   for (const b of r.backends) {
     const [first = '', ...rest] = b.summary;
     parts.push(`backend ${b.backend}: ${first}`, ...rest);
   }
-  parts.push(`core dump limit of this process: ${r.coreDumpLimit ?? 'unknown'} ('serve' sets its own to 0)`);
+  parts.push(
+    `core dump limit of the answering process: ${r.coreDumpLimit ?? 'unknown'} ('serve' sets its own to 0)`,
+  );
   return parts.join('\n');
 }
 
@@ -92,9 +100,16 @@ export function hsmCommand(): Command {
 
   hsm
     .command('status')
-    .description('module, slots, tokens and free space (no PIN needed), and the core-dump limit')
-    .action((_o, cmd: Command) => {
-      const r = hsmStatus(loadConfigFor(cmd));
+    .description(
+      'module, slots, tokens and free space (no PIN needed), and the core-dump limit of the process that ' +
+        'answers (the daemon, or this one with --local)',
+    )
+    .action(async (_o, cmd: Command) => {
+      // With --local only the module is loaded (no PIN, no store): the way to look at a token
+      // whose PIN or store is the problem. Through the daemon, the daemon's view.
+      const r = globals(cmd).local
+        ? toWire(hsmStatus(loadConfigFor(cmd)))
+        : await runOperation(cmd, hsmStatusOperation, {});
       output(cmd, r, () => humanStatus(r));
     });
 
@@ -103,15 +118,18 @@ export function hsmCommand(): Command {
     .description(
       'list every object on the configured tokens; exit 1 if a private key is exportable or readable, ' +
         'serves another use than signing, can be modified or copied, an object is unlabelled, a key ' +
-        'pair or seal is left partial, an object has no key row, or a dead key was not destroyed',
+        'pair or seal is left partial, an object has no key row, or a dead key was not destroyed; ' +
+        'exit 6 with the backend error (e.g. BACKEND_PIN_INCORRECT) when a backend cannot be opened or listed',
     )
     .addHelpText('after', findingKindsHelp)
     .action(async (_o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const r = await kw.hsmCheck();
-        output(cmd, r, () => humanCheck(r));
-        if (!r.ok) process.exitCode = EXIT.NEGATIVE;
-      });
+      const r = await runOperation(cmd, hsmCheck, {});
+      output(cmd, r, () => humanCheck(r));
+      // A backend that could not be checked is its error's exit status (a wrong PIN: 6), not
+      // the "findings" answer (1): nothing was checked there.
+      const unchecked = r.backends.find((b) => b.error)?.error;
+      if (unchecked) process.exitCode = EXIT_CODE[unchecked.code];
+      else if (!r.ok) process.exitCode = EXIT.NEGATIVE;
     });
   return hsm;
 }

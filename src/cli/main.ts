@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { packageVersion } from '../install-root';
 import { KeywardenError } from '../policy/errors';
 import { clientsCommand } from './clients-command';
@@ -14,6 +14,9 @@ import { scanCommand } from './scan-command';
 import { serveCommand } from './serve-command';
 import { signCommand, verifyCommand } from './token-commands';
 
+/** Levels pino knows; anything else is a usage error (exit 2), never an internal error. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /** The `keywarden` program: every command, with --help on each. */
 export function buildProgram(): Command {
   const program = new Command('keywarden')
@@ -21,7 +24,36 @@ export function buildProgram(): Command {
     .version(packageVersion())
     .option('-c, --config <file>', 'config file (default: $KEYWARDEN_CONFIG or config/default.yaml)')
     .option('--json', 'machine-readable output')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        'log level of this command (logs go to stderr; serve: stdout)',
+      ).choices(LOG_LEVELS),
+    )
+    .option(
+      '--local',
+      'work on the store and HSM directly, without the daemon (break-glass, tests; needs their credentials; ' +
+        'audited as local)',
+    )
+    .option(
+      '--socket <path>',
+      "the daemon's admin socket (default: $KEYWARDEN_ADMIN_SOCKET, else admin.socket.path)",
+    )
+    .option(
+      '--admin-url <url>',
+      "a remote daemon's TLS listener (https://host:port, default $KEYWARDEN_ADMIN_URL), reached with an operator certificate",
+    )
+    .option('--operator-cert <file>', 'with --admin-url: your operator certificate (PEM)')
+    .option('--operator-key <file>', 'with --admin-url: its private key (PEM)')
+    .option('--admin-ca <file>', "with --admin-url: the CA of the daemon's server certificate (PEM)")
+    .addHelpText(
+      'after',
+      '\nCommands on keys, clients, audit, tokens and the HSM run on the daemon through its admin socket\n' +
+        '(admin.socket.path; your user must be in its group), so this machine needs neither the HSM PIN nor\n' +
+        "the store's credentials. When the daemon cannot be reached they fail with exit 9 and never fall\n" +
+        'back by themselves: --local runs them on the store and HSM directly. init and scan always run\n' +
+        'directly (scan only with --local); config check, config path and scopes list read the config file only.',
+    )
     .showHelpAfterError()
     .exitOverride();
   for (const c of [

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { formatDuration } from '../policy/duration';
-import { iso, output, table, withRuntime } from './io';
+import { scopesPlan } from '../admin';
+import { iso, output, runOperation, table } from './io';
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -16,28 +17,26 @@ export function planCommand(): Command {
     .argument('<scope>')
     .option('--rotations <n>', 'how many future keys to plan', positiveInt, 3)
     .action(async (scopeName: string, opts: { rotations: number }, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const { scope, now, keys: rows } = await kw.plan(scopeName, opts.rotations);
-        const p = scope.policy;
-        output(cmd, { scope: scope.name, now, policy: p, keys: rows }, () =>
-          [
-            `scope ${scope.name}: prepublish ${formatDuration(p.prepublishSeconds)}, active ${formatDuration(p.activeForSeconds)}, ` +
-              `grace ${formatDuration(p.verifyGraceSeconds)}, destroy after ${formatDuration(p.destroyAfterSeconds)}`,
-            '',
-            table(
-              ['key', 'state now', 'publish', 'activate', 'retire', 'expire', 'destroy'],
-              rows.map((r) => [
-                r.kid ? r.kid.slice(0, 12) : '(next)',
-                r.stateNow,
-                iso(r.publishAt),
-                iso(r.activateAt),
-                iso(r.retireAt),
-                iso(r.expiresAt),
-                iso(r.destroyAt),
-              ]),
-            ),
-          ].join('\n'),
-        );
-      });
+      const plan = await runOperation(cmd, scopesPlan, { scope: scopeName, rotations: opts.rotations });
+      const { policy: p, keys: rows } = plan;
+      output(cmd, plan, () =>
+        [
+          `scope ${plan.scope}: prepublish ${formatDuration(p.prepublishSeconds)}, active ${formatDuration(p.activeForSeconds)}, ` +
+            `grace ${formatDuration(p.verifyGraceSeconds)}, destroy after ${formatDuration(p.destroyAfterSeconds)}`,
+          '',
+          table(
+            ['key', 'state now', 'publish', 'activate', 'retire', 'expire', 'destroy'],
+            rows.map((r) => [
+              r.kid ? r.kid.slice(0, 12) : '(next)',
+              r.stateNow,
+              iso(r.publishAt),
+              iso(r.activateAt),
+              iso(r.retireAt),
+              iso(r.expiresAt),
+              iso(r.destroyAt),
+            ]),
+          ),
+        ].join('\n'),
+      );
     });
 }

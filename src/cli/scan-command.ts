@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import type { ScanProgress } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import { EXIT } from './exit-codes';
-import { cliActor, globals, output, table, withRuntime } from './io';
+import { globals, localActor, output, table, withRuntime } from './io';
 
 /** A one-line progress bar with bytes/s on stderr, only on a terminal and never with --json. */
 function progressBar(enabled: boolean): { update(p: ScanProgress): void; done(): void } {
@@ -34,7 +34,18 @@ export function scanCommand(): Command {
     .argument('<path...>', 'files or directories (recursive)')
     .option('--all-private-keys', 'also report private keys that match no managed key')
     .option('--revoke', 'revoke every matched key that is still published (the finding is the audit reason)')
+    .addHelpText(
+      'after',
+      '\nscan reads files on this machine and matches them against the store, so it runs with --local\n' +
+        '(the store and HSM credentials); it is not offered through the daemon.',
+    )
     .action(async (paths: string[], opts: { allPrivateKeys?: boolean; revoke?: boolean }, cmd: Command) => {
+      if (!globals(cmd).local) {
+        throw new KeywardenError(
+          'REQUEST_INVALID',
+          'scan reads files on this machine and matches them against the store directly: run it with --local',
+        );
+      }
       await withRuntime(cmd, async (kw) => {
         const bar = progressBar(!globals(cmd).json && process.stderr.isTTY === true);
         let r;
@@ -42,7 +53,7 @@ export function scanCommand(): Command {
           r = await kw.scan(paths, {
             allPrivateKeys: opts.allPrivateKeys,
             revoke: opts.revoke,
-            actor: cliActor(),
+            actor: localActor(),
             onProgress: (p) => bar.update(p),
           });
         } finally {

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { formatDuration } from '../policy/duration';
-import { loadConfigFor, output, table, withRuntime } from './io';
+import { scopesJwks, scopesShow } from '../admin';
+import { loadConfigFor, output, runOperation, table } from './io';
 
 export function scopesCommand(): Command {
   const scopes = new Command('scopes').description('list and inspect scopes');
@@ -30,25 +31,24 @@ export function scopesCommand(): Command {
     .description("show a scope's config, its signing key and key counts by state")
     .argument('<scope>')
     .action(async (name: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const { scope: s, signingKid, keysByState: counts } = await kw.scopeDetails(name);
-        output(cmd, { ...s, signingKid, keysByState: counts }, () =>
-          [
-            `scope:      ${s.name}`,
-            `issuer:     ${s.issuer}`,
-            `audiences:  ${s.audiences.join(', ')}`,
-            `alg:        ${s.alg} on backend ${s.backend}`,
-            `schedule:   ${s.schedule}`,
-            `policy:     prepublish ${formatDuration(s.policy.prepublishSeconds)}, active ${formatDuration(s.policy.activeForSeconds)}, grace ${formatDuration(s.policy.verifyGraceSeconds)}, max token ttl ${formatDuration(s.policy.maxTokenTtlSeconds)}`,
-            `signing:    ${signingKid ?? 'NONE'}`,
-            `keys:       ${
-              Object.entries(counts)
-                .map(([k, v]) => `${v} ${k}`)
-                .join(', ') || 'none'
-            }`,
-          ].join('\n'),
-        );
-      });
+      const s = await runOperation(cmd, scopesShow, { scope: name });
+      const { signingKid, keysByState: counts } = s;
+      output(cmd, s, () =>
+        [
+          `scope:      ${s.name}`,
+          `issuer:     ${s.issuer}`,
+          `audiences:  ${s.audiences.join(', ')}`,
+          `alg:        ${s.alg} on backend ${s.backend}`,
+          `schedule:   ${s.schedule}`,
+          `policy:     prepublish ${formatDuration(s.policy.prepublishSeconds)}, active ${formatDuration(s.policy.activeForSeconds)}, grace ${formatDuration(s.policy.verifyGraceSeconds)}, max token ttl ${formatDuration(s.policy.maxTokenTtlSeconds)}`,
+          `signing:    ${signingKid ?? 'NONE'}`,
+          `keys:       ${
+            Object.entries(counts)
+              .map(([k, v]) => `${v} ${k}`)
+              .join(', ') || 'none'
+          }`,
+        ].join('\n'),
+      );
     });
   return scopes;
 }
@@ -59,9 +59,7 @@ export function jwksCommand(): Command {
     .description("print a scope's published JWKS as the daemon serves it")
     .argument('<scope>')
     .action(async (name: string, _o, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const body = kw.jwksDocument(name);
-        process.stdout.write(`${JSON.stringify(JSON.parse(body), null, 2)}\n`);
-      });
+      const jwks = await runOperation(cmd, scopesJwks, { scope: name });
+      process.stdout.write(`${JSON.stringify(jwks, null, 2)}\n`);
     });
 }

@@ -1,6 +1,8 @@
+import cluster from 'node:cluster';
 import { Command, InvalidArgumentError } from 'commander';
-import { parseWorkerCount, serve } from '../daemon';
-import { globals, loadConfigFor } from './io';
+import { defaultConfigPath, loadConfigFile } from '../config/load-config';
+import { parseWorkerCount, serve, serveAsWorker } from '../daemon';
+import { globals } from './io';
 
 function port(v: string): number {
   const n = Number(v);
@@ -15,7 +17,8 @@ interface ServeOptions {
 }
 
 /**
- * `keywarden serve`: the daemon (scheduler + HTTP), until SIGTERM/SIGINT.
+ * `keywarden serve`: the daemon (scheduler + HTTP), until SIGTERM/SIGINT; SIGHUP reloads the
+ * config (docs/operations.md "Reload").
  *
  * With `--workers N` (default: one per CPU) the process is a node:cluster primary: it runs the
  * scheduler (the only process that does) and N worker processes serve HTTP on the shared port,
@@ -24,7 +27,10 @@ interface ServeOptions {
  */
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('run the daemon: scheduled reconcile per scope, JWKS/discovery/health over HTTP')
+    .description(
+      'run the daemon: scheduled reconcile per scope, JWKS/discovery/health over HTTP; ' +
+        'SIGHUP reloads the config, SIGTERM drains and exits 0; exits 8 when it cannot listen',
+    )
     .option('--host <host>', 'listen address (overrides server.host)')
     .option('--port <port>', 'listen port (overrides server.port)', port)
     .option(
@@ -33,7 +39,10 @@ export function serveCommand(): Command {
       parseWorkerCount,
     )
     .action(async (opts: ServeOptions, cmd: Command) => {
-      const config = loadConfigFor(cmd);
-      return serve(config, { ...opts, logLevel: globals(cmd).logLevel ?? config.logLevel });
+      const logLevel = globals(cmd).logLevel;
+      const req = { ...opts, ...(logLevel !== undefined ? { logLevel } : {}) };
+      // A cluster worker runs the config its primary runs (which it asks for), not the file as it is now.
+      if (cluster.isWorker) return serveAsWorker(req);
+      return serve(loadConfigFile(globals(cmd).config ?? defaultConfigPath()), req);
     });
 }

@@ -3,7 +3,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { KeywardenError } from '../policy/errors';
 import { tokenTypeProblem } from '../policy/token-type';
 import { EXIT } from './exit-codes';
-import { globals, output, withRuntime } from './io';
+import { tokensSign, tokensVerify } from '../admin';
+import { globals, output, runOperation } from './io';
 
 function parseClaims(text: string): unknown {
   try {
@@ -31,14 +32,13 @@ export function signCommand(): Command {
     })
     .option('--typ <typ>', 'JOSE typ header', 'JWT')
     .action(async (opts: { scope: string; claims: unknown; ttl?: number; typ: string }, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const t = await kw.sign(opts.scope, {
-          claims: opts.claims,
-          ttlSeconds: opts.ttl,
-          typ: opts.typ,
-        });
-        output(cmd, t, () => t.token);
+      const t = await runOperation(cmd, tokensSign, {
+        scope: opts.scope,
+        claims: opts.claims,
+        typ: opts.typ,
+        ...(opts.ttl !== undefined ? { ttlSeconds: opts.ttl } : {}),
       });
+      output(cmd, t, () => t.token);
     });
 }
 
@@ -61,17 +61,20 @@ export function verifyCommand(): Command {
     )
     .argument('<token>', "the JWT, or '-' to read it from stdin")
     .action(async (token: string, opts: { scope: string; audience: string; typ?: string }, cmd: Command) => {
-      await withRuntime(cmd, async (kw) => {
-        const jwt = readTokenArg(token);
-        if (jwt.length === 0) throw new KeywardenError('REQUEST_INVALID', 'no token given');
-        const r = await kw.verify(opts.scope, jwt, opts.audience, opts.typ);
-        if (r.valid) {
-          output(cmd, { valid: true, kid: r.kid, claims: r.claims }, () => JSON.stringify(r.claims, null, 2));
-          return;
-        }
-        if (globals(cmd).json) output(cmd, { valid: false, reason: r.reason, message: r.message }, () => '');
-        else process.stderr.write(`invalid token: ${r.reason}: ${r.message}\n`);
-        process.exitCode = EXIT.NEGATIVE;
+      const jwt = readTokenArg(token);
+      if (jwt.length === 0) throw new KeywardenError('REQUEST_INVALID', 'no token given');
+      const r = await runOperation(cmd, tokensVerify, {
+        scope: opts.scope,
+        token: jwt,
+        audience: opts.audience,
+        ...(opts.typ !== undefined ? { typ: opts.typ } : {}),
       });
+      if (r.valid) {
+        output(cmd, r, () => JSON.stringify(r.claims, null, 2));
+        return;
+      }
+      if (globals(cmd).json) output(cmd, r, () => '');
+      else process.stderr.write(`invalid token: ${r.reason}: ${r.message}\n`);
+      process.exitCode = EXIT.NEGATIVE;
     });
 }

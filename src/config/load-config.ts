@@ -12,6 +12,8 @@ export const CONFIG_ENV = {
   file: 'KEYWARDEN_CONFIG',
   /** Overrides `store.url`, e.g. a postgres:// URL holding a password. */
   storeUrl: 'KEYWARDEN_STORE_URL',
+  /** Overrides `admin.socket.path` (several daemons on one host and one config file). */
+  adminSocket: 'KEYWARDEN_ADMIN_SOCKET',
 } as const;
 
 /** Default config path: `config/default.yaml` of the installation. */
@@ -19,11 +21,24 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
   return env[CONFIG_ENV.file] ?? path.join(installRoot(), 'config', 'default.yaml');
 }
 
+/** A config file as read: its text (what a cluster primary hands its workers) and the result. */
+export interface LoadedConfig {
+  /** Absolute path. */
+  source: string;
+  text: string;
+  config: KeywardenConfig;
+}
+
 /**
  * Reads, parses and validates a config file. YAML syntax errors and every policy problem
  * come back as one CONFIG_INVALID error; nothing is written.
  */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): KeywardenConfig {
+  return loadConfigFile(file, env).config;
+}
+
+/** loadConfig, keeping the text it validated. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const source = path.resolve(file);
   let text: string;
   try {
@@ -33,7 +48,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       cause: e,
     });
   }
-  return parseConfigText(text, source, env);
+  return { source, text, config: parseConfigText(text, source, env) };
 }
 
 /** Parses YAML text and validates it; relative paths resolve against the file's directory. */
@@ -52,11 +67,23 @@ export function parseConfigText(
       })),
     );
   }
-  const raw = doc.toJS() as Record<string, unknown> | null;
+  let raw: Record<string, unknown> | null;
+  try {
+    // Aliases resolve here: an undefined one (`*nope`), or more than the alias budget (a
+    // "billion laughs" document), throws; that is the file's fault, not an internal error.
+    raw = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown> | null;
+  } catch (e) {
+    throw new ConfigInvalidError(source, [{ path: '(document)', message: (e as Error).message }]);
+  }
   const storeUrl = env[CONFIG_ENV.storeUrl];
-  const withEnv =
+  let withEnv =
     storeUrl && raw && typeof raw === 'object'
       ? { ...raw, store: { ...((raw.store as object | undefined) ?? {}), url: storeUrl } }
       : raw;
+  const adminSocket = env[CONFIG_ENV.adminSocket];
+  if (adminSocket && withEnv && typeof withEnv === 'object') {
+    const admin = (withEnv.admin as { socket?: object | null } | undefined) ?? {};
+    withEnv = { ...withEnv, admin: { ...admin, socket: { ...(admin.socket ?? {}), path: adminSocket } } };
+  }
   return validateConfig(withEnv, { source, baseDir: path.dirname(source) });
 }

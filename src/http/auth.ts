@@ -4,7 +4,16 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hasGrant, type AuthenticatedClient, type DeniedRequest, type Keywarden } from '../lifecycle';
 import type { Grant } from '../policy/clients';
 import { KeywardenError } from '../policy/errors';
+import { peerCertificate, type PeerCertificate } from './client-certificate';
 import { ConcurrencyLimit } from './concurrency-limit';
+
+/** What a request presents to prove which API client sent it. */
+export interface PresentedCredentials {
+  /** The Authorization header, as sent. */
+  authorization: string | undefined;
+  /** The TLS client certificate of its connection (mutual TLS), or null. */
+  certificate: PeerCertificate | null;
+}
 
 export interface ClientAuthOptions {
   /** How often the clients table is polled for changes (the revocation bound), seconds. */
@@ -20,10 +29,16 @@ export interface ClientAuthOptions {
 const BEARER_RE = /^Bearer +([\x21-\x7e]{1,256}) *$/i;
 
 /**
- * Authenticates `Authorization: Bearer <secret>` for the token routes. Checking a secret costs
- * one store read and one scrypt (tens of ms, on purpose), which a sign route serving thousands
- * of requests a second cannot pay per request. So answers are cached in memory, keyed by the
- * SHA-256 of the presented secret (the secret itself is never kept):
+ * Authenticates `Authorization: Bearer <secret>`, or without that header a TLS client certificate
+ * (mutual TLS: the client bound to the certificate's public key), for the token routes. A header,
+ * when sent, decides alone: a request is never the client of its certificate when its bearer
+ * secret is wrong. A certificate is looked up only when TLS verified it against
+ * server.tls.clientCaFile; the lookup is one indexed read (no scrypt), cached like a secret's
+ * answer under the certificate's SPKI SHA-256.
+ *
+ * Checking a secret costs one store read and one scrypt (tens of ms, on purpose), which a sign
+ * route serving thousands of requests a second cannot pay per request. So answers are cached in
+ * memory, keyed by the SHA-256 of the presented secret (the secret itself is never kept):
  *
  * - The clients table (each row's id and content digest, clientRowVersion) is polled every
  *   `pollSeconds` (server.keyRefreshSeconds, default 2 s); any change to any client (add,
@@ -123,33 +138,69 @@ export class ClientAuthenticator {
     this.generation++;
   }
 
-  /** The client presenting `authorization`, or UNAUTHENTICATED. */
-  async authenticate(authorization: string | undefined): Promise<AuthenticatedClient> {
+  /**
+   * The client presenting these credentials, or UNAUTHENTICATED: a bearer secret (the header, when
+   * sent, decides), else a client certificate TLS verified. A plain string is an Authorization
+   * header alone.
+   */
+  async authenticate(presented: PresentedCredentials | string | undefined): Promise<AuthenticatedClient> {
+    const { authorization, certificate } =
+      typeof presented === 'object' ? presented : { authorization: presented, certificate: null };
+    if (authorization === undefined && certificate) return this.authenticateCertificate(certificate);
     const m = authorization === undefined ? null : BEARER_RE.exec(authorization);
     if (!m) {
-      throw new KeywardenError('UNAUTHENTICATED', 'send Authorization: Bearer <client secret>');
+      throw new KeywardenError(
+        'UNAUTHENTICATED',
+        'send Authorization: Bearer <client secret>, or connect with a client certificate bound to a client',
+      );
     }
     const secret = m[1]!;
     // The cache is keyed by the secret's hash, so no secret stays in memory as a key.
     const key = hash('sha256', secret, 'base64url');
+    return this.cached(key, invalidSecret, () => this.checks.run(() => this.kw.checkClientSecret(secret)));
+  }
+
+  private authenticateCertificate(certificate: PeerCertificate): Promise<AuthenticatedClient> {
+    if (!certificate.authorized) {
+      return Promise.reject(
+        new KeywardenError(
+          'UNAUTHENTICATED',
+          `the client certificate is not issued by a CA of server.tls.clientCaFile, or not valid now` +
+            (certificate.problem ? ` (${certificate.problem})` : ''),
+        ),
+      );
+    }
+    // `:` never occurs in a base64url secret hash: the two kinds of entries cannot collide.
+    const key = `cert:${certificate.spkiSha256}`;
+    return this.cached(key, unboundCertificate, () => this.kw.checkClientCertificate(certificate.spkiSha256));
+  }
+
+  /** A cached answer for `key`, or `lookup` once (shared by concurrent requests), remembered. */
+  private async cached(
+    key: string,
+    refused: () => KeywardenError,
+    lookup: () => Promise<AuthenticatedClient | null>,
+  ): Promise<AuthenticatedClient> {
     const now = performance.now();
     const fresh = now - this.lastPollOkMs <= this.staleAfterMs;
     if (fresh) {
       const hit = this.accepted.get(key);
       if (hit) return hit;
       const refusedUntil = this.rejected.get(key);
-      if (refusedUntil !== undefined && refusedUntil > now) throw invalidSecret();
+      if (refusedUntil !== undefined && refusedUntil > now) throw refused();
     }
-    const client = await (this.inflight.get(key) ?? this.check(key, secret));
-    if (!client) throw invalidSecret();
+    const client = await (this.inflight.get(key) ?? this.check(key, lookup));
+    if (!client) throw refused();
     return client;
   }
 
-  /** One store read + scrypt for `secret`, shared by concurrent requests presenting it. */
-  private check(key: string, secret: string): Promise<AuthenticatedClient | null> {
+  /** One lookup (a store read, and a scrypt for a secret), shared by concurrent requests. */
+  private check(
+    key: string,
+    lookup: () => Promise<AuthenticatedClient | null>,
+  ): Promise<AuthenticatedClient | null> {
     const generation = this.generation;
-    const check: Promise<AuthenticatedClient | null> = this.checks
-      .run(() => this.kw.checkClientSecret(secret))
+    const check: Promise<AuthenticatedClient | null> = lookup()
       .then((client) => {
         // Cached only if no change was seen meanwhile and polls are current.
         if (generation === this.generation && performance.now() - this.lastPollOkMs <= this.staleAfterMs) {
@@ -180,6 +231,10 @@ function invalidSecret(): KeywardenError {
   return new KeywardenError('UNAUTHENTICATED', 'the client secret is not valid');
 }
 
+function unboundCertificate(): KeywardenError {
+  return new KeywardenError('UNAUTHENTICATED', 'no API client is bound to this client certificate');
+}
+
 /** The authenticated client of a request that passed `requireGrant`. */
 export const requestClient = new WeakMap<FastifyRequest, AuthenticatedClient>();
 
@@ -198,18 +253,27 @@ export function requireGrant(kw: Keywarden, auth: ClientAuthenticator, grant: Gr
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const scopeName = (req.params as { scope?: string }).scope ?? '';
     let client: AuthenticatedClient;
+    const authorization = req.headers.authorization;
+    const certificate = peerCertificate(req.raw);
     try {
-      client = await auth.authenticate(req.headers.authorization);
+      client = await auth.authenticate({ authorization, certificate });
     } catch (e) {
       if (e instanceof KeywardenError && e.code === 'UNAUTHENTICATED') {
-        const presented = req.headers.authorization !== undefined;
+        const presented = authorization !== undefined || certificate !== null;
         denied.recordDenied({
           status: 401,
           ip: req.ip,
           client: null,
           scope: configuredScope(kw, scopeName),
           route: `${req.method} ${req.routeOptions.url ?? req.url}`,
-          reason: presented ? 'bad-credentials' : 'no-credentials',
+          reason:
+            authorization === undefined && certificate
+              ? certificate.authorized
+                ? 'unknown-certificate'
+                : 'untrusted-certificate'
+              : presented
+                ? 'bad-credentials'
+                : 'no-credentials',
         });
         // RFC 6750 §3: a 401 for a bearer-protected resource names the scheme.
         reply.header(

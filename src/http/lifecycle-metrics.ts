@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Keywarden, OrphanScanReport, ReconcileReport, ScopeOverviewRow } from '../lifecycle';
+import type { Keywarden, OrphanScanReport, Readiness, ReconcileReport, ScopeOverviewRow } from '../lifecycle';
 import type { ScopeStatus } from '../policy/scope-status';
 
 /** What the scheduler tells the metrics (structurally its SchedulerHooks). */
@@ -28,9 +28,11 @@ export class LifecycleMetrics {
   private readonly lastSuccess: Gauge<'scope'>;
   private readonly failures: Counter<'scope'>;
   private readonly orphans: Gauge<'backend'>;
+  private readonly activeFor: Gauge<'scope'>;
   private overviewOfThisScrape: ScopeOverviewRow[] | null = null;
+  private readinessOfThisScrape: Promise<Readiness> | null = null;
 
-  constructor(private readonly kw: Keywarden) {
+  constructor(private kw: Keywarden) {
     const registers = [this.registry];
     this.scopeGauge(
       'keywarden_scope_has_active_key',
@@ -57,14 +59,38 @@ export class LifecycleMetrics {
       'Keys in the JWKS of the scope now (pending, active, retired)',
       (s) => s.publishedKeys,
     );
+    const overview = () => this.overview();
+    const log = kw.log;
+    new Gauge({
+      name: 'keywarden_scope_keys',
+      help:
+        'Keys of the scope by state now: active (the one signing key, 0 or 1), superseded (inside its ' +
+        'active window but a newer key signs; verifies only), pending, retired, expired, revoked',
+      labelNames: ['scope', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        try {
+          for (const row of overview())
+            for (const [state, n] of Object.entries(row.status.keysByState))
+              this.set({ scope: row.scope, state }, n);
+        } catch (e) {
+          this.reset();
+          log.warn(
+            { err: (e as Error).message, metric: 'keywarden_scope_keys' },
+            'metrics: cannot compute scope status',
+          );
+        }
+      },
+    });
     // Static, from the config: lets one alert rule compare every scope's key age with its own policy.
-    const activeFor = new Gauge({
+    this.activeFor = new Gauge({
       name: 'keywarden_scope_active_for_seconds',
       help: 'The scope policy activeFor: how long each key signs, seconds',
       labelNames: ['scope'],
       registers,
     });
-    for (const s of kw.config.scopes) activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
+    for (const s of kw.config.scopes) this.activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
     this.lastSuccess = new Gauge({
       name: 'keywarden_last_reconcile_success_timestamp_seconds',
       help: 'Unix time of the last reconcile of the scope by this process that ran and had no error',
@@ -85,7 +111,7 @@ export class LifecycleMetrics {
       labelNames: ['backend'],
       registers,
     });
-    const integrity = () => kw.integrityReport();
+    const integrity = () => this.kw.integrityReport();
     new Gauge({
       name: 'keywarden_key_rows_refused',
       help:
@@ -112,14 +138,48 @@ export class LifecycleMetrics {
         for (const m of report.missingRows) this.inc({ backend: m.backend });
       },
     });
-    const log = kw.log;
+    const chainLength = () => this.kw.auditChainLength();
+    const readiness = () => this.readiness();
+    new Gauge({
+      name: 'keywarden_scope_can_sign',
+      help:
+        '1 if the scope can sign now (an active key, a healthy backend, signatures not failing, key generation ' +
+        'not failing again and again), else 0; /readyz names the reason (alert on 0)',
+      labelNames: ['scope'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const s of (await readiness()).scopes) this.set({ scope: s.scope }, s.ok ? 1 : 0);
+        } catch (e) {
+          log.warn({ err: (e as Error).message }, 'metrics: cannot compute readiness');
+        }
+      },
+    });
+    new Gauge({
+      name: 'keywarden_ready',
+      help: '1 if /readyz of this process answers 200, else 0, by check (store, store-write, backend:<name>, scopes, keys)',
+      labelNames: ['check'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const [check, c] of Object.entries((await readiness()).checks)) {
+            // One series per scope is keywarden_scope_can_sign's job; `scopes` sums them up here.
+            if (!check.startsWith('scope:')) this.set({ check }, c.ok ? 1 : 0);
+          }
+        } catch (e) {
+          log.warn({ err: (e as Error).message }, 'metrics: cannot compute readiness');
+        }
+      },
+    });
     new Gauge({
       name: 'keywarden_audit_chain_length',
       help: 'Records in the audit hash chain (a pruned prefix not counted; absent when the store cannot be read)',
       registers,
       async collect() {
         try {
-          this.set(await withTimeout(kw.auditChainLength(), STORE_TIMEOUT_MS));
+          this.set(await withTimeout(chainLength(), STORE_TIMEOUT_MS));
         } catch (e) {
           // remove() with no labels drops the series: better absent than a made-up 0.
           this.remove();
@@ -127,6 +187,38 @@ export class LifecycleMetrics {
         }
       },
     });
+  }
+
+  /**
+   * After a reload (SIGHUP): reads `kw` (the new config's facade) from now on; a removed scope's
+   * series go, an added scope's start (its failure counter at 0), activeFor follows the policy.
+   */
+  reconfigure(kw: Keywarden): void {
+    const before = new Set(this.kw.config.scopes.map((s) => s.name));
+    const after = new Set(kw.config.scopes.map((s) => s.name));
+    this.kw = kw;
+    for (const name of before) {
+      if (after.has(name)) continue;
+      this.activeFor.remove({ scope: name });
+      this.failures.remove({ scope: name });
+      this.lastSuccess.remove({ scope: name });
+    }
+    for (const s of kw.config.scopes) {
+      this.activeFor.set({ scope: s.name }, s.policy.activeForSeconds);
+      if (!before.has(s.name)) this.failures.inc({ scope: s.name }, 0);
+    }
+  }
+
+  /**
+   * Readiness, computed once per scrape (the two gauges above share it) and bounded in time: prom-client
+   * calls every collect in one synchronous loop, so a promise kept until the next microtask serves both.
+   */
+  private readiness(): Promise<Readiness> {
+    if (!this.readinessOfThisScrape) {
+      this.readinessOfThisScrape = withTimeout(this.kw.readiness(), STORE_TIMEOUT_MS);
+      queueMicrotask(() => (this.readinessOfThisScrape = null));
+    }
+    return this.readinessOfThisScrape;
   }
 
   /** Hooks for the Scheduler: reconcile outcomes and orphan scans feed the counters and gauges. */

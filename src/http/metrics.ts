@@ -12,7 +12,7 @@ export const UNKNOWN_SCOPE_LABEL = '_unknown';
  */
 export class TokenServiceMetrics {
   readonly registry = new Registry();
-  private readonly scopes: ReadonlySet<string>;
+  private scopes: ReadonlySet<string>;
   private readonly signRequests: Counter<'scope' | 'result'>;
   private readonly signDuration: Histogram<'scope'>;
   private readonly verifyRequests: Counter<'scope' | 'result'>;
@@ -47,6 +47,15 @@ export class TokenServiceMetrics {
       registers,
     });
     collectProcessMetrics(this.registry);
+  }
+
+  /**
+   * The scopes counted under their own name after a reload (SIGHUP). Counters carry on: series of
+   * a removed scope stay as they were (Prometheus counters never go back); new requests naming it
+   * count under `_unknown`.
+   */
+  setScopes(config: Pick<KeywardenConfig, 'scopes'>): void {
+    this.scopes = new Set(config.scopes.map((s) => s.name));
   }
 
   private scopeLabel(scope: string | undefined): string {

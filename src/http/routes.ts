@@ -16,6 +16,21 @@ export interface RouteGroup {
   routes: RouteOptions[];
 }
 
+/** Registers each group in a context of its own (a group's hooks cover its routes only). */
+export function registerRouteGroups(app: FastifyInstance, groups: readonly RouteGroup[]): void {
+  for (const group of groups) {
+    if (!group.setup) {
+      for (const r of group.routes) app.route(r);
+      continue;
+    }
+    const { setup, routes } = group;
+    app.register(async (child) => {
+      setup(child);
+      for (const r of routes) child.route(r);
+    });
+  }
+}
+
 /** What the routes need, every collaborator built by the composition root (src/daemon.ts). */
 export interface RouteDeps {
   kw: Keywarden;

@@ -1,9 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createNodeServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Keywarden } from '../lifecycle';
 import { registerErrorHandling } from './errors';
 import { JwksFastPath } from './jwks-fast-path';
-import type { RouteGroup } from './routes';
+import { registerRouteGroups, type RouteGroup } from './routes';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,6 +21,12 @@ export interface ServerOptions {
   routes: readonly RouteGroup[];
   /** Constant headers added to every response (a worker's `x-keywarden-worker`). */
   responseHeaders?: Readonly<Record<string, string>>;
+  /**
+   * The app never listens itself: the daemon's FrontServer (front-server.ts) owns the listening
+   * socket and hands requests to `requestHandlerOf(app)`, so a reload can put a new app behind the
+   * same socket. Default false (the app listens, as in tests).
+   */
+  detached?: boolean;
 }
 
 /** The hooks that run per request: one of these at the root would otherwise miss fast JWKS answers. */
@@ -55,6 +61,13 @@ export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstanc
     // Duplicate JSON keys and prototype pollution attempts are refused at parse time.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // A server that never listens: only its request listener is used.
+    ...(opts.detached
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+            createNodeServer(handler),
+        }
+      : {}),
   });
   app.decorate('jwksFastPath', jwksFastPath);
   putFastPathAhead(app, jwksFastPath);
@@ -72,18 +85,21 @@ export function createServer(kw: Keywarden, opts: ServerOptions): FastifyInstanc
   }
   registerErrorHandling(app, kw.log.child({ component: 'http' }));
   turnOffOnRootRequestHooks(app, jwksFastPath, kw);
-  for (const group of opts.routes) {
-    if (!group.setup) {
-      for (const r of group.routes) app.route(r);
-      continue;
-    }
-    const { setup, routes } = group;
-    app.register(async (child) => {
-      setup(child);
-      for (const r of routes) child.route(r);
-    });
-  }
+  registerRouteGroups(app, opts.routes);
   return app;
+}
+
+/**
+ * The app's whole request handling (the JWKS fast path, then fastify) as one node:http request
+ * listener, for a FrontServer (`detached` apps). Call after `app.ready()`.
+ */
+export function requestHandlerOf(app: FastifyInstance): (req: IncomingMessage, res: ServerResponse) => void {
+  const listeners = app.server.listeners('request') as ((
+    req: IncomingMessage,
+    res: ServerResponse,
+  ) => void)[];
+  if (listeners.length !== 1) throw new Error(`expected one request listener, found ${listeners.length}`);
+  return listeners[0]!;
 }
 
 /**

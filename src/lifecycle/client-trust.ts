@@ -119,8 +119,8 @@ export class ClientTrust {
       ? { ok: true, kid: seal.kid }
       : refusal(
           'seal-invalid',
-          `the seal by audit key ${seal.kid} does not verify over the row: its name, secret hash, grants ` +
-            'or creation time were changed, or the seal was copied from another row',
+          `the seal by audit key ${seal.kid} does not verify over the row: its name, secret hash, ` +
+            'certificate binding, grants or creation time were changed, or the seal was copied from another row',
         );
     this.remember(digest, verdict);
     return verdict;

@@ -1,4 +1,4 @@
-import { hash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, hash, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { KeywardenError } from '../policy/errors';
 import {
   CLIENT_GRANTS,
@@ -21,10 +21,17 @@ export { CLIENT_GRANTS, type Grant };
 export interface ClientSummary {
   id: string;
   name: string;
+  /** How it authenticates: a bearer secret, a client certificate (mutual TLS), or both. */
+  auth: ClientAuthMethod[];
+  /** The SPKI SHA-256 (base64url) of the certificate it is bound to, or null. */
+  certSpkiSha256: string | null;
   grants: Record<string, Grant[]>;
   createdAt: Date;
   updatedAt: Date;
 }
+
+/** How an API client proves who it is. */
+export type ClientAuthMethod = 'secret' | 'certificate';
 
 /** Whether an HSM key vouches for a client's row (`clients list`, `clients show`). */
 export type ClientTrustState =
@@ -63,10 +70,34 @@ function newSecret(clientId: string): string {
 
 /** What operators see of a row (grants as sealed: a value that is not grants shows as none). */
 export function summary(
-  c: Pick<StoredClient, 'id' | 'name' | 'grants' | 'createdAt' | 'updatedAt'>,
+  c: Pick<
+    StoredClient,
+    'id' | 'name' | 'secretHash' | 'certSpkiSha256' | 'grants' | 'createdAt' | 'updatedAt'
+  >,
 ): ClientSummary {
   const grants = (sealedGrants(c.grants) ?? {}) as Record<string, Grant[]>;
-  return { id: c.id, name: c.name, grants, createdAt: c.createdAt, updatedAt: c.updatedAt };
+  const auth: ClientAuthMethod[] = [];
+  if (c.secretHash !== null) auth.push('secret');
+  if (c.certSpkiSha256 !== null) auth.push('certificate');
+  return {
+    id: c.id,
+    name: c.name,
+    auth,
+    certSpkiSha256: c.certSpkiSha256,
+    grants,
+    createdAt: c.createdAt,
+    updatedAt: c.updatedAt,
+  };
+}
+
+/**
+ * The base64url SHA-256 of a certificate's SubjectPublicKeyInfo (DER): what a client is bound to,
+ * and what the listener computes from the certificate a client presents. The public key rather
+ * than the whole certificate, so a certificate renewed over the same key stays bound.
+ */
+export function certificateSpkiSha256(cert: X509Certificate): string {
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64url');
 }
 
 function clients(ctx: LifecycleContext): ClientStore {
@@ -115,40 +146,157 @@ export async function addClient(
   grants: Record<string, readonly string[]>,
   actor: string,
 ): Promise<IssuedClientSecret> {
+  checkClientName(name);
+  const normalised = normaliseGrants(ctx, grants);
+  await refuseTakenName(clients(ctx), name);
+  const id = randomUUID();
+  const secret = newSecret(id);
+  const record = await insertClient(ctx, actor, {
+    id,
+    name,
+    secretHash: await hashSecret(secret),
+    certSpkiSha256: null,
+    grants: normalised,
+  });
+  return { client: summary(record), secret };
+}
+
+/**
+ * Creates an API client bound to a client certificate (mutual TLS, `clients add --cert`) and no
+ * secret: it authenticates by presenting a certificate, issued by a CA in server.tls.clientCaFile,
+ * whose public key is this one. The binding is sealed by the audit key with the rest of the row.
+ * Refused: text that is not one PEM certificate, a CA certificate, one expired now, a certificate
+ * whose key is already bound to another client (one key names one client).
+ */
+export async function addCertificateClient(
+  ctx: LifecycleContext,
+  name: string,
+  grants: Record<string, readonly string[]>,
+  certificatePem: string,
+  actor: string,
+): Promise<ClientSummary> {
+  checkClientName(name);
+  const normalised = normaliseGrants(ctx, grants);
+  const cert = parseClientCertificate(certificatePem, ctx.clock.now());
+  const certSpkiSha256 = certificateSpkiSha256(cert);
+  const repo = clients(ctx);
+  await refuseTakenName(repo, name);
+  await refuseBoundCertificate(repo, certSpkiSha256);
+  const record = await insertClient(
+    ctx,
+    actor,
+    { id: randomUUID(), name, secretHash: null, certSpkiSha256, grants: normalised },
+    { subject: oneLine(cert.subject), issuer: oneLine(cert.issuer), validTo: new Date(cert.validTo) },
+  );
+  return summary(record);
+}
+
+function checkClientName(name: string): void {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new KeywardenError(
       'REQUEST_INVALID',
       'a client name is 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit',
     );
   }
-  const normalised = normaliseGrants(ctx, grants);
-  const repo = clients(ctx);
+}
+
+async function refuseTakenName(repo: ClientStore, name: string): Promise<void> {
   if (await repo.findByName(name))
     throw new KeywardenError('CLIENT_EXISTS', `client "${name}" already exists`);
-  const id = randomUUID();
-  const secret = newSecret(id);
+}
+
+async function refuseBoundCertificate(repo: ClientStore, certSpkiSha256: string): Promise<void> {
+  const holder = await repo.findByCertificate(certSpkiSha256);
+  if (holder) {
+    throw new KeywardenError(
+      'CLIENT_EXISTS',
+      `the certificate's public key (SPKI SHA-256 ${certSpkiSha256}) is already bound to client "${holder.name}"`,
+    );
+  }
+}
+
+/** One PEM client certificate, not a CA's, valid now; REQUEST_INVALID otherwise. */
+function parseClientCertificate(pem: string, now: Date): X509Certificate {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length !== 1) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      blocks.length === 0
+        ? 'the --cert file holds no PEM certificate (-----BEGIN CERTIFICATE-----)'
+        : `the --cert file holds ${blocks.length} certificates: give the client's certificate alone`,
+    );
+  }
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(blocks[0]!);
+  } catch (e) {
+    throw new KeywardenError('REQUEST_INVALID', `the certificate does not parse: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  if (cert.ca) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      `${oneLine(cert.subject)} is a CA certificate; bind a client to its own (end-entity) certificate`,
+    );
+  }
+  if (new Date(cert.validTo) <= now) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      `the certificate ${oneLine(cert.subject)} expired on ${new Date(cert.validTo).toISOString()}`,
+    );
+  }
+  return cert;
+}
+
+function oneLine(dn: string): string {
+  return dn.split('\n').filter(Boolean).join(', ');
+}
+
+/**
+ * Seals a new client row with the audit key (in the HSM, before anything is written: without its
+ * seal no daemon accepts it) and inserts it with its `client.created` record.
+ */
+async function insertClient(
+  ctx: LifecycleContext,
+  actor: string,
+  facts: Omit<ClientRecord, 'createdAt' | 'updatedAt' | 'seal'>,
+  certificate?: { subject: string; issuer: string; validTo: Date },
+): Promise<ClientRecord> {
   const now = ctx.clock.now();
-  const facts = { id, name, secretHash: await hashSecret(secret), grants: normalised, createdAt: now };
-  // The audit key vouches for the row (in the HSM, before anything is written): without its
-  // seal no daemon would accept the secret.
+  const sealFacts = { ...facts, createdAt: now };
   const sealer = await sealingAuditKey(ctx, actor);
-  const record: ClientRecord = { ...facts, updatedAt: now, seal: await sealer.seal(facts) };
+  const record: ClientRecord = { ...sealFacts, updatedAt: now, seal: await sealer.seal(sealFacts) };
+  const repo = clients(ctx);
   try {
     await ctx.store.transaction(async (tx) => {
       await tx.clients.insert(record);
       await tx.audit.record({
         type: 'client.created',
         actor,
-        data: { clientId: id, name, grants: normalised, sealedBy: sealer.kid },
+        data: {
+          clientId: record.id,
+          name: record.name,
+          grants: record.grants,
+          sealedBy: sealer.kid,
+          ...(certificate
+            ? {
+                certSpkiSha256: record.certSpkiSha256,
+                certSubject: certificate.subject,
+                certIssuer: certificate.issuer,
+                certValidTo: certificate.validTo.toISOString(),
+              }
+            : {}),
+        },
       });
     });
   } catch (e) {
-    // Two operators adding the same name at once: the unique index decides.
-    if (await repo.findByName(name))
-      throw new KeywardenError('CLIENT_EXISTS', `client "${name}" already exists`);
+    // Two operators adding the same name (or certificate) at once: the unique index decides.
+    await refuseTakenName(repo, record.name);
+    if (record.certSpkiSha256 !== null) await refuseBoundCertificate(repo, record.certSpkiSha256);
     throw new KeywardenError('STORE_ERROR', `cannot add client: ${(e as Error).message}`, { cause: e });
   }
-  return { client: summary(record), secret };
+  return record;
 }
 
 /**
@@ -206,6 +354,13 @@ export async function rotateClientSecret(
 ): Promise<IssuedClientSecret> {
   const repo = clients(ctx);
   const c = await requireClient(repo, nameOrId);
+  const oldHash = c.secretHash;
+  if (oldHash === null) {
+    throw new KeywardenError(
+      'REQUEST_INVALID',
+      `client "${c.name}" authenticates with its certificate and has no secret to rotate`,
+    );
+  }
   const verdict = await ctx.clientTrust.judge(c);
   if (!verdict.ok) {
     throw new KeywardenError(
@@ -221,7 +376,7 @@ export async function rotateClientSecret(
   const sealer = await sealingAuditKey(ctx, actor);
   const seal = await sealer.seal({ ...c, secretHash });
   await ctx.store.transaction(async (tx) => {
-    if (!(await tx.clients.updateSecret(c.id, c.secretHash, { secretHash, seal }, now))) {
+    if (!(await tx.clients.updateSecret(c.id, oldHash, { secretHash, seal }, now))) {
       if (!(await tx.clients.findById(c.id)))
         throw new KeywardenError('CLIENT_NOT_FOUND', `client "${c.name}" is gone`);
       throw new KeywardenError(
@@ -245,6 +400,8 @@ export interface AuthenticatedClient {
   grants: Readonly<Record<string, readonly Grant[]>>;
   /** The row's clientRowVersion when the secret was checked: a cached answer is only as good as this. */
   version: string;
+  /** What it proved itself with on this request. */
+  via: ClientAuthMethod;
 }
 
 /**
@@ -266,7 +423,37 @@ export async function checkClientSecret(
   } catch (e) {
     throw new KeywardenError('STORE_ERROR', `cannot read API clients: ${(e as Error).message}`, { cause: e });
   }
-  if (!c || !(await verifySecret(secret, c.secretHash))) return null;
+  if (!c || c.secretHash === null || !(await verifySecret(secret, c.secretHash))) return null;
+  return admitted(ctx, c, 'secret');
+}
+
+/**
+ * The client bound to the certificate a TLS client presented (its SPKI SHA-256; the listener has
+ * checked that a CA of server.tls.clientCaFile issued it and that it is valid now), or null when
+ * no client is bound to it or its row is not vouched for by an HSM key (ClientTrust, as for a
+ * secret). One indexed read, no scrypt: the key the client proved possession of in the handshake
+ * is the credential.
+ */
+export async function checkClientCertificate(
+  ctx: LifecycleContext,
+  certSpkiSha256: string,
+): Promise<AuthenticatedClient | null> {
+  let c: ClientRecord | null;
+  try {
+    c = await clients(ctx).findByCertificate(certSpkiSha256);
+  } catch (e) {
+    throw new KeywardenError('STORE_ERROR', `cannot read API clients: ${(e as Error).message}`, { cause: e });
+  }
+  if (!c) return null;
+  return admitted(ctx, c, 'certificate');
+}
+
+/** The authenticated client of a row whose credential matched, if an HSM key vouches for the row. */
+async function admitted(
+  ctx: LifecycleContext,
+  c: ClientRecord,
+  via: ClientAuthMethod,
+): Promise<AuthenticatedClient | null> {
   let verdict: ClientVerdict;
   try {
     verdict = await ctx.clientTrust.admit(c);
@@ -276,7 +463,7 @@ export async function checkClientSecret(
     });
   }
   if (!verdict.ok) return null;
-  return { id: c.id, name: c.name, grants: c.grants, version: clientRowVersion(c) };
+  return { id: c.id, name: c.name, grants: c.grants, version: clientRowVersion(c), via };
 }
 
 /** Every client's id and row version (clientRowVersion), polled by daemons. */

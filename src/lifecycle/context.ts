@@ -5,6 +5,7 @@ import { KeywardenError } from '../policy/errors';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { ClientTrust } from './client-trust';
 import type { KeyCache } from './key-cache';
+import type { ServiceHealth } from './service-health';
 import type { AuditLog, BackendSource, KeyStore, ScopeLock, Store } from './ports';
 
 /**
@@ -31,6 +32,8 @@ export interface LifecycleContext {
   clientTrust: ClientTrust;
   /** Opens (once) and returns the named backend. */
   backend: BackendSource;
+  /** Failed signatures and key generations not yet followed by a success, per scope (readiness). */
+  health: ServiceHealth;
 }
 
 /**

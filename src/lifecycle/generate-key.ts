@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KeyBackend } from '../backends/key-backend';
+import { KeywardenError } from '../policy/errors';
 import type { KeyRecord, PublicJwk } from '../policy/key';
 import { encodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import type { ScopeConfig } from '../policy/scope';
@@ -40,6 +41,28 @@ function crashPointForTests(point: CrashPoint, scope: string): void {
  * any half-made object, then rethrows. Must run under the scope lock.
  */
 export async function generateKey(
+  ctx: LifecycleContext,
+  scope: ScopeConfig,
+  timeline: KeyTimeline,
+  actor: string,
+  reason: string,
+): Promise<KeyRecord> {
+  try {
+    const key = await generateKeyOnce(ctx, scope, timeline, actor, reason);
+    ctx.health.generationSucceeded(scope.name);
+    return key;
+  } catch (e) {
+    // Readiness reports a scope whose generations keep failing (service-health.ts).
+    ctx.health.generationFailed(
+      scope.name,
+      e instanceof KeywardenError ? e.code : 'INTERNAL',
+      (e as Error)?.message ?? String(e),
+    );
+    throw e;
+  }
+}
+
+async function generateKeyOnce(
   ctx: LifecycleContext,
   scope: ScopeConfig,
   timeline: KeyTimeline,

@@ -1,6 +1,12 @@
-import { canListAllObjects, type TokenObject, type TokenObjectAttributes } from '../backends/backend-objects';
+import {
+  canListAllObjects,
+  isKeySeal,
+  type TokenObject,
+  type TokenObjectAttributes,
+} from '../backends/backend-objects';
 import type { BackendObject, KeyBackend } from '../backends/key-backend';
 import { backendType } from '../backends/registry';
+import { KeywardenError, type ErrorCode } from '../policy/errors';
 import type { HsmFindingKind } from '../policy/hsm-findings';
 import type { KeyRecord } from '../policy/key';
 import { effectiveState, isPublished } from '../policy/key-state';
@@ -46,6 +52,11 @@ export interface HsmBackendReport {
   /** True when every object on the token was listed (PKCS#11), not only keywarden's. */
   allObjects: boolean;
   objects: HsmObject[];
+  /**
+   * Why the backend could not be checked at all (opened or listed), e.g. BACKEND_PIN_INCORRECT;
+   * `objects` is then empty because nothing was listed, not because the token is empty.
+   */
+  error?: { code: ErrorCode; message: string };
 }
 
 export interface HsmCheckReport {
@@ -73,6 +84,44 @@ function rowFor(o: TokenObject, rows: readonly KeyRecord[]): KeyRecord | undefin
     (r) =>
       (r.backendRef.ref.id !== undefined && r.backendRef.ref.id === o.id) ||
       (o.keyId !== null && r.id === o.keyId),
+  );
+}
+
+/**
+ * A half-written object: its class cannot be read (a creation cut short: SoftHSM2 writes the
+ * object file before its attributes); or it is keywarden's by its label or its row's CKA_ID but
+ * is neither a key of the pair nor a complete seal (a data object under keywarden's label without
+ * the seal's CKA_APPLICATION, a key without its label).
+ */
+function isPartialObject(o: TokenObject, row: KeyRecord | undefined): boolean {
+  if (o.incomplete) return true;
+  const isKey = o.class === 'private' || o.class === 'public';
+  if (o.keyId !== null && !isKey && !isKeySeal(o)) return true;
+  return row !== undefined && isKey && o.label === '';
+}
+
+/**
+ * What `hsm check` says of a half-written object: whose it provably is (keywarden's random CKA_ID
+ * or exact label of a key row), and what happens to it.
+ */
+function partialObjectMessage(o: TokenObject, row: KeyRecord | undefined): string {
+  const what = o.incomplete
+    ? `an object with no readable class (label ${o.label ? `'${o.label}'` : 'none'}, id ${o.id || 'none'})`
+    : nameObject(o);
+  if (row?.status === 'generating') {
+    return (
+      `${what}: half-written by an interrupted generation of key row ${row.id} (scope ${row.scope}); ` +
+      'the next reconcile removes it with that row'
+    );
+  }
+  if (row) {
+    return `${what}: half-written, with the CKA_ID of key ${row.kid ?? row.id} (scope ${row.scope}); it is destroyed with that key`;
+  }
+  if (o.keyId !== null)
+    return `${what}: half-written under keywarden's label, with no key row: an orphan, left alone`;
+  return (
+    `${what}: half-written (e.g. by a process killed while the token created it); nothing proves whose it ` +
+    "is, so keywarden leaves it alone: remove it with the HSM's tools (SoftHSM2: its file in the token directory)"
   );
 }
 
@@ -115,8 +164,16 @@ export async function checkHsm(
         ? await backend.listAllObjects()
         : (await backend.list()).map(fromBackendObject);
     } catch (e) {
-      find('unavailable', name, null, null, `backend ${name} could not be checked: ${(e as Error).message}`);
-      backends.push({ backend: name, type: 'unknown', allObjects: false, objects: [] });
+      const code: ErrorCode = e instanceof KeywardenError ? e.code : 'BACKEND_ERROR';
+      const message = (e as Error)?.message ?? String(e);
+      find('unavailable', name, null, null, `backend ${name} could not be checked: ${code}: ${message}`);
+      backends.push({
+        backend: name,
+        type: 'unknown',
+        allObjects: false,
+        objects: [],
+        error: { code, message },
+      });
       continue;
     }
     const rows = allRows.filter((r) => r.backendRef.backend === name);
@@ -155,6 +212,10 @@ export async function checkHsm(
         if (a.neverExtractable !== true) {
           find('not-never-extractable', o.label, o.id, row?.kid ?? null, `${what} has been extractable`);
         }
+      }
+      if (isPartialObject(o, row)) {
+        find('partial-object', o.label, o.id || null, row?.kid ?? null, partialObjectMessage(o, row));
+        continue; // one finding says what it is; its other attributes are those of a half-made thing
       }
       if (everyObject) {
         tokenHygiene(o, what, (kind, message) =>

@@ -16,8 +16,10 @@ export type { Readiness } from './readiness';
 export { jwksCacheControl } from './build-jwks';
 export { hsmStatus, type HsmCheckReport, type HsmFinding, type HsmStatusReport } from './hsm-check';
 export {
+  certificateSpkiSha256,
   hasGrant,
   type AuthenticatedClient,
+  type ClientAuthMethod,
   type CheckedClientSummary,
   type ClientSummary,
   type IssuedClientSecret,

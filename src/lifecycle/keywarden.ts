@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { issuedByClientCa } from '../config/tls-options';
 import { answerJwks, type JwksAnswer } from './jwks-answer';
 import { SignActivityAggregator, DeniedRecorder, type DeniedRecorderOptions } from '../audit/activity';
 import { auditCheckpointJob } from '../audit/jobs';
@@ -9,15 +10,20 @@ import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } fro
 import type { ChainedRecord } from '../audit/chain';
 import type { KeyEvent } from '@keywarden/verify';
 import type { Clock } from '../policy/clock';
+import type { ConfigReloadOutcome } from '../policy/config-changes';
+import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
-import { effectiveState } from '../policy/key-state';
+import { shownKeyState, shownKeyStates, type ShownKeyState } from '../policy/key-roles';
 import { nextDecisionAt, pickSigningKey } from '../policy/next-actions';
 import { planRotations, type PlannedKey } from '../policy/plan';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { ScanProgress } from '../scan';
 import { maintainClientSeals } from './client-seals';
+import { recordConfigReload } from './config-reload';
 import {
+  addCertificateClient,
   addClient,
+  checkClientCertificate,
   checkClientSecret,
   listClients,
   pollClients,
@@ -47,9 +53,10 @@ import { trustedKeys } from './trusted-keys';
 import { verifyToken } from './verify-token';
 import type { ValidationResult } from '@keywarden/verify';
 
-/** A key row as operators see it: the record, and how far it is trusted. */
+/** A key row as operators see it: the record, its state in its scope, and how far it is trusted. */
 export interface KeyListing {
   record: KeyRecord;
+  state: ShownKeyState | 'generating';
   trust: RowTrust;
 }
 
@@ -115,9 +122,10 @@ export class Keywarden {
     const scope = requireScope(this.ctx, name);
     const now = this.ctx.clock.now();
     const keys = (await this.ctx.keys.listByScope(scope.name)).filter((k) => k.status === 'ready');
+    const signing = this.signingKey(scope.name, now);
     const keysByState: Record<string, number> = {};
     for (const k of keys) {
-      const s = effectiveState(k, now);
+      const s = shownKeyState(k, now, signing);
       keysByState[s] = (keysByState[s] ?? 0) + 1;
     }
     return { scope, signingKid: this.signingKid(scope.name, now), keysByState };
@@ -125,7 +133,21 @@ export class Keywarden {
 
   /** The kid the scope signs with now: from this process's integrity-checked keys, never raw rows. */
   private signingKid(scope: string, now: Date): string | null {
-    return pickSigningKey(this.ctx.cache.view(scope)?.records ?? [], now)?.kid ?? null;
+    return this.signingKey(scope, now)?.kid ?? null;
+  }
+
+  private signingKey(scope: string, now: Date): KeyRecord | undefined {
+    return pickSigningKey(this.ctx.cache.view(scope)?.records ?? [], now);
+  }
+
+  /**
+   * A key's state as operators see it now (policy/key-roles.ts): `active` only for the key its
+   * scope signs with, `superseded` for the other keys still inside their active window.
+   */
+  keyState(record: KeyRecord): ShownKeyState | 'generating' {
+    if (record.status === 'generating') return 'generating';
+    const now = this.ctx.clock.now();
+    return shownKeyState(record, now, this.signingKey(record.scope, now));
   }
 
   /** Every configured scope's status now, from this process's key cache (metrics). */
@@ -148,7 +170,14 @@ export class Keywarden {
     if (scope !== undefined) requireScope(this.ctx, scope);
     const { trust } = await verifyKeyRows(this.ctx);
     const rows = scope !== undefined ? await this.ctx.keys.listByScope(scope) : await this.ctx.keys.listAll();
-    return rows.map((record) => ({ record, trust: trust.get(record.id) ?? 'unchecked' }));
+    const trustOf = (k: KeyRecord) => trust.get(k.id) ?? 'unchecked';
+    // Only a row the integrity check trusts can be the one that signs.
+    const states = shownKeyStates(rows, this.ctx.clock.now(), (k) => trustOf(k) === 'trusted');
+    return rows.map((record) => ({
+      record,
+      state: states.get(record.id) ?? 'generating',
+      trust: trustOf(record),
+    }));
   }
 
   /** A key by kid or a unique kid prefix of 8+ characters, or null. */
@@ -263,6 +292,11 @@ export class Keywarden {
     this.ctx.cache.start();
   }
 
+  /** Records a config reload (SIGHUP), applied or refused, in the audit log; never throws. */
+  recordConfigReload(outcome: ConfigReloadOutcome, actor: string): Promise<void> {
+    return recordConfigReload(this.ctx, outcome, actor);
+  }
+
   // ---- operations ----
 
   /** The store, every backend a scope uses, and key integrity (`/readyz`). */
@@ -329,6 +363,29 @@ export class Keywarden {
     return addClient(this.ctx, name, grants, actor);
   }
 
+  /**
+   * A client bound to a client certificate (PEM text) and no secret: it signs over mutual TLS.
+   * Grants as for addClient. A certificate no CA in server.tls.clientCaFile issued is refused
+   * (REQUEST_INVALID): the listener would never accept it. `clientCaConfigured` false: no client
+   * CA is configured yet, so no listener accepts client certificates until one is.
+   */
+  async addCertificateClient(
+    name: string,
+    grants: Record<string, readonly string[]>,
+    certificatePem: string,
+    actor: string,
+  ): Promise<ClientSummary & { clientCaConfigured: boolean }> {
+    const issued = issuedByClientCa(this.config, certificatePem);
+    if (issued === false) {
+      throw new KeywardenError(
+        'REQUEST_INVALID',
+        'the certificate is not issued by a CA certificate in server.tls.clientCaFile: the listener would refuse it',
+      );
+    }
+    const client = await addCertificateClient(this.ctx, name, grants, certificatePem, actor);
+    return { ...client, clientCaConfigured: issued === true };
+  }
+
   listClients(): Promise<CheckedClientSummary[]> {
     return listClients(this.ctx);
   }
@@ -352,6 +409,11 @@ export class Keywarden {
   /** The client a presented secret belongs to (null: unknown, wrong or refused). */
   checkClientSecret(secret: string): Promise<AuthenticatedClient | null> {
     return checkClientSecret(this.ctx, secret);
+  }
+
+  /** The client bound to a presented certificate's SPKI SHA-256 (null: none, or refused). */
+  checkClientCertificate(certSpkiSha256: string): Promise<AuthenticatedClient | null> {
+    return checkClientCertificate(this.ctx, certSpkiSha256);
   }
 
   pollClients(previous: string | null): ReturnType<typeof pollClients> {

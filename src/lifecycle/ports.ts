@@ -40,6 +40,8 @@ export interface ClientStore {
   insert(client: ClientRecord): Promise<void>;
   findById(id: string): Promise<ClientRecord | null>;
   findByName(name: string): Promise<ClientRecord | null>;
+  /** The client bound to the certificate with this SPKI SHA-256 (base64url), if any. */
+  findByCertificate(certSpkiSha256: string): Promise<ClientRecord | null>;
   /** True when a row was removed. */
   delete(id: string): Promise<boolean>;
   /** Replaces secret hash and seal if the row still has `expectedSecretHash`; true when it did. */
@@ -76,6 +78,11 @@ export interface Store {
   transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
   /** A cheap round trip for readiness; never throws. */
   ping(): Promise<{ ok: boolean; detail: string }>;
+  /**
+   * Whether a write would commit now (readiness): a committed write that leaves nothing behind,
+   * and room left on the file system of a file store. Never throws.
+   */
+  writable(): Promise<{ ok: boolean; detail: string }>;
 }
 
 /** A per-scope lock held across processes (PostgreSQL advisory lock, SQLite lease). */

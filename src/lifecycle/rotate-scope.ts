@@ -1,5 +1,5 @@
 import type { KeyRecord } from '../policy/key';
-import { pickSigningKey } from '../policy/next-actions';
+import { pickSigningKey, signingCoveredUntil } from '../policy/next-actions';
 import { timelineForNewKey } from '../policy/timeline';
 import { runLocked } from './ports';
 import { requireScope, type LifecycleContext } from './context';
@@ -8,8 +8,10 @@ import { trustedKeys } from './trusted-keys';
 
 /**
  * Operator rotation: creates the next key now with the normal prepublish, so it signs once
- * every cached JWKS knows it; the current key keeps verifying until it expires. With no
- * active key at all, the new key signs at once.
+ * every cached JWKS knows it; the current key keeps verifying until it expires. It never opens
+ * a gap: when the keys that sign now stop before a full prepublish has passed (the current key's
+ * last prepublish window, its successor not made yet), the new key takes over when they stop,
+ * published for the time left. With no active key at all, the new key signs at once.
  */
 export async function rotateScope(
   ctx: LifecycleContext,
@@ -24,7 +26,9 @@ export async function rotateScope(
     const timeline = timelineForNewKey(
       scope.policy,
       now,
-      immediate ? { immediate: true } : { immediate: false },
+      immediate
+        ? { immediate: true }
+        : { immediate: false, signingCoveredUntil: signingCoveredUntil(keys, now) },
     );
     return generateKey(
       ctx,

@@ -1,5 +1,13 @@
+import { KeywardenError } from '../policy/errors';
 import { effectiveState, isPublished } from '../policy/key-state';
-import { scanPaths, type Finding, type KnownKey, type ScanProgress, type ScanResult } from '../scan';
+import {
+  scanPaths,
+  unreadablePaths,
+  type Finding,
+  type KnownKey,
+  type ScanProgress,
+  type ScanResult,
+} from '../scan';
 import type { LifecycleContext } from './context';
 import { revokeKey, type RevokeResult } from './revoke-key';
 
@@ -27,6 +35,11 @@ export async function scanForLeaks(
   paths: string[],
   opts: ScanForLeaksOptions,
 ): Promise<ScanForLeaksResult> {
+  // A path that cannot be read at all is bad input: refused before anything is scanned or recorded.
+  const unreadable = await unreadablePaths(paths);
+  if (unreadable.length > 0) {
+    throw new KeywardenError('SCAN_ERROR', unreadable.map((e) => `${e.file}: ${e.message}`).join('; '));
+  }
   const now = ctx.clock.now();
   const knownKeys: KnownKey[] = (await ctx.keys.listAll())
     .filter((k) => k.kid !== null && k.publicJwk !== null)

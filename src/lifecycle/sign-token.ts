@@ -72,8 +72,20 @@ export async function signToken(
     jti,
   );
   const signingInput = `${encodedHeader(key.alg, key.kid, typ)}.${b64(JSON.stringify(claims))}`;
-  const backend = await ctx.backend(key.backendRef.backend);
-  const signature = await backend.sign(key.backendRef, key.alg, Buffer.from(signingInput, 'latin1'));
+  let signature: Uint8Array;
+  try {
+    const backend = await ctx.backend(key.backendRef.backend);
+    signature = await backend.sign(key.backendRef, key.alg, Buffer.from(signingInput, 'latin1'));
+  } catch (e) {
+    // Readiness names a scope whose backend refuses its signatures (service-health.ts).
+    ctx.health.signFailed(
+      scope.name,
+      e instanceof KeywardenError ? e.code : 'INTERNAL',
+      (e as Error)?.message ?? String(e),
+    );
+    throw e;
+  }
+  ctx.health.signSucceeded(scope.name);
   const sig = Buffer.from(signature.buffer, signature.byteOffset, signature.byteLength);
   return {
     token: `${signingInput}.${sig.toString('base64url')}`,

@@ -35,6 +35,9 @@ export const AUDIT_EVENT_TYPES = [
   // Backends and the leak scanner.
   'backend.orphan-found',
   'scan.completed',
+  // The daemon's configuration (SIGHUP reload).
+  'config.reloaded',
+  'config.reload-refused',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

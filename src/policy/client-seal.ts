@@ -8,13 +8,24 @@ import { canonicalJson } from './canonical-json';
 export interface ClientSealFacts {
   id: string;
   name: string;
-  secretHash: string;
+  secretHash: string | null;
+  /** The certificate binding (SPKI SHA-256), or null/absent for a client without one. */
+  certSpkiSha256?: string | null;
   grants: unknown;
   createdAt: Date;
 }
 
-/** Version of the seal input below; a new version is a new prefix, never a reinterpretation. */
+/**
+ * Version of the seal input of a row without a certificate binding; a new version is a new
+ * prefix, never a reinterpretation.
+ */
 export const CLIENT_SEAL_VERSION = 1;
+/**
+ * Version of the seal input of a row bound to a client certificate: version 1's facts plus the
+ * binding. The prefix says which facts were signed, so a binding added to a version 1 row, or
+ * stripped from a version 2 row, changes the input and the seal no longer verifies.
+ */
+export const CLIENT_CERT_SEAL_VERSION = 2;
 
 /**
  * Domain separation. The audit key signs its own key seal (`keywarden key seal v1\n...`),
@@ -23,6 +34,7 @@ export const CLIENT_SEAL_VERSION = 1;
  * as another.
  */
 const CLIENT_SEAL_PREFIX = `keywarden client seal v${CLIENT_SEAL_VERSION}\n`;
+const CLIENT_CERT_SEAL_PREFIX = `keywarden client seal v${CLIENT_CERT_SEAL_VERSION}\n`;
 
 /**
  * Grants in the one form a seal covers: scopes sorted (canonical JSON sorts keys), each scope's
@@ -47,15 +59,19 @@ export function sealedGrants(grants: unknown): Record<string, string[]> | null {
  * canonical JSON (RFC 8785 for these values) of the facts, the creation instant in epoch ms.
  */
 export function clientSealInput(facts: ClientSealFacts): Buffer {
-  const body = canonicalJson({
-    v: CLIENT_SEAL_VERSION,
+  const common = {
     id: facts.id,
     name: facts.name,
     secretHash: facts.secretHash,
     grants: sealedGrants(facts.grants) ?? facts.grants ?? null,
     createdAt: facts.createdAt.getTime(),
-  });
-  return Buffer.from(CLIENT_SEAL_PREFIX + body, 'utf8');
+  };
+  const cert = facts.certSpkiSha256 ?? null;
+  if (cert === null) {
+    return Buffer.from(CLIENT_SEAL_PREFIX + canonicalJson({ v: CLIENT_SEAL_VERSION, ...common }), 'utf8');
+  }
+  const body = canonicalJson({ v: CLIENT_CERT_SEAL_VERSION, ...common, certSpkiSha256: cert });
+  return Buffer.from(CLIENT_CERT_SEAL_PREFIX + body, 'utf8');
 }
 
 /** A client seal: which audit key signed, and its JWS-style signature over clientSealInput. */
@@ -97,7 +113,7 @@ export const CLIENT_REFUSAL_REASONS = {
   unsealed:
     'the row has no seal: made before client sealing (run `keywarden clients seal`), or written into the store outside keywarden',
   'seal-invalid':
-    'the seal does not verify over the row: its name, secret hash, grants or creation time were changed, or the seal was copied from another row',
+    'the seal does not verify over the row: its name, secret hash, certificate binding, grants or creation time were changed, or the seal was copied from another row',
   'seal-key-unknown': 'the seal names an audit key the store does not have',
   'seal-key-refused':
     'the audit key the seal names is not vouched for by its backend (destroyed, its row changed, or its backend not configured)',

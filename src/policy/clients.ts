@@ -9,8 +9,17 @@ export const CLIENT_GRANTS: readonly Grant[] = ['sign', 'verify'];
 export interface ClientRecord {
   id: string;
   name: string;
-  /** `scrypt$N$r$p$salt$hash` (base64url parts). */
-  secretHash: string;
+  /**
+   * `scrypt$N$r$p$salt$hash` (base64url parts); null for a client that authenticates with a
+   * certificate only (`clients add --cert`): no bearer secret matches it.
+   */
+  secretHash: string | null;
+  /**
+   * The client certificate it is bound to (mutual TLS): base64url SHA-256 of the certificate's
+   * SubjectPublicKeyInfo, so a certificate renewed over the same key stays bound. Null: no
+   * certificate authenticates it. Covered by the seal like the secret hash.
+   */
+  certSpkiSha256: string | null;
   /** Grants per scope, e.g. `{ "consumer": ["sign"] }`. */
   grants: Record<string, Grant[]>;
   createdAt: Date;
@@ -31,7 +40,8 @@ export interface ClientRecord {
 export interface StoredClient {
   id: string;
   name: string;
-  secretHash: string;
+  secretHash: string | null;
+  certSpkiSha256: string | null;
   grants: unknown;
   createdAt: Date;
   updatedAt: Date;
@@ -39,20 +49,29 @@ export interface StoredClient {
 }
 
 /**
- * A digest of everything an authentication answer depends on: id, name, secret hash, grants,
- * `updated_at` and the seal. A cached answer is good while its row still has this version. It is
+ * A digest of everything an authentication answer depends on: id, name, secret hash, certificate
+ * binding, grants, `updated_at` and the seal. A cached answer is good while its row still has this version. It is
  * derived from the row's content rather than from `updated_at` alone, so a replaced secret is
  * noticed even when its write carries the same millisecond as the previous one (a clock stepped
  * back, two hosts' clocks apart, a frozen test clock): every new secret hash has a fresh salt. A
  * row edited outside keywarden (grants changed, a seal stripped or copied by SQL) is noticed too.
  */
 export function clientRowVersion(
-  c: Pick<ClientRecord, 'id' | 'name' | 'secretHash' | 'updatedAt'> & {
+  c: Pick<ClientRecord, 'id' | 'name' | 'secretHash' | 'certSpkiSha256' | 'updatedAt'> & {
     grants: unknown;
     seal: string | null;
   },
 ): string {
-  const content = JSON.stringify([c.id, c.name, c.secretHash, c.grants, c.updatedAt.getTime(), c.seal]);
+  const content = JSON.stringify([
+    c.id,
+    c.name,
+    c.secretHash,
+    c.grants,
+    c.updatedAt.getTime(),
+    c.seal,
+    // Appended only when set, so the version of a row without a certificate is what it was.
+    ...(c.certSpkiSha256 === null ? [] : [c.certSpkiSha256]),
+  ]);
   return hash('sha256', content, 'base64url').slice(0, 22);
 }
 

@@ -62,6 +62,19 @@ const keyEventsSchema = z
   })
   .default(KEY_EVENTS_DEFAULTS);
 
+/**
+ * `server.tls`: HTTPS on the listener (docs/configuration.md). Paths only: the files are read and
+ * checked (parse, key matches certificate, validity) by src/config/tls-options.ts, at `config
+ * check` and at start, never by the pure validation here.
+ */
+const tlsSchema = z.strictObject({
+  certFile: z.string().min(1, 'must name a PEM file (the certificate, then its chain)'),
+  keyFile: z.string().min(1, "must name a PEM file (the certificate's private key)"),
+  clientCaFile: z.string().min(1).optional(),
+  operatorCaFile: z.string().min(1).optional(),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3'], { error: 'must be TLSv1.2 or TLSv1.3' }).default('TLSv1.2'),
+});
+
 export const configFileSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -74,6 +87,7 @@ export const configFileSchema = z.strictObject({
       publicUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
       workerHeader: z.boolean().default(false),
       keyEvents: keyEventsSchema,
+      tls: tlsSchema.optional(),
     })
     .default({
       host: '127.0.0.1',
@@ -83,6 +97,22 @@ export const configFileSchema = z.strictObject({
       workerHeader: false,
       keyEvents: KEY_EVENTS_DEFAULTS,
     }),
+  admin: z
+    .strictObject({
+      // The local admin API (docs/operations.md "The admin socket"); null turns it off.
+      socket: z
+        .strictObject({
+          path: z.string().min(1).default('admin.sock'),
+          group: z
+            .string()
+            .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$|^[0-9]+$/, 'must be a group name or a numeric gid')
+            .nullable()
+            .default('keywarden-admin'),
+        })
+        .nullable()
+        .default({ path: 'admin.sock', group: 'keywarden-admin' }),
+    })
+    .default({ socket: { path: 'admin.sock', group: 'keywarden-admin' } }),
   store: z
     .strictObject({ url: z.string().min(1).default('sqlite:keywarden.db') })
     .default({ url: 'sqlite:keywarden.db' }),

@@ -22,6 +22,7 @@ export const HSM_FINDING_KINDS = {
   'private-key-without-public': 'a keywarden label has a private key but no public key (partial object)',
   'public-key-without-private': 'a keywarden label has a public key but no private key (partial object)',
   'seal-without-key': 'a keywarden label has a key seal but no key pair (partial object)',
+  'partial-object': 'an object without a readable CKA_CLASS, or another half-made one',
 } as const satisfies Record<string, string>;
 
 export type HsmFindingKind = keyof typeof HSM_FINDING_KINDS;

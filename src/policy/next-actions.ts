@@ -71,6 +71,27 @@ export function latestLiveKey(keys: readonly KeyRecord[], now: Date): KeyRecord 
   return latest;
 }
 
+/**
+ * Until when the scope has a signing key without a break, from `now`: the end of the chain of
+ * ready keys whose active windows follow or overlap one another, starting with the keys active
+ * now. `now` itself when no key is active. Operator rotation activates its key no later than this,
+ * so it never opens a gap (a pending key after a gap does not extend the chain).
+ */
+export function signingCoveredUntil(keys: readonly KeyRecord[], now: Date): Date {
+  const ready = keys.filter((k) => k.status === 'ready');
+  let until = now.getTime();
+  for (;;) {
+    let next = until;
+    for (const k of ready) {
+      if (effectiveState(k, new Date(until)) !== 'active') continue;
+      // It signs until it retires, or until a revocation already scheduled in its row.
+      next = Math.max(next, Math.min(k.retireAt.getTime(), k.revokedAt?.getTime() ?? Infinity));
+    }
+    if (next === until) return new Date(until);
+    until = next;
+  }
+}
+
 /** The signing key: the active key with the latest activateAt (DESIGN.md §2). */
 export function pickSigningKey<
   K extends Pick<KeyRecord, 'activateAt' | 'retireAt' | 'expiresAt' | 'revokedAt' | 'publishAt'>,

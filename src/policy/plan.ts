@@ -1,6 +1,7 @@
 import type { KeyRecord } from './key';
-import { effectiveState, type KeyState } from './key-state';
-import { nextActions } from './next-actions';
+import { shownKeyState, type ShownKeyState } from './key-roles';
+import { effectiveState } from './key-state';
+import { nextActions, pickSigningKey } from './next-actions';
 import type { KeyPolicy } from './scope';
 import { destroyDueAt, type KeyTimeline } from './timeline';
 
@@ -10,7 +11,7 @@ export interface PlannedKey extends KeyTimeline {
   /** `existing` rows come from the store; `planned` ones are what reconcile will create. */
   origin: 'existing' | 'planned';
   createAt: Date;
-  stateNow: KeyState | 'future';
+  stateNow: ShownKeyState | 'future';
 }
 
 /**
@@ -24,6 +25,10 @@ export function planRotations(
   now: Date,
   rotations: number,
 ): PlannedKey[] {
+  const signing = pickSigningKey(
+    keys.filter((k) => k.status === 'ready'),
+    now,
+  );
   const rows: PlannedKey[] = keys
     .filter((k) => k.status === 'ready' && k.destroyedAt === null)
     .filter((k) => ['pending', 'active', 'retired'].includes(effectiveState(k, now)))
@@ -31,7 +36,7 @@ export function planRotations(
       kid: k.kid,
       origin: 'existing',
       createAt: k.createdAt,
-      stateNow: effectiveState(k, now),
+      stateNow: shownKeyState(k, now, signing),
       publishAt: k.publishAt,
       activateAt: k.activateAt,
       retireAt: k.retireAt,

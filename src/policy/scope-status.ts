@@ -1,4 +1,5 @@
 import type { KeyRecord } from './key';
+import { shownKeyState, SHOWN_KEY_STATES, type ShownKeyState } from './key-roles';
 import { effectiveState, isPublished } from './key-state';
 import { latestLiveKey, pickSigningKey } from './next-actions';
 import type { KeyPolicy } from './scope';
@@ -23,8 +24,10 @@ export interface ScopeStatus {
    * reconcile must create one at once; `hasActiveKey` is what to alert on).
    */
   nextRotationInSeconds: number | null;
-  /** Keys in the scope's JWKS now (pending, active and retired). */
+  /** Keys in the scope's JWKS now (pending, active, superseded and retired). */
   publishedKeys: number;
+  /** Ready keys by their state as shown (key-roles.ts): `active` is 0 or 1, the signing key. */
+  keysByState: Record<ShownKeyState, number>;
 }
 
 const secondsBetween = (from: Date, to: Date) => (to.getTime() - from.getTime()) / 1000;
@@ -37,6 +40,11 @@ export function scopeStatus(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
   const ready = keys.filter((k) => k.status === 'ready');
   const publishedKeys = ready.filter((k) => isPublished(effectiveState(k, now))).length;
   const signing = pickSigningKey(ready, now);
+  const keysByState = Object.fromEntries(SHOWN_KEY_STATES.map((s) => [s, 0])) as Record<
+    ShownKeyState,
+    number
+  >;
+  for (const k of ready) keysByState[shownKeyState(k, now, signing)] += 1;
   if (!signing) {
     return {
       hasActiveKey: false,
@@ -44,6 +52,7 @@ export function scopeStatus(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
       activeKeyRetiresInSeconds: null,
       nextRotationInSeconds: null,
       publishedKeys,
+      keysByState,
     };
   }
   // The signing key is live, so there is a latest live key.
@@ -54,5 +63,6 @@ export function scopeStatus(policy: KeyPolicy, keys: readonly KeyRecord[], now: 
     activeKeyRetiresInSeconds: secondsBetween(now, signing.retireAt),
     nextRotationInSeconds: secondsBetween(now, successorDueAt(policy, latest.retireAt)),
     publishedKeys,
+    keysByState,
   };
 }

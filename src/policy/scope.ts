@@ -63,6 +63,8 @@ export interface ServerConfig {
   workerHeader: boolean;
   /** The key-set change streams relying parties subscribe to (per process: each worker its own). */
   keyEvents: KeyEventsConfig;
+  /** HTTPS on the listener; absent: plain HTTP (the loopback quick start). */
+  tls?: TlsConfig;
 }
 
 export interface KeyEventsConfig {
@@ -72,6 +74,45 @@ export interface KeyEventsConfig {
   maxConnectionsPerAddress: number;
   /** Open streams in all; more are refused with 503. */
   maxConnections: number;
+}
+
+/**
+ * `server.tls`, paths resolved against the config file's directory. The files themselves are
+ * read and checked by src/config/tls-options.ts (at `config check` and at every start).
+ */
+export interface TlsConfig {
+  /** PEM: the server certificate first, then any intermediates. */
+  certFile: string;
+  /** PEM: the certificate's private key (unencrypted; the file's permissions protect it). */
+  keyFile: string;
+  /**
+   * PEM: the CA certificate(s) that issue API clients' certificates. Set: the listener asks for a
+   * client certificate (optional per connection) and clients bound to one can sign with it (mTLS).
+   */
+  clientCaFile?: string;
+  /**
+   * PEM: the CA certificate(s) that issue operators' certificates. Set: the admin API is served on
+   * this listener too, to operators presenting a certificate one of these CAs issued directly.
+   */
+  operatorCaFile?: string;
+  /** Lowest protocol version accepted: TLS 1.2 or later, always. */
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
+/** The local admin API's unix socket (`admin.socket`). */
+export interface AdminSocketConfig {
+  /** Absolute path of the socket (a relative one in the file resolves against dataDir). */
+  path: string;
+  /**
+   * The group whose members may connect (the socket is mode 0660, owned by the daemon's user and
+   * this group); null: the daemon user's own primary group.
+   */
+  group: string | null;
+}
+
+export interface AdminConfig {
+  /** null: no admin socket (the CLI then needs --local, or --socket naming another daemon's). */
+  socket: AdminSocketConfig | null;
 }
 
 export interface StoreConfig {
@@ -99,6 +140,7 @@ export interface KeywardenConfig {
   dataDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   server: ServerConfig;
+  admin: AdminConfig;
   store: StoreConfig;
   backends: Readonly<Record<string, BackendConfig>>;
   scopes: readonly ScopeConfig[];

@@ -21,7 +21,10 @@ const at = (ms: number) => new Date(ms);
  *   the current key still signs) it is published for the time left. Activating it a full
  *   prepublish after `now` instead would leave the scope without a signing key between the two,
  *   and catch-up would then fill the gap with a key that signs with no prepublish at all.
- * - otherwise (operator rotation) it activates a full `prepublish` after `now`.
+ * - otherwise (operator rotation) it activates a full `prepublish` after `now`, or earlier, at
+ *   `signingCoveredUntil`, when the keys that sign now stop before then (a rotation in the
+ *   current key's last prepublish window with no successor yet): published for the time left,
+ *   like a late successor, rather than leaving the scope without a signing key in between.
  * `expiresAt - publishAt` never exceeds the policy's lifetime (I1): a successor is only
  * created once `now >= successorOf.retireAt - prepublish`, so it activates at most a
  * prepublish after `now`.
@@ -29,13 +32,17 @@ const at = (ms: number) => new Date(ms);
 export function timelineForNewKey(
   policy: KeyPolicy,
   now: Date,
-  mode: { immediate: true } | { immediate: false; successorOf?: { retireAt: Date } | null },
+  mode:
+    | { immediate: true }
+    | { immediate: false; successorOf?: { retireAt: Date } | null; signingCoveredUntil?: Date },
 ): KeyTimeline {
   const publish = now.getTime();
   let activate = publish;
   if (!mode.immediate) {
     const prev = mode.successorOf?.retireAt.getTime();
-    activate = prev !== undefined ? Math.max(prev, publish) : publish + policy.prepublishSeconds * 1000;
+    const full = publish + policy.prepublishSeconds * 1000;
+    const covered = mode.signingCoveredUntil?.getTime() ?? Infinity;
+    activate = prev !== undefined ? Math.max(prev, publish) : Math.max(publish, Math.min(full, covered));
   }
   const retire = activate + policy.activeForSeconds * 1000;
   const expires = retire + policy.verifyGraceSeconds * 1000;

@@ -11,6 +11,7 @@ import {
   type KeyPolicy,
   type KeywardenConfig,
   type ScopeConfig,
+  type ServerConfig,
 } from './scope';
 
 export interface ValidateConfigContext {
@@ -118,6 +119,7 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
   });
 
   problems.push(...backendProblems);
+  const server = validateServer(file.server, rawScopes, resolve, problems);
 
   const audit = validateAudit(file.audit, backends, problems);
   if (problems.length > 0) throw new ConfigInvalidError(ctx.source, problems);
@@ -127,12 +129,61 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     baseDir: ctx.baseDir,
     dataDir: resolve(file.dataDir),
     logLevel: file.logLevel,
-    server: file.server,
+    server,
+    admin: {
+      socket: file.admin.socket
+        ? {
+            path: path.resolve(resolve(file.dataDir), file.admin.socket.path),
+            group: file.admin.socket.group,
+          }
+        : null,
+    },
     store: { url: resolveStoreUrl(file.store.url, resolve(file.dataDir)) },
     backends,
     scopes,
     audit,
   });
+}
+
+/**
+ * The server section, TLS paths resolved. With TLS on, what the daemon advertises is https too:
+ * `server.publicUrl` and every scope's issuer (relying parties such as mod_auth_openidc refuse an
+ * http issuer, and keywarden's verify library refuses one off loopback).
+ */
+function validateServer(
+  server: ConfigFile['server'],
+  rawScopes: readonly unknown[],
+  resolve: (p: string) => string,
+  problems: ConfigProblem[],
+): ServerConfig {
+  const { tls, ...rest } = server;
+  if (!tls) return rest;
+  if (rest.publicUrl !== undefined && !rest.publicUrl.startsWith('https:')) {
+    problems.push({
+      path: 'server.publicUrl',
+      message: `server.tls is set, so the public URL is https: got ${rest.publicUrl}`,
+    });
+  }
+  rawScopes.forEach((s, i) => {
+    const { name, issuer } = (s ?? {}) as { name?: unknown; issuer?: unknown };
+    if (typeof issuer === 'string' && issuer.startsWith('http:')) {
+      problems.push({
+        path: `scopes[${i}].issuer`,
+        ...(typeof name === 'string' ? { scope: name } : {}),
+        message: `server.tls is set, so issuers are https: got ${issuer}`,
+      });
+    }
+  });
+  return {
+    ...rest,
+    tls: {
+      certFile: resolve(tls.certFile),
+      keyFile: resolve(tls.keyFile),
+      ...(tls.clientCaFile !== undefined ? { clientCaFile: resolve(tls.clientCaFile) } : {}),
+      ...(tls.operatorCaFile !== undefined ? { operatorCaFile: resolve(tls.operatorCaFile) } : {}),
+      minVersion: tls.minVersion,
+    },
+  };
 }
 
 /** Checks one scope's key policy against the rules of DESIGN.md §2; returns it in seconds. */

@@ -3,5 +3,5 @@
  * keys keywarden manages, in files and memory dumps. The CLI (`keywarden scan`) and the
  * lifecycle use case that revokes what it finds are built on `scanPaths`.
  */
-export { scanPaths, DEFAULT_CHUNK_BYTES } from './scan-paths';
+export { scanPaths, unreadablePaths, DEFAULT_CHUNK_BYTES } from './scan-paths';
 export type { Encoding, Finding, KnownKey, ScanOptions, ScanProgress, ScanResult } from './types';

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { access, constants, open } from 'node:fs/promises';
 import { KeywardenError } from '../policy/errors';
 import { findDer, MAX_DER_BYTES } from './der';
 import { identify, type Hit } from './identify';
@@ -26,6 +26,24 @@ export const OVERLAP_BYTES = 2 * Math.max(MAX_PEM_BYTES, MAX_DER_BYTES, MAX_JWK_
 
 /** Bytes before a raw window that its edge rule looks at (one 8-byte neighbour block). */
 const RAW_MARGIN = 8;
+
+/**
+ * The named paths that cannot be scanned at all (missing, or unreadable), each with the reason.
+ * Checked before a scan starts, so a mistyped path is refused with nothing scanned or recorded.
+ */
+export async function unreadablePaths(
+  paths: readonly string[],
+): Promise<{ file: string; message: string }[]> {
+  const out: { file: string; message: string }[] = [];
+  for (const file of paths) {
+    try {
+      await access(file, constants.R_OK);
+    } catch (e) {
+      out.push({ file, message: messageOf(e) });
+    }
+  }
+  return out;
+}
 
 /**
  * Scans files and directories for private-key material. Streams each file in chunks; holds

@@ -30,12 +30,12 @@ export class Scheduler {
   private running = new Map<string, Promise<void>>();
   private timers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
-  private readonly jobs: readonly PeriodicJob[];
+  private jobs: readonly PeriodicJob[];
   private jobTimers: NodeJS.Timeout[] = [];
   private jobRuns = new Map<string, Promise<void>>();
 
   constructor(
-    private readonly kw: Keywarden,
+    private kw: Keywarden,
     private readonly hooks: SchedulerHooks,
     opts: SchedulerOptions,
   ) {
@@ -49,8 +49,12 @@ export class Scheduler {
    */
   async start(): Promise<void> {
     await Promise.all(this.kw.config.scopes.map((s) => this.runScope(s.name)));
+    this.startTimers(true);
+  }
+
+  private startTimers(runJobsAtStart: boolean): void {
     for (const job of this.jobs) {
-      if (job.atStart) void this.runJob(job);
+      if (runJobsAtStart && job.atStart) void this.runJob(job);
       const t = setInterval(() => void this.runJob(job), job.everyMs);
       t.unref();
       this.jobTimers.push(t);
@@ -65,6 +69,43 @@ export class Scheduler {
         }),
       );
     }
+  }
+
+  private async stopTimers(): Promise<void> {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const t of this.jobTimers) clearInterval(t);
+    this.jobTimers = [];
+    for (const j of this.cronJobs) await j.stop();
+    this.cronJobs = [];
+  }
+
+  /**
+   * After a reload (SIGHUP): from now on works with `kw` (the new config's facade) and `jobs`.
+   * Reconcile passes in flight finish first (on the old facade), so no scope runs twice at once;
+   * then `runNow` (added and changed scopes: an added scope gets its first key here, before the
+   * reload reaches the HTTP side) run and are awaited, and every other scope's decision timer is
+   * armed again from the new policy. Jobs already running finish on the old facade.
+   */
+  async reconfigure(kw: Keywarden, jobs: readonly PeriodicJob[], runNow: readonly string[]): Promise<void> {
+    if (this.stopped) return;
+    await this.stopTimers();
+    await Promise.all(this.running.values());
+    // Those runs armed their scope's next timer on the old facade (a removed scope's included).
+    await this.stopTimers();
+    this.kw = kw;
+    this.jobs = jobs;
+    const now = new Set(runNow);
+    await Promise.all(
+      kw.config.scopes.map((s) =>
+        now.has(s.name)
+          ? this.runScope(s.name)
+          : this.armTimer(s.name).catch((e: Error) =>
+              kw.log.error({ scope: s.name, err: e.message }, 'cannot schedule next reconcile'),
+            ),
+      ),
+    );
+    if (!this.stopped) this.startTimers(false);
   }
 
   /** Runs one scope's reconcile unless one is already running here. Never rejects. */
@@ -120,12 +161,7 @@ export class Scheduler {
   /** Stops the cron jobs and timers and waits for runs in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
-    this.timers.clear();
-    for (const t of this.jobTimers) clearInterval(t);
-    this.jobTimers = [];
-    for (const j of this.cronJobs) await j.stop();
-    this.cronJobs = [];
+    await this.stopTimers();
     await Promise.all([...this.running.values(), ...this.jobRuns.values()]);
   }
 }

@@ -5,7 +5,12 @@ import { ClientEntity, type ClientRow } from './entities/client.entity';
 
 function toClientRecord(row: ClientRow): ClientRecord {
   // A NULL grants column (never written by us) reads as no grants.
-  return { ...row, grants: row.grants ?? {} };
+  return {
+    ...row,
+    secretHash: row.secretHash ?? null,
+    certSpkiSha256: row.certSpkiSha256 ?? null,
+    grants: row.grants ?? {},
+  };
 }
 
 /**
@@ -30,6 +35,12 @@ export class ClientRepository {
 
   async findByName(name: string, m?: EntityManager): Promise<ClientRecord | null> {
     const row = await this.repo(m).findOne({ where: { name } });
+    return row ? toClientRecord(row) : null;
+  }
+
+  /** The client bound to the certificate whose SPKI SHA-256 (base64url) this is. */
+  async findByCertificate(certSpkiSha256: string, m?: EntityManager): Promise<ClientRecord | null> {
+    const row = await this.repo(m).findOne({ where: { certSpkiSha256 } });
     return row ? toClientRecord(row) : null;
   }
 
@@ -84,6 +95,7 @@ export class ClientRepository {
       .select('c.id', 'id')
       .addSelect('c.name', 'name')
       .addSelect('c.secret_hash', 'secretHash')
+      .addSelect('c.cert_spki_sha256', 'certSpkiSha256')
       .addSelect('c.grants', 'grants')
       .addSelect('c.created_at', 'createdAt')
       .addSelect('c.updated_at', 'updatedAt')
@@ -93,7 +105,8 @@ export class ClientRepository {
     return rows.map((r) => ({
       id: r.id,
       name: r.name,
-      secretHash: r.secretHash,
+      secretHash: r.secretHash ?? null,
+      certSpkiSha256: r.certSpkiSha256 ?? null,
       grants: grantsForVersion(r.grants),
       createdAt: instant.from(r.createdAt) as Date,
       updatedAt: instant.from(r.updatedAt) as Date,
@@ -116,7 +129,8 @@ export class ClientRepository {
 interface RawClientRow {
   id: string;
   name: string;
-  secretHash: string;
+  secretHash: string | null;
+  certSpkiSha256: string | null;
   grants: string | null;
   /** bigint: a string on PostgreSQL, a number on SQLite (instant.from reads both). */
   createdAt: string | number;

@@ -1,9 +1,15 @@
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { AuditEvent } from '../policy/audit-events';
 import type { ClientRecord } from '../policy/clients';
 import type { KeyRecord } from '../policy/key';
 import { ClientRepository } from './client-repository';
 import { KeyRepository } from './key-repository';
+
+/** Free space below which a SQLite store's file system counts as full (4 MiB: many key rows and audit records). */
+const MIN_FREE_BYTES = 4 * 1024 * 1024;
 
 /** Appends one audit record inside the transaction `m` (the audit log's own persistence). */
 export type AuditAppender = (m: EntityManager, event: AuditEvent) => Promise<void>;
@@ -37,6 +43,7 @@ function clientsOn(repo: ClientRepository, m?: EntityManager) {
     insert: (client: ClientRecord) => repo.insert(client, m),
     findById: (id: string) => repo.findById(id, m),
     findByName: (name: string) => repo.findByName(name, m),
+    findByCertificate: (certSpkiSha256: string) => repo.findByCertificate(certSpkiSha256, m),
     delete: (id: string) => repo.delete(id, m),
     updateSecret: (
       id: string,
@@ -85,6 +92,52 @@ export class SqlStore {
         audit: { record: (event) => this.appendAudit(m, event) },
       }),
     );
+  }
+
+  /**
+   * A committed write that leaves nothing behind (a lease row of a scope no one has, inserted and
+   * deleted in one transaction), then, for a SQLite file, the room left on its file system: a
+   * store that answers reads but cannot commit (disk full, read-only, permissions) is not ready.
+   * The free-space floor matters because a small write can still fit into pages SQLite already
+   * holds while the next key row or audit record cannot.
+   */
+  async writable(): Promise<{ ok: boolean; detail: string }> {
+    // Within scope_locks.scope's 64 characters; no scope name starts with '_' (slugs).
+    const probe = `_write_probe:${randomUUID()}`;
+    const pg = this.ds.options.type === 'postgres';
+    try {
+      await this.ds.transaction(async (m) => {
+        await m.query(
+          pg
+            ? 'INSERT INTO scope_locks (scope, holder, expires_at_ms) VALUES ($1, $2, $3)'
+            : 'INSERT INTO scope_locks (scope, holder, expires_at_ms) VALUES (?, ?, ?)',
+          [probe, probe, 0],
+        );
+        await m.query(
+          pg ? 'DELETE FROM scope_locks WHERE scope = $1' : 'DELETE FROM scope_locks WHERE scope = ?',
+          [probe],
+        );
+      });
+    } catch (e) {
+      return { ok: false, detail: `the store cannot be written: ${(e as Error).message}` };
+    }
+    const file = this.ds.options.type === 'better-sqlite3' ? String(this.ds.options.database) : null;
+    if (file !== null && file !== ':memory:') {
+      const dir = path.dirname(file);
+      try {
+        const fsInfo = await fs.promises.statfs(dir);
+        const free = fsInfo.bavail * fsInfo.bsize;
+        if (free < MIN_FREE_BYTES) {
+          return {
+            ok: false,
+            detail: `the store's file system (${dir}) has ${free} bytes free, below ${MIN_FREE_BYTES}: writes are about to fail`,
+          };
+        }
+      } catch (e) {
+        return { ok: false, detail: `cannot read the free space of ${dir}: ${(e as Error).message}` };
+      }
+    }
+    return { ok: true, detail: `${this.ds.options.type} accepts writes` };
   }
 
   async ping(): Promise<{ ok: boolean; detail: string }> {

@@ -19,7 +19,8 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
     await writeFile(p, typeof doc === 'string' ? doc : stringify(doc));
     return p;
   };
-  const kw = (args: string[], cfg = configPath) => runKeywarden(['-c', cfg, ...args]);
+  // No daemon runs here: every command works on the store and HSM directly (--local).
+  const kw = (args: string[], cfg = configPath) => runKeywarden(['-c', cfg, '--local', ...args]);
 
   before(async () => {
     token = await createSoftHsmToken();
@@ -83,14 +84,17 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
       ...testConfigDocument(token, [{ name: 'demo' }]),
       dataDir: blocked,
     });
-    for (const args of [['init'], ['keys', 'list']]) {
-      const r = await kw(args, cfg);
-      assert.equal(r.code, 7, `${args.join(' ')}: ${r.stderr}`);
-      assert.match(r.stderr, /STORE_ERROR/);
-      assert.ok(r.stderr.includes(`cannot create the directory ${blocked}`), r.stderr);
-      assert.match(r.stderr, /ENOTDIR/);
-      assert.doesNotMatch(r.stderr, /internal error/);
-    }
+    const r = await kw(['init'], cfg);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr, /STORE_ERROR/);
+    assert.ok(r.stderr.includes(`cannot create the directory ${blocked}`), r.stderr);
+    assert.match(r.stderr, /ENOTDIR/);
+    assert.doesNotMatch(r.stderr, /internal error/);
+    // Any other command does not try to make a store at all: there is none to read (exit 7 too).
+    const list = await kw(['keys', 'list'], cfg);
+    assert.equal(list.code, 7, list.stderr);
+    assert.match(list.stderr, /STORE_NOT_INITIALIZED.*keywarden init/);
+    assert.doesNotMatch(list.stderr, /internal error/);
   });
 
   describe('with an initialised store', () => {
@@ -137,7 +141,7 @@ describe('CLI: bad input gets a clear error and changes nothing', function () {
       assert.equal(aud.code, 1);
       assert.equal(JSON.parse(aud.stdout).reason, 'audience_mismatch');
       const stdin = await runKeywarden(
-        ['-c', configPath, 'verify', '--scope', 'demo', '--audience', 'demo-api', '-'],
+        ['-c', configPath, '--local', 'verify', '--scope', 'demo', '--audience', 'demo-api', '-'],
         { input: token1 },
       );
       assert.equal(stdin.code, 0, stdin.stderr);

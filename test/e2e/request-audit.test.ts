@@ -66,7 +66,7 @@ describe('request audit (e2e: sign activity and refused requests in the chain)',
     // SIGTERM: the daemon drains, then writes the minute's counts before it exits.
     assert.equal(await daemon.shutdown(), 0, daemon.output());
 
-    const tail = await daemon.cli(['--json', 'audit', 'tail', '--limit', '1000']);
+    const tail = await daemon.cli(['--local', '--json', 'audit', 'tail', '--limit', '1000']);
     assert.equal(tail.code, 0, tail.stderr);
     const records = JSON.parse(tail.stdout) as TailRecord[];
 
@@ -102,7 +102,7 @@ describe('request audit (e2e: sign activity and refused requests in the chain)',
       assert.ok(!text.includes(secret), 'a secret was recorded');
     for (const t of tokens) assert.ok(!text.includes(t.split('.')[2]!), 'a token was recorded');
 
-    const verify = await daemon.cli(['--json', 'audit', 'verify']);
+    const verify = await daemon.cli(['--local', '--json', 'audit', 'verify']);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     const report = JSON.parse(verify.stdout) as { ok: boolean; records: number };
     assert.equal(report.ok, true);

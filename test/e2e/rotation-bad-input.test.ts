@@ -90,9 +90,12 @@ describe('rotation bad input (e2e: CLI)', function () {
       it(`${which}: exit 5 KEY_NOT_USABLE, no row written or changed`, async () => {
         const key = which === 'expired' ? expired : revoked;
         const before = await rt.ctx.keys.listAll();
-        const r = await runKeywarden(['-c', configPath, 'keys', 'revoke', key.kid!, '--reason', 'again'], {
-          env: fromSource,
-        });
+        const r = await runKeywarden(
+          ['-c', configPath, '--local', 'keys', 'revoke', key.kid!, '--reason', 'again'],
+          {
+            env: fromSource,
+          },
+        );
         assert.equal(r.code, 5, `${r.stderr}${r.stdout}`);
         assert.match(
           r.stderr,

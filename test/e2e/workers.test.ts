@@ -110,6 +110,8 @@ describe('keywarden serve --workers 2 (e2e)', function () {
     workerPid?: number;
     worker?: number;
     pid?: number;
+    op?: string;
+    operator?: string;
   }
   const logLines = (): LogLine[] =>
     logText
@@ -183,7 +185,10 @@ describe('keywarden serve --workers 2 (e2e)', function () {
     await writeFile(configPath, JSON.stringify(doc, null, 2), { mode: 0o600 });
     const init = await runCli(configPath, ['init']);
     assert.equal(init.code, 0, init.stderr);
+    // Before the daemon starts: the direct path. Rotation and revocation below go through the
+    // daemon's admin socket, which the primary (the scheduling process) serves.
     const added = await runCli(configPath, [
+      '--local',
       '--json',
       'clients',
       'add',
@@ -328,6 +333,13 @@ describe('keywarden serve --workers 2 (e2e)', function () {
       return sample(e, 'keywarden_published_keys', 'ed') === 2 ? Date.now() - done : undefined;
     });
     assert.ok(published <= KEY_REFRESH_SECONDS * 1000 + PROPAGATION_SLACK_MS, `${published} ms`);
+    // The CLI went through the admin socket, which the primary serves (a worker's lines carry `worker`).
+    const served = await until('the admin request in the log', () =>
+      logLines().find((l) => l.msg === 'admin request' && l.op === 'keys.rotate'),
+    );
+    assert.equal(served.worker, undefined, 'the admin request was answered by a worker');
+    assert.equal(served.pid, primary.pid);
+    assert.match(served.operator ?? '', /^admin-socket:/);
   });
 
   it('replaces a worker killed with SIGKILL, and the replacement serves', async () => {

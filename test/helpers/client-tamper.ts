@@ -12,7 +12,8 @@ import { clientSealInput, encodeClientSeal } from '../../src/policy/client-seal'
 export type RawClientColumns = Partial<{
   id: string;
   name: string;
-  secret_hash: string;
+  secret_hash: string | null;
+  cert_spki_sha256: string | null;
   grants: string;
   created_at: number;
   updated_at: number;

@@ -8,6 +8,7 @@
  */
 import { cliCommand } from './cli';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { get as httpsGet } from 'node:https';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
@@ -35,8 +36,6 @@ export interface DaemonOptions {
   bodyLimitBytes?: number;
   /** server.keyEvents (the key-set change streams); default the config defaults. */
   keyEvents?: { heartbeatSeconds?: number; maxConnectionsPerAddress?: number; maxConnections?: number };
-  /** server.workerHeader; default false. */
-  workerHeader?: boolean;
   /** Daemon log level (its output is kept for failure messages); default warn. */
   logLevel?: string;
   /**
@@ -44,6 +43,13 @@ export interface DaemonOptions {
    * what a test observes, and a 2-core machine is not oversubscribed.
    */
   workers?: number;
+  /** server.workerHeader (`x-keywarden-worker` on every answer); default false. */
+  workerHeader?: boolean;
+  /**
+   * The config's `admin` section (e.g. a socket in a directory other users can reach, in their
+   * group); default: `admin.sock` in the token directory, in the group of the user tests run as.
+   */
+  admin?: { socket: { path: string; group: string | null } | null };
   /** The store (`store.url` in the config); default a SQLite file in the token directory. */
   storeUrl?: string;
   /**
@@ -63,6 +69,12 @@ export interface DaemonOptions {
    * once the daemon has ended. Default: the daemon loads libsofthsm2.so itself.
    */
   hsmModule?: (token: SoftHsmToken) => Promise<HsmModule>;
+  /**
+   * HTTPS: `server.tls` as written in the config (certFile, keyFile, optional clientCaFile), and
+   * `trust`, the PEM CA certificate the test's clients trust. The base URL (and so every default
+   * issuer) is then https.
+   */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string; operatorCaFile?: string; trust: string };
 }
 
 /** What DaemonOptions.hsmModule provides. */
@@ -80,6 +92,8 @@ export interface CliResult {
 
 export interface Daemon {
   baseUrl: string;
+  /** The `keywarden serve` process (with --workers N, the cluster primary): e.g. for SIGHUP. */
+  pid: number;
   configPath: string;
   config: KeywardenConfig;
   token: SoftHsmToken;
@@ -87,7 +101,9 @@ export interface Daemon {
   jwksUrl(scope: string): string;
   /**
    * Runs the real CLI against this daemon's config: `keywarden -c <config> ...args`, with the
-   * daemon's extra environment (DaemonOptions.env) plus `opts.env`.
+   * daemon's extra environment (DaemonOptions.env) plus `opts.env`. Commands go through the
+   * daemon's admin socket, as an operator's do; `--local` in `args` works on the store directly
+   * (e.g. after shutdown()).
    */
   cli(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): Promise<CliResult>;
   /**
@@ -148,13 +164,33 @@ function runCli(
   });
 }
 
-async function waitForHealth(baseUrl: string, child: ChildProcess, output: () => string): Promise<void> {
+/** The status of a GET over HTTPS trusting `ca` (the global fetch takes no CA). */
+function httpsStatus(url: string, ca: string): Promise<number> {
+  return new Promise((res, rej) => {
+    const req = httpsGet(url, { ca }, (r) => {
+      r.resume();
+      res(r.statusCode ?? 0);
+    });
+    req.on('error', rej);
+  });
+}
+
+async function waitForHealth(
+  baseUrl: string,
+  child: ChildProcess,
+  output: () => string,
+  trust?: string,
+): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`keywarden serve exited (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
     try {
+      if (trust !== undefined) {
+        if ((await httpsStatus(`${baseUrl}/healthz`, trust)) === 200) return;
+        throw new Error('not healthy yet');
+      }
       const r = await fetch(`${baseUrl}/healthz`);
       if (r.ok) return;
     } catch {
@@ -174,10 +210,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (opts.hsmModule) hsm = await opts.hsmModule(token);
     await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
     const port = await freePort();
-    const baseUrl = `http://127.0.0.1:${port}`;
+    const baseUrl = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     const scopes = opts.scopes.map((s) => ({ ...s, issuer: s.issuer ?? `${baseUrl}/scopes/${s.name}` }));
     const base = testConfigDocument(token, scopes, {
       ...(opts.storeUrl !== undefined ? { store: { url: opts.storeUrl } } : {}),
+      ...(opts.admin !== undefined ? { admin: opts.admin } : {}),
       logLevel: opts.logLevel ?? 'warn',
       server: {
         host: '127.0.0.1',
@@ -186,6 +223,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         ...(opts.bodyLimitBytes !== undefined ? { bodyLimitBytes: opts.bodyLimitBytes } : {}),
         ...(opts.keyEvents !== undefined ? { keyEvents: opts.keyEvents } : {}),
         ...(opts.workerHeader !== undefined ? { workerHeader: opts.workerHeader } : {}),
+        ...(opts.tls
+          ? {
+              tls: {
+                certFile: opts.tls.certFile,
+                keyFile: opts.tls.keyFile,
+                ...(opts.tls.clientCaFile ? { clientCaFile: opts.tls.clientCaFile } : {}),
+                ...(opts.tls.operatorCaFile ? { operatorCaFile: opts.tls.operatorCaFile } : {}),
+              },
+            }
+          : {}),
       },
     });
     const hsmBackend = hsm
@@ -222,7 +269,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     serve.stdout.on('data', keep);
     serve.stderr.on('data', keep);
     const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
-    await waitForHealth(baseUrl, serve, () => recent);
+    await waitForHealth(baseUrl, serve, () => recent, opts.tls?.trust);
 
     const shutdown = async (): Promise<number | null> => {
       if (serve.exitCode === null && serve.signalCode === null) {
@@ -237,6 +284,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     let stopped = false;
     return {
       baseUrl,
+      pid: serve.pid as number,
       configPath,
       config,
       token,

@@ -41,6 +41,7 @@ import { keyLabel, parseKeyLabel } from '../../src/backends/pkcs11/key-templates
 import { validateConfig } from '../../src/config/validate-config';
 import { ClientTrust } from '../../src/lifecycle/client-trust';
 import type { LifecycleContext } from '../../src/lifecycle/context';
+import { ServiceHealth } from '../../src/lifecycle/service-health';
 import { KeyCache } from '../../src/lifecycle/key-cache';
 import { KeyIntegrity } from '../../src/lifecycle/key-integrity';
 import { Keywarden } from '../../src/lifecycle/keywarden';
@@ -155,6 +156,8 @@ export class MemoryStore implements Store {
   readonly clients: ClientStore;
   /** ping() answers not ok while true. */
   down = false;
+  /** writable() answers not ok while set (its detail says why). */
+  unwritable: string | null = null;
   /** Transactions committed and rolled back, for assertions. */
   readonly stats = { commits: 0, rollbacks: 0 };
   /** Direct row writes that bypass the repository's rules (store-tamper tests). */
@@ -262,6 +265,13 @@ export class MemoryStore implements Store {
     return this.down
       ? { ok: false, detail: 'memory store is down (injected)' }
       : { ok: true, detail: 'memory' };
+  }
+
+  async writable(): Promise<{ ok: boolean; detail: string }> {
+    if (this.down) return { ok: false, detail: 'memory store is down (injected)' };
+    return this.unwritable === null
+      ? { ok: true, detail: 'memory' }
+      : { ok: false, detail: `the store cannot be written: ${this.unwritable}` };
   }
 
   /** Reads and writes straight on the committed rows: each write commits on its own. */
@@ -385,6 +395,12 @@ export class MemoryStore implements Store {
       insert: async (client) => {
         if (v.getClient(client.id)) throw uniqueViolation('clients.id');
         if (v.allClients().some((c) => c.name === client.name)) throw uniqueViolation('clients.name');
+        if (
+          client.certSpkiSha256 !== null &&
+          v.allClients().some((c) => c.certSpkiSha256 === client.certSpkiSha256)
+        ) {
+          throw uniqueViolation('clients.cert_spki_sha256');
+        }
         v.putClient(client.id, cloneClient(client));
       },
       findById: async (id) => {
@@ -393,6 +409,10 @@ export class MemoryStore implements Store {
       },
       findByName: async (name) => {
         const c = v.allClients().find((x) => x.name === name);
+        return c ? cloneClient(c) : null;
+      },
+      findByCertificate: async (cert) => {
+        const c = v.allClients().find((x) => x.certSpkiSha256 === cert);
         return c ? cloneClient(c) : null;
       },
       delete: async (id) => {
@@ -943,6 +963,7 @@ export async function fakeRuntime(opts: FakeRuntimeOptions = {}): Promise<FakeRu
     cache,
     clientTrust,
     backend,
+    health: new ServiceHealth(clock),
   };
   await cache.refresh(true);
   return {

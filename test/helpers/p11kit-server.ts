@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { SoftHsmToken } from './softhsm';
 
 /** Where distributions put p11-kit's RPC client module (package p11-kit-modules); P11KIT_CLIENT_MODULE overrides. */
@@ -79,10 +79,22 @@ function childrenOf(pid: number): number[] {
  * Starts `p11-kit server --foreground` for `token` (its SOFTHSM2_CONF in the server's environment
  * only) on a socket in a fresh temp dir, and resolves once it listens.
  */
-export async function startP11KitServer(token: SoftHsmToken): Promise<P11KitServer> {
+export async function startP11KitServer(
+  token: SoftHsmToken,
+  opts: {
+    /**
+     * Listen here (a server started again on the address of one that ended, as a restarted
+     * keywarden-hsm.service does); the caller then owns its directory. Default: a fresh temp dir.
+     */
+    socketPath?: string;
+  } = {},
+): Promise<P11KitServer> {
   const modulePath = p11KitClientModulePath();
-  const dir = await mkdtemp(join(tmpdir(), 'keywarden-p11kit-'));
-  const socketPath = join(dir, 'pkcs11');
+  const ownDir = opts.socketPath === undefined;
+  const dir = ownDir
+    ? await mkdtemp(join(tmpdir(), 'keywarden-p11kit-'))
+    : dirname(opts.socketPath as string);
+  const socketPath = opts.socketPath ?? join(dir, 'pkcs11');
   const child = spawn(
     'p11-kit',
     [
@@ -141,7 +153,7 @@ export async function startP11KitServer(token: SoftHsmToken): Promise<P11KitServ
     });
   } catch (e) {
     if (child.exitCode === null) child.kill('SIGKILL');
-    await rm(dir, { recursive: true, force: true });
+    if (ownDir) await rm(dir, { recursive: true, force: true });
     throw e;
   }
   const pid = child.pid as number;
@@ -172,7 +184,8 @@ export async function startP11KitServer(token: SoftHsmToken): Promise<P11KitServ
           // already gone
         }
       }
-      await rm(dir, { recursive: true, force: true });
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+      else await rm(socketPath, { force: true });
     },
   };
 }

@@ -82,6 +82,8 @@ export function testConfigDocument(
       production: false,
       policy: { ...SHORT_POLICY, ...s.policy },
     })),
+    // The admin socket in the token's directory, in the group of the user the tests run as.
+    admin: { socket: { path: 'admin.sock', group: null } },
     ...extra,
   };
 }

@@ -103,7 +103,8 @@ describe('audit commands through the real CLI', function () {
   let token: SoftHsmToken;
   let configPath: string;
   let dbPath: string;
-  const kw = (...args: string[]) => runKeywarden(['-c', configPath, ...args]);
+  // No daemon runs here: the direct path (--local), audited with the local actor.
+  const kw = (...args: string[]) => runKeywarden(['-c', configPath, '--local', ...args]);
 
   before(async () => {
     token = await createSoftHsmToken();
@@ -132,7 +133,7 @@ describe('audit commands through the real CLI', function () {
     assert.equal(tail.code, 0, tail.stderr);
     const rows = JSON.parse(tail.stdout) as ChainedRecord[];
     const created = rows.find((r) => r.type === 'key.created' && r.kid === kid);
-    assert.match(created?.actor ?? '', /^cli:/);
+    assert.match(created?.actor ?? '', /^local:[^@(]+\(uid=\d+\)@/);
     assert.equal(created?.data.reason, 'operator rotation');
     assert.equal(rows.at(-1)?.type, 'audit.checkpoint');
 

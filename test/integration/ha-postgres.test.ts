@@ -230,7 +230,7 @@ describe('HA: several daemons on one PostgreSQL database', function () {
     let probe: Client;
 
     const cli = (args: string[]) =>
-      runKeywarden(['-c', configPath, ...args], { env: { KEYWARDEN_TEST_FROM_SOURCE: '1' } });
+      runKeywarden(['-c', configPath, '--local', ...args], { env: { KEYWARDEN_TEST_FROM_SOURCE: '1' } });
     const jwksKids = async (d: ServeProcess): Promise<string[]> => {
       const r = await fetch(`${d.baseUrl}/scopes/${SCOPE}/.well-known/jwks.json`);
       assert.equal(r.status, 200);
@@ -308,7 +308,11 @@ describe('HA: several daemons on one PostgreSQL database', function () {
       daemons = await Promise.all(
         [1, 2, 3].map((i) =>
           startServe(configPath, {
-            env: { KEYWARDEN_STORE_URL: `${dbUrl}?application_name=kw-daemon-${i}` },
+            env: {
+              KEYWARDEN_STORE_URL: `${dbUrl}?application_name=kw-daemon-${i}`,
+              // Three daemons on one host and one config: an admin socket each.
+              KEYWARDEN_ADMIN_SOCKET: join(token.dir, `admin-${i}.sock`),
+            },
             args: ['--workers', '1'], // one process per daemon: three daemons, not nine processes
           }),
         ),

@@ -183,12 +183,12 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
     assert.equal(seal?.application, 'keywarden-key-seal/v1');
 
     await rt.close();
-    const json = await runKeywarden(['-c', configPath, '--json', 'hsm', 'check']);
+    const json = await runKeywarden(['-c', configPath, '--local', '--json', 'hsm', 'check']);
     assert.equal(json.code, 1, json.stderr);
     const fromCli = JSON.parse(json.stdout) as HsmCheckReport;
     assert.equal(fromCli.ok, false);
     assert.deepEqual(bySubject(fromCli), expected);
-    const human = await runKeywarden(['-c', configPath, 'hsm', 'check']);
+    const human = await runKeywarden(['-c', configPath, '--local', 'hsm', 'check']);
     assert.equal(human.code, 1, human.stderr);
     assert.match(human.stdout, /\bmod\s+copy\s+uses\b/);
     assert.match(human.stdout, /can-sign-recover: private key 'plant-sign-recover'/);
@@ -257,7 +257,7 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
 
   it('through the CLI: exit 0 and a listing on a clean token, exit 1 with findings after a plant; status needs no PIN', async () => {
     await rt.close();
-    const clean = await runKeywarden(['-c', configPath, '--json', 'hsm', 'check']);
+    const clean = await runKeywarden(['-c', configPath, '--local', '--json', 'hsm', 'check']);
     assert.equal(clean.code, 0, clean.stderr);
     assert.equal((JSON.parse(clean.stdout) as HsmCheckReport).ok, true);
     await pkcs11Tool(token, [
@@ -271,11 +271,11 @@ describe('hsm check and hsm status on real SoftHSM2 tokens', function () {
       '--usage-sign',
       '--extractable',
     ]);
-    const dirty = await runKeywarden(['-c', configPath, 'hsm', 'check']);
+    const dirty = await runKeywarden(['-c', configPath, '--local', 'hsm', 'check']);
     assert.equal(dirty.code, 1, dirty.stderr);
     assert.match(dirty.stdout, /hsm check FAILED/);
     assert.match(dirty.stdout, /extractable: private key 'keywarden:x:y'/);
-    const status = await runKeywarden(['-c', configPath, '--json', 'hsm', 'status'], {
+    const status = await runKeywarden(['-c', configPath, '--local', '--json', 'hsm', 'status'], {
       // No PIN anywhere: status must not need one.
       env: { KEYWARDEN_TEST_PIN: '' },
     });

@@ -33,7 +33,7 @@ describe('no secrets in logs (CLI and daemon at debug level)', function () {
   let secret = '';
 
   const cli = async (args: string[], keepStdout = true): Promise<CliResult> => {
-    const r = await runKeywarden(['-c', configPath, '--log-level', 'debug', ...args]);
+    const r = await runKeywarden(['-c', configPath, '--local', '--log-level', 'debug', ...args]);
     logs += r.stderr + (keepStdout ? r.stdout : '');
     return r;
   };

@@ -3,7 +3,8 @@
  * by the previous release (every migration before the key set version) is upgraded in place,
  * the installed triggers cover every column the key cache reads, the counter moves on key writes
  * and not on `last_state`, the migration reverts cleanly, and a store whose trigger was removed
- * by hand is refused.
+ * by hand is refused. The client seal and certificate binding columns are added to stores that
+ * hold clients, keeping them (on SQLite the second rebuilds the table: its constraints survive).
  */
 import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,10 +18,15 @@ import { openStore } from '../../src/store/data-source';
 import { installedKeyTriggers, versionedKeyColumns } from '../../src/store/key-set-version';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 
-const BEFORE_KEY_SET_VERSION = MIGRATIONS.filter(
-  (m) => m.name !== 'KeySetVersion1764200000000' && m.name !== 'ClientSeal1764300000000',
-);
-const BEFORE_CLIENT_SEAL = MIGRATIONS.filter((m) => m.name !== 'ClientSeal1764300000000');
+/** Every migration before the one named (a previous release's store). */
+const migrationsBefore = (name: string) =>
+  MIGRATIONS.slice(
+    0,
+    MIGRATIONS.findIndex((m) => m.name === name),
+  );
+const BEFORE_KEY_SET_VERSION = migrationsBefore('KeySetVersion1764200000000');
+const BEFORE_CLIENT_SEAL = migrationsBefore('ClientSeal1764300000000');
+const BEFORE_CLIENT_CERTIFICATE = migrationsBefore('ClientCertificate1764400000000');
 
 function dataSource(url: string, migrations: typeof MIGRATIONS): DataSource {
   return url.startsWith('sqlite:')
@@ -82,7 +88,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['KeySetVersion1764200000000', 'ClientSeal1764300000000'],
+          ['KeySetVersion1764200000000', 'ClientSeal1764300000000', 'ClientCertificate1764400000000'],
         );
         const version = async () =>
           Number(
@@ -122,6 +128,7 @@ describe('store migrations on a store with data', function () {
         }
         assert.equal(nonces.size, 3, 'each write draws a new nonce');
 
+        await ds.undoLastMigration({ transaction: 'each' }); // ClientCertificate1764400000000
         await ds.undoLastMigration({ transaction: 'each' }); // ClientSeal1764300000000
         await ds.undoLastMigration({ transaction: 'each' }); // KeySetVersion1764200000000
         const left = (await ds.query(
@@ -188,7 +195,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['ClientSeal1764300000000'],
+          ['ClientSeal1764300000000', 'ClientCertificate1764400000000'],
         );
         const rows = (await ds.query('SELECT id, name, grants, seal FROM clients')) as Record<
           string,
@@ -199,6 +206,7 @@ describe('store migrations on a store with data', function () {
           '{"kid":"k","sig":"s"}',
           client.id,
         ]);
+        await ds.undoLastMigration({ transaction: 'each' });
         await ds.undoLastMigration({ transaction: 'each' });
         const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
         assert.equal(reverted.length, 1);
@@ -213,6 +221,77 @@ describe('store migrations on a store with data', function () {
         assert.deepEqual(rows, [{ name: 'legacy', seal: null }]);
       } finally {
         await store.destroy();
+      }
+    });
+
+    it(`${kind}: adds the certificate binding to a previous release's store: clients kept with their seals, secret optional, one client per key, reverts`, async () => {
+      let url: string;
+      if (kind === 'SQLite') url = `sqlite:${join(dir, 'kw-client-certs.db')}`;
+      else {
+        pg ??= await startPostgres();
+        url = await pg.createDatabase('migrations_client_certs');
+      }
+      const p = (n: number) => (kind === 'SQLite' ? '?' : `$${n}`);
+      const insert = (ds: DataSource, row: Record<string, unknown>) => {
+        const cols = Object.keys(row);
+        return ds.query(
+          `INSERT INTO clients (${cols.join(', ')}) VALUES (${cols.map((_, i) => p(i + 1)).join(', ')})`,
+          Object.values(row),
+        );
+      };
+      const sealed = {
+        id: '00000000-0000-4000-8000-0000000000d1',
+        name: 'sealed',
+        secret_hash: 'scrypt$16384$8$1$salt$hash',
+        grants: '{"demo":["sign"]}',
+        created_at: 1,
+        updated_at: 2,
+        seal: '{"kid":"k","sig":"s"}',
+      };
+      const old = dataSource(url, BEFORE_CLIENT_CERTIFICATE);
+      await old.initialize();
+      await old.runMigrations({ transaction: 'each' });
+      await insert(old, sealed);
+      await old.destroy();
+
+      const ds = dataSource(url, MIGRATIONS);
+      await ds.initialize();
+      try {
+        const applied = await ds.runMigrations({ transaction: 'each' });
+        assert.deepEqual(
+          applied.map((m) => m.name),
+          ['ClientCertificate1764400000000'],
+        );
+        const rows = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
+        assert.equal(rows.length, 1);
+        assert.deepEqual(
+          { ...rows[0], created_at: Number(rows[0]!.created_at), updated_at: Number(rows[0]!.updated_at) },
+          { ...sealed, cert_spki_sha256: null },
+        );
+        const bound = (n: number) => ({
+          ...sealed,
+          id: `00000000-0000-4000-8000-0000000000e${n}`,
+          name: `bound-${n}`,
+          secret_hash: null,
+          cert_spki_sha256: 'CTCGG8jxGc_NvuSV5-7jLdIIJTobL1tBUw7sp-76VSM',
+        });
+        await insert(ds, bound(1));
+        // One key names one client; a name is still unique (SQLite rebuilt the table).
+        await assert.rejects(insert(ds, bound(2)));
+        await assert.rejects(insert(ds, { ...bound(3), name: 'sealed', cert_spki_sha256: null }));
+        await ds.undoLastMigration({ transaction: 'each' });
+        const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
+        assert.deepEqual(
+          reverted.map((r) => r.name),
+          ['sealed'],
+          'clients without a secret cannot exist in the older schema',
+        );
+        assert.ok(!('cert_spki_sha256' in reverted[0]!));
+        await assert.rejects(
+          insert(ds, { ...sealed, id: '00000000-0000-4000-8000-0000000000f1', name: 'x', secret_hash: null }),
+        );
+      } finally {
+        await ds.destroy();
       }
     });
   }

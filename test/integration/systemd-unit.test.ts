@@ -119,6 +119,10 @@ describe('deploy/keywarden.service and keywarden-hsm.service (systemd-analyze, o
     assert.match(UNIT, /^Wants=.*\bkeywarden-hsm\.service\b/m);
     assert.match(UNIT, /^After=.*\bkeywarden-hsm\.service\b/m);
     assert.match(UNIT, /^PartOf=keywarden-hsm\.service$/m);
+    // A start that fails on the HSM config (exit 6: module, token label, PIN) is not retried: it
+    // cannot succeed, and a wrong PIN would be tried again and again (docs/operations.md).
+    assert.match(UNIT, /^Restart=on-failure$/m);
+    assert.match(UNIT, /^RestartPreventExitStatus=6$/m);
   });
 
   it('keywarden-hsm.service: SoftHSM2 behind p11-kit server, as its own user, socket for its group only', () => {

@@ -52,6 +52,8 @@ describe('CLI verify: token lifetime bound (maxTokenTtl)', function () {
     runKeywarden([
       '-c',
       configPath,
+      // No daemon runs here: the direct path.
+      '--local',
       ...globalOpts,
       'verify',
       '--scope',

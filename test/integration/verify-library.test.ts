@@ -352,4 +352,15 @@ describe('verify library against a JWKS server on loopback', function () {
     );
     assert.throws(() => createVerifier({ ...base, refetchBudget: { perMinute: -1 } }), RangeError);
   });
+
+  it('takes a ca (PEM) or a fetch, not both, and refuses a ca that is not PEM', () => {
+    const base = { issuer: scope.issuer, audience: AUDIENCE };
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    assert.doesNotThrow(() => createVerifier({ ...base, ca: pem }));
+    assert.doesNotThrow(() => createVerifier({ ...base, ca: [pem, Buffer.from(pem)] }));
+    assert.throws(() => createVerifier({ ...base, ca: pem, fetch: globalThis.fetch }), TypeError);
+    for (const ca of ['not pem', [], [pem, 42]]) {
+      assert.throws(() => createVerifier({ ...base, ca } as unknown as VerifierOptions), TypeError);
+    }
+  });
 });

@@ -1,3 +1,4 @@
+import { fetchTrustingCa, type TrustedCa } from './ca-fetch.js';
 import { systemClock, type Clock } from './clock.js';
 import { insecureUrlProblem } from './fetch-document.js';
 import { KeyEventSubscription } from './key-event-subscription.js';
@@ -24,8 +25,14 @@ export interface VerifierOptions {
   clock?: Clock;
   /** 0..300 seconds; default 30. */
   clockSkewSeconds?: number;
-  /** fetch implementation; defaults to the global fetch. */
+  /** fetch implementation; defaults to the global fetch. Not together with `ca`. */
   fetch?: typeof fetch;
+  /**
+   * PEM CA certificate(s) trusted for the https discovery and JWKS fetches instead of Node's
+   * default roots: a keywarden listener with a certificate from a private CA. Redirects are then
+   * not followed. Not together with `fetch` (whose TLS settings are its own).
+   */
+  ca?: TrustedCa;
   /** How many unknown-kid refetches per minute all tokens together may cause; default 6. */
   refetchBudget?: { perMinute: number };
   /** Upper bound on how long a JWKS response is used, whatever its max-age; default 600. */
@@ -261,7 +268,16 @@ function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
   }
   const clock = options.clock ?? systemClock;
   if (typeof clock.now !== 'function') throw new TypeError('createVerifier: clock must have now()');
-  const fetchImpl = options.fetch ?? globalThis.fetch;
+  if (options.ca !== undefined && options.fetch !== undefined) {
+    throw new TypeError(
+      'createVerifier: give ca or fetch, not both (a custom fetch brings its own TLS trust)',
+    );
+  }
+  if (options.ca !== undefined && !isPemList(options.ca)) {
+    throw new TypeError('createVerifier: ca must be PEM text or a Buffer, or an array of them');
+  }
+  const fetchImpl =
+    options.ca !== undefined ? fetchTrustingCa(options.ca) : (options.fetch ?? globalThis.fetch);
   if (typeof fetchImpl !== 'function') throw new TypeError('createVerifier: no fetch implementation');
   const clockSkewSeconds = options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
   if (
@@ -327,4 +343,9 @@ function checkKeyEventsOption(
     throw new RangeError('createVerifier: keyEvents.idleTimeoutSeconds must be a number >= 2');
   }
   return { url, idleTimeoutSeconds: idle };
+}
+
+function isPemList(ca: unknown): boolean {
+  const one = (v: unknown) => (typeof v === 'string' && v.includes('-----BEGIN')) || Buffer.isBuffer(v);
+  return Array.isArray(ca) ? ca.length > 0 && ca.every(one) : one(ca);
 }

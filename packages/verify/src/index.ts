@@ -6,6 +6,7 @@
  */
 export { createVerifier, DEFAULT_MAX_CACHE_SECONDS, DEFAULT_REFETCH_PER_MINUTE } from './create-verifier.js';
 export type { KeyEventsStatus, Verifier, VerifierOptions } from './create-verifier.js';
+export type { TrustedCa } from './ca-fetch.js';
 export {
   validateToken,
   DEFAULT_CLOCK_SKEW_SECONDS,

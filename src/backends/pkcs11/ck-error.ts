@@ -13,6 +13,12 @@ export class CkError extends Error {
     readonly rv: number | null,
     /** The PKCS#11 function that returned it, e.g. `C_Login`. */
     readonly fn: string,
+    /**
+     * Set when the answer shows the token itself failing although its CKR alone would not say so
+     * (a token probe failing after a key lookup found nothing): the pool recovers as for
+     * TOKEN_FAULT_CKRS.
+     */
+    readonly tokenFault = false,
   ) {
     super(`${fn} returned ${ckr}${rv === null ? '' : ` (0x${rv.toString(16)})`}`);
     this.name = 'CkError';
@@ -44,15 +50,32 @@ export function isCkr(e: unknown, ...names: string[]): e is CkError {
   return e instanceof CkError && names.includes(e.ckr);
 }
 
-/** The session or login state is gone: re-open sessions, log in again and retry once. */
-export const SESSION_LOST_CKRS = [
+/**
+ * The token, the sessions or the login are gone, or the module lost its connection to them: the
+ * pool discards every session, opens new ones and logs in again (re-initialising the module when
+ * that fails), and the operation is retried once.
+ */
+export const TOKEN_FAULT_CKRS = [
   'CKR_USER_NOT_LOGGED_IN',
   'CKR_SESSION_HANDLE_INVALID',
   'CKR_SESSION_CLOSED',
+  'CKR_DEVICE_ERROR',
   'CKR_DEVICE_REMOVED',
   'CKR_TOKEN_NOT_PRESENT',
+  'CKR_TOKEN_NOT_RECOGNIZED',
   'CKR_CRYPTOKI_NOT_INITIALIZED',
 ] as const;
+
+/** True when `e` says the token (not one operation or one session) is failing: see TOKEN_FAULT_CKRS. */
+export function isTokenFault(e: unknown): e is CkError {
+  return e instanceof CkError && (e.tokenFault || (TOKEN_FAULT_CKRS as readonly string[]).includes(e.ckr));
+}
+
+/**
+ * One session is in a state it should not be in (an operation still active after a failure): the
+ * pool closes that session, and the operation is retried once on a fresh one.
+ */
+export const SESSION_FAULT_CKRS = ['CKR_OPERATION_ACTIVE'] as const;
 
 /** A cached object handle no longer names the object (destroyed, or handles were reset). */
 export const HANDLE_INVALID_CKRS = ['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID'] as const;
@@ -83,6 +106,7 @@ const CODE_BY_CKR: Readonly<Record<string, ErrorCode>> = {
   CKR_SESSION_HANDLE_INVALID: 'BACKEND_UNAVAILABLE',
   CKR_SESSION_CLOSED: 'BACKEND_UNAVAILABLE',
   CKR_CRYPTOKI_NOT_INITIALIZED: 'BACKEND_UNAVAILABLE',
+  CKR_GENERAL_ERROR: 'BACKEND_ERROR',
 };
 
 const HINT_BY_CKR: Readonly<Record<string, string>> = {

@@ -28,6 +28,9 @@ interface LoadedModule {
   envKey: string;
 }
 
+/** How long a re-initialisation waits for operations already on the token to end. */
+const REINITIALIZE_WAIT_MS = 10_000;
+
 /** One PKCS#11 library can be C_Initialize'd once per process, so loaded modules are shared. */
 const loaded = new Map<string, LoadedModule>();
 
@@ -40,6 +43,18 @@ export class Cryptoki {
   private readonly macKey = randomBytes(32);
   /** The tail of the queue `oneAtATime` keeps. */
   private queueTail: Promise<unknown> = Promise.resolve();
+  /**
+   * Counts C_Initialize's: every session, login and object handle belongs to one epoch and is
+   * meaningless after the next (a module re-initialised hands out the same handle numbers again).
+   */
+  private currentEpoch = 1;
+  /** False after a failed re-initialisation: the next `reinitialize` tries C_Initialize again. */
+  private initialized = true;
+  /** Sessions in use (`enter`..`leave`) across every pool on this module in this process. */
+  private active = 0;
+  private whenIdle: (() => void)[] = [];
+  /** Set while a re-initialisation waits for the sessions in use, or runs. */
+  private reinitializing: Promise<void> | null = null;
 
   private constructor(
     readonly modulePath: string,
@@ -118,6 +133,83 @@ export class Cryptoki {
     return ck;
   }
 
+  /** The current epoch (see `reinitialize`): sessions of an older epoch must never be used or closed. */
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  /**
+   * Counts one session in use, unless a re-initialisation is pending: then false, and the caller
+   * waits for `settled()` and looks again. Every successful `tryEnter` is followed by one `leave`.
+   */
+  tryEnter(): boolean {
+    if (this.reinitializing) return false;
+    this.active += 1;
+    return true;
+  }
+
+  /** Resolves once no re-initialisation is pending (whatever its outcome). */
+  async settled(): Promise<void> {
+    while (this.reinitializing) await this.reinitializing.catch(() => undefined);
+  }
+
+  leave(): void {
+    this.active -= 1;
+    if (this.active === 0) for (const wake of this.whenIdle.splice(0)) wake();
+  }
+
+  /**
+   * C_Finalize + C_Initialize, once no session of this module is in use in this process (a
+   * C_Finalize under a running C_Sign can crash the process). What a token that went away and
+   * came back needs: SoftHSM2 keeps answering CKR_GENERAL_ERROR for a token whose directory
+   * vanished until it is re-initialised, and p11-kit's client module reconnects to its server only
+   * at C_Initialize. Every session, login and handle of every backend on this module is gone
+   * afterwards: the epoch moves on and the pools re-open theirs. Concurrent calls share one run.
+   */
+  reinitialize(): Promise<void> {
+    if (this.reinitializing) return this.reinitializing;
+    const run = (async () => {
+      if (this.active > 0) await this.idleWithin(REINITIALIZE_WAIT_MS);
+      this.currentEpoch += 1;
+      this.slotUsers.clear();
+      this.slotPinMacs.clear();
+      if (this.initialized) this.quiet(() => this.pk.C_Finalize());
+      this.initialized = false;
+      try {
+        this.pk.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+      } catch (e) {
+        const ce = toCkError('C_Initialize', e);
+        if (!isCkr(ce, 'CKR_CRYPTOKI_ALREADY_INITIALIZED')) throw ce;
+      }
+      this.initialized = true;
+    })();
+    this.reinitializing = run.finally(() => {
+      this.reinitializing = null;
+    });
+    return this.reinitializing;
+  }
+
+  /**
+   * Resolves once no session is in use; rejects after `ms` (an operation the token never answers
+   * must not hold every other caller forever: the recovery fails and is tried again later).
+   */
+  private idleWithin(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.whenIdle = this.whenIdle.filter((w) => w !== wake);
+        reject(
+          new CkError('CKR_FUNCTION_CANCELED', null, 'C_Finalize (operations still running on the token)'),
+        );
+      }, ms);
+      timer.unref();
+      this.whenIdle.push(wake);
+    });
+  }
+
   /** Gives back one `open`; the last one finalises and unloads the module. */
   release(): void {
     const entry = loaded.get(this.modulePath);
@@ -125,7 +217,7 @@ export class Cryptoki {
     entry.refs -= 1;
     if (entry.refs > 0) return;
     loaded.delete(this.modulePath);
-    this.quiet(() => this.pk.C_Finalize());
+    if (this.initialized) this.quiet(() => this.pk.C_Finalize());
     this.quiet(() => this.pk.close());
   }
 

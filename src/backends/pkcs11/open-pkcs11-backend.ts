@@ -37,6 +37,7 @@ export async function openPkcs11Backend(
     (slot, session) => ck.login(slot, session, pinValue),
     // Runs from pool.start() on, after `backend` below is initialised.
     (generation) => backend.sessionsReset(generation),
+    opts.recovery,
   );
   const backend = new Pkcs11Backend(ck, cfg, pool, opts);
   try {

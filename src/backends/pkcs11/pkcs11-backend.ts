@@ -13,7 +13,7 @@ import type {
   KeyInspection,
   PlanKeyRequest,
 } from '../key-backend';
-import { CkError, HANDLE_INVALID_CKRS, isCkr, SESSION_LOST_CKRS, toKeywardenError } from './ck-error';
+import { CkError, HANDLE_INVALID_CKRS, isCkr, isTokenFault, toKeywardenError } from './ck-error';
 import { Cryptoki, type Handle } from './cryptoki';
 import { describeModule, type ModuleDescription } from './describe-token';
 import {
@@ -30,7 +30,7 @@ import {
 import { curveOfParams, PUBLIC_KEY_ATTRIBUTES, publicJwkFromAttributes, readUlong } from './public-jwk';
 import { parseRef, planRef, toBackendObject, type KeyAddress } from './key-ref';
 import { createSealObject, findSealObjects, readSeal, sealObjectsByLabel } from './seal-objects';
-import { SessionPool } from './session-pool';
+import { SessionPool, type RecoveryBackoff } from './session-pool';
 import { describeObject, type TokenObject } from './token-objects';
 
 /** Extras for `openPkcs11Backend`. */
@@ -39,6 +39,8 @@ export interface Pkcs11BackendOptions {
   onSessionsReopened?: () => void;
   /** Upper bound for `health()` (ms). Default 5000. */
   healthTimeoutMs?: number;
+  /** How soon a token that failed is tried again (see SessionPool). */
+  recovery?: RecoveryBackoff;
 }
 
 /** A key object found by a listing. */
@@ -179,10 +181,12 @@ export class Pkcs11Backend implements KeyBackend {
 
   async exists(ref: BackendRef): Promise<boolean> {
     const a = this.address(ref);
-    return this.run(
-      `looking up ${a.label}`,
-      (s) => this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0,
-    );
+    return this.run(`looking up ${a.label}`, (s) => {
+      if (this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0) return true;
+      // "No" from a token that lost its objects is not an answer.
+      this.probeToken();
+      return false;
+    });
   }
 
   async destroy(ref: BackendRef, owner?: string): Promise<void> {
@@ -199,10 +203,20 @@ export class Pkcs11Backend implements KeyBackend {
       ].filter((h) => mine(this.labelOf(s, h)));
       // The seal goes with the key (by the objects' own label, and the planned one if they are gone).
       const labels = new Set([a.label, ...keyHandles.map((h) => this.labelOf(s, h))].filter(mine));
-      const handles = [
+      // Half-written objects of this key (a generation killed midway: no class, or no label yet)
+      // are provably its own when they carry its random CKA_ID or its exact label.
+      const partial = [
+        ...this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]),
+        ...this.ck.findObjects(s, [{ type: pkcs11js.CKA_LABEL, value: a.label }]),
+      ].filter((h) => mine(this.labelOf(s, h)));
+      const byHandle = new Map<string, Handle>();
+      for (const h of [
         ...keyHandles,
         ...[...labels].flatMap((l) => (l ? findSealObjects(this.ck, s, l) : [])),
-      ];
+        ...partial,
+      ])
+        byHandle.set(h.toString('hex'), h);
+      const handles = [...byHandle.values()];
       this.keys.delete(a.idHex);
       for (const h of handles) {
         try {
@@ -294,7 +308,7 @@ export class Pkcs11Backend implements KeyBackend {
             },
           };
         } catch (e) {
-          if (isCkr(e, ...SESSION_LOST_CKRS)) throw e;
+          if (isTokenFault(e)) throw e;
           return { status: 'unreadable', problem: (e as Error).message };
         }
       });
@@ -330,6 +344,7 @@ export class Pkcs11Backend implements KeyBackend {
       const probe = this.pool.use((s) => {
         // A session that lost its login reports a public state: the pool then logs in again.
         if (!this.ck.isUserSession(s)) throw new CkError('CKR_USER_NOT_LOGGED_IN', null, 'C_GetSessionInfo');
+        this.probeToken();
       });
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
@@ -359,7 +374,15 @@ export class Pkcs11Backend implements KeyBackend {
    * Signing with a known key stays concurrent.
    */
   private onObjectStore<T>(doing: string, fn: (session: Handle) => Promise<T> | T): Promise<T> {
-    return this.ck.oneAtATime(() => this.run(doing, fn));
+    // A listing or a destruction of a token that lost its store "succeeds" finding nothing: the
+    // token is asked afterwards whether it is well, so that never passes for an answer.
+    return this.ck.oneAtATime(() =>
+      this.run(doing, async (s) => {
+        const out = await fn(s);
+        this.probeToken();
+        return out;
+      }),
+    );
   }
 
   private run<T>(doing: string, fn: (session: Handle) => Promise<T> | T): Promise<T> {
@@ -368,6 +391,26 @@ export class Pkcs11Backend implements KeyBackend {
     return this.pool.use(fn).catch((e: unknown) => {
       throw toKeywardenError(e, doing);
     });
+  }
+
+  /**
+   * Asks the token for its info (C_GetTokenInfo) and checks it still carries our label. A failure
+   * is a token fault (the pool re-opens sessions, or re-initialises the module, and the operation
+   * runs once more): SoftHSM2 whose token directory vanished finds no objects without an error,
+   * but fails this with CKR_GENERAL_ERROR, and keeps failing it until re-initialised.
+   */
+  private probeToken(): void {
+    const slot = this.pool.currentSlot;
+    if (!slot) throw new CkError('CKR_TOKEN_NOT_PRESENT', null, 'C_GetTokenInfo', true);
+    let label: string;
+    try {
+      label = this.ck.tokenInfo(slot).label.trimEnd();
+    } catch (e) {
+      if (e instanceof CkError) throw new CkError(e.ckr, e.rv, e.fn, true);
+      throw e;
+    }
+    if (label !== this.tokenLabel)
+      throw new CkError('CKR_TOKEN_NOT_RECOGNIZED', null, 'C_GetTokenInfo', true);
   }
 
   private address(ref: BackendRef): KeyAddress {
@@ -398,6 +441,8 @@ export class Pkcs11Backend implements KeyBackend {
   private single(found: Handle[], a: KeyAddress, what: string): Handle {
     const [first] = found;
     if (!first) {
+      // A token whose store went away finds nothing, without an error: ask it whether it is well.
+      this.probeToken();
       throw new KeywardenError(
         'BACKEND_OBJECT_NOT_FOUND',
         `PKCS#11: no ${what} with CKA_ID ${a.idHex} (${a.label})`,
@@ -444,7 +489,7 @@ export class Pkcs11Backend implements KeyBackend {
     try {
       return ckDateValue(this.ck.tryGetAttribute(s, handle, type));
     } catch (e) {
-      if (isCkr(e, ...SESSION_LOST_CKRS)) throw e;
+      if (isTokenFault(e)) throw e;
       return null;
     }
   }

@@ -78,5 +78,6 @@ export function describeObject(ck: Cryptoki, session: Handle, handle: Handle): T
     ...parseKeyLabel(label),
     application,
     attributes,
+    ...(classValue === null ? { incomplete: true } : {}),
   };
 }

@@ -1,5 +1,7 @@
-import { readSecret } from '../../config/secrets';
-import type { BackendType } from '../backend-type';
+import * as fs from 'node:fs';
+import { readSecret, secretSourceProblem } from '../../config/secrets';
+import { KeywardenError } from '../../policy/errors';
+import type { BackendCheckProblem, BackendType } from '../backend-type';
 import { pkcs11ConfigRules, type Pkcs11BackendConfig } from './config';
 
 /** Bytes as people read them. */
@@ -16,6 +18,51 @@ export const pkcs11BackendType: BackendType<Pkcs11BackendConfig> = {
     const { openPkcs11Backend } = require('./open-pkcs11-backend') as typeof import('./open-pkcs11-backend');
     const pinValue = readSecret(config.pin, `backend ${config.name} PIN`);
     return openPkcs11Backend({ ...config, pinValue });
+  },
+  localProblems(config, env) {
+    const problems: BackendCheckProblem[] = [];
+    const module = fileProblem(config.module);
+    if (module) {
+      problems.push({
+        field: 'module',
+        code: 'BACKEND_MODULE_NOT_FOUND',
+        message: `PKCS#11 module ${config.module}: ${module}`,
+        blocksProbe: true,
+      });
+    }
+    const pin = secretSourceProblem(config.pin, 'PIN', env);
+    if (pin) problems.push({ field: 'pin', code: 'CONFIG_INVALID', message: pin });
+    return problems;
+  },
+  async probe(config) {
+    // Loads the module and reads its slots and tokens, as `hsm status` does. No login: a wrong
+    // PIN would count against the token's retry limit, and a login is a side effect.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { describeToken } = require('./describe-token') as typeof import('./describe-token');
+    let m: ReturnType<typeof describeToken>;
+    try {
+      m = describeToken({
+        module: config.module,
+        moduleEnv: config.moduleEnv,
+        tokenLabel: config.tokenLabel,
+      });
+    } catch (e) {
+      const code = e instanceof KeywardenError ? e.code : 'BACKEND_ERROR';
+      const message = `PKCS#11 module ${config.module}: ${(e as Error).message}`;
+      return { problems: [{ field: 'module', code, message }], summary: message };
+    }
+    const summary = `PKCS#11 ${m.library} ${m.libraryVersion} (${m.modulePath})`;
+    const token = m.token?.token ?? null;
+    if (!token) {
+      const labels = m.slots.flatMap((s) => (s.token?.label ? [`'${s.token.label}'`] : []));
+      const message = `no token labelled '${config.tokenLabel}' (tokens present: ${labels.join(', ') || 'none'})`;
+      return { problems: [{ field: 'tokenLabel', code: 'BACKEND_TOKEN_NOT_FOUND', message }], summary };
+    }
+    if (token.userPinLocked) {
+      const message = `the user PIN of token '${config.tokenLabel}' is locked`;
+      return { problems: [{ field: 'pin', code: 'BACKEND_PIN_INCORRECT', message }], summary };
+    }
+    return { problems: [], summary: `${summary}, token '${config.tokenLabel}' in slot ${m.token!.slotId}` };
   },
   status(config) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -56,3 +103,14 @@ export const pkcs11BackendType: BackendType<Pkcs11BackendConfig> = {
     }
   },
 };
+
+/** Why `file` is not a readable file, or null. */
+function fileProblem(file: string): string | null {
+  try {
+    if (!fs.statSync(file).isFile()) return 'not a file';
+    fs.accessSync(file, fs.constants.R_OK);
+    return null;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  }
+}

@@ -12,7 +12,8 @@ export const ClientEntity = new EntitySchema<ClientRow>({
   columns: {
     id: { type: 'varchar', length: 36, primary: true },
     name: { type: 'varchar', length: 64, unique: true },
-    secretHash: { type: 'text', name: 'secret_hash' },
+    secretHash: { type: 'text', name: 'secret_hash', nullable: true },
+    certSpkiSha256: { type: 'varchar', length: 64, name: 'cert_spki_sha256', nullable: true, unique: true },
     grants: { type: 'text', transformer: jsonText },
     createdAt: { type: 'bigint', name: 'created_at', transformer: instant },
     updatedAt: { type: 'bigint', name: 'updated_at', transformer: instant },

@@ -27,4 +27,19 @@ describe('publicBaseUrl (what discovery advertises as jwks_uri)', () => {
       assert.match(r.warning ?? '', /server\.publicUrl/);
     }
   });
+
+  it('with TLS on, the derived URL is https (a configured one is used as given)', () => {
+    assert.equal(
+      publicBaseUrl(undefined, { host: '127.0.0.1', port: 8443 }, true).url,
+      'https://127.0.0.1:8443',
+    );
+    assert.equal(
+      publicBaseUrl(undefined, { host: '0.0.0.0', port: 8443 }, true).url,
+      'https://127.0.0.1:8443',
+    );
+    assert.equal(
+      publicBaseUrl('https://keys.example.com', { host: '0.0.0.0', port: 8443 }, true).url,
+      'https://keys.example.com',
+    );
+  });
 });

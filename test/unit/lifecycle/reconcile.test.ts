@@ -230,7 +230,11 @@ describe('reconcile on fakes', () => {
       );
       assert.equal(rt.backend.size, 1);
       assert.equal((await sign()).kid, all[0]?.kid);
-      assert.equal((await rt.kw.readiness()).ok, true);
+      // Ready again as far as this scope goes (enterprise was never reconciled here: no key yet).
+      const back = await rt.kw.readiness();
+      assert.equal(back.checks['backend:hsm']?.ok, true);
+      assert.equal(back.checks['scope:consumer'], undefined);
+      assert.match(back.checks['scope:enterprise']?.detail ?? '', /no active signing key/);
     });
 
     it('a failed seal abandons the key: its object destroyed, its row removed, nothing published', async () => {

@@ -38,6 +38,27 @@ describe('client seal input', () => {
     assert.ok(!text(FACTS).startsWith('keywarden key seal'));
   });
 
+  it('covers a certificate binding under its own version: added, changed or stripped, the input differs', () => {
+    const SPKI = 'CTCGG8jxGc_NvuSV5-7jLdIIJTobL1tBUw7sp-76VSM';
+    // A row without a binding (null or absent) is sealed exactly as before bindings existed.
+    assert.equal(text({ ...FACTS, certSpkiSha256: null }), text(FACTS));
+    const bound = { ...FACTS, secretHash: null, certSpkiSha256: SPKI };
+    assert.equal(
+      text(bound),
+      'keywarden client seal v2\n' +
+        `{"certSpkiSha256":"${SPKI}","createdAt":1780272000000,"grants":{"consumer":["sign","verify"],"enterprise":["verify"]},` +
+        '"id":"4b0c2f1e-8f5a-4c36-9d0e-0e1f2a3b4c5d","name":"billing","secretHash":null,"v":2}',
+    );
+    const inputs = new Set([
+      text(FACTS),
+      text({ ...FACTS, certSpkiSha256: SPKI }),
+      text(bound),
+      text({ ...bound, certSpkiSha256: 'MFhu71yOUDOCi6oHD3EGLgRAt8ZPCW4wL8sOwWsWFdQ' }),
+      text({ ...bound, certSpkiSha256: null }),
+    ]);
+    assert.equal(inputs.size, 5);
+  });
+
   it('changes with every fact authentication depends on', () => {
     const base = text(FACTS);
     for (const change of [

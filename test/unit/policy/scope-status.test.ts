@@ -10,6 +10,7 @@ describe('scopeStatus: the lifecycle gauges of one scope', () => {
       activeKeyRetiresInSeconds: null,
       nextRotationInSeconds: null,
       publishedKeys: 0,
+      keysByState: { pending: 0, active: 0, superseded: 0, retired: 0, expired: 0, revoked: 0 },
     });
   });
 

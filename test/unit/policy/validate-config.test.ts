@@ -181,6 +181,8 @@ describe('config validation', () => {
       const c = loadConfig(file, {});
       assert.ok(c.scopes.length > 0, file);
       assert.equal(c.server.workerHeader, false, file);
+      // Production serves HTTPS itself; the quick start stays on loopback HTTP.
+      assert.equal(c.server.tls !== undefined, file.includes('production'), file);
     }
   });
 
@@ -223,6 +225,91 @@ describe('config validation', () => {
     const yaml = `backends:\n  hsm: {type: pkcs11, module: /m.so, tokenLabel: t, pin: {env: P}}\nscopes:\n  - {name: a, issuer: 'https://a', audiences: [x], alg: ES256, backend: hsm, policy: {prepublish: 10m, activeFor: 1d, verifyGrace: 1h, maxTokenTtl: 15m, destroyAfter: 1d, maxKeyLifetime: 2d}}\n`;
     const c = parseConfigText(yaml, '/etc/k/c.yaml', { KEYWARDEN_STORE_URL: 'postgres://u:p@h/db' });
     assert.equal(c.store.url, 'postgres://u:p@h/db');
+  });
+
+  it('server.tls: paths resolve against the config; TLS 1.2 unless TLSv1.3 is asked for', () => {
+    const c = validateConfig(
+      doc([scope()], { server: { tls: { certFile: 'tls/server.crt', keyFile: '/etc/tls/server.key' } } }),
+      { source: 't', baseDir: '/etc/keywarden' },
+    );
+    assert.deepEqual(c.server.tls, {
+      certFile: '/etc/keywarden/tls/server.crt',
+      keyFile: '/etc/tls/server.key',
+      minVersion: 'TLSv1.2',
+    });
+    const none = validateConfig(doc([scope()]), { source: 't', baseDir: '/etc/keywarden' });
+    assert.equal(none.server.tls, undefined);
+  });
+
+  it('server.tls refuses missing files, unknown fields and versions below TLS 1.2, each by name', () => {
+    const ps = problems(
+      doc([scope()], { server: { tls: { keyFile: 'k', minVersion: 'TLSv1.1', sslv3: true } } }),
+    );
+    const paths = ps.map((p) => p.path).sort();
+    assert.deepEqual(paths, ['server.tls', 'server.tls.certFile', 'server.tls.minVersion']);
+  });
+
+  it('with server.tls, an http issuer or publicUrl is refused (every one, by name)', () => {
+    const ps = problems(
+      doc(
+        [
+          scope({ issuer: 'http://127.0.0.1:8443/scopes/demo' }),
+          scope({ name: 'b', issuer: 'https://issuer.test/b' }),
+          scope({ name: 'c', issuer: 'http://issuer.test/c' }),
+        ],
+        { server: { publicUrl: 'http://keys.test', tls: { certFile: 'c', keyFile: 'k' } } },
+      ),
+    );
+    assert.deepEqual(
+      ps.map((p) => [p.path, p.scope]),
+      [
+        ['server.publicUrl', undefined],
+        ['scopes[0].issuer', 'demo'],
+        ['scopes[2].issuer', 'c'],
+      ],
+    );
+    // Without TLS the same issuers are fine (the loopback quick start).
+    validateConfig(doc([scope({ issuer: 'http://127.0.0.1:8080/scopes/demo' })]), {
+      source: 't',
+      baseDir: '/etc/keywarden',
+    });
+  });
+
+  it('admin.socket: defaults to admin.sock in dataDir and group keywarden-admin; bad values name the field', () => {
+    const c = validateConfig(doc([scope()], { dataDir: '/var/lib/kw' }), { source: 't', baseDir: '/e' });
+    assert.deepEqual(c.admin.socket, { path: '/var/lib/kw/admin.sock', group: 'keywarden-admin' });
+    const custom = validateConfig(
+      doc([scope()], { admin: { socket: { path: '/run/kw/a.sock', group: null } } }),
+      { source: 't', baseDir: '/e' },
+    );
+    assert.deepEqual(custom.admin.socket, { path: '/run/kw/a.sock', group: null });
+    const off = validateConfig(doc([scope()], { admin: { socket: null } }), { source: 't', baseDir: '/e' });
+    assert.equal(off.admin.socket, null);
+    for (const [admin, path] of [
+      [{ socket: { group: 'no spaces allowed' } }, 'admin.socket.group'],
+      [{ socket: { group: '' } }, 'admin.socket.group'],
+      [{ socket: { path: 7 } }, 'admin.socket.path'],
+      [{ socket: { path: '/a.sock', mode: '0666' } }, 'admin.socket'],
+      [{ sockets: {} }, 'admin'],
+    ] as const) {
+      const ps = problems(doc([scope()], { admin }));
+      assert.deepEqual(
+        ps.map((p) => p.path),
+        [path],
+        JSON.stringify(admin),
+      );
+    }
+  });
+
+  it('KEYWARDEN_ADMIN_SOCKET overrides admin.socket.path, also where the file turned the socket off', () => {
+    const yaml = `backends:\n  hsm: {type: pkcs11, module: /m.so, tokenLabel: t, pin: {env: P}}\nscopes:\n  - {name: a, issuer: 'https://a', audiences: [x], alg: ES256, backend: hsm, policy: {prepublish: 10m, activeFor: 1d, verifyGrace: 1h, maxTokenTtl: 15m, destroyAfter: 1d, maxKeyLifetime: 2d}}\n`;
+    const env = { KEYWARDEN_ADMIN_SOCKET: '/run/kw/2.sock' };
+    assert.equal(parseConfigText(yaml, '/etc/k/c.yaml', env).admin.socket?.path, '/run/kw/2.sock');
+    const off = `${yaml}admin: {socket: null}\n`;
+    assert.deepEqual(parseConfigText(off, '/etc/k/c.yaml', env).admin.socket, {
+      path: '/run/kw/2.sock',
+      group: 'keywarden-admin',
+    });
   });
 
   it('parses durations strictly', () => {

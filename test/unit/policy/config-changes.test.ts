@@ -1,0 +1,92 @@
+import * as assert from 'node:assert/strict';
+import { validateConfig } from '../../../src/config/validate-config';
+import { configChanges, isNoChange } from '../../../src/policy/config-changes';
+
+const policy = {
+  jwksMaxAge: '5m',
+  prepublish: '10m',
+  activeFor: '1d',
+  verifyGrace: '1h',
+  maxTokenTtl: '15m',
+  destroyAfter: '1d',
+  maxKeyLifetime: '2d',
+};
+const backends = {
+  hsm: { type: 'pkcs11', module: '/usr/lib/softhsm.so', tokenLabel: 't', pin: { env: 'PIN' } },
+};
+const scope = (name: string, over: Record<string, unknown> = {}) => ({
+  name,
+  issuer: `https://issuer.test/${name}`,
+  audiences: ['api'],
+  alg: 'ES256',
+  backend: 'hsm',
+  policy,
+  ...over,
+});
+const config = (scopes: unknown[], extra: Record<string, unknown> = {}) =>
+  validateConfig({ backends, scopes, ...extra }, { source: 't.yaml', baseDir: '/etc/keywarden' });
+
+describe('configChanges (what a reload changes)', () => {
+  it('sees nothing in the same document read twice', () => {
+    const c = configChanges(config([scope('a')]), config([scope('a')]));
+    assert.ok(isNoChange(c), JSON.stringify(c));
+  });
+
+  it('names scopes added, removed and changed (policy, audiences), which a reload applies', () => {
+    const before = config([scope('a'), scope('b'), scope('c')]);
+    const after = config([
+      scope('a', { policy: { ...policy, activeFor: '2d', maxKeyLifetime: '3d' } }),
+      scope('c', { audiences: ['api', 'other'] }),
+      scope('d'),
+    ]);
+    const c = configChanges(before, after);
+    assert.deepEqual(c.scopesAdded, ['d']);
+    assert.deepEqual(c.scopesRemoved, ['b']);
+    assert.deepEqual(c.scopesChanged, ['a', 'c']);
+    assert.deepEqual(c.restartRequired, []);
+    assert.ok(!isNoChange(c));
+  });
+
+  it('reloads the server fields a new app takes, and requires a restart for the address', () => {
+    const before = config([scope('a')]);
+    const after = config([scope('a')], {
+      server: { host: '0.0.0.0', port: 9090, bodyLimitBytes: 2048, workerHeader: true },
+    });
+    const c = configChanges(before, after);
+    assert.deepEqual(c.restartRequired.sort(), ['server.host', 'server.port']);
+    assert.deepEqual(c.serverChanged.sort(), ['server.bodyLimitBytes', 'server.workerHeader']);
+  });
+
+  it('reloads server.keyEvents (each new app serves its streams with the new limits)', () => {
+    const before = config([scope('a')]);
+    const after = config([scope('a')], {
+      server: { keyEvents: { heartbeatSeconds: 5, maxConnectionsPerAddress: 4 } },
+    });
+    const c = configChanges(before, after);
+    assert.deepEqual(c.restartRequired, []);
+    assert.deepEqual(c.serverChanged, ['server.keyEvents']);
+    assert.ok(isNoChange(configChanges(after, config([scope('a')], { server: after.server }))));
+  });
+
+  it('requires a restart for the store, the backends, the audit settings, the data dir and the log level', () => {
+    const before = config([scope('a')]);
+    const after = validateConfig(
+      {
+        backends: { hsm: { ...backends.hsm, tokenLabel: 'other' } },
+        scopes: [scope('a')],
+        store: { url: 'sqlite:/tmp/other.db' },
+        audit: { checkpointEveryRecords: 5 },
+        dataDir: '/var/lib/other',
+        logLevel: 'debug',
+      },
+      { source: 't.yaml', baseDir: '/etc/keywarden' },
+    );
+    assert.deepEqual(configChanges(before, after).restartRequired.sort(), [
+      'audit',
+      'backends',
+      'dataDir',
+      'logLevel',
+      'store',
+    ]);
+  });
+});
