@@ -63,7 +63,10 @@ export function keysCommand(): Command {
   keys
     .command('show')
     .description('show one key (by kid or a unique kid prefix of 8+ characters)')
-    .argument('<kid>')
+    .argument(
+      '<kid>',
+      "the key's kid, or a unique prefix of 8+ characters; one starting with '-' goes after '--'",
+    )
     .action(async (kid: string, _o, cmd: Command) => {
       const d = await runOperation(cmd, keysShow, { kid });
       output(cmd, d, () => humanKey(d));
@@ -115,7 +118,10 @@ export function keysCommand(): Command {
       'revoke a key now: it leaves the JWKS, stops signing and verifying, and its HSM objects are destroyed; ' +
         'a replacement is made if needed',
     )
-    .argument('<kid>')
+    .argument(
+      '<kid>',
+      "the key's kid, or a unique prefix of 8+ characters; one starting with '-' goes after '--'",
+    )
     .requiredOption('--reason <text>', 'why (recorded in the audit log)')
     .action(async (kid: string, opts: { reason: string }, cmd: Command) => {
       const r = await runOperation(cmd, keysRevoke, { kid, reason: opts.reason });

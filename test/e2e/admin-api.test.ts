@@ -233,9 +233,11 @@ describe('admin API on the unix socket', function () {
         '--json',
         'keys',
         'revoke',
-        active.kid,
         '--reason',
         'test: admin e2e',
+        // A kid may start with '-' (base64url): after '--' it is never read as an option.
+        '--',
+        active.kid,
       ]);
       assert.equal(revoked.code, 0, revoked.stderr);
       assert.equal((JSON.parse(revoked.stdout) as { revoked: { state: string } }).revoked.state, 'revoked');

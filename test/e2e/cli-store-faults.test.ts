@@ -41,7 +41,8 @@ describe('CLI: a read-only or full store is STORE_ERROR (exit 7), never an inter
   /** A connection held open all along, as a running daemon holds it (its WAL and -shm files exist). */
   let daemonLike: Database.Database;
   let kid: string;
-  const kw = (...args: string[]) => runKeywarden(['-c', cfg, ...args]);
+  // --local: these are direct store access under fault; no daemon runs.
+  const kw = (...args: string[]) => runKeywarden(['-c', cfg, '--local', ...args]);
   const hsmObjects = () =>
     execFileSync(
       'pkcs11-tool',
@@ -95,7 +96,7 @@ describe('CLI: a read-only or full store is STORE_ERROR (exit 7), never an inter
   });
 
   const expectStoreError = async (args: string[], config = cfg) => {
-    const r = await runKeywarden(['-c', config, ...args]);
+    const r = await runKeywarden(['-c', config, '--local', ...args]);
     assert.equal(r.code, 7, `${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     assert.match(r.stderr, /STORE_ERROR/);
     assert.doesNotMatch(r.stderr, /internal error/);
@@ -115,7 +116,7 @@ describe('CLI: a read-only or full store is STORE_ERROR (exit 7), never an inter
   it('read-only: keys rotate and keys revoke exit 7, and nothing changes', async () => {
     const objects = hsmObjects();
     await expectStoreError(['keys', 'rotate', '--scope', 'demo'], roCfg);
-    await expectStoreError(['keys', 'revoke', kid, '--reason', 'test'], roCfg);
+    await expectStoreError(['keys', 'revoke', '--reason', 'test', '--', kid], roCfg);
     await unchanged(objects);
   });
 
@@ -129,7 +130,7 @@ describe('CLI: a read-only or full store is STORE_ERROR (exit 7), never an inter
     }
     try {
       await expectStoreError(['keys', 'rotate', '--scope', 'demo']);
-      await expectStoreError(['keys', 'revoke', kid, '--reason', 'test']);
+      await expectStoreError(['keys', 'revoke', '--reason', 'test', '--', kid]);
     } finally {
       rmSync(filler, { force: true });
     }

@@ -47,13 +47,13 @@ describe('CLI: a store that does not exist is refused, and nothing is created', 
     const cfg = await configWithStore('missing', 'sqlite:not-here/keywarden.db');
     const before = readdirSync(token.dir).sort();
     for (const args of READ_COMMANDS) {
-      const r = await runKeywarden(['-c', cfg, ...args]);
+      const r = await runKeywarden(['-c', cfg, '--local', ...args]);
       assert.equal(r.code, 7, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /STORE_NOT_INITIALIZED/);
       assert.match(r.stderr, /run `keywarden init`/);
       assert.doesNotMatch(r.stdout, /no keys/);
     }
-    const json = await runKeywarden(['-c', cfg, '--json', 'keys', 'list']);
+    const json = await runKeywarden(['-c', cfg, '--local', '--json', 'keys', 'list']);
     assert.equal(JSON.parse(json.stdout).error.code, 'STORE_NOT_INITIALIZED');
     assert.ok(!existsSync(join(token.dir, 'not-here')), 'a store directory was created');
     assert.deepEqual(readdirSync(token.dir).sort(), before);
@@ -62,7 +62,7 @@ describe('CLI: a store that does not exist is refused, and nothing is created', 
   it('SQLite: init still creates the store, and then the same read command works', async () => {
     const cfg = await configWithStore('fresh', 'sqlite:fresh/keywarden.db');
     assert.equal((await runKeywarden(['-c', cfg, 'init'])).code, 0);
-    const r = await runKeywarden(['-c', cfg, '--json', 'keys', 'list']);
+    const r = await runKeywarden(['-c', cfg, '--local', '--json', 'keys', 'list']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).length, 1);
   });
@@ -70,7 +70,7 @@ describe('CLI: a store that does not exist is refused, and nothing is created', 
   it('PostgreSQL: an empty database is refused and gets no tables', async () => {
     const url = await pg.createDatabase('empty');
     const cfg = await configWithStore('pg', url);
-    const r = await runKeywarden(['-c', cfg, 'keys', 'list']);
+    const r = await runKeywarden(['-c', cfg, '--local', 'keys', 'list']);
     assert.equal(r.code, 7, r.stderr);
     assert.match(r.stderr, /STORE_NOT_INITIALIZED.*keywarden init/);
     const c = new Client({ connectionString: url });

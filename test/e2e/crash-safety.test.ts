@@ -78,7 +78,12 @@ describe('crash safety (e2e: keywarden serve SIGKILLed at each step of a rotatio
           policy: SECONDS_POLICY,
         },
       ],
-      { store: { url: `sqlite:${join(token.dir, `${label}.db`)}` }, logLevel: 'warn' },
+      {
+        store: { url: `sqlite:${join(token.dir, `${label}.db`)}` },
+        logLevel: 'warn',
+        // The scenarios run side by side in one directory: one admin socket each.
+        admin: { socket: { path: `${label}.sock`, group: null } },
+      },
     );
   }
 

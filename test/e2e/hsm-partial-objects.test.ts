@@ -69,7 +69,7 @@ describe('hsm check and reconcile: half-written objects after a kill during gene
   after(async () => token?.cleanup());
 
   const hsmCheck = async () => {
-    const r = await runKeywarden(['-c', cfg, '--json', 'hsm', 'check']);
+    const r = await runKeywarden(['-c', cfg, '--local', '--json', 'hsm', 'check']);
     return { code: r.code, findings: (JSON.parse(r.stdout) as { findings: Finding[] }).findings };
   };
 
@@ -78,7 +78,7 @@ describe('hsm check and reconcile: half-written objects after a kill during gene
     assert.deepEqual((await hsmCheck()).findings, []);
 
     // A rotation killed right after the backend call: a `generating` row and its key pair.
-    const killed = await runKeywarden(['-c', cfg, 'keys', 'rotate', '--scope', 'demo'], {
+    const killed = await runKeywarden(['-c', cfg, '--local', 'keys', 'rotate', '--scope', 'demo'], {
       env: { KEYWARDEN_TEST_CRASH_AT: 'after-backend' },
     });
     assert.equal(killed.code, null, killed.stderr);

@@ -91,7 +91,7 @@ describe('rotation bad input (e2e: CLI)', function () {
         const key = which === 'expired' ? expired : revoked;
         const before = await rt.ctx.keys.listAll();
         const r = await runKeywarden(
-          ['-c', configPath, '--local', 'keys', 'revoke', key.kid!, '--reason', 'again'],
+          ['-c', configPath, '--local', 'keys', 'revoke', '--reason', 'again', '--', key.kid!],
           {
             env: fromSource,
           },

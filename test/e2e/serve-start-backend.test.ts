@@ -83,11 +83,11 @@ describe('serve start-up with a backend that cannot work as configured (e2e)', f
 
   it('hsm check with a wrong PIN reports BACKEND_PIN_INCORRECT and exits 6, not an empty token', async () => {
     const configPath = await configWith('pin-check', { pin: { file: join(daemon.token.dir, 'wrong-pin') } });
-    const human = await daemon.cli(['-c', configPath, 'hsm', 'check']);
+    const human = await daemon.cli(['-c', configPath, '--local', 'hsm', 'check']);
     assert.equal(human.code, 6, human.stderr + human.stdout);
     assert.match(human.stdout, /backend hsm: NOT CHECKED: BACKEND_PIN_INCORRECT: /);
     assert.doesNotMatch(human.stdout, /0 object\(s\)/);
-    const json = await daemon.cli(['-c', configPath, '--json', 'hsm', 'check']);
+    const json = await daemon.cli(['-c', configPath, '--local', '--json', 'hsm', 'check']);
     assert.equal(json.code, 6);
     const report = JSON.parse(json.stdout) as { ok: boolean; backends: { error?: { code: string } }[] };
     assert.equal(report.ok, false);

@@ -153,7 +153,7 @@ describe('store tampering against a running daemon (e2e)', function () {
         // 4. Revoke (the CLI, as an operator), then clear the columns.
         const revoked = await signingKeyOf(rt.ctx, 'revoked');
         const before = await hsmToken(revoked, 'revoked');
-        const rev = await daemon.cli(['keys', 'revoke', revoked.kid!, '--reason', 'leaked']);
+        const rev = await daemon.cli(['keys', 'revoke', '--reason', 'leaked', '--', revoked.kid!]);
         assert.equal(rev.code, 0, rev.stderr);
         await sql.update(revoked.id, { revoked_at: null, revoked_reason: null, destroyed_at: null });
         tamper(revoked, 'revoked', 'object-missing');

@@ -66,6 +66,16 @@ describe('TLS certificate renewal by SIGHUP (e2e, two workers)', function () {
     return seen.every((f) => f === fingerprint);
   }
 
+  /** SIGHUP, then wait until the reload is counted as refused. */
+  async function hangUpAndExpectRefusal(): Promise<void> {
+    const refused = () => metric('keywarden_config_reloads_total{result="refused"}');
+    const before = (await refused()) || 0;
+    process.kill(daemon.pid, 'SIGHUP');
+    await until('the reload refused', async () => ((await refused()) === before + 1 ? true : undefined), {
+      ms: 30_000,
+    });
+  }
+
   const fingerprintOf = async (c: IssuedCert) =>
     new (await import('node:crypto')).X509Certificate(c.certPem).fingerprint256;
 
@@ -118,19 +128,11 @@ describe('TLS certificate renewal by SIGHUP (e2e, two workers)', function () {
 
   it('refuses a renewal whose key is not the certificate’s, keeping the running certificate', async () => {
     const running = await handshake();
-    const refusedBefore = await metric('keywarden_config_reloads_total{result="refused"}');
     const other = await pki.server('other');
     const keyBefore = await readFile(served.keyFile);
     await copyFile(other.keyFile, served.keyFile);
     try {
-      process.kill(daemon.pid, 'SIGHUP');
-      await until(
-        'the reload refused',
-        async () =>
-          (await metric('keywarden_config_reloads_total{result="refused"}')) === (refusedBefore || 0) + 1 ||
-          undefined,
-        { ms: 30_000 },
-      );
+      await hangUpAndExpectRefusal();
       assert.equal(await metric('keywarden_config_last_reload_successful'), 0);
       assert.ok(await allServe(running), 'every worker still serves the running certificate');
       assert.equal(await get('/healthz'), 200);
@@ -140,7 +142,6 @@ describe('TLS certificate renewal by SIGHUP (e2e, two workers)', function () {
   });
 
   it('refuses turning client certificates on by reload (restart only)', async () => {
-    const refusedBefore = await metric('keywarden_config_reloads_total{result="refused"}');
     const doc = JSON.parse(await readFile(daemon.configPath, 'utf8')) as {
       server: { tls: Record<string, string> };
     };
@@ -148,14 +149,7 @@ describe('TLS certificate renewal by SIGHUP (e2e, two workers)', function () {
     doc.server.tls.clientCaFile = pki.ca.certFile;
     await writeFile(daemon.configPath, JSON.stringify(doc, null, 2));
     try {
-      process.kill(daemon.pid, 'SIGHUP');
-      await until(
-        'the reload refused',
-        async () =>
-          (await metric('keywarden_config_reloads_total{result="refused"}')) === (refusedBefore || 0) + 1 ||
-          undefined,
-        { ms: 30_000 },
-      );
+      await hangUpAndExpectRefusal();
     } finally {
       await writeFile(daemon.configPath, original);
     }

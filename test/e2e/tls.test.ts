@@ -357,7 +357,8 @@ describe('TLS listener and mutual TLS for API clients (e2e)', function () {
 
     it('the audit log names certificate clients: their signatures and their refusals', async () => {
       assert.equal(await daemon.shutdown(), 0, daemon.output());
-      const tail = await daemon.cli(['--json', 'audit', 'tail', '--limit', '1000']);
+      // The daemon has stopped (its request audit flushed): read the store directly.
+      const tail = await daemon.cli(['--local', '--json', 'audit', 'tail', '--limit', '1000']);
       assert.equal(tail.code, 0, tail.stderr);
       const records = JSON.parse(tail.stdout) as {
         type: string;

@@ -368,7 +368,7 @@ describe('keywarden serve --workers 2 (e2e)', function () {
     const kid = jwksKids(beforeRevoke.get(1)!)[0]!;
     for (const r of beforeRevoke.values()) assert.ok(jwksKids(r).includes(kid));
 
-    const revoked = await runCli(configPath, ['keys', 'revoke', kid, '--reason', 'workers e2e']);
+    const revoked = await runCli(configPath, ['keys', 'revoke', '--reason', 'workers e2e', '--', kid]);
     assert.equal(revoked.code, 0, revoked.stderr);
     const revokedAt = Date.now();
     const droppedAfterMs = new Map<number, number>();

@@ -95,7 +95,7 @@ describe('CLI properties: no internal error, and a refusal writes nothing', func
     process.chdir(emptyCwd);
     const init = await runCliInProcess(['-c', cfg, 'init']);
     assert.equal(init.code, 0, init.stderr);
-    kid = JSON.parse((await runCliInProcess(['-c', cfg, '--json', 'keys', 'list'])).stdout)[0].kid;
+    kid = JSON.parse((await runCliInProcess(['-c', cfg, '--local', '--json', 'keys', 'list'])).stdout)[0].kid;
   });
   after(async () => {
     process.chdir(cwdBefore);
@@ -175,7 +175,8 @@ describe('CLI properties: no internal error, and a refusal writes nothing', func
             args.every((a) => a !== '-' && !(existsSync(resolve(a)) && statSync(resolve(a)).isDirectory())),
           );
           runs += 1;
-          const r = await runCliInProcess(['-c', cfg, ...args]);
+          // --local: no daemon runs here, and the commands themselves (store, HSM) are under test.
+          const r = await runCliInProcess(['-c', cfg, '--local', ...args]);
           assert.notEqual(r.code, 70, `keywarden ${args.join(' ')}: internal error\n${r.stderr}`);
           const now = fingerprint();
           if (r.code !== 0)

@@ -351,7 +351,15 @@ describe('HA: several daemons on one PostgreSQL database', function () {
             else await sleep(10);
           }
         });
-        const r = await cli(['keys', 'revoke', candidate.kid!, '--reason', 'test: HA revocation', '--json']);
+        const r = await cli([
+          'keys',
+          'revoke',
+          '--reason',
+          'test: HA revocation',
+          '--json',
+          '--',
+          candidate.kid!,
+        ]);
         if (r.code === 0) {
           target = candidate;
           gone = seen;
