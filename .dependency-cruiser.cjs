@@ -11,7 +11,13 @@
  *  policy/  store/  backends/        policy/ is pure and imports nothing of ours
  *
  * main.ts (and daemon.ts, which serve runs) is the composition root: the one place that builds
- * concrete classes and may import anything. verify/ is the relying-party library: policy/ only.
+ * concrete classes and may import anything.
+ *
+ * packages/verify (@keywarden/verify) is the relying-party library, published on its own: it
+ * imports Node's built-ins and nothing else (no npm package, nothing of the daemon), so it installs
+ * without native builds; its middleware entries may name their framework's types. The daemon uses
+ * it through its entry points only, like any other user, so there is one validation implementation
+ * and the package's inside can change freely.
  */
 const ADAPTERS = '^src/(cli|http|scheduler)/';
 
@@ -21,7 +27,7 @@ module.exports = {
       name: 'no-circular',
       severity: 'error',
       comment: 'No import cycles: a cycle makes two modules one, and load order a bug source.',
-      from: { path: '^src/' },
+      from: { path: '^(src|packages/verify/src)/' },
       to: { circular: true },
     },
     {
@@ -79,11 +85,47 @@ module.exports = {
       to: { path: '^src/(lifecycle|audit|backends|http|cli|scheduler|cluster|admin)/' },
     },
     {
-      name: 'verify-is-a-library',
+      name: 'verify-package-has-no-daemon-code',
       severity: 'error',
-      comment: 'verify/ is the relying-party library: it imports policy/ and nothing else of ours.',
-      from: { path: '^src/verify/' },
-      to: { path: '^src/', pathNot: '^src/(verify|policy)/' },
+      comment: '@keywarden/verify is published on its own: nothing of the daemon (src/) inside it.',
+      from: { path: '^packages/verify/src/' },
+      to: { path: '^(src|migrations|test|bench)/' },
+    },
+    {
+      name: 'verify-package-has-no-dependencies',
+      severity: 'error',
+      comment:
+        '@keywarden/verify installs with no native build and nothing else: Node built-ins only, ' +
+        'plus type-only imports of the framework its middleware entry serves (an optional peer).',
+      from: { path: '^packages/verify/src/' },
+      to: {
+        dependencyTypes: [
+          'npm',
+          'npm-dev',
+          'npm-optional',
+          'npm-peer',
+          'npm-no-pkg',
+          'npm-unknown',
+          'unknown',
+        ],
+        pathNot: ['^node_modules/fastify/', '^node_modules/(@types/)?express/'],
+      },
+    },
+    {
+      name: 'middleware-names-framework-types-only',
+      severity: 'error',
+      comment: 'The middleware must load without its framework: fastify/express only as `import type`.',
+      from: { path: '^packages/verify/src/' },
+      to: { path: '^node_modules/(fastify|express|@types/express)/', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'daemon-uses-verify-entry-points',
+      severity: 'error',
+      comment:
+        'The daemon uses @keywarden/verify as a relying party would, through its entry points ' +
+        '(what the published package exports), never a file inside it.',
+      from: { path: '^src/' },
+      to: { path: '^packages/verify/src/', pathNot: '^packages/verify/src/(index|fastify|express)[.]ts$' },
     },
     {
       name: 'use-cases-never-call-adapters',
@@ -103,7 +145,7 @@ module.exports = {
   ],
   options: {
     doNotFollow: { path: 'node_modules' },
-    includeOnly: '^src/',
+    includeOnly: ['^src/', '^packages/verify/src/', '^node_modules/'],
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
     enhancedResolveOptions: {

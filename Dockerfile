@@ -9,6 +9,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The workspace package (@keywarden/verify) must be present for npm ci to link it.
+COPY packages/verify/package.json packages/verify/
 # better-sqlite3 and pkcs11js compile from source here, against the headers this Node ships in
 # /usr/local/include/node: no prebuilt download from GitHub, no header download from nodejs.org.
 ENV npm_config_nodedir=/usr/local \
@@ -16,9 +18,11 @@ ENV npm_config_nodedir=/usr/local \
     npm_config_update_notifier=false
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json ./
+COPY packages/verify packages/verify
 COPY src src
 COPY migrations migrations
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund --loglevel=error
+# `npm run build`: the verify package (which the daemon loads through node_modules) first, then tsc.
+RUN npm run --silent build && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 # Keep the compiled addons (build/Release/*.node), drop their objects and bundled C sources.
 RUN find node_modules -path '*/build/Release/*' \( -name obj -o -name obj.target -o -name .deps \) -prune -exec rm -rf {} + \
  && rm -rf node_modules/better-sqlite3/deps node_modules/better-sqlite3/src
@@ -33,6 +37,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
+COPY --from=build /app/packages/verify/package.json packages/verify/package.json
+COPY --from=build /app/packages/verify/dist packages/verify/dist
 COPY package.json ./
 COPY bin bin
 COPY config config

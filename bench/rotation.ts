@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { createVerifier } from '../src/verify';
+import { createVerifier } from '@keywarden/verify';
 import type { BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden } from './lib/keywarden';
 import { cpuSample, othersShare } from './lib/machine';

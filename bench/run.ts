@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- NAME... [--quick] [--reps N] [--out FILE]]`: runs the benchmarks (all, or the named
- * ones: sign jwks verify scale rotation idle p11kit), each against its yardstick in the same run, and
+ * ones: sign jwks verify scale rotation idle p11kit revocation), each against its yardstick in the same run, and
  * prints a Markdown report (progress goes to stderr). No benchmark asserts anything: the
  * numbers are for docs/benchmarks.md. Loopback only; every server it starts is stopped.
  */
@@ -12,6 +12,7 @@ import { Report } from './lib/report';
 import { benchIdle } from './idle';
 import { benchJwks } from './jwks';
 import { benchP11Kit } from './p11kit';
+import { benchRevocation } from './revocation';
 import { benchRotation } from './rotation';
 import { benchScale } from './scale';
 import { benchSign } from './sign';
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, (r: Report, p: BenchPlan) => Promise<void>> = {
   rotation: benchRotation,
   idle: benchIdle,
   p11kit: benchP11Kit,
+  revocation: benchRevocation,
 };
 
 /** wrk is the load generator (its own process): without it no ratio here would mean anything. */

@@ -1,12 +1,12 @@
 /**
- * 3. Verify: the relying-party library (createVerifier from src/verify: complete validation,
+ * 3. Verify: the relying-party library (createVerifier from @keywarden/verify: complete validation,
  * JWKS from the running daemon, cached) against bare jose.jwtVerify with the same public key
  * (imported once) and the same checks jose offers (issuer, audience, algorithm). Tokens come
  * from keywarden's sign route. Sequential (one verification at a time) and 16 concurrent.
  */
 import { performance } from 'node:perf_hooks';
 import { importJWK, jwtVerify, type JWK } from 'jose';
-import { createVerifier } from '../src/verify';
+import { createVerifier } from '@keywarden/verify';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden } from './lib/keywarden';
 import { cpuSample, othersShare } from './lib/machine';

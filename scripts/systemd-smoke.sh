@@ -159,7 +159,7 @@ fi
 
 # --- release: this checkout, compiled, dev dependencies pruned ---------------------------------
 # Keyed on the content of those files, the installed packages and Node.
-release_paths=(package.json package-lock.json tsconfig.json src migrations bin config hsm)
+release_paths=(package.json package-lock.json tsconfig.json packages/verify src migrations bin config hsm)
 mapfile -d '' files < <(git ls-files -z --cached --others --exclude-standard -- "${release_paths[@]}")
 present=()
 for f in "${files[@]}"; do [[ -f $f ]] && present+=("$f"); done
@@ -175,7 +175,7 @@ if [[ $(cat "$release.id" 2>/dev/null) != "$release_id" ]]; then
   mkdir -p "$release"
   printf '%s\0' "${present[@]}" | tar -c --null -T - | tar -x -C "$release"
   cp -a node_modules "$release/"
-  if ! (cd "$release" && ./node_modules/.bin/tsc -p tsconfig.json &&
+  if ! (cd "$release" && node packages/verify/scripts/build.mjs && ./node_modules/.bin/tsc -p tsconfig.json &&
     npm prune --omit=dev --offline --no-audit --no-fund --loglevel=error) >"$work/logs/release.log" 2>&1; then
     tail -n 30 "$work/logs/release.log" >&2
     fail "building the release failed; see $work/logs/release.log"
@@ -201,6 +201,9 @@ if [[ ! -x $rootfs/usr/local/bin/node || $(cat "$rootfs.id" 2>/dev/null) != "$st
   tar -xzf "$node_tgz" -C "$rootfs/usr/local" --strip-components=1 package/bin/node
   mkdir -p "$rootfs/opt/keywarden"
   (cd "$release" && cp -a package.json package-lock.json bin dist config hsm node_modules "$rootfs/opt/keywarden/")
+  # The daemon loads @keywarden/verify through node_modules' workspace link to packages/verify.
+  mkdir -p "$rootfs/opt/keywarden/packages/verify"
+  cp -a "$release/packages/verify/package.json" "$release/packages/verify/dist" "$rootfs/opt/keywarden/packages/verify/"
   chown -R root:root "$rootfs/opt/keywarden"
   chroot "$rootfs" /bin/bash -euo pipefail >"$work/logs/install.log" 2>&1 <<'EOF' || fail "installing into the root file system failed; see $work/logs/install.log"
 useradd --system --home-dir /var/lib/keywarden --shell /usr/sbin/nologin keywarden

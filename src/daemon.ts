@@ -44,6 +44,7 @@ import { LifecycleMetrics } from './http/lifecycle-metrics';
 import { TokenServiceMetrics } from './http/metrics';
 import type { MetricsSource } from './http/ops-routes';
 import { publicBaseUrl } from './http/public-url';
+import { KeyEventStreams } from './http/key-events';
 import { ReloadMetrics } from './http/reload-metrics';
 import { routeTable, type RouteGroup } from './http/routes';
 import { createServer, requestHandlerOf } from './http/server';
@@ -128,6 +129,12 @@ export interface HttpServerOptions {
   detached?: boolean;
   /** Route groups after the public ones (the admin API for operator certificates). */
   extraRoutes?: readonly RouteGroup[];
+  /**
+   * The key-set change streams this app serves (started when it is ready, stopped when it
+   * closes); default: its own. The daemon keeps the reference to end them at a reload or SIGTERM,
+   * which a detached app's close alone would not do in time (see `switchServing`).
+   */
+  keyEvents?: KeyEventStreams;
 }
 
 /**
@@ -149,7 +156,13 @@ export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): Fastif
   };
   return createServer(kw, {
     routes: [
-      ...routeTable({ kw, publicBaseUrl: opts.publicBaseUrl, metrics, tokenService }),
+      ...routeTable({
+        kw,
+        publicBaseUrl: opts.publicBaseUrl,
+        metrics,
+        tokenService,
+        keyEvents: opts.keyEvents ?? new KeyEventStreams(kw, kw.config.server.keyEvents),
+      }),
       ...(opts.extraRoutes ?? []),
     ],
     ...(opts.responseHeaders ? { responseHeaders: opts.responseHeaders } : {}),
@@ -254,12 +267,22 @@ interface HttpSide {
 interface Serving {
   gen: RuntimeGeneration;
   app: FastifyInstance;
+  /**
+   * The app's key-set change streams. They never end by themselves, so they would hold the front's
+   * count of requests in flight: a reload ends them when it switches (clients reconnect to the new
+   * app, `Last-Event-ID` telling it what they know), SIGTERM when the drain starts.
+   */
+  keyEvents: KeyEventStreams;
   /** server.tls read and checked (null: plain HTTP); a reload installs it on the listening sockets. */
   tls: TlsServerOptions | null;
 }
 
-/** Builds (and readies) the app serving `kw`, detached from any socket. */
-async function buildApp(kw: Keywarden, http: HttpSide): Promise<FastifyInstance> {
+/** Builds (and readies) the app serving `kw`, detached from any socket, with its key-event streams. */
+async function buildApp(
+  kw: Keywarden,
+  http: HttpSide,
+): Promise<{ app: FastifyInstance; keyEvents: KeyEventStreams }> {
+  const keyEvents = new KeyEventStreams(kw, kw.config.server.keyEvents);
   const app = createHttpServer(kw, {
     publicBaseUrl: publicBaseUrl(kw.config.server.publicUrl, http.listen, kw.config.server.tls !== undefined)
       .url,
@@ -268,9 +291,10 @@ async function buildApp(kw: Keywarden, http: HttpSide): Promise<FastifyInstance>
     tokenMetrics: http.tokenMetrics,
     detached: true,
     extraRoutes: operatorAdminRoutes(kw, http.log),
+    keyEvents,
   });
   await app.ready();
-  return app;
+  return { app, keyEvents };
 }
 
 /**
@@ -281,7 +305,7 @@ async function prepareServing(gen: RuntimeGeneration, http: HttpSide): Promise<S
   try {
     // Read before anything switches: a renewed certificate that does not check out refuses the reload.
     const tls = tlsServerOptions(gen.keywarden.config, gen.keywarden.clock.now());
-    return { gen, app: await buildApp(gen.keywarden, http), tls };
+    return { gen, ...(await buildApp(gen.keywarden, http)), tls };
   } catch (e) {
     gen.release();
     throw e;
@@ -298,7 +322,11 @@ async function prepareServing(gen: RuntimeGeneration, http: HttpSide): Promise<S
 function switchServing(http: HttpSide, previous: Serving, next: Serving, releaseGen: boolean): Promise<void> {
   applyListenerSecurity(http.front, next.tls);
   http.tokenMetrics.setScopes(next.gen.keywarden.config);
-  return http.front.use(requestHandlerOf(next.app)).then(async () => {
+  const replaced = http.front.use(requestHandlerOf(next.app));
+  // The replaced app's streams end now (its key cache is about to stop); their clients reconnect
+  // within a second and reach `next`. Left open, they would hold `replaced` forever.
+  previous.keyEvents.stop();
+  return replaced.then(async () => {
     await previous.app
       .close()
       .catch((e: Error) => http.log.warn({ err: e.message }, 'closing a replaced app failed'));
@@ -315,6 +343,18 @@ function switchServing(http: HttpSide, previous: Serving, next: Serving, release
 function applyListenerSecurity(front: FrontServer, tls: TlsServerOptions | null): void {
   if (!tls) return;
   for (const server of front.servers) (server as https.Server).setSecureContext(tls);
+}
+
+/**
+ * SIGTERM's drain of the front (front-server.ts), with the key-event streams ended as it starts:
+ * they are requests in flight that never finish, and would hold the drain for its whole
+ * in-flight limit. Their clients reconnect to another instance (a reconnect here is refused
+ * with 503 SHUTTING_DOWN, as every request during the drain).
+ */
+function drainFront(http: HttpSide, current: Serving): Promise<void> {
+  const drained = http.front.drain();
+  current.keyEvents.stop();
+  return drained;
 }
 
 /** The listening front for `config`: node:https with server.tls, node:http without. */
@@ -492,7 +532,7 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
   onReloadSignal(reloader, log);
   return onShutdownSignal(log, async () => {
     await admin?.close();
-    await http.front.drain();
+    await drainFront(http, current);
     await Promise.all(retiring);
     await current.app.close();
     await sched.scheduler.stop();
@@ -570,7 +610,7 @@ export async function serveAsWorker(req: ServeRequest): Promise<never> {
   });
   return onShutdownSignal(log, async () => {
     // Requests in flight finish; new ones get 503 + Connection: close until clients go quiet.
-    await http.front.drain();
+    await drainFront(http, current);
     await Promise.all(retiring);
     await current.app.close();
     await rt.close();

@@ -22,6 +22,7 @@ import { inspectStore } from './store/inspect-store';
 import { KeyChangeListener } from './store/key-change-notifier';
 import { createScopeLock } from './store/scope-lock';
 import { SqlStore } from './store/sql-store';
+import { SqliteFileWatcher } from './store/sqlite-file-watcher';
 
 /** An audit log as the composition root wires it: append-only, and inside a store transaction when it can. */
 export interface AuditLogImpl {
@@ -119,8 +120,14 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
   const keys = store.keys;
   const url = config.store.url;
   const onPostgres = url.startsWith('postgres://') || url.startsWith('postgresql://');
-  const changeFeed: KeyChangeFeedFactory = (onChange) =>
-    onPostgres ? new KeyChangeListener(url, { log: opts.log, onChange }) : null;
+  const sqliteFile = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : null;
+  // Per process, like the store: each config generation's key cache starts its own feed from it.
+  const changeFeed: KeyChangeFeedFactory = (onChange, onMaybeChange) => {
+    if (onPostgres) return new KeyChangeListener(url, { log: opts.log, onChange });
+    if (sqliteFile !== null && sqliteFile !== ':memory:')
+      return new SqliteFileWatcher({ file: sqliteFile, onMaybeChange, log: opts.log });
+    return null;
+  };
   // Per process, not per config: it checks client rows against the audit key's seals once per
   // row content, and needs only the backends (which a reload cannot change).
   const clientTrust = new ClientTrust({

@@ -15,6 +15,12 @@ export const BENCH_DIST = join(REPO_ROOT, '.tmp', 'bench', 'dist');
 export function ensureCompiled(): void {
   if (process.env.BENCH_COMPILED === '1') return;
   process.stderr.write('compiling into .tmp/bench/dist ...\n');
+  // The compiled daemon and relying parties load @keywarden/verify from its own build.
+  const pkg = spawnSync(process.execPath, [join(REPO_ROOT, 'packages', 'verify', 'scripts', 'build.mjs')], {
+    cwd: REPO_ROOT,
+    stdio: 'inherit',
+  });
+  if (pkg.status !== 0) throw new Error('building packages/verify failed');
   const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   spawnSync(
     process.execPath,

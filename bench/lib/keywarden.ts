@@ -48,6 +48,8 @@ export interface SetupOptions {
   logLevel?: string;
   /** Run `keywarden init` (creates every scope's first key). Default true. */
   init?: boolean;
+  /** More `server` settings for the config (e.g. keyEvents). */
+  server?: Record<string, unknown>;
 }
 
 /** Creates a token, writes the config and (by default) runs `keywarden init`. */
@@ -61,7 +63,7 @@ export async function prepareKeywarden(o: SetupOptions): Promise<KeywardenSetup>
     o.scopes.map((s) => ({ ...s, issuer: s.issuer ?? `${baseUrl}/scopes/${s.name}` })),
     {
       logLevel: o.logLevel ?? 'warn',
-      server: { host: '127.0.0.1', port, keyRefreshSeconds: o.keyRefreshSeconds ?? 2 },
+      server: { host: '127.0.0.1', port, keyRefreshSeconds: o.keyRefreshSeconds ?? 2, ...o.server },
     },
   );
   doc.backends.hsm.sessions = o.sessions;

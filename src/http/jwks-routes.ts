@@ -1,6 +1,7 @@
 import type { RouteHandlerMethod, FastifyReply, FastifyRequest } from 'fastify';
 import { jwksCacheControl, type Keywarden } from '../lifecycle';
 import type { ScopeConfig } from '../policy/scope';
+import { keyEventsPath } from './key-events';
 
 /** The media type of every JWKS answer (RFC 7517 §8.5), from either path. */
 export const JWKS_CONTENT_TYPE = 'application/jwk-set+json';
@@ -48,6 +49,10 @@ export function discoveryHandler(kw: Keywarden, publicBaseUrl: string): RouteHan
     const { scope: name } = req.params as { scope: string };
     const scope = kw.scope(name);
     reply.header('cache-control', jwksCacheControl(scope.policy.jwksMaxAgeSeconds));
-    return kw.discovery(scope.name, `${publicBaseUrl}${jwksPath(scope.name)}`);
+    return kw.discovery(
+      scope.name,
+      `${publicBaseUrl}${jwksPath(scope.name)}`,
+      `${publicBaseUrl}${keyEventsPath(scope.name)}`,
+    );
   };
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Keywarden } from '../lifecycle';
+import { keyEventsPath, type KeyEventStreams } from './key-events';
 import { discoveryHandler, jwksHandler, jwksPath, unknownJwksHandler } from './jwks-routes';
 import { healthHandler, metricsHandler, readinessHandler, type MetricsSource } from './ops-routes';
 import { signRoute, strictValidator, verifyRoute, type TokenService } from './token-routes';
@@ -39,6 +40,8 @@ export interface RouteDeps {
   metrics?: MetricsSource;
   /** The authenticated token routes, when served. */
   tokenService?: TokenService;
+  /** The key-set change streams, when served. */
+  keyEvents?: KeyEventStreams;
 }
 
 /**
@@ -70,6 +73,38 @@ export function routeTable(d: RouteDeps): RouteGroup[] {
       ],
     },
   ];
+  const events = d.keyEvents;
+  if (events) {
+    groups.push({
+      name: 'key events',
+      setup(api) {
+        api.addHook('onReady', (done) => {
+          events.start();
+          done();
+        });
+        // Before fastify waits for open requests to finish: the streams never would.
+        api.addHook('preClose', (done) => {
+          events.stop();
+          done();
+        });
+      },
+      routes: [
+        ...kw.config.scopes.map((s): RouteOptions => ({
+          method: 'GET',
+          url: keyEventsPath(s.name),
+          handler: events.handler(s),
+        })),
+        {
+          method: 'GET',
+          url: keyEventsPath(':scope'),
+          handler: (req) => {
+            kw.scope((req.params as { scope: string }).scope); // throws SCOPE_NOT_FOUND
+            throw new Error('no key-events route for a configured scope');
+          },
+        },
+      ],
+    });
+  }
   const t = d.tokenService;
   if (t) {
     groups.push({

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { KeyRecord, PublicJwk } from '../policy/key';
 import { effectiveState, isPublished, nextStateChangeAt } from '../policy/key-state';
 import type { ScopeConfig } from '../policy/scope';
-import { toPublishedJwks } from '../verify/jwks';
+import { KeySetError, toPublishedJwks } from '@keywarden/verify';
+import { KeywardenError } from '../policy/errors';
 
 /** A built JWKS document, serialised once and served many times. */
 export interface BuiltJwks {
@@ -27,7 +28,7 @@ export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: D
     (k) =>
       k.status === 'ready' && k.kid !== null && k.publicJwk !== null && isPublished(effectiveState(k, now)),
   );
-  const jwks = toPublishedJwks(
+  const jwks = publishedJwks(
     published.map((k) => ({
       ...k,
       kid: k.kid as string,
@@ -49,6 +50,16 @@ export function buildJwks(scope: ScopeConfig, keys: readonly KeyRecord[], now: D
     kids: published.map((k) => k.kid as string),
     nextChangeAt: next,
   };
+}
+
+/** toPublishedJwks, its refusal as the daemon's KEY_NOT_USABLE (mapped to a status like every code). */
+function publishedJwks(...args: Parameters<typeof toPublishedJwks>): ReturnType<typeof toPublishedJwks> {
+  try {
+    return toPublishedJwks(...args);
+  } catch (e) {
+    if (e instanceof KeySetError) throw new KeywardenError('KEY_NOT_USABLE', e.message, { cause: e });
+    throw e;
+  }
 }
 
 /**

@@ -7,7 +7,7 @@ import {
 } from '../policy/client-seal';
 import { KeywardenError } from '../policy/errors';
 import type { KeyRecord } from '../policy/key';
-import { verifyJwsSignature } from '../verify/signature';
+import { verifyJwsSignature } from './jws-signature';
 import {
   auditBackendName,
   auditSigner,

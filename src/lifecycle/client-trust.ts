@@ -13,7 +13,7 @@ import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
 import type { KeywardenConfig } from '../policy/scope';
 import type { StoredClient } from '../policy/clients';
-import { verifyJwsSignature } from '../verify/signature';
+import { verifyJwsSignature } from './jws-signature';
 import { AUDIT_SCOPE } from '../policy/audit-key';
 import type { AuditLog, KeyStore } from './ports';
 import { judgeFacts, rowDigest, type SealedRow } from './key-integrity';

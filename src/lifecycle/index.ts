@@ -38,4 +38,4 @@ export type { DeniedRequest, DeniedRecorder, SignActivityAggregator } from '../a
 export type { AuditVerifyReport } from '../audit/verify';
 export type { ChainedRecord } from '../audit/chain';
 export type { ScanProgress } from '../scan';
-export type { ValidationResult } from '../verify/validate-token';
+export type { ValidationResult } from '@keywarden/verify';

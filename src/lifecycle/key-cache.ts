@@ -13,8 +13,12 @@ export interface KeyChangeFeed {
   stop(): Promise<void> | void;
 }
 
-/** Builds the feed for this cache, calling `onChange` per announcement; null when the store has none. */
-export type KeyChangeFeedFactory = (onChange: () => void) => KeyChangeFeed | null;
+/**
+ * Builds the feed for this cache; null when the store has none. `onChange`: a key write was
+ * announced (reload). `onMaybeChange`: the store may have been written (SQLite's files changed):
+ * compare the key set version, reload only if it moved.
+ */
+export type KeyChangeFeedFactory = (onChange: () => void, onMaybeChange: () => void) => KeyChangeFeed | null;
 
 /** A ready key with its public key imported once. */
 export interface CachedKey {
@@ -50,6 +54,7 @@ export class KeyCache {
   private inFlight: Promise<void> | null = null;
   private queued: { force: boolean; promise: Promise<void> } | null = null;
   private feed: KeyChangeFeed | null = null;
+  private readonly reloadListeners = new Set<() => void>();
 
   constructor(
     private readonly config: KeywardenConfig,
@@ -120,6 +125,22 @@ export class KeyCache {
     }
     this.views = views;
     this.version = version;
+    for (const listener of this.reloadListeners) {
+      try {
+        listener();
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'key reload listener failed');
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` (synchronously, after the new views are in place) on every reload that read
+   * a changed key set; returns the function that stops it. The key-events streams hang on this.
+   */
+  onReload(listener: () => void): () => void {
+    this.reloadListeners.add(listener);
+    return () => this.reloadListeners.delete(listener);
   }
 
   /**
@@ -134,15 +155,22 @@ export class KeyCache {
       this.refresh().catch((e) => this.log.error({ err: (e as Error).message }, 'key cache refresh failed'));
     }, ms);
     this.timer.unref();
-    this.feed = this.changeFeed(() => {
-      this.log.debug('key change announced: reloading keys');
-      // A notification means a row changed: reload even if the version looks the same.
-      this.refresh(true)
-        .then(() => this.log.debug('keys reloaded after announcement'))
-        .catch((e) =>
-          this.log.error({ err: (e as Error).message }, 'key cache refresh after notification failed'),
+    this.feed = this.changeFeed(
+      () => {
+        this.log.debug('key change announced: reloading keys');
+        // A notification means a row changed: reload even if the version looks the same.
+        this.refresh(true)
+          .then(() => this.log.debug('keys reloaded after announcement'))
+          .catch((e) =>
+            this.log.error({ err: (e as Error).message }, 'key cache refresh after notification failed'),
+          );
+      },
+      () => {
+        this.refresh().catch((e) =>
+          this.log.error({ err: (e as Error).message }, 'key cache refresh after a store write failed'),
         );
-    });
+      },
+    );
     void this.feed?.start();
   }
 

@@ -7,7 +7,7 @@ import { keyPolicyProblems, type KeyRefusal, type KeyRefusalReason } from '../po
 import { decodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import { effectiveState } from '../policy/key-state';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
-import { verifyJwsSignature } from '../verify/signature';
+import { verifyJwsSignature } from './jws-signature';
 import type { AuditLog } from './ports';
 import { thumbprint } from './thumbprint';
 

@@ -8,6 +8,7 @@ import { pruneAudit, type PruneResult } from '../audit/prune';
 import { auditChainLength, tailAudit, type AuditTailFilter } from '../audit/query';
 import { verifyAuditChain, type AuditVerifyReport, type VerifyAuditOptions } from '../audit/verify';
 import type { ChainedRecord } from '../audit/chain';
+import type { KeyEvent } from '@keywarden/verify';
 import type { Clock } from '../policy/clock';
 import type { ConfigReloadOutcome } from '../policy/config-changes';
 import { KeywardenError } from '../policy/errors';
@@ -50,7 +51,7 @@ import { signToken, type SignedToken, type SignRequest } from './sign-token';
 import { verifyKeyRows, type KeyVerifyReport, type RowTrust } from './verify-key-rows';
 import { trustedKeys } from './trusted-keys';
 import { verifyToken } from './verify-token';
-import type { ValidationResult } from '../verify/validate-token';
+import type { ValidationResult } from '@keywarden/verify';
 
 /** A key row as operators see it: the record, its state in its scope, and how far it is trusted. */
 export interface KeyListing {
@@ -83,6 +84,8 @@ export interface InitReport {
 export interface DiscoveryDocument {
   issuer: string;
   jwks_uri: string;
+  /** The scope's key-set change stream (Server-Sent Events; docs/api.md). */
+  keywarden_key_events_uri: string;
   id_token_signing_alg_values_supported: string[];
   token_endpoint_auth_signing_alg_values_supported: string[];
 }
@@ -213,11 +216,32 @@ export class Keywarden {
     return answerJwks(this.ctx, scope, ifNoneMatch);
   }
 
-  discovery(scopeName: string, jwksUri: string): DiscoveryDocument {
+  /**
+   * The scope's published key set now, as its key-events stream announces it (the JWKS's ETag
+   * and kids); undefined while the keys are not loaded yet. Throws SCOPE_NOT_FOUND.
+   */
+  keySetEvent(scopeName: string): KeyEvent | undefined {
+    const scope = requireScope(this.ctx, scopeName);
+    const view = this.ctx.cache.view(scope.name);
+    if (!view) return undefined;
+    const jwks = this.ctx.cache.jwks(view, this.ctx.clock.now());
+    return { scope: scope.name, etag: jwks.etag, kids: jwks.kids };
+  }
+
+  /**
+   * Calls `listener` whenever this process reloaded its keys from the store (a revocation, a new
+   * key, by this process or any other); returns the function that stops it.
+   */
+  watchKeySets(listener: () => void): () => void {
+    return this.ctx.cache.onReload(listener);
+  }
+
+  discovery(scopeName: string, jwksUri: string, keyEventsUri: string): DiscoveryDocument {
     const scope = requireScope(this.ctx, scopeName);
     return {
       issuer: scope.issuer,
       jwks_uri: jwksUri,
+      keywarden_key_events_uri: keyEventsUri,
       id_token_signing_alg_values_supported: [scope.alg],
       token_endpoint_auth_signing_alg_values_supported: [scope.alg],
     };

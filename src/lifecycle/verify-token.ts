@@ -1,4 +1,4 @@
-import { validateToken, type ValidationResult, type VerificationKey } from '../verify/validate-token';
+import { validateToken, type ValidationResult, type VerificationKey } from '@keywarden/verify';
 import { requireScope, type LifecycleContext } from './context';
 
 /**

@@ -2,11 +2,9 @@
  * Lifecycle code never reads the system time itself: it is handed a Clock. Tests move a
  * FakeClock instead of sleeping (I2: state is a pure function of timestamps and *now*).
  */
-export interface Clock {
-  now(): Date;
-}
-
-export const systemClock: Clock = { now: () => new Date() };
+export { systemClock } from '@keywarden/verify';
+export type { Clock } from '@keywarden/verify';
+import type { Clock } from '@keywarden/verify';
 
 /** A clock that only moves when told to. */
 export class FakeClock implements Clock {

@@ -26,7 +26,10 @@ export interface ConfigChanges {
   scopesRemoved: string[];
   /** Scopes in both whose settings (policy, audiences, issuer, schedule, ...) differ. */
   scopesChanged: string[];
-  /** Reloadable `server` fields that differ (body limit, key refresh, public URL, worker header). */
+  /**
+   * Reloadable `server` fields that differ (body limit, key refresh, public URL, worker header,
+   * keyEvents: each app generation serves its own key-event streams with its config's limits).
+   */
   serverChanged: string[];
 }
 

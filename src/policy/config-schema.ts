@@ -46,6 +46,22 @@ export const scopeSchema = z.strictObject({
   policy,
 });
 
+/** The key-set change streams (`GET /scopes/:scope/key-events`, docs/api.md). */
+const KEY_EVENTS_DEFAULTS = { heartbeatSeconds: 15, maxConnectionsPerAddress: 32, maxConnections: 10000 };
+const keyEventsSchema = z
+  .strictObject({
+    // Relying parties treat 3 missed heartbeats as a dead stream (the library: 45 s by default).
+    heartbeatSeconds: z.number().int().min(1).max(300).default(KEY_EVENTS_DEFAULTS.heartbeatSeconds),
+    maxConnectionsPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .max(100000)
+      .default(KEY_EVENTS_DEFAULTS.maxConnectionsPerAddress),
+    maxConnections: z.number().int().min(1).max(1000000).default(KEY_EVENTS_DEFAULTS.maxConnections),
+  })
+  .default(KEY_EVENTS_DEFAULTS);
+
 /**
  * `server.tls`: HTTPS on the listener (docs/configuration.md). Paths only: the files are read and
  * checked (parse, key matches certificate, validity) by src/config/tls-options.ts, at `config
@@ -70,6 +86,7 @@ export const configFileSchema = z.strictObject({
       keyRefreshSeconds: z.number().int().min(1).max(60).default(2),
       publicUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
       workerHeader: z.boolean().default(false),
+      keyEvents: keyEventsSchema,
       tls: tlsSchema.optional(),
     })
     .default({
@@ -78,6 +95,7 @@ export const configFileSchema = z.strictObject({
       bodyLimitBytes: 65536,
       keyRefreshSeconds: 2,
       workerHeader: false,
+      keyEvents: KEY_EVENTS_DEFAULTS,
     }),
   admin: z
     .strictObject({

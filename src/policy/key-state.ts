@@ -3,18 +3,12 @@ import type { KeyTimes } from './key';
 /**
  * Effective state of a key (I2): a pure function of its timestamps, its revocation and now.
  * Nothing stores it; signing, JWKS and verification compute it at request time, so a dead
- * scheduler cannot keep a key alive.
+ * scheduler cannot keep a key alive. One function, in the verify package, for the daemon and
+ * relying parties alike.
  */
-export type KeyState = 'pending' | 'active' | 'retired' | 'expired' | 'revoked';
-
-export function effectiveState(key: KeyTimes, now: Date): KeyState {
-  const t = now.getTime();
-  if (key.revokedAt !== null && key.revokedAt.getTime() <= t) return 'revoked';
-  if (t >= key.expiresAt.getTime()) return 'expired';
-  if (t < key.activateAt.getTime()) return 'pending';
-  if (t < key.retireAt.getTime()) return 'active';
-  return 'retired';
-}
+export { effectiveState } from '@keywarden/verify';
+export type { KeyState } from '@keywarden/verify';
+import type { KeyState } from '@keywarden/verify';
 
 /** Published states appear in the scope's JWKS. */
 export function isPublished(state: KeyState): boolean {

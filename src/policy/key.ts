@@ -1,14 +1,8 @@
 import type { SigningAlg } from './algorithms';
 
 /** A public JWK as stored and published: public members only, never `d`/`p`/`q`/... */
-export interface PublicJwk {
-  kty: 'EC' | 'RSA' | 'OKP';
-  crv?: string;
-  x?: string;
-  y?: string;
-  n?: string;
-  e?: string;
-}
+export type { PublicJwk } from '@keywarden/verify';
+import type { PublicJwk } from '@keywarden/verify';
 
 /** Where the private half lives. Opaque to everything above the backend that made it. */
 export interface BackendRef {

@@ -1,8 +1,8 @@
 import type { RsaModulusBits, SigningAlg } from './algorithms';
 import type { BackendConfigBase } from './backend-type';
 
-/** Absolute ceiling on any key's lifetime (I1). A constant in code, not configurable. */
-export const ABSOLUTE_MAX_KEY_LIFETIME_SECONDS = 400 * 86400;
+/** Absolute ceiling on any key's lifetime (I1): one constant, shared with the verify package. */
+export { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '@keywarden/verify';
 
 /** Timing rules of one scope's keys, in seconds. */
 export interface KeyPolicy {
@@ -61,8 +61,19 @@ export interface ServerConfig {
    * on every response. Off by default: a debugging aid, not something to tell anonymous clients.
    */
   workerHeader: boolean;
+  /** The key-set change streams relying parties subscribe to (per process: each worker its own). */
+  keyEvents: KeyEventsConfig;
   /** HTTPS on the listener; absent: plain HTTP (the loopback quick start). */
   tls?: TlsConfig;
+}
+
+export interface KeyEventsConfig {
+  /** A comment line on every open stream this often, so both ends notice a dead connection. */
+  heartbeatSeconds: number;
+  /** Open streams one client address may hold; more are refused with 429. */
+  maxConnectionsPerAddress: number;
+  /** Open streams in all; more are refused with 503. */
+  maxConnections: number;
 }
 
 /**

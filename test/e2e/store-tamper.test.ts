@@ -15,7 +15,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { addClient } from '../../src/lifecycle/clients';
 import type { Runtime } from '../../src/main';
 import type { KeyRecord } from '../../src/policy/key';
-import { createVerifier } from '../../src/verify';
+import { createVerifier } from '@keywarden/verify';
 import {
   signingKeyOf,
   signWithKey,

@@ -16,7 +16,7 @@ import { request } from 'node:https';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import type { Runtime } from '../../src/main';
-import { createVerifier } from '../../src/verify';
+import { createVerifier } from '@keywarden/verify';
 import { runKeywarden } from '../helpers/cli';
 import { clientWriter } from '../helpers/client-tamper';
 import { freePort, startDaemon, type Daemon } from '../helpers/daemon';

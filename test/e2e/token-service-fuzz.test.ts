@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { REASON_CODES } from '../../src/verify';
+import { REASON_CODES } from '@keywarden/verify';
 import { startDaemon, type Daemon } from '../helpers/daemon';
 
 const RUNS = 300;

@@ -17,7 +17,7 @@ import { revokeKey } from '../../src/lifecycle/revoke-key';
 import { rotateScope } from '../../src/lifecycle/rotate-scope';
 import type { Runtime } from '../../src/main';
 import type { KeyRecord } from '../../src/policy/key';
-import { createVerifier, type ValidationResult } from '../../src/verify';
+import { createVerifier, type ValidationResult } from '@keywarden/verify';
 import { signingKeyOf, signWithKey, startDaemon, type Daemon } from '../helpers/daemon';
 
 // consumer and enterprise share an audience on purpose: in 2023 the mail system accepted

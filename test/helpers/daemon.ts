@@ -34,6 +34,8 @@ export interface DaemonOptions {
   keyRefreshSeconds?: number;
   /** server.bodyLimitBytes; default the config default (65536). */
   bodyLimitBytes?: number;
+  /** server.keyEvents (the key-set change streams); default the config defaults. */
+  keyEvents?: { heartbeatSeconds?: number; maxConnectionsPerAddress?: number; maxConnections?: number };
   /** Daemon log level (its output is kept for failure messages); default warn. */
   logLevel?: string;
   /**
@@ -219,6 +221,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         port,
         keyRefreshSeconds: opts.keyRefreshSeconds ?? 1,
         ...(opts.bodyLimitBytes !== undefined ? { bodyLimitBytes: opts.bodyLimitBytes } : {}),
+        ...(opts.keyEvents !== undefined ? { keyEvents: opts.keyEvents } : {}),
         ...(opts.workerHeader !== undefined ? { workerHeader: opts.workerHeader } : {}),
         ...(opts.tls
           ? {

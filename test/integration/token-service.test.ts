@@ -19,7 +19,7 @@ import { verifySecret } from '../../src/lifecycle/secret-hash';
 import { FakeClock } from '../../src/policy/clock';
 import { hasCode } from '../../src/policy/errors';
 import type { KeyRecord } from '../../src/policy/key';
-import { createVerifier } from '../../src/verify';
+import { createVerifier } from '@keywarden/verify';
 import { signingKeyOf, signWithKey } from '../helpers/daemon';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
 

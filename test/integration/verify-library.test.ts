@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FakeClock } from '../../src/policy/clock';
-import { createVerifier, toPublishedJwk, type PublishedJwk, type VerifierOptions } from '../../src/verify';
+import { createVerifier, toPublishedJwk, type PublishedJwk, type VerifierOptions } from '@keywarden/verify';
 import { AUDIENCE, NOW, forge, claims, makeKey, type TestKey } from '../unit/verify/fixtures';
 
 interface ScopeState {

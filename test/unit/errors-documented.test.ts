@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { EXIT_CODE } from '../../src/cli/exit-codes';
 import { HTTP_STATUS } from '../../src/http/error-status';
 import { ERROR_CODES, type ErrorCode } from '../../src/policy/errors';
-import { REASON_CODES } from '../../src/verify/reasons';
+import { REASON_CODES } from '../../packages/verify/src/reasons';
 
 const DOC = readFileSync(join(__dirname, '..', '..', 'docs', 'errors.md'), 'utf8');
 

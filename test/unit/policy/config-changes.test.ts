@@ -57,6 +57,17 @@ describe('configChanges (what a reload changes)', () => {
     assert.deepEqual(c.serverChanged.sort(), ['server.bodyLimitBytes', 'server.workerHeader']);
   });
 
+  it('reloads server.keyEvents (each new app serves its streams with the new limits)', () => {
+    const before = config([scope('a')]);
+    const after = config([scope('a')], {
+      server: { keyEvents: { heartbeatSeconds: 5, maxConnectionsPerAddress: 4 } },
+    });
+    const c = configChanges(before, after);
+    assert.deepEqual(c.restartRequired, []);
+    assert.deepEqual(c.serverChanged, ['server.keyEvents']);
+    assert.ok(isNoChange(configChanges(after, config([scope('a')], { server: after.server }))));
+  });
+
   it('requires a restart for the store, the backends, the audit settings, the data dir and the log level', () => {
     const before = config([scope('a')]);
     const after = validateConfig(

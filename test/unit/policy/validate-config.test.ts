@@ -140,6 +140,42 @@ describe('config validation', () => {
     );
   });
 
+  it('server.keyEvents: documented defaults; bad values are refused with the field named', () => {
+    const c = validateConfig(doc([scope()]), { source: 't', baseDir: '/e' });
+    assert.deepEqual(c.server.keyEvents, {
+      heartbeatSeconds: 15,
+      maxConnectionsPerAddress: 32,
+      maxConnections: 10000,
+    });
+    const some = validateConfig(
+      doc([scope()], { server: { keyEvents: { maxConnectionsPerAddress: 200 } } }),
+      {
+        source: 't',
+        baseDir: '/e',
+      },
+    );
+    assert.deepEqual(some.server.keyEvents, {
+      heartbeatSeconds: 15,
+      maxConnectionsPerAddress: 200,
+      maxConnections: 10000,
+    });
+    const bad: [Record<string, unknown>, string][] = [
+      [{ heartbeatSeconds: 0 }, 'server.keyEvents.heartbeatSeconds'],
+      [{ heartbeatSeconds: 1.5 }, 'server.keyEvents.heartbeatSeconds'],
+      [{ maxConnectionsPerAddress: -1 }, 'server.keyEvents.maxConnectionsPerAddress'],
+      [{ maxConnections: '10' }, 'server.keyEvents.maxConnections'],
+      [{ heartbeat: 15 }, 'server.keyEvents'],
+    ];
+    for (const [keyEvents, path] of bad) {
+      const ps = problems(doc([scope()], { server: { keyEvents } }));
+      assert.deepEqual(
+        ps.map((p) => p.path),
+        [path],
+        JSON.stringify(keyEvents),
+      );
+    }
+  });
+
   it('the annotated example configurations are valid, with the documented server defaults', () => {
     for (const file of ['config/production.example.yaml', 'config/default.yaml']) {
       const c = loadConfig(file, {});

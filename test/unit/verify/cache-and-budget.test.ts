@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { cacheLifetimeSeconds } from '../../../src/verify/cache-control';
-import { TokenBucket } from '../../../src/verify/token-bucket';
+import { cacheLifetimeSeconds } from '../../../packages/verify/src/cache-control';
+import { TokenBucket } from '../../../packages/verify/src/token-bucket';
 
 describe('cacheLifetimeSeconds', () => {
   const bounds = { maxSeconds: 600, defaultSeconds: 60, minSeconds: 5 };

@@ -5,8 +5,8 @@
 import { constants, createHmac, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import type { SigningAlg } from '../../../src/policy/algorithms';
 import type { PublicJwk } from '../../../src/policy/key';
-import { importVerificationKey } from '../../../src/verify/import-key';
-import type { KeyLookup, VerificationKey } from '../../../src/verify/validate-token';
+import { importVerificationKey } from '../../../packages/verify/src/import-key';
+import type { KeyLookup, VerificationKey } from '../../../packages/verify/src/validate-token';
 
 export const ISSUER = 'https://kw.example/scopes/enterprise';
 export const OTHER_ISSUER = 'https://kw.example/scopes/consumer';

@@ -2,8 +2,8 @@ import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hasCode } from '../../../src/policy/errors';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
+import { KeySetError, type KeySetErrorCode } from '../../../packages/verify/src/errors';
 import {
   PRIVATE_JWK_MEMBERS,
   inspectJwks,
@@ -11,9 +11,9 @@ import {
   toPublishedJwk,
   toPublishedJwks,
   type PublishableKey,
-} from '../../../src/verify/jwks';
-import { importVerificationKey } from '../../../src/verify/import-key';
-import { validateToken } from '../../../src/verify/validate-token';
+} from '../../../packages/verify/src/jwks';
+import { importVerificationKey } from '../../../packages/verify/src/import-key';
+import { validateToken } from '../../../packages/verify/src/validate-token';
 import {
   ALGS,
   DAY_MS,
@@ -311,7 +311,7 @@ describe('published JWK format', () => {
     assert.equal(result.valid === false && result.reason, 'kid_ambiguous');
   });
 
-  it('a body that is not a JWKS fails as a whole: inspectJwks says so, parseJwks throws REQUEST_INVALID', () => {
+  it('a body that is not a JWKS fails as a whole: inspectJwks says so, parseJwks throws JWKS_INVALID', () => {
     const key = makeKey('ES256');
     const jwk = JSON.stringify(toPublishedJwk(publishable(key), ISSUER));
     for (const body of [
@@ -327,7 +327,7 @@ describe('published JWK format', () => {
       assert.equal(inspection.ok, false, String(body));
       assert.throws(
         () => parseJwks(body, ISSUER),
-        (e: unknown) => hasCode(e, 'REQUEST_INVALID'),
+        (e: unknown) => hasCode(e, 'JWKS_INVALID'),
       );
     }
   });
@@ -342,3 +342,7 @@ describe('published JWK format', () => {
     assert.equal(inspection.ok, false);
   });
 });
+
+function hasCode(e: unknown, code: KeySetErrorCode): boolean {
+  return e instanceof KeySetError && e.code === code;
+}

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REASON_CODES, REASON_DESCRIPTIONS, isReasonCode } from '../../../src/verify/reasons';
+import { REASON_CODES, REASON_DESCRIPTIONS, isReasonCode } from '../../../packages/verify/src/reasons';
 
 describe('reason codes', () => {
   it('are the documented, stable list', () => {

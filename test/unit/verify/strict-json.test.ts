@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { findDuplicateMember, parseJsonObject } from '../../../src/verify/strict-json';
+import { findDuplicateMember, parseJsonObject } from '../../../packages/verify/src/strict-json';
 
 describe('parseJsonObject', () => {
   it('parses objects without duplicates', () => {

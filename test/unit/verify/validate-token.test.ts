@@ -2,12 +2,12 @@ import { strict as assert } from 'node:assert';
 import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import * as jose from 'jose';
 import fc from 'fast-check';
-import { REASON_CODES, type ReasonCode } from '../../../src/verify/reasons';
+import { REASON_CODES, type ReasonCode } from '../../../packages/verify/src/reasons';
 import {
   DEFAULT_CLOCK_SKEW_SECONDS,
   validateToken,
   type ValidationResult,
-} from '../../../src/verify/validate-token';
+} from '../../../packages/verify/src/validate-token';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
 import {
   ALGS,

@@ -1,8 +1,8 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { keySpecFor, type SigningAlg } from '../policy/algorithms';
-import type { PublicJwk } from '../policy/key';
-import { isTokenLifetimeBound } from './check-claims';
-import type { VerificationKey } from './validate-token';
+import { keySpecFor, type SigningAlg } from './algorithms.js';
+import type { PublicJwk } from './public-jwk.js';
+import { isTokenLifetimeBound } from './check-claims.js';
+import type { VerificationKey } from './validate-token.js';
 
 /** RFC 7518 §3.3 asks for at least 2048 bits; keywarden makes 2048 or 3072. */
 export const MIN_RSA_MODULUS_BITS = 2048;

@@ -5,7 +5,7 @@ import {
   type VerifyKeyObjectInput,
   type VerifyPublicKeyInput,
 } from 'node:crypto';
-import type { SigningAlg } from '../policy/algorithms';
+import type { SigningAlg } from './algorithms.js';
 
 const ES256_SIGNATURE_BYTES = 64;
 const ES384_SIGNATURE_BYTES = 96;

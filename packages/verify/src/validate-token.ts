@@ -1,12 +1,11 @@
 import type { KeyObject } from 'node:crypto';
-import type { JWTPayload } from 'jose';
-import { isSigningAlg, type SigningAlg } from '../policy/algorithms';
-import { effectiveState } from '../policy/key-state';
-import { checkClaims } from './check-claims';
-import { decodeCompactJws } from './compact-jws';
-import type { ReasonCode } from './reasons';
-import { verifyJwsSignature } from './signature';
-import { isTokenType, tokenTypeProblem } from '../policy/token-type';
+import { isSigningAlg, type SigningAlg } from './algorithms.js';
+import { effectiveState } from './key-state.js';
+import { checkClaims } from './check-claims.js';
+import { decodeCompactJws } from './compact-jws.js';
+import type { ReasonCode } from './reasons.js';
+import { verifyJwsSignature } from './jws-signature.js';
+import { isTokenType, tokenTypeProblem } from './token-type.js';
 
 /**
  * A public key as validation needs it: the key itself, the lifecycle times that decide
@@ -62,8 +61,20 @@ export interface ProtectedHeader {
   [member: string]: unknown;
 }
 
+/** A JWT claims set: the registered claims (RFC 7519 §4.1) and any others. */
+export interface JwtClaims {
+  iss?: string;
+  sub?: string;
+  aud?: string | string[];
+  jti?: string;
+  nbf?: number;
+  exp?: number;
+  iat?: number;
+  [claim: string]: unknown;
+}
+
 /** Claims of a validated token: the registered claims validation required are present. */
-export type VerifiedClaims = JWTPayload & { iss: string; aud: string | string[]; exp: number; iat: number };
+export type VerifiedClaims = JwtClaims & { iss: string; aud: string | string[]; exp: number; iat: number };
 
 export type ValidationResult =
   | { valid: true; claims: VerifiedClaims; kid: string; header: ProtectedHeader }
@@ -137,7 +148,6 @@ export async function validateToken(
   // I2: state from the key's times and now, never from a stored status.
   const state = effectiveState(
     {
-      publishAt: key.activateAt,
       activateAt: key.activateAt,
       retireAt: key.retireAt,
       expiresAt: key.expiresAt,

@@ -1,11 +1,11 @@
-import { isSigningAlg, type SigningAlg } from '../policy/algorithms';
-import { KeywardenError } from '../policy/errors';
-import type { PublicJwk } from '../policy/key';
-import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../policy/scope';
-import { describeLifetimeBound, isTokenLifetimeBound } from './check-claims';
-import { importVerificationKey } from './import-key';
-import { parseJsonObject } from './strict-json';
-import type { VerificationKey } from './validate-token';
+import { isSigningAlg, type SigningAlg } from './algorithms.js';
+import type { PublicJwk } from './public-jwk.js';
+import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from './algorithms.js';
+import { KeySetError } from './errors.js';
+import { describeLifetimeBound, isTokenLifetimeBound } from './check-claims.js';
+import { importVerificationKey } from './import-key.js';
+import { parseJsonObject } from './strict-json.js';
+import type { VerificationKey } from './validate-token.js';
 
 /**
  * One key as keywarden publishes it in a scope's JWKS. Public members only, plus what a relying
@@ -65,17 +65,17 @@ const PUBLIC_MEMBERS = { EC: ['crv', 'x', 'y'], RSA: ['n', 'e'], OKP: ['crv', 'x
 export function toPublishedJwk(key: PublishableKey, issuer: string): PublishedJwk {
   const kty = key.publicJwk.kty;
   const allowed = PUBLIC_MEMBERS[kty] as readonly (keyof PublicJwk)[] | undefined;
-  if (!allowed) throw new KeywardenError('KEY_NOT_USABLE', `key ${key.kid}: unsupported kty ${String(kty)}`);
+  if (!allowed) throw new KeySetError('KEY_NOT_USABLE', `key ${key.kid}: unsupported kty ${String(kty)}`);
   const jwk: Partial<PublishedJwk> = { kty };
   for (const member of allowed) {
     const value = key.publicJwk[member];
     if (typeof value !== 'string' || value.length === 0) {
-      throw new KeywardenError('KEY_NOT_USABLE', `key ${key.kid}: public JWK has no "${member}"`);
+      throw new KeySetError('KEY_NOT_USABLE', `key ${key.kid}: public JWK has no "${member}"`);
     }
     jwk[member] = value as never;
   }
   if (!isTokenLifetimeBound(key.maxTokenTtlSeconds)) {
-    throw new KeywardenError(
+    throw new KeySetError(
       'KEY_NOT_USABLE',
       `key ${key.kid}: maxTokenTtlSeconds (${describeLifetimeBound(key.maxTokenTtlSeconds)}) is not a positive integer of at most 400 days`,
     );
@@ -147,11 +147,11 @@ export function inspectJwks(body: unknown, expectedIssuer: string): JwksInspecti
 
 /**
  * The usable keys of a JWKS published for `expectedIssuer` (see inspectJwks for what is
- * ignored). Throws KeywardenError REQUEST_INVALID when `body` is not a JWKS at all.
+ * ignored). Throws KeySetError JWKS_INVALID when `body` is not a JWKS at all.
  */
 export function parseJwks(body: unknown, expectedIssuer: string): VerificationKey[] {
   const inspection = inspectJwks(body, expectedIssuer);
-  if (!inspection.ok) throw new KeywardenError('REQUEST_INVALID', `invalid JWKS: ${inspection.problem}`);
+  if (!inspection.ok) throw new KeySetError('JWKS_INVALID', `invalid JWKS: ${inspection.problem}`);
   return inspection.keys;
 }
 

@@ -1,8 +1,9 @@
-import { systemClock, type Clock } from '../policy/clock';
-import { fetchTrustingCa, type TrustedCa } from './ca-fetch';
-import { insecureUrlProblem } from './fetch-document';
-import { RemoteKeySet } from './remote-key-set';
-import { tokenTypeProblem } from '../policy/token-type';
+import { fetchTrustingCa, type TrustedCa } from './ca-fetch.js';
+import { systemClock, type Clock } from './clock.js';
+import { insecureUrlProblem } from './fetch-document.js';
+import { KeyEventSubscription } from './key-event-subscription.js';
+import { RemoteKeySet } from './remote-key-set.js';
+import { tokenTypeProblem } from './token-type.js';
 import {
   DEFAULT_CLOCK_SKEW_SECONDS,
   DEFAULT_MAX_TOKEN_BYTES,
@@ -10,7 +11,7 @@ import {
   validateToken,
   type ValidationOptions,
   type ValidationResult,
-} from './validate-token';
+} from './validate-token.js';
 
 /** Options of createVerifier. `issuer` and `audience` are required: validation is complete or nothing. */
 export interface VerifierOptions {
@@ -49,6 +50,36 @@ export interface VerifierOptions {
    * Compared case-insensitively, with `application/` optional. Default: any `typ`.
    */
   typ?: string;
+  /**
+   * Revocation push: subscribe to the scope's key-set change stream (Server-Sent Events) and
+   * refresh the keys the moment the daemon announces a change, so a revoked key stops verifying
+   * within seconds instead of when the cached JWKS expires. While the stream is down, keys are
+   * refreshed as the JWKS's Cache-Control says, as without it. The URL is the discovery
+   * document's `keywarden_key_events_uri`, or derived from a keywarden `jwksUri`
+   * (`.../.well-known/jwks.json` -> `.../key-events`), or `url`. Off by default: the stream holds
+   * a connection open, so call `close()` when done. `true` takes the defaults.
+   */
+  keyEvents?:
+    | boolean
+    | {
+        url?: string;
+        /** Silence (no event, no heartbeat) for this long reopens the stream; default 45, min 2. */
+        idleTimeoutSeconds?: number;
+      };
+}
+
+/** What a verifier's key-events subscription is doing (for health checks and logs). */
+export interface KeyEventsStatus {
+  enabled: boolean;
+  /** The stream URL, once known (discovery may have to answer first). */
+  url: string | null;
+  /** True while the stream is open. */
+  connected: boolean;
+  /** Key events received so far. */
+  events: number;
+  lastEventId: string | null;
+  /** Why the stream last ended or could not open (it may be open again since); null if never. */
+  problem: string | null;
 }
 
 /** A relying party's verifier for one issuer and audience. */
@@ -58,10 +89,18 @@ export interface Verifier {
    * Never rejects: failures, including JWKS fetch failures (`jwks_unavailable`), are results.
    */
   verify(token: string): Promise<ValidationResult>;
+  /** The key-events subscription's state (`enabled: false` unless `keyEvents` was set). */
+  keyEvents(): KeyEventsStatus;
+  /** Ends the key-events subscription, if any. The verifier still verifies afterwards (polling). */
+  close(): void;
 }
 
 export const DEFAULT_REFETCH_PER_MINUTE = 6;
 export const DEFAULT_MAX_CACHE_SECONDS = 600;
+const DEFAULT_KEY_EVENTS_IDLE_SECONDS = 45;
+const KEY_EVENTS_RETRY_MS = 500;
+const KEY_EVENTS_MAX_RETRY_MS = 30_000;
+const JWKS_PATH_SUFFIX = '/.well-known/jwks.json';
 
 /**
  * Creates a verifier for the tokens of one keywarden scope (I6): same complete validation as
@@ -93,6 +132,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (!keys.isFresh(o.clock.now().getTime())) {
         const refreshed = await keys.refresh();
         if (!refreshed.ok) return { valid: false, reason: 'jwks_unavailable', message: refreshed.problem };
+        ensureSubscribed();
       }
       let requestedKid: string | undefined;
       const result = await validateToken(
@@ -116,7 +156,78 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
   }
 
-  return { verify };
+  const events = o.keyEvents;
+  let subscription: KeyEventSubscription | null = null;
+  let eventsProblem: string | null = null;
+  let closed = false;
+  const subscribe = (url: string) => {
+    if (closed || subscription || !events) return;
+    const problem = insecureUrlProblem(url, o.allowInsecureHttp);
+    if (problem) {
+      eventsProblem = `key events: ${problem}`;
+      return;
+    }
+    subscription = new KeyEventSubscription({
+      url,
+      fetch: o.fetch,
+      allowInsecureHttp: o.allowInsecureHttp,
+      idleTimeoutMs: events.idleTimeoutSeconds * 1000,
+      retryMs: KEY_EVENTS_RETRY_MS,
+      maxRetryMs: KEY_EVENTS_MAX_RETRY_MS,
+      onEvent: (event) => void keys.applyKeyEvent(event),
+    });
+    subscription.start();
+  };
+  /**
+   * Opens the stream once its URL is known: given, derived from a given jwksUri, or (after the
+   * first successful discovery, which may come at any later refresh if the daemon was down at
+   * start) from the discovery document.
+   */
+  function ensureSubscribed(): void {
+    if (!events || subscription || closed) return;
+    const given = events.url ?? (o.jwksUri !== undefined ? keyEventsUrlFor(o.jwksUri) : undefined);
+    const url =
+      given ?? keys.eventsUri ?? (keys.jwksUrl !== null ? keyEventsUrlFor(keys.jwksUrl) : undefined);
+    if (url !== undefined) subscribe(url);
+    else if (keys.jwksUrl !== null)
+      eventsProblem = 'key events: the discovery document names no keywarden_key_events_uri';
+  }
+  if (events) {
+    ensureSubscribed();
+    // Load the keys now rather than on the first token, and learn the stream's URL from discovery.
+    void keys.refresh().then((r) => {
+      if (r.ok) ensureSubscribed();
+    });
+  }
+
+  return {
+    verify,
+    keyEvents: () => ({
+      enabled: events !== null,
+      url: subscription ? subscription.url : null,
+      connected: subscription?.connected ?? false,
+      events: subscription?.events ?? 0,
+      lastEventId: subscription?.lastEventId ?? null,
+      problem: subscription ? subscription.lastProblem : eventsProblem,
+    }),
+    close: () => {
+      closed = true;
+      subscription?.close();
+    },
+  };
+}
+
+/** A keywarden scope's key-events URL next to its JWKS URL, or undefined for another shape. */
+function keyEventsUrlFor(jwksUri: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(jwksUri);
+  } catch {
+    return undefined;
+  }
+  if (!url.pathname.endsWith(JWKS_PATH_SUFFIX) || url.search !== '') return undefined;
+  url.pathname = `${url.pathname.slice(0, -JWKS_PATH_SUFFIX.length)}/key-events`;
+  return url.toString();
 }
 
 interface CheckedOptions {
@@ -131,6 +242,7 @@ interface CheckedOptions {
   maxTokenBytes: number;
   allowInsecureHttp: boolean;
   typ: string | undefined;
+  keyEvents: { url: string | undefined; idleTimeoutSeconds: number } | null;
 }
 
 function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
@@ -190,7 +302,9 @@ function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
     const problem = tokenTypeProblem(options.typ);
     if (problem) throw new TypeError(`createVerifier: ${problem}`);
   }
+  const keyEvents = checkKeyEventsOption(options.keyEvents, jwksUri, allowInsecureHttp);
   return {
+    keyEvents,
     issuer,
     audience,
     jwksUri,
@@ -203,6 +317,32 @@ function checkVerifierOptions(options: VerifierOptions): CheckedOptions {
     allowInsecureHttp,
     typ: options.typ,
   };
+}
+
+function checkKeyEventsOption(
+  option: VerifierOptions['keyEvents'],
+  jwksUri: string | undefined,
+  allowInsecureHttp: boolean,
+): CheckedOptions['keyEvents'] {
+  if (option === undefined || option === false) return null;
+  const given = option === true ? {} : option;
+  if (given === null || typeof given !== 'object')
+    throw new TypeError('createVerifier: keyEvents must be a boolean or an object');
+  const { url } = given;
+  if (url !== undefined) {
+    if (typeof url !== 'string') throw new TypeError('createVerifier: keyEvents.url must be a string');
+    const problem = insecureUrlProblem(url, allowInsecureHttp);
+    if (problem) throw new TypeError(`createVerifier: keyEvents.url: ${problem}`);
+  } else if (jwksUri !== undefined && keyEventsUrlFor(jwksUri) === undefined) {
+    throw new TypeError(
+      `createVerifier: keyEvents: no stream URL can be derived from jwksUri ${jwksUri} (not .../.well-known/jwks.json); give keyEvents.url`,
+    );
+  }
+  const idle = given.idleTimeoutSeconds ?? DEFAULT_KEY_EVENTS_IDLE_SECONDS;
+  if (typeof idle !== 'number' || !Number.isFinite(idle) || idle < 2) {
+    throw new RangeError('createVerifier: keyEvents.idleTimeoutSeconds must be a number >= 2');
+  }
+  return { url, idleTimeoutSeconds: idle };
 }
 
 function isPemList(ca: unknown): boolean {

@@ -1,4 +1,4 @@
-import { parseJsonObject } from './strict-json';
+import { parseJsonObject } from './strict-json.js';
 
 /** The parts of a compact JWS whose header and payload are JSON objects. */
 export interface DecodedJws {

@@ -1,5 +1,5 @@
-import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../policy/scope';
-import type { ReasonCode } from './reasons';
+import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from './algorithms.js';
+import type { ReasonCode } from './reasons.js';
 
 /** Key lifecycle times, and the scope's token lifetime bound, the claim checks compare against. */
 export interface KeyWindow {
