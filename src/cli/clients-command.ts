@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import {
   clientsAdd,
@@ -13,7 +12,7 @@ import {
 import type { CheckedClientSummary, ClientSummary, SealClientsReport } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
 import { EXIT } from './exit-codes';
-import { iso, output, runOperation, table } from './io';
+import { iso, output, readOptionFile, runOperation, table } from './io';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -106,17 +105,6 @@ function humanSealReport(r: Wire<SealClientsReport>): string {
   ].join('\n');
 }
 
-/** The PEM text of a --cert file; REQUEST_INVALID (exit 2) when it cannot be read. */
-function readCertificateFile(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new KeywardenError('REQUEST_INVALID', `cannot read --cert ${file}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-}
-
 /** Prints a newly issued secret: on stdout only, once, with a warning that it is not stored. */
 function printSecret(cmd: Command, issued: Wire<ClientSummary> & { secret: string }, verb: string): void {
   output(cmd, issued, () =>
@@ -164,7 +152,7 @@ export function clientsCommand(): Command {
       }
       // The certificate is read here and checked against server.tls.clientCaFile where the
       // client is made (the daemon's config, or --local's).
-      const certificatePem = readCertificateFile(opts.cert);
+      const certificatePem = readOptionFile('--cert', opts.cert).toString('utf8');
       const c = await runOperation(cmd, clientsAddCertificate, { name, grants, certificatePem });
       output(cmd, c, () =>
         [

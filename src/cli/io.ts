@@ -70,7 +70,7 @@ export async function runOperation<I, R>(cmd: Command, op: AdminOperation<I, R>,
 }
 
 /** A file an option names, read now; REQUEST_INVALID (exit 2) naming the option when it cannot be. */
-function readOptionFile(option: string, file: string): Buffer {
+export function readOptionFile(option: string, file: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (e) {

@@ -97,11 +97,28 @@ export class ClientAuthenticator {
   certificateTrusted(certificate: PeerCertificate): boolean {
     return (
       certificate.authorized &&
-      this.clientCas !== null &&
-      issuedByOneOf(certificate.x509, this.clientCas) &&
+      this.issuedByClientCa(certificate) &&
       validAt(certificate.x509, this.kw.clock.now())
     );
   }
+
+  /**
+   * The issuer check, once per connection: its certificate cannot change (no renegotiation) and
+   * peerCertificate hands back the same object for every request on it, so only the validity
+   * dates are read per request, never a signature verified again on the sign route.
+   */
+  private issuedByClientCa(certificate: PeerCertificate): boolean {
+    if (this.clientCas === null) return false;
+    let issued = this.issuerChecked.get(certificate.x509);
+    if (issued === undefined) {
+      issued = issuedByOneOf(certificate.x509, this.clientCas);
+      this.issuerChecked.set(certificate.x509, issued);
+    }
+    return issued;
+  }
+
+  /** issuedByClientCa's answers, per connection's certificate, for this authenticator's CAs. */
+  private readonly issuerChecked = new WeakMap<X509Certificate, boolean>();
 
   /** Starts polling (first poll now). The timer does not keep the process alive. */
   start(): Promise<void> {
