@@ -13,8 +13,6 @@ import jsonwebtoken from 'jsonwebtoken';
 import { JwksClient } from 'jwks-rsa';
 import nodeJose from 'node-jose';
 import { addClient } from '../../src/lifecycle/clients';
-import { revokeKey } from '../../src/lifecycle/revoke-key';
-import { rotateScope } from '../../src/lifecycle/rotate-scope';
 import type { Runtime } from '../../src/main';
 import type { KeyRecord } from '../../src/policy/key';
 import { createVerifier, type ValidationResult } from '@keywarden/verify';
@@ -592,8 +590,22 @@ describe('token service (e2e: keywarden serve + CLI)', function () {
       const revoked = await signingKeyOf(rt.ctx, 'retiring');
       const token = await signedToken('retiring', { aud: 'retiring-api' });
       assert.equal(decodeProtectedHeader(token).kid, revoked.kid);
-      await revokeKey(rt.ctx, revoked.kid!, 'test: Storm regression', 'test');
-      const pending = await rotateScope(rt.ctx, 'retiring', 'test');
+      // Through the daemon, as an operator would: SoftHSM2 2.6 can crash a process that reads
+      // an object's attributes while another process destroys it (docs/hsm-vendors.md), so the
+      // daemon that owns the token does the destroying.
+      const revoke = await daemon.cli([
+        'keys',
+        'revoke',
+        '--reason',
+        'test: Storm regression',
+        '--',
+        revoked.kid!,
+      ]);
+      assert.equal(revoke.code, 0, revoke.stderr);
+      const rotated = await daemon.cli(['--json', 'keys', 'rotate', '--scope', 'retiring']);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      const pendingKid = (JSON.parse(rotated.stdout) as { kid: string }).kid;
+      const pending = (await rt.ctx.keys.listByScope('retiring')).find((k) => k.kid === pendingKid)!;
       assert.ok(pending.activateAt.getTime() > Date.now());
       // The daemon reloads keys every keyRefreshSeconds: wait until it knows both the
       // revocation and the pending key (a reload between the two would see only the first).

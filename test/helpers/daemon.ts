@@ -268,10 +268,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     live.add(serve);
     serve.stdout.on('data', keep);
     serve.stderr.on('data', keep);
-    const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
+    let stopping = false;
+    const exited = new Promise<number | null>((r) =>
+      serve.once('exit', (code, signal) => {
+        // A daemon that dies under a test takes every later test of the file with it; say why
+        // once, where CI keeps it, instead of leaving only ECONNREFUSED behind.
+        if (!stopping && code !== 0)
+          process.stderr.write(
+            `\n[test daemon ${serve.pid} exited unexpectedly: code ${code} signal ${signal}]\n${recent}\n`,
+          );
+        r(code);
+      }),
+    );
     await waitForHealth(baseUrl, serve, () => recent, opts.tls?.trust);
 
     const shutdown = async (): Promise<number | null> => {
+      stopping = true;
       if (serve.exitCode === null && serve.signalCode === null) {
         serve.kill('SIGTERM');
         const killer = setTimeout(() => serve.kill('SIGKILL'), 10_000);
