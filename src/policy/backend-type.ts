@@ -29,12 +29,14 @@ export interface BackendTypeRules<C extends BackendConfigBase = BackendConfigBas
   /**
    * The frozen config of a parsed entry: relative paths resolved against the config file's
    * directory (`resolve`). Problems the schema cannot express go to `problem` (field, message).
+   * `dataDir` (absolute) is where a type keeps files of its own by default.
    */
   toConfig(
     name: string,
     parsed: unknown,
     resolve: (path: string) => string,
     problem: (field: string, message: string) => void,
+    dataDir: string,
   ): C;
   /** Problems of a scope that uses a backend of this type (e.g. an algorithm it lacks). */
   checkScope?(scope: ScopeOnBackend, backend: C): { field: string; message: string }[];

@@ -74,7 +74,7 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     }
     const problem = (field: string, message: string) =>
       backendProblems.push({ path: `backends.${name}.${field}`, message });
-    backends[name] = rules.toConfig(name, r.data, resolve, problem);
+    backends[name] = rules.toConfig(name, r.data, resolve, problem, resolve(file.dataDir));
   }
 
   const scopes: ScopeConfig[] = [];

@@ -16,6 +16,13 @@ export interface Pkcs11BackendConfig extends BackendConfigBase {
   moduleEnv: Readonly<Record<string, string>>;
   /** Size of the signing session pool. */
   sessions: number;
+  /**
+   * The file every keywarden process on this host locks around the token's object-store work
+   * (ObjectStoreLock); null or absent for none. A loaded config always has it: by default
+   * `<dataDir>/<backend>.pkcs11.lock`, not `required` (a process that cannot open it warns and
+   * goes on without); one the operator names is required. A config built in code may leave it out.
+   */
+  objectLock?: { file: string; required: boolean } | null;
 }
 
 const schema = z.strictObject({
@@ -25,6 +32,7 @@ const schema = z.strictObject({
   pin: pinSourceSchema,
   moduleEnv: z.record(z.string(), z.string()).default({}),
   sessions: z.number().int().min(1).max(64).default(4),
+  objectLockFile: z.string().min(1).nullable().optional(),
 });
 
 /**
@@ -53,8 +61,8 @@ function resolveModuleEnv(
 export const pkcs11ConfigRules: BackendTypeRules<Pkcs11BackendConfig> = {
   type: 'pkcs11',
   schema,
-  toConfig(name, parsed, resolve, problem) {
-    const b = parsed as z.infer<typeof schema>;
+  toConfig(name, parsed, resolve, problem, dataDir) {
+    const { objectLockFile, ...b } = parsed as z.infer<typeof schema>;
     if (!path.isAbsolute(b.module) && !b.module.startsWith('.')) {
       problem('module', `module "${b.module}" must be a path to the .so file`);
     }
@@ -64,6 +72,15 @@ export const pkcs11ConfigRules: BackendTypeRules<Pkcs11BackendConfig> = {
       module: resolve(b.module),
       pin: 'file' in b.pin ? { file: resolve(b.pin.file) } : b.pin,
       moduleEnv: resolveModuleEnv(b.moduleEnv, resolve),
+      // On by default, in dataDir: every process that reads this config (daemon, workers, a
+      // --local command) then agrees on the file without being told.
+      objectLock:
+        objectLockFile === null
+          ? null
+          : {
+              file: path.resolve(dataDir, objectLockFile ?? `${name}.pkcs11.lock`),
+              required: objectLockFile !== undefined,
+            },
     };
   },
   defaultForAuditKey: true,

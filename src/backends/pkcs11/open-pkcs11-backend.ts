@@ -1,6 +1,7 @@
 import { KeywardenError } from '../../policy/errors';
 import type { Pkcs11BackendConfig } from './config';
 import { Cryptoki } from './cryptoki';
+import { ObjectStoreLock } from './object-store-lock';
 import { Pkcs11Backend, type Pkcs11BackendOptions } from './pkcs11-backend';
 import { SessionPool } from './session-pool';
 
@@ -29,7 +30,14 @@ export async function openPkcs11Backend(
   if (typeof pinValue !== 'string' || pinValue.length === 0) {
     throw new KeywardenError('BACKEND_PIN_INCORRECT', `backend '${cfg.name}': the PIN is empty`);
   }
-  const ck = Cryptoki.open(cfg.module, cfg.moduleEnv);
+  const objectLock = openObjectLock(cfg);
+  let ck: Cryptoki;
+  try {
+    ck = Cryptoki.open(cfg.module, cfg.moduleEnv);
+  } catch (e) {
+    objectLock?.release();
+    throw e;
+  }
   const pool = new SessionPool(
     ck,
     cfg.tokenLabel,
@@ -39,13 +47,34 @@ export async function openPkcs11Backend(
     (generation) => backend.sessionsReset(generation),
     opts.recovery,
   );
-  const backend = new Pkcs11Backend(ck, cfg, pool, opts);
+  const backend = new Pkcs11Backend(ck, cfg, pool, objectLock, opts);
   try {
     await pool.start();
   } catch (e) {
     await pool.close();
     ck.release();
+    objectLock?.release();
     throw e;
   }
   return backend;
+}
+
+/**
+ * The backend's object lock, or null. The default lock file failing to open (a dataDir this
+ * user may not write, a PostgreSQL deployment without one) is a warning, not a refusal: the lock
+ * guards against a SoftHSM2 defect, and a daemon that started yesterday should start today.
+ */
+function openObjectLock(cfg: Pkcs11BackendConfig): ObjectStoreLock | null {
+  if (!cfg.objectLock) return null;
+  try {
+    return ObjectStoreLock.open(cfg.objectLock.file);
+  } catch (e) {
+    if (cfg.objectLock.required) throw e;
+    process.emitWarning(
+      `backend '${cfg.name}': ${(e as Error).message}; object-store work is not locked against ` +
+        'other processes on this host (set objectLockFile to a writable path, or null)',
+      { code: 'KEYWARDEN_PKCS11_OBJECT_LOCK' },
+    );
+    return null;
+  }
 }

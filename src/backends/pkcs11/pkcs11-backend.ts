@@ -15,6 +15,7 @@ import type {
 } from '../key-backend';
 import { CkError, HANDLE_INVALID_CKRS, isCkr, isTokenFault, toKeywardenError } from './ck-error';
 import { Cryptoki, type Handle } from './cryptoki';
+import type { ObjectStoreLock } from './object-store-lock';
 import { describeModule, type ModuleDescription } from './describe-token';
 import {
   curveFor,
@@ -74,6 +75,7 @@ export class Pkcs11Backend implements KeyBackend {
     private readonly ck: Cryptoki,
     config: Pkcs11BackendConfig,
     private readonly pool: SessionPool,
+    private readonly objectLock: ObjectStoreLock | null,
     private readonly opts: Pkcs11BackendOptions,
   ) {
     this.name = config.name;
@@ -110,7 +112,7 @@ export class Pkcs11Backend implements KeyBackend {
     // waiting generations never hold the sessions signing needs): SoftHSM2 answered concurrent
     // C_GenerateKeyPair calls on one token with CKR_GENERAL_ERROR now and then (2 of 1,000 in
     // the scale benchmark, one in an HA test run).
-    return this.ck.oneAtATime(() => this.generateOn(ref, a, request.alg, t));
+    return this.exclusively(() => this.generateOn(ref, a, request.alg, t));
   }
 
   private generateOn(
@@ -169,14 +171,17 @@ export class Pkcs11Backend implements KeyBackend {
 
   async publicKey(ref: BackendRef, alg: SigningAlg): Promise<PublicJwk> {
     const a = this.address(ref);
-    return this.run(`reading public key ${a.label}`, (s) => {
-      const found = this.ck.findObjects(s, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
-        { type: pkcs11js.CKA_ID, value: a.id },
-      ]);
-      const handle = this.single(found, a, 'public key');
-      return this.readPublicJwk(s, handle, alg);
-    });
+    // Reads attributes of an object another process may be destroying (a revocation).
+    return this.exclusively(() =>
+      this.run(`reading public key ${a.label}`, (s) => {
+        const found = this.ck.findObjects(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+          { type: pkcs11js.CKA_ID, value: a.id },
+        ]);
+        const handle = this.single(found, a, 'public key');
+        return this.readPublicJwk(s, handle, alg);
+      }),
+    );
   }
 
   async exists(ref: BackendRef): Promise<boolean> {
@@ -365,6 +370,7 @@ export class Pkcs11Backend implements KeyBackend {
     this.keys.clear();
     await this.pool.close();
     this.ck.release();
+    this.objectLock?.release();
   }
 
   /**
@@ -376,13 +382,23 @@ export class Pkcs11Backend implements KeyBackend {
   private onObjectStore<T>(doing: string, fn: (session: Handle) => Promise<T> | T): Promise<T> {
     // A listing or a destruction of a token that lost its store "succeeds" finding nothing: the
     // token is asked afterwards whether it is well, so that never passes for an answer.
-    return this.ck.oneAtATime(() =>
+    return this.exclusively(() =>
       this.run(doing, async (s) => {
         const out = await fn(s);
         this.probeToken();
         return out;
       }),
     );
+  }
+
+  /**
+   * One at a time in this process (the module's queue), and, with an object lock, across every
+   * keywarden process on the host: SoftHSM2 crashed a process reading objects while another
+   * process destroyed objects on the same token (docs/hsm-vendors.md).
+   */
+  private exclusively<T>(task: () => Promise<T>): Promise<T> {
+    const lock = this.objectLock;
+    return this.ck.oneAtATime(lock ? () => lock.around(task) : task);
   }
 
   private run<T>(doing: string, fn: (session: Handle) => Promise<T> | T): Promise<T> {

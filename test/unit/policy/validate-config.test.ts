@@ -74,6 +74,35 @@ describe('config validation', () => {
     });
   });
 
+  it('locks PKCS#11 object-store work through <dataDir>/<backend>.pkcs11.lock unless told otherwise', () => {
+    const lockOf = (hsm: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
+      const c = validateConfig(doc([scope()], { backends: { hsm: { ...backends.hsm, ...hsm } }, ...extra }), {
+        source: 't',
+        baseDir: '/etc/keywarden',
+      });
+      assert.ok(isPkcs11Config(c.backends.hsm));
+      return c.backends.hsm.objectLock;
+    };
+    assert.deepEqual(lockOf({}, { dataDir: '/var/lib/keywarden' }), {
+      file: '/var/lib/keywarden/hsm.pkcs11.lock',
+      required: false,
+    });
+    assert.deepEqual(lockOf({ objectLockFile: 'locks/token.lock' }, { dataDir: '/var/lib/keywarden' }), {
+      file: '/var/lib/keywarden/locks/token.lock',
+      required: true,
+    });
+    assert.deepEqual(lockOf({ objectLockFile: '/run/kw/token.lock' }), {
+      file: '/run/kw/token.lock',
+      required: true,
+    });
+    assert.equal(lockOf({ objectLockFile: null }), null);
+    const [p, ...rest] = problems(
+      doc([scope()], { backends: { hsm: { ...backends.hsm, objectLockFile: '' } } }),
+    );
+    assert.equal(rest.length, 0);
+    assert.equal(p?.path, 'backends.hsm.objectLockFile');
+  });
+
   it('refuses verifyGrace < maxTokenTtl, naming scope, field and numbers', () => {
     const [p, ...rest] = problems(doc([scope({ policy: { ...policy, verifyGrace: '10m' } })]));
     assert.equal(rest.length, 0);
