@@ -17,12 +17,22 @@ import { systemClock, type Clock } from './policy/clock';
 import { KeywardenError, type ErrorCode } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
 import type { EnvironmentProblem } from './config/check-environment';
-import { openStore } from './store/data-source';
-import { inspectStore } from './store/inspect-store';
-import { KeyChangeListener } from './store/key-change-notifier';
-import { createScopeLock } from './store/scope-lock';
-import { SqlStore } from './store/sql-store';
-import { SqliteFileWatcher } from './store/sqlite-file-watcher';
+
+/**
+ * The store's modules (TypeORM, pg: about half a second of every CLI start) load when a store
+ * is opened, never at import: a CLI command that goes through the daemon never opens one.
+ */
+function storeModules() {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  return {
+    ...(require('./store/data-source') as typeof import('./store/data-source')),
+    ...(require('./store/key-change-notifier') as typeof import('./store/key-change-notifier')),
+    ...(require('./store/scope-lock') as typeof import('./store/scope-lock')),
+    ...(require('./store/sql-store') as typeof import('./store/sql-store')),
+    ...(require('./store/sqlite-file-watcher') as typeof import('./store/sqlite-file-watcher')),
+  };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+}
 
 /** An audit log as the composition root wires it: append-only, and inside a store transaction when it can. */
 export interface AuditLogImpl {
@@ -89,7 +99,12 @@ export function storeAuditLog(clock?: Clock): NonNullable<RuntimeOptions['audit'
 }
 
 /** Creates the data directory (owner-only) before a store is opened in it (`init`). */
-export { ensureStoreDirectory as prepareDataDir } from './store/data-source';
+/** Creates the store's directory (`init`); see ensureStoreDirectory. */
+export function prepareDataDir(
+  ...args: Parameters<typeof import('./store/data-source').ensureStoreDirectory>
+): void {
+  storeModules().ensureStoreDirectory(...args);
+}
 
 /**
  * The composition root: the one place that picks concrete classes (store, backends, audit log,
@@ -98,6 +113,7 @@ export { ensureStoreDirectory as prepareDataDir } from './store/data-source';
  */
 export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions): Promise<Runtime> {
   const clock = opts.clock ?? systemClock;
+  const { openStore, SqlStore, KeyChangeListener, SqliteFileWatcher, createScopeLock } = storeModules();
   const ds = await openStore(config.store.url, {}, { mustExist: opts.storeMustExist ?? false });
   const opened = new Map<string, Promise<KeyBackend>>();
   const open = opts.openBackend ?? openBackend;
@@ -255,6 +271,8 @@ export async function checkDeep(
       });
     }
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { inspectStore } = require('./store/inspect-store') as typeof import('./store/inspect-store');
   const s = await inspectStore(config.store.url);
   if (s.problem)
     items.push({

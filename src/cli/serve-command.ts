@@ -1,8 +1,16 @@
 import cluster from 'node:cluster';
 import { Command, InvalidArgumentError } from 'commander';
 import { defaultConfigPath, loadConfigFile } from '../config/load-config';
-import { parseWorkerCount, serve, serveAsWorker } from '../daemon';
 import { globals } from './io';
+
+/**
+ * The daemon's modules (fastify, prom-client, the scheduler) load for `serve` only, not at every
+ * other command's start.
+ */
+function daemon(): typeof import('../daemon') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../daemon') as typeof import('../daemon');
+}
 
 function port(v: string): number {
   const n = Number(v);
@@ -36,11 +44,12 @@ export function serveCommand(): Command {
     .option(
       '--workers <n>',
       'HTTP worker processes sharing the port (default: one per CPU; 1 = a single process)',
-      parseWorkerCount,
+      (v: string) => daemon().parseWorkerCount(v),
     )
     .action(async (opts: ServeOptions, cmd: Command) => {
       const logLevel = globals(cmd).logLevel;
       const req = { ...opts, ...(logLevel !== undefined ? { logLevel } : {}) };
+      const { serve, serveAsWorker } = daemon();
       // A cluster worker runs the config its primary runs (which it asks for), not the file as it is now.
       if (cluster.isWorker) return serveAsWorker(req);
       return serve(loadConfigFile(globals(cmd).config ?? defaultConfigPath()), req);
