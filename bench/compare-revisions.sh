@@ -15,7 +15,7 @@
 #
 # Used for "the sign rate through the sealed path is unchanged" (docs/benchmarks.md §9). The
 # revisions must share the config format this script writes (988b6e8 and later do) and know the CLI's
-# --local (the admin API's merge, 06d2d8f, and later: older revisions refuse the option). The worktrees
+# --local and admin.socket (the admin API's merge, 06d2d8f, and later: older revisions refuse them). The worktrees
 # stay for the next run; `rm -rf .tmp/bench/revisions && git worktree prune` removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +70,7 @@ prepare() {
   "logLevel": "warn",
   "store": { "url": "sqlite:keywarden.db" },
   "server": { "host": "127.0.0.1", "port": $port, "keyRefreshSeconds": 2 },
+  "admin": { "socket": { "path": "admin.sock", "group": null } },
   "backends": {
     "hsm": {
       "type": "pkcs11", "module": "$MODULE", "tokenLabel": "bench",
