@@ -14,7 +14,8 @@
 # rounds, so each round pays the same background cost.
 #
 # Used for "the sign rate through the sealed path is unchanged" (docs/benchmarks.md §9). The
-# revisions must share the config format this script writes (988b6e8 and later do). The worktrees
+# revisions must share the config format this script writes (988b6e8 and later do) and know the CLI's
+# --local and admin.socket (the admin API's merge, 06d2d8f, and later: older revisions refuse them). The worktrees
 # stay for the next run; `rm -rf .tmp/bench/revisions && git worktree prune` removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,7 @@ prepare() {
   "logLevel": "warn",
   "store": { "url": "sqlite:keywarden.db" },
   "server": { "host": "127.0.0.1", "port": $port, "keyRefreshSeconds": 2 },
+  "admin": { "socket": { "path": "admin.sock", "group": null } },
   "backends": {
     "hsm": {
       "type": "pkcs11", "module": "$MODULE", "tokenLabel": "bench",
@@ -88,7 +90,8 @@ EOF
   local kw=("$tree/bin/keywarden" -c "$dir/keywarden.json")
   "${kw[@]}" init >/dev/null
   local secret
-  secret=$("${kw[@]}" --json clients add bench --grant es256:sign | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).secret))')
+  # --local: the store directly (no daemon runs yet; since the admin API the CLI asks the daemon by default).
+  secret=$("${kw[@]}" --local --json clients add bench --grant es256:sign | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).secret))')
   UV_THREADPOOL_SIZE=16 "${kw[@]}" serve --workers "$WORKERS" >"$dir/serve.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")

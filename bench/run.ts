@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- NAME... [--quick] [--reps N] [--out FILE]]`: runs the benchmarks (all, or the named
- * ones: sign jwks verify scale rotation idle p11kit revocation), each against its yardstick in the same run, and
+ * `npm run bench [-- NAME... [--quick] [--reps N] [--alg ALG]... [--out FILE]]`: runs the benchmarks (all, or
+ * the named ones: sign jwks verify scale rotation idle p11kit revocation), each against its yardstick in the same
+ * run (`--alg ES256`: the sign benchmark measures that algorithm only; ES256 is also the one it runs on all cores), and
  * prints a Markdown report (progress goes to stderr). No benchmark asserts anything: the
  * numbers are for docs/benchmarks.md. Loopback only; every server it starts is stopped.
  */
@@ -50,14 +51,19 @@ async function main(): Promise<void> {
   const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : undefined;
   if (reps !== undefined && (!Number.isInteger(reps) || reps < 1 || reps > 50))
     throw new Error('--reps takes a whole number from 1 to 50');
-  const valueAt = new Set([outAt, repsAt].filter((i) => i >= 0).map((i) => i + 1));
+  const algAt = args.flatMap((a, i) => (a === '--alg' ? [i] : []));
+  const algs = algAt.map((i) => args[i + 1] ?? '');
+  const valueAt = new Set([outAt, repsAt, ...algAt].filter((i) => i >= 0).map((i) => i + 1));
   const names = args.filter((a, i) => !a.startsWith('--') && !valueAt.has(i));
   for (const n of names)
     if (!BENCHMARKS[n])
       throw new Error(`unknown benchmark ${n}; one of ${Object.keys(BENCHMARKS).join(', ')}`);
-  const plan: BenchPlan = quick
-    ? { connections: 32, warmupSeconds: 2, reps: reps ?? 3, seconds: 3, quick }
-    : { connections: 32, warmupSeconds: 3, reps: reps ?? 3, seconds: 5, quick };
+  const plan: BenchPlan = {
+    ...(quick
+      ? { connections: 32, warmupSeconds: 2, reps: reps ?? 3, seconds: 3, quick }
+      : { connections: 32, warmupSeconds: 3, reps: reps ?? 3, seconds: 5, quick }),
+    ...(algs.length > 0 ? { algs } : {}),
+  };
   const report = new Report();
   report.header(`npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`);
   for (const name of names.length ? names : Object.keys(BENCHMARKS)) {

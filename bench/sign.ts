@@ -174,6 +174,9 @@ const HEAD = [
 ];
 
 export async function benchSign(report: Report, plan: BenchPlan): Promise<void> {
+  const algs = plan.algs ? ALGS.filter((a) => plan.algs!.includes(a)) : ALGS;
+  const unknown = (plan.algs ?? []).filter((a) => !(ALGS as readonly string[]).includes(a));
+  if (unknown.length > 0) throw new Error(`--alg takes ${ALGS.join(', ')}; not ${unknown.join(', ')}`);
   report.section('1. Sign');
   const kw = await prepareKeywarden({
     scopes: ALGS.map((alg) => ({ name: scopeName(alg), alg, policy: STEADY_POLICY })),
@@ -198,7 +201,7 @@ export async function benchSign(report: Report, plan: BenchPlan): Promise<void> 
     // One process each.
     const kw1 = await kw.serve(1);
     servers.push(kw1);
-    for (const alg of ALGS) {
+    for (const alg of algs) {
       const ideal = await idealSigner(kw, alg, 1);
       const oidc = await oidcProvider(alg, 1);
       try {
@@ -225,6 +228,7 @@ export async function benchSign(report: Report, plan: BenchPlan): Promise<void> 
     servers.pop();
 
     // All cores: 2 workers each (node:cluster), ES256.
+    if (!algs.includes('ES256')) return;
     const kw2 = await kw.serve(2);
     servers.push(kw2);
     const ideal2 = await idealSigner(kw, 'ES256', 2);

@@ -16,4 +16,6 @@ export interface BenchPlan {
   reps: number;
   seconds: number;
   quick: boolean;
+  /** The sign benchmark's algorithms (`--alg`, repeatable); all of them when absent. */
+  algs?: readonly string[];
 }

@@ -43,6 +43,8 @@ export interface SignActivity {
 }
 
 interface SignBucket extends SignActivity {
+  /** Its key in the aggregator's map. */
+  key: string;
   minute: number;
   count: number;
   firstJti: string;
@@ -61,6 +63,8 @@ interface SignBucket extends SignActivity {
  */
 export class SignActivityAggregator {
   private buckets = new Map<string, SignBucket>();
+  /** The bucket the last token went to. */
+  private last: SignBucket | null = null;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<number> = Promise.resolve(0);
 
@@ -72,11 +76,24 @@ export class SignActivityAggregator {
   note(a: SignActivity): void {
     const now = this.ctx.clock.now().getTime();
     const minute = minuteOf(now);
-    const key = `${minute}\u0000${a.scope}\u0000${a.kid}\u0000${a.client}`;
-    let b = this.buckets.get(key);
-    if (!b) {
-      b = { ...a, minute, count: 0, firstJti: a.jti, lastJti: a.jti, firstAt: now, lastAt: now };
-      this.buckets.set(key, b);
+    // Consecutive tokens nearly always share the bucket: compare four fields before building and
+    // hashing a key. The bucket must still be the map's (a flush may have taken it since).
+    let b = this.last;
+    if (
+      b === null ||
+      b.minute !== minute ||
+      b.scope !== a.scope ||
+      b.kid !== a.kid ||
+      b.client !== a.client ||
+      this.buckets.get(b.key) !== b
+    ) {
+      const key = `${minute}\u0000${a.scope}\u0000${a.kid}\u0000${a.client}`;
+      b = this.buckets.get(key) ?? null;
+      if (!b) {
+        b = { ...a, key, minute, count: 0, firstJti: a.jti, lastJti: a.jti, firstAt: now, lastAt: now };
+        this.buckets.set(key, b);
+      }
+      this.last = b;
     }
     b.count += 1;
     b.lastJti = a.jti;

@@ -1,6 +1,6 @@
 import { hash, type X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasGrant, type AuthenticatedClient, type DeniedRequest, type Keywarden } from '../lifecycle';
 import type { Grant } from '../policy/clients';
 import { KeywardenError } from '../policy/errors';
@@ -28,6 +28,17 @@ export interface ClientAuthOptions {
 }
 
 const BEARER_RE = /^Bearer +([\x21-\x7e]{1,256}) *$/i;
+
+/**
+ * A bearer secret and its cache key (its SHA-256: the cache keeps no secret as a key), or null
+ * when the header is absent or not `Bearer <secret>`.
+ */
+function bearerKey(authorization: string | undefined): { secret: string; key: string } | null {
+  const m = authorization === undefined ? null : BEARER_RE.exec(authorization);
+  if (!m) return null;
+  const secret = m[1]!;
+  return { secret, key: hash('sha256', secret, 'base64url') };
+}
 
 /**
  * Authenticates `Authorization: Bearer <secret>`, or without that header a TLS client certificate
@@ -184,17 +195,38 @@ export class ClientAuthenticator {
     const { authorization, certificate } =
       typeof presented === 'object' ? presented : { authorization: presented, certificate: null };
     if (authorization === undefined && certificate) return this.authenticateCertificate(certificate);
-    const m = authorization === undefined ? null : BEARER_RE.exec(authorization);
-    if (!m) {
+    const key = bearerKey(authorization);
+    if (key === null) {
       throw new KeywardenError(
         'UNAUTHENTICATED',
         'send Authorization: Bearer <client secret>, or connect with a client certificate bound to a client',
       );
     }
-    const secret = m[1]!;
-    // The cache is keyed by the secret's hash, so no secret stays in memory as a key.
-    const key = hash('sha256', secret, 'base64url');
-    return this.cached(key, invalidSecret, () => this.checks.run(() => this.kw.checkClientSecret(secret)));
+    return this.cached(key.key, invalidSecret, () =>
+      this.checks.run(() => this.kw.checkClientSecret(key.secret)),
+    );
+  }
+
+  /**
+   * The client of these credentials when a cached answer accepted them and polls are current, at
+   * once and without a promise: what nearly every request of a busy client gets. Null otherwise
+   * (not cached, refused, stale, or credentials of the wrong form): `authenticate` then decides,
+   * with the same rules. Nothing here is looser than there: the same key, the same freshness
+   * bound, the same per-request certificate checks.
+   */
+  cachedClient(presented: PresentedCredentials): AuthenticatedClient | null {
+    if (performance.now() - this.lastPollOkMs > this.staleAfterMs) return null;
+    const { authorization, certificate } = presented;
+    let key: string;
+    if (authorization === undefined && certificate) {
+      if (!this.certificateTrusted(certificate)) return null;
+      key = `cert:${certificate.spkiSha256}`;
+    } else {
+      const bearer = bearerKey(authorization);
+      if (bearer === null) return null;
+      key = bearer.key;
+    }
+    return this.accepted.get(key) ?? null;
   }
 
   private authenticateCertificate(certificate: PeerCertificate): Promise<AuthenticatedClient> {
@@ -272,8 +304,21 @@ function unboundCertificate(): KeywardenError {
   return new KeywardenError('UNAUTHENTICATED', 'no API client is bound to this client certificate');
 }
 
-/** The authenticated client of a request that passed `requireGrant`. */
-export const requestClient = new WeakMap<FastifyRequest, AuthenticatedClient>();
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * The authenticated API client of a request that passed `requireGrant` (null before, and on
+     * every other route). A request decoration (`decorateRequestClient`), not a WeakMap entry per
+     * request: fastify's request objects keep one shape, and the sign route reads it per token.
+     */
+    apiClient: AuthenticatedClient | null;
+  }
+}
+
+/** Declares `request.apiClient` on `app` (the token routes' context), before its routes. */
+export function decorateRequestClient(app: FastifyInstance): void {
+  app.decorateRequest('apiClient', null);
+}
 
 /** Where refused requests are reported (the audit log's rate-limited `access.denied`). */
 export interface DeniedRequests {
@@ -285,41 +330,14 @@ export interface DeniedRequests {
  * (404), then the client must hold `grant` on it (403). It runs before the body is read, so
  * an unauthenticated caller cannot make the server parse anything. Every 401 and 403 goes to
  * `denied` (I7: failed attempts are evidence too); the secret presented is never recorded.
+ *
+ * A callback hook, not an async one: a client whose answer is cached (nearly every request) is
+ * authorised at once, with no promise for fastify to wait on; anything else goes through
+ * `authenticate`.
  */
 export function requireGrant(kw: Keywarden, auth: ClientAuthenticator, grant: Grant, denied: DeniedRequests) {
-  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const scopeName = (req.params as { scope?: string }).scope ?? '';
-    let client: AuthenticatedClient;
-    const authorization = req.headers.authorization;
-    const certificate = peerCertificate(req.raw);
-    try {
-      client = await auth.authenticate({ authorization, certificate });
-    } catch (e) {
-      if (e instanceof KeywardenError && e.code === 'UNAUTHENTICATED') {
-        const presented = authorization !== undefined || certificate !== null;
-        denied.recordDenied({
-          status: 401,
-          ip: req.ip,
-          client: null,
-          scope: configuredScope(kw, scopeName),
-          route: `${req.method} ${req.routeOptions.url ?? req.url}`,
-          reason:
-            authorization === undefined && certificate
-              ? auth.certificateTrusted(certificate)
-                ? 'unknown-certificate'
-                : 'untrusted-certificate'
-              : presented
-                ? 'bad-credentials'
-                : 'no-credentials',
-        });
-        // RFC 6750 §3: a 401 for a bearer-protected resource names the scheme.
-        reply.header(
-          'www-authenticate',
-          presented ? 'Bearer realm="keywarden", error="invalid_token"' : 'Bearer realm="keywarden"',
-        );
-      }
-      throw e;
-    }
+  /** Scope and grant, for an authenticated client: throws SCOPE_NOT_FOUND or FORBIDDEN. */
+  const authorize = (req: FastifyRequest, scopeName: string, client: AuthenticatedClient): void => {
     const scope = kw.scope(scopeName);
     if (!hasGrant(client, scope.name, grant)) {
       denied.recordDenied({
@@ -335,7 +353,69 @@ export function requireGrant(kw: Keywarden, auth: ClientAuthenticator, grant: Gr
         `client ${client.name} has no ${grant} grant on scope ${scope.name}`,
       );
     }
-    requestClient.set(req, client);
+    req.apiClient = client;
+  };
+
+  const refused = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    scopeName: string,
+    presented: PresentedCredentials,
+    e: unknown,
+  ): void => {
+    if (!(e instanceof KeywardenError && e.code === 'UNAUTHENTICATED')) return;
+    const { authorization, certificate } = presented;
+    const sent = authorization !== undefined || certificate !== null;
+    denied.recordDenied({
+      status: 401,
+      ip: req.ip,
+      client: null,
+      scope: configuredScope(kw, scopeName),
+      route: `${req.method} ${req.routeOptions.url ?? req.url}`,
+      reason:
+        authorization === undefined && certificate
+          ? auth.certificateTrusted(certificate)
+            ? 'unknown-certificate'
+            : 'untrusted-certificate'
+          : sent
+            ? 'bad-credentials'
+            : 'no-credentials',
+    });
+    // RFC 6750 §3: a 401 for a bearer-protected resource names the scheme.
+    reply.header(
+      'www-authenticate',
+      sent ? 'Bearer realm="keywarden", error="invalid_token"' : 'Bearer realm="keywarden"',
+    );
+  };
+
+  return (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
+    const scopeName = (req.params as { scope?: string }).scope ?? '';
+    const presented: PresentedCredentials = {
+      authorization: req.headers.authorization,
+      certificate: peerCertificate(req.raw),
+    };
+    const known = auth.cachedClient(presented);
+    if (known !== null) {
+      // A throw here (404, 403) is fastify's to catch and answer.
+      authorize(req, scopeName, known);
+      done();
+      return;
+    }
+    auth.authenticate(presented).then(
+      (client) => {
+        try {
+          authorize(req, scopeName, client);
+        } catch (e) {
+          done(e as Error);
+          return;
+        }
+        done();
+      },
+      (e: unknown) => {
+        refused(req, reply, scopeName, presented, e);
+        done(e as Error);
+      },
+    );
   };
 }
 

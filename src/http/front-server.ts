@@ -172,7 +172,8 @@ export class FrontServer {
     }
     const g = this.current!;
     g.inflight++;
-    res.once('close', g.done);
+    // `on`, not `once`: a response closes once, and `once` wraps the listener for every request.
+    res.on('close', g.done);
     g.handle(req, res);
   };
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Keywarden } from '../lifecycle';
+import { decorateRequestClient } from './auth';
 import { keyEventsPath, type KeyEventStreams } from './key-events';
 import { discoveryHandler, jwksHandler, jwksPath, unknownJwksHandler } from './jwks-routes';
 import { healthHandler, metricsHandler, readinessHandler, type MetricsSource } from './ops-routes';
@@ -113,6 +114,7 @@ export function routeTable(d: RouteDeps): RouteGroup[] {
         // fastify also parses text/plain by default; these routes take JSON and nothing else (415).
         api.removeContentTypeParser('text/plain');
         api.setValidatorCompiler(strictValidator());
+        decorateRequestClient(api);
         api.addHook('onReady', () => {
           t.audit.activity.start();
           t.audit.denied.start();

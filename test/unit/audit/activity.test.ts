@@ -61,6 +61,29 @@ describe('request auditing on a real (in-memory SQLite) audit chain', () => {
     );
   });
 
+  it('counts into a fresh bucket after its minute was written, and alternating clients apart', async () => {
+    const agg = new SignActivityAggregator(ctx);
+    const note = (client: string, jti: string) => agg.note({ scope: 'consumer', kid: 'k1', client, jti });
+    note('billing', 'b0');
+    note('gateway', 'g0');
+    note('billing', 'b1');
+    await agg.flush(true);
+    // Same minute, same key and client as the last token: the written bucket must not be reused.
+    note('billing', 'b2');
+    note('billing', 'b3');
+    await agg.stop();
+    const rows = (await records('sign.activity')).filter((r) => r.actor === 'client:billing');
+    assert.deepEqual(rows.map((r) => [r.data.count, r.data.firstJti, r.data.lastJti]).sort(), [
+      [2, 'b0', 'b1'],
+      [2, 'b2', 'b3'],
+    ]);
+    const gateway = (await records('sign.activity')).filter((r) => r.actor === 'client:gateway');
+    assert.deepEqual(
+      gateway.map((r) => r.data.count),
+      [1],
+    );
+  });
+
   it('rate-limits denied-request records per client-or-IP and overall, then writes one summary per subject', async () => {
     const rec = new DeniedRecorder(ctx, { perSubjectPerMinute: 3, totalPerMinute: 5 });
     for (let i = 0; i < 100; i++) {

@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { buildClaims, CLAIM_LIMITS } from '../../../src/policy/claims';
+import { buildClaims, buildClaimsPayload, CLAIM_LIMITS } from '../../../src/policy/claims';
 import type { ScopeConfig } from '../../../src/policy/scope';
 
 const scope: ScopeConfig = {
@@ -83,5 +83,72 @@ describe('token claim rules', () => {
       Array.from({ length: CLAIM_LIMITS.maxMembers + 1 }, (_, i) => [`c${i}`, i]),
     );
     refused({ aud: 'api', ...many }, /members/);
+  });
+
+  describe('as payload text (the sign path)', () => {
+    const payload = (claims: unknown, ttlSeconds?: number, keyExpiresAt = farExpiry) =>
+      buildClaimsPayload(scope, { claims, ttlSeconds }, now, keyExpiresAt, 'jti-"1"');
+    const copied = (claims: unknown, ttlSeconds?: number, keyExpiresAt = farExpiry) =>
+      JSON.stringify(buildClaims(scope, { claims, ttlSeconds }, now, keyExpiresAt, 'jti-"1"'));
+
+    it('is byte for byte the serialised claims, for claims as requests send them', () => {
+      // As a request's body parser makes them: objects from JSON text.
+      const bodies = [
+        { aud: 'api' },
+        { sub: 'user-1', aud: 'api', scope: 'read' },
+        { aud: ['api', 'admin'], iss: scope.issuer, sub: 'a' },
+        { iss: scope.issuer, aud: 'api' },
+        { 2: 'two', aud: 'api', 1: 'one', x: { 9: 1, a: [1, '\u2028', { b: null }] } },
+        { name: 'Zoë 😀 "quoted" \\ back', aud: 'admin', n: -0.5e-7, big: 1e21 },
+        { aud: 'api', nested: { iat: 1, exp: 2, iss: 'elsewhere' } },
+      ].map((o) => JSON.stringify(o));
+      for (const body of bodies) {
+        for (const ttl of [undefined, 60]) {
+          const claims = JSON.parse(body) as unknown;
+          const p = payload(claims, ttl);
+          assert.equal(p.json, copied(claims, ttl), body);
+          assert.equal(p.exp, (JSON.parse(p.json) as { exp: number }).exp);
+        }
+      }
+      const keyEnd = new Date(now.getTime() + 120_000);
+      assert.equal(
+        payload({ aud: 'api' }, undefined, keyEnd).json,
+        copied({ aud: 'api' }, undefined, keyEnd),
+      );
+    });
+
+    it('adds iss once, whether or not the request carries it', () => {
+      for (const claims of [{ aud: 'api' }, { iss: scope.issuer, aud: 'api' }]) {
+        const json = payload(claims).json;
+        assert.equal(json.split('"iss":').length, 2, json);
+        assert.equal((JSON.parse(json) as { iss: string }).iss, scope.issuer);
+      }
+      // An iss JSON.stringify does not see (inherited) is added, as a copy would.
+      const inherited = Object.create({ iss: scope.issuer }) as Record<string, unknown>;
+      inherited.aud = 'api';
+      assert.equal(payload(inherited).json, copied(inherited));
+    });
+
+    it('refuses what buildClaims refuses', () => {
+      const bad: unknown[] = [
+        null,
+        [],
+        { sub: 'a' },
+        { aud: 'other' },
+        { aud: 'api', iss: 'https://issuer.test/other' },
+        { aud: 'api', jti: 'x' },
+        { aud: 'api', big: 'x'.repeat(CLAIM_LIMITS.maxBytes) },
+      ];
+      for (const claims of bad) {
+        assert.throws(() => payload(claims), { code: 'CLAIMS_INVALID' });
+        assert.throws(() => copied(claims), { code: 'CLAIMS_INVALID' });
+      }
+      assert.throws(() => payload({ aud: 'api' }, 0), { code: 'CLAIMS_INVALID' });
+    });
+
+    it('serialises a claims object with toJSON as a copy would', () => {
+      const odd = { aud: 'api', toJSON: () => 'not an object' };
+      assert.equal(payload(odd).json, copied(odd));
+    });
   });
 });
