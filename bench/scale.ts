@@ -19,6 +19,8 @@ import { openRuntime, storeAuditLog, type Runtime } from '../src/main';
 import { FakeClock } from '../src/policy/clock';
 import { loadConfig } from '../src/config/load-config';
 import { ReconcileQueue } from '../src/scheduler/reconcile-queue';
+import { Scheduler } from '../src/scheduler/scheduler';
+import { createHttpServer } from '../src/daemon';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
 import { runLoad } from './lib/load';
@@ -48,13 +50,59 @@ interface Timed {
   errors: number;
 }
 
-function runtimeFor(kw: KeywardenSetup, clock: FakeClock, keygen: Keygen): Promise<Runtime> {
+/**
+ * A runtime on the benchmark's store. zero-cost: every runtime of one size shares one MemoryBackend,
+ * so keys made by one are found (and pass the integrity checks) in the next, as on a real token.
+ */
+function runtimeFor(
+  kw: KeywardenSetup,
+  clock: FakeClock,
+  keygen: Keygen,
+  memory: MemoryBackend,
+): Promise<Runtime> {
   return openRuntime(kw.config, {
     clock,
     log: pino({ level: 'silent' }),
     audit: storeAuditLog(),
-    ...(keygen === 'softhsm' ? { openBackend } : { openBackend: async () => new MemoryBackend('hsm') }),
+    ...(keygen === 'softhsm' ? { openBackend } : { openBackend: async () => memory }),
   });
+}
+
+/** A daemon's serving process, in this process (zero-cost: its keys live in this process's MemoryBackend). */
+interface InProcessDaemon {
+  baseUrl: string;
+  stop(): Promise<unknown>;
+}
+
+/**
+ * What `serve --workers 1` does before it answers, in this process: open the runtime, load the key
+ * set, the scheduler's start-up pass (bounded, as configured) and its timers, HTTP listening (the
+ * fastify routes; the daemon's node:http JWKS fast path is not in front, so JWKS answers here are
+ * if anything slower than the daemon's). A `serve` child cannot be used for zero-cost rows: it
+ * would open the SoftHSM2 token, find none of the MemoryBackend's keys, and replace every one.
+ */
+async function startInProcess(
+  kw: KeywardenSetup,
+  clock: FakeClock,
+  keygen: Keygen,
+  memory: MemoryBackend,
+): Promise<{ daemon: InProcessDaemon; rt: Runtime }> {
+  const rt = await runtimeFor(kw, clock, keygen, memory);
+  await rt.ctx.cache.refresh(true);
+  const scheduler = new Scheduler(rt.keywarden, {}, { jobs: [] });
+  await scheduler.start();
+  const app = createHttpServer(rt.keywarden, { publicBaseUrl: kw.baseUrl });
+  await app.listen({ host: '127.0.0.1', port: kw.port });
+  return {
+    rt,
+    daemon: {
+      baseUrl: kw.baseUrl,
+      async stop() {
+        await app.close();
+        await scheduler.stop();
+      },
+    },
+  };
 }
 
 function firstError(reports: ReconcileReport[]): void {
@@ -150,7 +198,8 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
   const configLoadMs = performance.now() - loadStart;
   if (loaded.scopes.length !== n) throw new Error(`the template expanded to ${loaded.scopes.length} scopes`);
   const clock = new FakeClock(Date.now());
-  let rt: Runtime | null = await runtimeFor(kw, clock, keygen);
+  const memory = new MemoryBackend('hsm');
+  let rt: Runtime | null = await runtimeFor(kw, clock, keygen, memory);
   const log = (s: string) => process.stderr.write(`  ${n} scopes (${keygen}): ${s}\n`);
   try {
     log('first keys...');
@@ -168,13 +217,23 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     await rt.close();
     rt = null;
 
-    // The daemon itself (with the configured SoftHSM backend: serving JWKS and a pass with
-    // nothing due never touch the backend): start-up including its own pass, memory, JWKS.
+    // The daemon itself: start-up including its own pass, memory, JWKS. SoftHSM2 rows run `serve`;
+    // zero-cost rows its steps in this process (startInProcess says why).
     log('daemon...');
     const t = performance.now();
-    const daemon = await kw.serve(1);
+    let inProcess: Runtime | null = null;
+    let daemon: InProcessDaemon & { pid?: number };
+    if (keygen === 'softhsm') {
+      daemon = await kw.serve(1);
+    } else {
+      const started = await startInProcess(kw, clock, keygen, memory);
+      daemon = started.daemon;
+      inProcess = started.rt;
+    }
     const startupMs = performance.now() - t;
-    const rssStart = rssMiB(daemon.pid);
+    const rssOf = () => (daemon.pid !== undefined ? rssMiB(daemon.pid) : process.memoryUsage().rss / 2 ** 20);
+    const rssStart = rssOf();
+    log(`daemon started in ${ms(startupMs)}, RSS ${rssStart.toFixed(0)} MiB; JWKS load...`);
     const count = Math.min(n, 1000);
     const paths = Array.from({ length: count }, (_, i) => ({
       method: 'GET',
@@ -185,13 +244,14 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
       plan.connections,
       plan.quick ? 3 : 5,
     );
-    const rssAfterLoad = rssMiB(daemon.pid);
+    const rssAfterLoad = rssOf();
     await daemon.stop();
+    await inProcess?.close();
+    log(`JWKS p99 ${ms(load.p99)}; one rotation due per scope...`);
 
     // One rotation due in every scope: the successor is due `prepublish` before the current key retires.
-    rt = await runtimeFor(kw, clock, keygen);
+    rt = await runtimeFor(kw, clock, keygen, memory);
     clock.advanceSeconds(24 * 3600 - 10 * 60 + 1);
-    log('one rotation due per scope...');
     const rotation = await maybeWithoutReload(rt, keygen, () => creating(rt!));
     const reload = await reloadMs(rt);
     const after = await concurrentPass(rt);
