@@ -323,8 +323,10 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'reconcile forces after each scope it changed, during the passes that create keys (see the reload column). ' +
       'The scopes come from one scope template (tenants inline); config load = read, parse, validate and expand ' +
       'it, in the benchmark process. Daemon: `serve --workers 1` (start-up = process start, config load, store, ' +
-      'first key-set load, the start-up reconcile pass, one cron job per distinct schedule, HTTP listening); ' +
-      'RSS after start-up / after the JWKS load.',
+      'first key-set load, the start-up reconcile pass, one cron job per distinct schedule, HTTP listening) for ' +
+      'SoftHSM2 rows; for zero-cost rows the same steps in the benchmark process (a `serve` child would not find ' +
+      "the MemoryBackend's keys and would replace them all on SoftHSM2), JWKS through the fastify route without " +
+      "the daemon's node:http fast path, RSS of the benchmark process. RSS after start-up / after the JWKS load.",
   );
   report.table(
     [
