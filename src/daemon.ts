@@ -30,7 +30,7 @@ import {
   type ConfigText,
   type Reload,
 } from './cluster/config-channel';
-import { parseConfigText, type LoadedConfig } from './config/load-config';
+import { parseConfigSnapshot, type LoadedConfig } from './config/load-config';
 import { ConfigReloader } from './config/reloader';
 import { operatorAuthorities, tlsServerOptions, type TlsServerOptions } from './config/tls-options';
 import { socketOperator } from './admin';
@@ -549,7 +549,7 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
 export async function serveAsWorker(req: ServeRequest): Promise<never> {
   const slot = workerSlot() ?? cluster.worker?.id ?? 0;
   const first = await requestConfig();
-  const config = parseConfigText(first.text, first.source);
+  const config = parseConfigSnapshot(first).config;
   const log = createLogger(req.logLevel ?? config.logLevel, 1).child({ worker: slot });
   prepareProcess(log);
   // systemd's ExecReload signals the primary only; a hangup sent to the whole process group must
@@ -590,7 +590,7 @@ export async function serveAsWorker(req: ServeRequest): Promise<never> {
   const reload = async (m: ConfigText): Promise<void> => {
     try {
       if (http.front.isDraining) throw new Error('shutting down');
-      const next = parseConfigText(m.text, m.source);
+      const next = parseConfigSnapshot(m).config;
       const serving = await prepareServing(await rt.reconfigure(next), http);
       serving.gen.keywarden.startKeyRefresh();
       const previous = current;
@@ -634,7 +634,7 @@ export async function servePrimary(
   const adminSocket = await prepareAdmin(config, log);
   const sched = await startScheduling(config, log);
   const admin = await startAdminSocket(() => sched.gen.keywarden, adminSocket, log);
-  let running: ConfigText = { text: file.text, source: file.source, version: 1 };
+  let running: ConfigText = { text: file.text, source: file.source, files: file.files ?? {}, version: 1 };
   const threadPool = threadPoolSizeFor(config);
   const supervisor = new WorkerSupervisor({
     workers,
@@ -673,7 +673,12 @@ export async function servePrimary(
         // Committed from here: the scheduler first (added scopes get their keys), then workers.
         const previous = await reconfigureScheduling(sched, gen, changes);
         previous.release();
-        running = { text: next.text, source: next.source, version: running.version + 1 };
+        running = {
+          text: next.text,
+          source: next.source,
+          files: next.files ?? {},
+          version: running.version + 1,
+        };
         const failed = (await supervisor.reloadWorkers()).filter((r) => !r.ok);
         // The supervisor replaced them; their successors start on the running config.
         if (failed.length > 0) log.warn({ failed }, 'workers that could not apply the reload were replaced');

@@ -50,6 +50,11 @@ export interface SetupOptions {
   init?: boolean;
   /** More `server` settings for the config (e.g. keyEvents). */
   server?: Record<string, unknown>;
+  /**
+   * `scopeTemplates` entries as written in YAML, given the base URL (for issuers); their fields
+   * other than the tenants default to a TestScope's (backend hsm, ES256, SHORT_POLICY).
+   */
+  scopeTemplates?: (baseUrl: string) => Record<string, unknown>[];
 }
 
 /** Creates a token, writes the config and (by default) runs `keywarden init`. */
@@ -67,6 +72,8 @@ export async function prepareKeywarden(o: SetupOptions): Promise<KeywardenSetup>
     },
   );
   doc.backends.hsm.sessions = o.sessions;
+  const templates = o.scopeTemplates?.(baseUrl);
+  if (templates) Object.assign(doc, { scopeTemplates: templates });
   const configPath = join(token.dir, 'keywarden.yaml');
   await writeFile(configPath, JSON.stringify(doc), { mode: 0o600 });
   const config = loadConfig(configPath);

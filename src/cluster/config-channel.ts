@@ -6,10 +6,14 @@
  * primary, so the running config is always the content of one file.
  */
 
-/** The config as the primary runs it: the file's text, its path, and a number raised per reload. */
+/**
+ * The config as the primary runs it: the file's text, its path, the tenants files' texts it read
+ * (by absolute path), and a number raised per reload.
+ */
 export interface ConfigText {
   text: string;
   source: string;
+  files: Readonly<Record<string, string>>;
   version: number;
 }
 
@@ -47,7 +51,7 @@ export function requestConfig(timeoutMs = 30_000): Promise<ConfigText> {
       if (!isMessage<ConfigReply>(m, CONFIG_REPLY)) return;
       clearTimeout(timer);
       process.off('message', onMessage);
-      resolve({ text: m.text, source: m.source, version: m.version });
+      resolve({ text: m.text, source: m.source, files: m.files, version: m.version });
     };
     const timer = setTimeout(() => {
       process.off('message', onMessage);

@@ -21,12 +21,24 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
   return env[CONFIG_ENV.file] ?? path.join(installRoot(), 'config', 'default.yaml');
 }
 
-/** A config file as read: its text (what a cluster primary hands its workers) and the result. */
-export interface LoadedConfig {
+/**
+ * A config as read: the file's text and the text of every file it pulled in (scope templates'
+ * tenants files), which is what a cluster primary hands its workers, and the result.
+ */
+export interface LoadedConfig extends ConfigSnapshot {
+  config: KeywardenConfig;
+}
+
+/**
+ * The inputs of one config: the file's text and the tenants files' texts by absolute path. Parsing
+ * a snapshot with `files` reads nothing from disk, so a worker runs exactly the tenants the primary
+ * validated, even if the file changed since (it takes effect on the next reload, everywhere).
+ */
+export interface ConfigSnapshot {
   /** Absolute path. */
   source: string;
   text: string;
-  config: KeywardenConfig;
+  files?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -48,7 +60,7 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
       cause: e,
     });
   }
-  return { source, text, config: parseConfigText(text, source, env) };
+  return parseConfigSnapshot({ source, text }, env);
 }
 
 /** Parses YAML text and validates it; relative paths resolve against the file's directory. */
@@ -56,6 +68,37 @@ export function parseConfigText(
   text: string,
   source: string,
   env: NodeJS.ProcessEnv = process.env,
+): KeywardenConfig {
+  return parseConfigSnapshot({ source, text }, env).config;
+}
+
+/**
+ * parseConfigText, returning the snapshot it validated: with `snapshot.files`, tenants files come
+ * from there only (a path missing from it is a problem); without, from disk, recorded in `files`.
+ */
+export function parseConfigSnapshot(
+  snapshot: ConfigSnapshot,
+  env: NodeJS.ProcessEnv = process.env,
+): LoadedConfig {
+  const files: Record<string, string> = {};
+  const given = snapshot.files;
+  const readTenantsFile = (file: string): string => {
+    if (given) {
+      if (!Object.hasOwn(given, file))
+        throw new Error('not among the files the running config was read with');
+      return (files[file] = given[file]!);
+    }
+    return (files[file] = fs.readFileSync(file, 'utf8'));
+  };
+  const config = parseDocumentText(snapshot.text, snapshot.source, env, readTenantsFile);
+  return { source: snapshot.source, text: snapshot.text, files, config };
+}
+
+function parseDocumentText(
+  text: string,
+  source: string,
+  env: NodeJS.ProcessEnv,
+  readTenantsFile: (file: string) => string,
 ): KeywardenConfig {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -85,5 +128,5 @@ export function parseConfigText(
     const admin = (withEnv.admin as { socket?: object | null } | undefined) ?? {};
     withEnv = { ...withEnv, admin: { ...admin, socket: { ...(admin.socket ?? {}), path: adminSocket } } };
   }
-  return validateConfig(withEnv, { source, baseDir: path.dirname(source) });
+  return validateConfig(withEnv, { source, baseDir: path.dirname(source), readTenantsFile });
 }

@@ -9,7 +9,7 @@ import {
 } from '../policy/config-changes';
 import { ConfigInvalidError, KeywardenError } from '../policy/errors';
 import type { KeywardenConfig } from '../policy/scope';
-import { parseConfigText, type LoadedConfig } from './load-config';
+import { parseConfigSnapshot, type LoadedConfig } from './load-config';
 import { tlsServerOptions } from './tls-options';
 
 /** What a reload works on: the running config, how to apply a new one, and who hears the outcome. */
@@ -68,15 +68,16 @@ export class ConfigReloader {
       return this.refuse(null, [`cannot read ${this.file}: ${(e as Error).message}`]);
     }
     const sha256 = createHash('sha256').update(text).digest('hex');
-    let next: KeywardenConfig;
+    let loaded: LoadedConfig;
     try {
-      next = parseConfigText(text, this.file, this.env);
+      loaded = parseConfigSnapshot({ source: this.file, text }, this.env);
       // The TLS files as every serving process will read them: a renewal that does not check out
       // is refused here, before any process switches (a worker could not apply it).
-      tlsServerOptions(next, new Date());
+      tlsServerOptions(loaded.config, new Date());
     } catch (e) {
       return this.refuse(sha256, problemsOf(e));
     }
+    const next = loaded.config;
     const changes = configChanges(this.target.current(), next);
     if (changes.restartRequired.length > 0) {
       return this.refuse(
@@ -90,7 +91,7 @@ export class ConfigReloader {
       return;
     }
     try {
-      await this.target.apply({ source: this.file, text, config: next }, changes);
+      await this.target.apply(loaded, changes);
     } catch (e) {
       return this.refuse(sha256, [`cannot apply: ${(e as Error).message}`]);
     }

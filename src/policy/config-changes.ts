@@ -13,6 +13,8 @@ const RESTART_ONLY_TOP: readonly (keyof KeywardenConfig)[] = [
   'store',
   'backends',
   'audit',
+  // The reconcile bound is the scheduler's, set when it is made.
+  'scheduler',
   // The admin socket is made once at start (path, group, mode): a reload cannot move or narrow it.
   'admin',
 ];

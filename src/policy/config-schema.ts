@@ -8,9 +8,10 @@ import { SIGNING_ALGS } from './algorithms';
  */
 const duration = z.string({ error: 'must be a duration such as 90s, 15m, 12h, 30d' });
 
-const slug = z
-  .string()
-  .regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, 'must be a lowercase slug (a-z, 0-9, -), 1-64 chars');
+/** A scope name (and a tenant id, a backend or template name): what fits a URL path and a label. */
+export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+export const SLUG_RULE = 'must be a lowercase slug (a-z, 0-9, -), 1-64 chars';
+const slug = z.string().regex(SLUG_PATTERN, SLUG_RULE);
 
 /** Where a secret (HSM PIN, client secret) comes from; shared by the backend types' schemas. */
 export const pinSourceSchema = z.union(
@@ -117,8 +118,17 @@ export const configFileSchema = z.strictObject({
     .strictObject({ url: z.string().min(1).default('sqlite:keywarden.db') })
     .default({ url: 'sqlite:keywarden.db' }),
   backends: z.record(slug, backendEntry),
-  // Each scope is parsed on its own (scopeSchema) so one broken scope hides no other problem.
-  scopes: z.array(z.unknown()).min(1, 'declare at least one scope'),
+  scheduler: z
+    .strictObject({
+      // Scope reconciles one daemon runs at once (src/scheduler/reconcile-queue.ts).
+      concurrency: z.number().int().min(1).max(1024).default(8),
+    })
+    .default({ concurrency: 8 }),
+  // Each scope is parsed on its own (scopeSchema) so one broken scope hides no other problem;
+  // at least one scope or scope template is required (checked in validateConfig).
+  scopes: z.array(z.unknown()).default([]),
+  // Each template is parsed on its own too (src/policy/scope-templates.ts).
+  scopeTemplates: z.array(z.unknown()).default([]),
   audit: z
     .strictObject({
       evidencePeriod: duration.default('730d'),
@@ -129,5 +139,21 @@ export const configFileSchema = z.strictObject({
     .default({ evidencePeriod: '730d', checkpointEveryRecords: 100, checkpointEvery: '10m', backend: null }),
 });
 
+/**
+ * A scope template (docs/configuration.md "Scope templates"): the fields of a scope, with the
+ * name given as `namePattern` and `{tenant}` standing for each tenant in `namePattern`, `issuer`
+ * and `audiences`; the tenants listed inline or in a file. Checked as a template first (its own
+ * `name` only names it in messages; it is no scope), then per tenant.
+ */
+export const scopeTemplateSchema = scopeSchema.omit({ name: true, issuer: true, audiences: true }).extend({
+  name: slug,
+  namePattern: z.string().min(1),
+  issuer: z.string().min(1),
+  audiences: z.array(z.string().min(1)).min(1, 'needs at least one audience'),
+  tenants: z.array(z.string()).optional(),
+  tenantsFile: z.string().min(1).optional(),
+});
+
 export type ConfigFile = z.infer<typeof configFileSchema>;
 export type ScopeFile = z.infer<typeof scopeSchema>;
+export type ScopeTemplateFile = z.infer<typeof scopeTemplateSchema>;

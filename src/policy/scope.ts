@@ -115,6 +115,14 @@ export interface AdminConfig {
   socket: AdminSocketConfig | null;
 }
 
+export interface SchedulerConfig {
+  /**
+   * Scope reconciles one daemon runs at once. Start-up and a cron tick shared by many scopes queue
+   * behind this bound (decision instants first) instead of starting every scope together.
+   */
+  concurrency: number;
+}
+
 export interface StoreConfig {
   /** `sqlite:<path>` or `postgres://...` */
   url: string;
@@ -144,5 +152,6 @@ export interface KeywardenConfig {
   store: StoreConfig;
   backends: Readonly<Record<string, BackendConfig>>;
   scopes: readonly ScopeConfig[];
+  scheduler: SchedulerConfig;
   audit: AuditConfig;
 }

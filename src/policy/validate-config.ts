@@ -4,6 +4,7 @@ import { configFileSchema, scopeSchema, type ConfigFile, type ScopeFile } from '
 import { formatDuration, parseDurationSeconds } from './duration';
 import type { BackendTypeRules } from './backend-type';
 import { ConfigInvalidError, type ConfigProblem } from './errors';
+import { expandScopeTemplates, type ScopeClaims } from './scope-templates';
 import {
   ABSOLUTE_MAX_KEY_LIFETIME_SECONDS,
   type AuditConfig,
@@ -21,6 +22,11 @@ export interface ValidateConfigContext {
   baseDir: string;
   /** The backend types a config may use (src/backends/registry.ts gives every registered one). */
   backendTypes: readonly BackendTypeRules[];
+  /**
+   * Reads a scope template's `tenantsFile` (an absolute path); throws if it cannot. Supplied by
+   * src/config (policy does no I/O); without it a template naming a file is refused.
+   */
+  readTenantsFile?(absolutePath: string): string;
 }
 
 /**
@@ -77,26 +83,11 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     backends[name] = rules.toConfig(name, r.data, resolve, problem, resolve(file.dataDir));
   }
 
+  // Explicit scopes first, then templates' tenants: a tenant whose name or issuer an explicit
+  // scope already has is the one reported.
   const scopes: ScopeConfig[] = [];
-  const issuers = new Map<string, string>();
-  const names = new Set<string>();
-  parsedScopes.forEach((s, i) => {
-    // Uniqueness is checked on the raw strings too, so a scope with another problem still
-    // counts as taking its name and issuer.
-    const rawScope = (rawScopes[i] ?? {}) as { name?: unknown; issuer?: unknown };
-    const name = s?.name ?? (typeof rawScope.name === 'string' ? rawScope.name : `#${i}`);
-    const issuer = s?.issuer ?? (typeof rawScope.issuer === 'string' ? rawScope.issuer : undefined);
-    const at = (field: string, message: string) =>
-      problems.push({ path: `scopes[${i}].${field}`, scope: name, message });
-    if (names.has(name)) at('name', `duplicate scope name "${name}"`);
-    names.add(name);
-    if (issuer !== undefined) {
-      const other = issuers.get(issuer);
-      if (other !== undefined)
-        at('issuer', `issuer ${issuer} is already used by scope ${other}; issuers must be unique`);
-      issuers.set(issuer, name);
-    }
-    if (!s) return;
+  const claims: ScopeClaims = { names: new Map(), issuers: new Map() };
+  const checkSettings = (s: ScopeFile, at: (field: string, message: string) => void) => {
     const backend = backends[s.backend];
     if (!backend) {
       if (!(s.backend in file.backends)) {
@@ -114,12 +105,49 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     } else if (!cronEverFires(s.schedule)) {
       at('schedule', `cron expression "${s.schedule}" never fires (e.g. a day that no month has)`);
     }
-    const policy = validatePolicy(s.policy, (field, message) => at(`policy.${field}`, message));
+    return validatePolicy(s.policy, (field, message) => at(`policy.${field}`, message));
+  };
+  parsedScopes.forEach((s, i) => {
+    // Uniqueness is checked on the raw strings too, so a scope with another problem still
+    // counts as taking its name and issuer.
+    const rawScope = (rawScopes[i] ?? {}) as { name?: unknown; issuer?: unknown };
+    const name = s?.name ?? (typeof rawScope.name === 'string' ? rawScope.name : `#${i}`);
+    const issuer = s?.issuer ?? (typeof rawScope.issuer === 'string' ? rawScope.issuer : undefined);
+    const at = (field: string, message: string) =>
+      problems.push({ path: `scopes[${i}].${field}`, scope: name, message });
+    if (claims.names.has(name)) at('name', `duplicate scope name "${name}"`);
+    else claims.names.set(name, `scopes[${i}]`);
+    if (issuer !== undefined) {
+      const other = claims.issuers.get(issuer);
+      if (other !== undefined)
+        at('issuer', `issuer ${issuer} is already used by scope ${other}; issuers must be unique`);
+      else claims.issuers.set(issuer, name);
+    }
+    if (!s) return;
+    const policy = checkSettings(s, at);
     if (policy) scopes.push({ ...s, policy });
   });
+  scopes.push(
+    ...expandScopeTemplates(file.scopeTemplates, {
+      resolve,
+      ...(ctx.readTenantsFile ? { readTenantsFile: ctx.readTenantsFile } : {}),
+      checkSettings,
+      issuesToProblems,
+      claims,
+      problems,
+    }),
+  );
+  if (file.scopes.length === 0 && file.scopeTemplates.length === 0) {
+    problems.push({ path: 'scopes', message: 'declare at least one scope (or a scope template)' });
+  }
 
   problems.push(...backendProblems);
-  const server = validateServer(file.server, rawScopes, resolve, problems);
+  const server = validateServer(
+    file.server,
+    { scopes: rawScopes, scopeTemplates: file.scopeTemplates },
+    resolve,
+    problems,
+  );
 
   const audit = validateAudit(file.audit, backends, problems);
   if (problems.length > 0) throw new ConfigInvalidError(ctx.source, problems);
@@ -141,6 +169,7 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
     store: { url: resolveStoreUrl(file.store.url, resolve(file.dataDir)) },
     backends,
     scopes,
+    scheduler: file.scheduler,
     audit,
   });
 }
@@ -152,7 +181,7 @@ export function validateConfig(raw: unknown, ctx: ValidateConfigContext): Keywar
  */
 function validateServer(
   server: ConfigFile['server'],
-  rawScopes: readonly unknown[],
+  raw: { scopes: readonly unknown[]; scopeTemplates: readonly unknown[] },
   resolve: (p: string) => string,
   problems: ConfigProblem[],
 ): ServerConfig {
@@ -164,16 +193,18 @@ function validateServer(
       message: `server.tls is set, so the public URL is https: got ${rest.publicUrl}`,
     });
   }
-  rawScopes.forEach((s, i) => {
-    const { name, issuer } = (s ?? {}) as { name?: unknown; issuer?: unknown };
-    if (typeof issuer === 'string' && issuer.startsWith('http:')) {
-      problems.push({
-        path: `scopes[${i}].issuer`,
-        ...(typeof name === 'string' ? { scope: name } : {}),
-        message: `server.tls is set, so issuers are https: got ${issuer}`,
-      });
-    }
-  });
+  for (const list of ['scopes', 'scopeTemplates'] as const) {
+    raw[list].forEach((s, i) => {
+      const { name, issuer } = (s ?? {}) as { name?: unknown; issuer?: unknown };
+      if (typeof issuer === 'string' && issuer.startsWith('http:')) {
+        problems.push({
+          path: `${list}[${i}].issuer`,
+          ...(typeof name === 'string' ? (list === 'scopes' ? { scope: name } : {}) : {}),
+          message: `server.tls is set, so issuers are https: got ${issuer}${list === 'scopeTemplates' && typeof name === 'string' ? ` (template "${name}")` : ''}`,
+        });
+      }
+    });
+  }
   return {
     ...rest,
     tls: {

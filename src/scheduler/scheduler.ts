@@ -1,5 +1,7 @@
+import { randomInt } from 'node:crypto';
 import { CronJob } from 'cron';
 import type { Keywarden, PeriodicJob, ReconcileReport } from '../lifecycle';
+import { ReconcileQueue, type ReconcilePriority } from './reconcile-queue';
 
 /** setTimeout's ceiling; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -24,10 +26,15 @@ export interface SchedulerOptions {
  * the periodic jobs. SPIRE's rotator: failures are logged and counted, retried on the next tick,
  * and never stop the loop or the other scopes. A scope's runs never overlap within this process;
  * across processes the scope lock serialises them. A job's runs never overlap either.
+ *
+ * At most `scheduler.concurrency` reconciles run at once (ReconcileQueue), due ones (decision
+ * instants, start-up, reload) ahead of cron heartbeats. Start-up and every cron tick take their
+ * scopes in a random order: daemons started together (or sharing a schedule) then work on
+ * different scopes instead of queueing on the same scope locks in the same order.
  */
 export class Scheduler {
   private cronJobs: CronJob[] = [];
-  private running = new Map<string, Promise<void>>();
+  private readonly queue: ReconcileQueue;
   private timers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
   private jobs: readonly PeriodicJob[];
@@ -40,6 +47,7 @@ export class Scheduler {
     opts: SchedulerOptions,
   ) {
     this.jobs = opts.jobs;
+    this.queue = new ReconcileQueue(kw.config.scheduler.concurrency, (scope) => this.runOnce(scope));
   }
 
   /**
@@ -48,7 +56,7 @@ export class Scheduler {
    * delay serving).
    */
   async start(): Promise<void> {
-    await Promise.all(this.kw.config.scopes.map((s) => this.runScope(s.name)));
+    await Promise.all(shuffled(this.kw.config.scopes.map((s) => s.name)).map((n) => this.runScope(n)));
     this.startTimers(true);
   }
 
@@ -59,11 +67,21 @@ export class Scheduler {
       t.unref();
       this.jobTimers.push(t);
     }
+    // One cron job per distinct schedule, not per scope: 100,000 tenant scopes on one schedule
+    // are one timer whose tick queues them all.
+    const bySchedule = new Map<string, string[]>();
     for (const s of this.kw.config.scopes) {
+      const names = bySchedule.get(s.schedule);
+      if (names) names.push(s.name);
+      else bySchedule.set(s.schedule, [s.name]);
+    }
+    for (const [schedule, names] of bySchedule) {
       this.cronJobs.push(
         CronJob.from({
-          cronTime: s.schedule,
-          onTick: () => void this.runScope(s.name),
+          cronTime: schedule,
+          onTick: () => {
+            for (const n of shuffled(names)) void this.runScope(n, 'heartbeat');
+          },
           start: true,
           utcOffset: 0,
         }),
@@ -90,7 +108,10 @@ export class Scheduler {
   async reconfigure(kw: Keywarden, jobs: readonly PeriodicJob[], runNow: readonly string[]): Promise<void> {
     if (this.stopped) return;
     await this.stopTimers();
-    await Promise.all(this.running.values());
+    // Queued heartbeats are dropped (the new config's ticks and timers take over); runs in
+    // progress finish on the old facade.
+    this.queue.clear();
+    await this.queue.idle();
     // Those runs armed their scope's next timer on the old facade (a removed scope's included).
     await this.stopTimers();
     this.kw = kw;
@@ -108,10 +129,17 @@ export class Scheduler {
     if (!this.stopped) this.startTimers(false);
   }
 
-  /** Runs one scope's reconcile unless one is already running here. Never rejects. */
-  runScope(scope: string): Promise<void> {
-    const existing = this.running.get(scope);
-    if (existing) return existing;
+  /**
+   * Queues one scope's reconcile (at most `scheduler.concurrency` run at once) unless one is queued
+   * already; with one in progress, one more follows it. Resolves when it ran. Never rejects.
+   */
+  runScope(scope: string, priority: ReconcilePriority = 'due'): Promise<void> {
+    return this.queue.enqueue(scope, priority);
+  }
+
+  /** Reconciles one scope now (the queue's slot), then arms its decision timer. Never rejects. */
+  private runOnce(scope: string): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     const started = Date.now();
     const run = this.kw
       .reconcile(scope)
@@ -123,10 +151,8 @@ export class Scheduler {
         this.kw.log.error({ scope, err: e.message }, 'reconcile failed');
         this.hooks.onFailure?.(scope, e);
       })
-      .finally(() => this.running.delete(scope))
       .then(() => this.armTimer(scope))
       .catch((e: Error) => this.kw.log.error({ scope, err: e.message }, 'cannot schedule next reconcile'));
-    this.running.set(scope, run);
     return run;
   }
 
@@ -162,6 +188,17 @@ export class Scheduler {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.stopTimers();
-    await Promise.all([...this.running.values(), ...this.jobRuns.values()]);
+    this.queue.clear();
+    await Promise.all([this.queue.idle(), ...this.jobRuns.values()]);
   }
+}
+
+/** A copy in random order (Fisher-Yates). */
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }

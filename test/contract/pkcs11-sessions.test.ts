@@ -107,6 +107,52 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
     );
   });
 
+  it('seals a key it just made without searching the token; searches when another process replaced it', async () => {
+    // SoftHSM2 answers every C_FindObjects by reading every object on the token: counted here.
+    const ck = (backend as unknown as { ck: Cryptoki }).ck;
+    const find = ck.findObjects.bind(ck);
+    let finds = 0;
+    ck.findObjects = (session, template) => {
+      finds++;
+      return find(session, template);
+    };
+    try {
+      const fresh = await makeKey('ES256', 'sealing');
+      const seal = Buffer.from('v1.fresh-seal');
+      finds = 0;
+      await backend.attachSeal(fresh.ref, seal);
+      // Only the check that no seal exists yet: the private key is the handle generate() kept.
+      assert.equal(finds, 1);
+      const [inspected] = await backend.inspectKeys([{ ref: fresh.ref, alg: 'ES256' }]);
+      assert.ok(inspected?.status === 'found');
+      assert.deepEqual(inspected.facts.seal, seal);
+
+      // The kept handle goes stale: another process destroys the pair and makes one with its CKA_ID.
+      const replaced = await makeKey('ES256', 'sealing');
+      const id = replaced.ref.ref.id as string;
+      await pkcs11Tool(token, ['--delete-object', '--type', 'privkey', '--id', id]);
+      await pkcs11Tool(token, ['--delete-object', '--type', 'pubkey', '--id', id]);
+      await pkcs11Tool(token, [
+        '--keypairgen',
+        '--key-type',
+        'EC:prime256v1',
+        '--id',
+        id,
+        '--label',
+        'replacement',
+      ]);
+      finds = 0;
+      await backend.attachSeal(replaced.ref, Buffer.from('v1.replaced-seal'));
+      assert.ok(finds >= 2, `searched for the key (${finds} finds)`);
+      const [again] = await backend.inspectKeys([{ ref: replaced.ref, alg: 'ES256' }]);
+      assert.ok(again?.status === 'found');
+      // Sealed under the label of the object found on the token, as before the handle was kept.
+      assert.deepEqual(again.facts.seal, Buffer.from('v1.replaced-seal'));
+    } finally {
+      ck.findObjects = find;
+    }
+  });
+
   it('re-opens sessions and logs in again once the token dropped them; concurrent signs all succeed', async () => {
     const { ref, jwk } = await makeKey('ES384');
     await backend.sign(ref, 'ES384', Buffer.from('before.drop'));

@@ -114,11 +114,16 @@ export async function startTestRuntime(
     log?: pino.Logger;
     /** Runs after the token and its PIN file exist, before the runtime opens (e.g. to break it). */
     beforeOpen?: (token: SoftHsmToken) => Promise<void>;
+    /** More top-level config sections, as written in YAML (e.g. `scheduler`). */
+    configExtra?: Record<string, unknown>;
   } = {},
 ): Promise<TestRuntime> {
   const token = await createSoftHsmToken();
   await writeFile(join(token.dir, 'user-pin'), token.pin, { mode: 0o600 });
-  const doc = testConfigDocument(token, scopes, opts.storeUrl ? { store: { url: opts.storeUrl } } : {});
+  const doc = testConfigDocument(token, scopes, {
+    ...(opts.storeUrl ? { store: { url: opts.storeUrl } } : {}),
+    ...opts.configExtra,
+  });
   const config = validateConfig(doc, { source: '<test>', baseDir: token.dir });
   const clock = opts.clock ?? new FakeClock(Date.now());
   const log = opts.log ?? pino({ level: 'silent' });

@@ -248,7 +248,9 @@ export class Pkcs11Backend implements KeyBackend {
   async attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void> {
     const a = this.address(ref);
     await this.onObjectStore(`sealing ${a.label}`, (s) => {
-      const handle = this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
+      const handle =
+        this.cachedPrivateKey(s, a) ??
+        this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
       createSealObject(this.ck, s, this.labelOf(s, handle) || a.label, seal);
     });
   }
@@ -438,6 +440,26 @@ export class Pkcs11Backend implements KeyBackend {
       { type: pkcs11js.CKA_CLASS, value: cls },
       { type: pkcs11js.CKA_ID, value: a.id },
     ]);
+  }
+
+  /**
+   * The handle this process keeps for the key (it generated or found it), if it still names a
+   * private key with the key's CKA_ID: sealing a key just generated then needs no C_FindObjects,
+   * which SoftHSM2 answers by reading every object on the token. Anything else (no handle, an
+   * object destroyed meanwhile, a handle a token reused) is a miss, and the caller searches.
+   */
+  private cachedPrivateKey(s: Handle, a: KeyAddress): Handle | undefined {
+    const cached = this.keys.get(a.idHex);
+    if (!cached) return undefined;
+    try {
+      const attrs = this.ck.getAttributes(s, cached.handle, [pkcs11js.CKA_CLASS, pkcs11js.CKA_ID]);
+      const isPrivate = readUlong(attrs.get(pkcs11js.CKA_CLASS)) === pkcs11js.CKO_PRIVATE_KEY;
+      if (isPrivate && attrs.get(pkcs11js.CKA_ID)?.equals(a.id)) return cached.handle;
+    } catch (e) {
+      if (!isCkr(e, ...HANDLE_INVALID_CKRS)) throw e;
+    }
+    this.keys.delete(a.idHex);
+    return undefined;
   }
 
   /** C_FindObjects every time the cache misses: another process may have made the key. */

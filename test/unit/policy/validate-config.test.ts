@@ -215,6 +215,23 @@ describe('config validation', () => {
     }
   });
 
+  it('scheduler.concurrency: 8 unless set; a whole number 1..1024', () => {
+    const c = validateConfig(doc([scope()]), { source: 't', baseDir: '/' });
+    assert.equal(c.scheduler.concurrency, 8);
+    const set = validateConfig(doc([scope()], { scheduler: { concurrency: 32 } }), {
+      source: 't',
+      baseDir: '/',
+    });
+    assert.equal(set.scheduler.concurrency, 32);
+    for (const concurrency of [0, 1025, 2.5, '8']) {
+      assert.deepEqual(
+        problems(doc([scope()], { scheduler: { concurrency } })).map((p) => p.path),
+        ['scheduler.concurrency'],
+        String(concurrency),
+      );
+    }
+  });
+
   it('refuses a cron schedule that never fires', () => {
     const ps = problems(doc([scope({ schedule: '0 0 31 2 *' })]));
     assert.deepEqual(
