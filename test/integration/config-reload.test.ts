@@ -12,16 +12,8 @@ import { parseConfigText } from '../../src/config/load-config';
 import { ConfigReloader, type ReloadTarget } from '../../src/config/reloader';
 import type { ConfigChanges, ConfigReloadOutcome } from '../../src/policy/config-changes';
 import type { KeywardenConfig } from '../../src/policy/scope';
+import { TEST_POLICY as policy } from '../helpers/config-fixtures';
 
-const policy = {
-  jwksMaxAge: '5m',
-  prepublish: '10m',
-  activeFor: '1d',
-  verifyGrace: '1h',
-  maxTokenTtl: '15m',
-  destroyAfter: '1d',
-  maxKeyLifetime: '2d',
-};
 const scope = (name: string, p: Record<string, string> = policy) => ({
   name,
   issuer: `https://issuer.test/${name}`,

@@ -1,28 +1,9 @@
 import * as assert from 'node:assert/strict';
 import { validateConfig } from '../../../src/config/validate-config';
 import { configChanges, isNoChange } from '../../../src/policy/config-changes';
+import { TEST_BACKENDS as backends, TEST_POLICY as policy, testScope } from '../../helpers/config-fixtures';
 
-const policy = {
-  jwksMaxAge: '5m',
-  prepublish: '10m',
-  activeFor: '1d',
-  verifyGrace: '1h',
-  maxTokenTtl: '15m',
-  destroyAfter: '1d',
-  maxKeyLifetime: '2d',
-};
-const backends = {
-  hsm: { type: 'pkcs11', module: '/usr/lib/softhsm.so', tokenLabel: 't', pin: { env: 'PIN' } },
-};
-const scope = (name: string, over: Record<string, unknown> = {}) => ({
-  name,
-  issuer: `https://issuer.test/${name}`,
-  audiences: ['api'],
-  alg: 'ES256',
-  backend: 'hsm',
-  policy,
-  ...over,
-});
+const scope = testScope;
 const config = (scopes: unknown[], extra: Record<string, unknown> = {}) =>
   validateConfig({ backends, scopes, ...extra }, { source: 't.yaml', baseDir: '/etc/keywarden' });
 

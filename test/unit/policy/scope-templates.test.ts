@@ -8,27 +8,9 @@ import { MAX_TENANT_PROBLEMS } from '../../../src/policy/scope-templates';
 import { validateConfig } from '../../../src/config/validate-config';
 import { parseConfigSnapshot } from '../../../src/config/load-config';
 import type { KeywardenConfig } from '../../../src/policy/scope';
+import { TEST_BACKENDS as backends, TEST_POLICY as policy, testScope } from '../../helpers/config-fixtures';
 
-const policy = {
-  prepublish: '10m',
-  activeFor: '1d',
-  verifyGrace: '1h',
-  maxTokenTtl: '15m',
-  destroyAfter: '1d',
-  maxKeyLifetime: '2d',
-};
-const backends = {
-  hsm: { type: 'pkcs11', module: '/usr/lib/softhsm.so', tokenLabel: 't', pin: { env: 'PIN' } },
-};
-const scope = (over: Record<string, unknown> = {}) => ({
-  name: 'demo',
-  issuer: 'https://issuer.test/demo',
-  audiences: ['api'],
-  alg: 'ES256',
-  backend: 'hsm',
-  policy,
-  ...over,
-});
+const scope = (over: Record<string, unknown> = {}) => testScope('demo', over);
 const template = (over: Record<string, unknown> = {}) => ({
   name: 'tenants',
   namePattern: 'tenant-{tenant}',

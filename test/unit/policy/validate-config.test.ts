@@ -5,28 +5,9 @@ import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from '../../../src/policy/scope';
 import { validateConfig } from '../../../src/config/validate-config';
 import { loadConfig, parseConfigText } from '../../../src/config/load-config';
 import { parseDurationSeconds } from '../../../src/policy/duration';
+import { TEST_BACKENDS as backends, TEST_POLICY as policy, testScope } from '../../helpers/config-fixtures';
 
-const policy = {
-  jwksMaxAge: '5m',
-  prepublish: '10m',
-  activeFor: '1d',
-  verifyGrace: '1h',
-  maxTokenTtl: '15m',
-  destroyAfter: '1d',
-  maxKeyLifetime: '2d',
-};
-const backends = {
-  hsm: { type: 'pkcs11', module: '/usr/lib/softhsm.so', tokenLabel: 't', pin: { env: 'PIN' } },
-};
-const scope = (over: Record<string, unknown> = {}) => ({
-  name: 'demo',
-  issuer: 'https://issuer.test/demo',
-  audiences: ['api'],
-  alg: 'ES256',
-  backend: 'hsm',
-  policy,
-  ...over,
-});
+const scope = (over: Record<string, unknown> = {}) => testScope('demo', over);
 const doc = (scopes: unknown[], extra: Record<string, unknown> = {}) => ({ backends, scopes, ...extra });
 
 function problems(raw: unknown) {
