@@ -1,6 +1,5 @@
 import type { RouteHandlerMethod, FastifyReply, FastifyRequest } from 'fastify';
 import { jwksCacheControl, type Keywarden } from '../lifecycle';
-import type { ScopeConfig } from '../policy/scope';
 import { keyEventsPath } from './key-events';
 
 /** The media type of every JWKS answer (RFC 7517 §8.5), from either path. */
@@ -13,13 +12,15 @@ export function jwksPath(scope: string): string {
 
 /**
  * One scope's JWKS: the facade's answer (the same one the node:http fast path writes), with a
- * max-age that ends before its next change and 304 on a matching `If-None-Match`. Synchronous, and
- * with no path parameter to parse: one static route per configured scope. Most JWKS requests never
- * reach it: the JwksFastPath answers a plain `GET` of the exact path ahead of fastify, and hands
+ * max-age that ends before its next change and 304 on a matching `If-None-Match`. Synchronous; one
+ * parametric route for every scope (per-scope static routes made fastify's start-up super-linear
+ * in the number of scopes: bench/route-registration.ts). Most JWKS requests never reach it: the JwksFastPath answers a plain `GET` of the exact path ahead of fastify, and hands
  * everything else (HEAD, a query string, shutdown, keys not loaded, an exception) to this.
  */
-export function jwksHandler(kw: Keywarden, scope: ScopeConfig): RouteHandlerMethod {
+export function jwksHandler(kw: Keywarden): RouteHandlerMethod {
   return (req: FastifyRequest, reply: FastifyReply) => {
+    // SCOPE_NOT_FOUND (404) for a scope that is not configured.
+    const scope = kw.scope((req.params as { scope: string }).scope);
     const answer = kw.answerJwks(scope, req.headers['if-none-match']);
     if (!answer) {
       reply.status(503).send({ error: { code: 'NO_ACTIVE_KEY', message: 'keys not loaded yet' } });
@@ -31,15 +32,6 @@ export function jwksHandler(kw: Keywarden, scope: ScopeConfig): RouteHandlerMeth
       .header('etag', answer.etag);
     if (answer.notModified) reply.status(304).send();
     else reply.send(answer.bytes);
-  };
-}
-
-/** Behind the static routes: a JWKS path whose scope is not configured (404 SCOPE_NOT_FOUND). */
-export function unknownJwksHandler(kw: Keywarden): RouteHandlerMethod {
-  return (req) => {
-    const { scope } = req.params as { scope: string };
-    kw.scope(scope); // throws SCOPE_NOT_FOUND: every configured scope has its static route
-    throw new Error(`no JWKS route for configured scope ${scope}`);
   };
 }
 

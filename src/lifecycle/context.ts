@@ -41,6 +41,9 @@ export interface LifecycleContext {
  * a linear search made each lookup O(scopes): with 10,000 scopes it was 44% of a reconcile pass
  * and tens of microseconds per JWKS request (measured in bench/).
  */
+/** How many configured scope names an unknown-scope error lists. */
+const SCOPES_NAMED = 10;
+
 const scopesByName = new WeakMap<readonly ScopeConfig[], Map<string, ScopeConfig>>();
 
 /** The scope's config, or SCOPE_NOT_FOUND. */
@@ -52,9 +55,17 @@ export function requireScope(ctx: Pick<LifecycleContext, 'config'>, name: string
   }
   const scope = byName.get(name);
   if (!scope) {
+    // A few names help an operator's typo; all of them would make every unknown-scope 404 as
+    // large as the config (100,000 tenant scopes: megabytes for any caller on the network).
+    const all = ctx.config.scopes;
+    const shown = all
+      .slice(0, SCOPES_NAMED)
+      .map((s) => s.name)
+      .join(', ');
+    const more = all.length > SCOPES_NAMED ? ` and ${all.length - SCOPES_NAMED} more` : '';
     throw new KeywardenError(
       'SCOPE_NOT_FOUND',
-      `unknown scope "${name}" (configured: ${ctx.config.scopes.map((s) => s.name).join(', ')})`,
+      `unknown scope "${name}" (configured: ${shown || 'none'}${more})`,
     );
   }
   return scope;
