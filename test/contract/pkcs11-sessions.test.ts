@@ -9,6 +9,17 @@ import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 import { nodeVerify } from './key-backend.contract';
 import { pkcs11Config, pkcs11Tool } from './pkcs11-fixture';
 
+/** pkcs11-tool arguments that make a P-256 pair with CKA_ID `id` (hex), as another process would. */
+const keypairgenArgs = (id: string) => [
+  '--keypairgen',
+  '--key-type',
+  'EC:prime256v1',
+  '--id',
+  id,
+  '--label',
+  'replacement',
+];
+
 describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loop', function () {
   this.timeout(120_000);
   let token: SoftHsmToken;
@@ -86,15 +97,7 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
       hasCode(e, 'BACKEND_OBJECT_NOT_FOUND'),
     );
     await pkcs11Tool(token, ['--delete-object', '--type', 'pubkey', '--id', id]);
-    await pkcs11Tool(token, [
-      '--keypairgen',
-      '--key-type',
-      'EC:prime256v1',
-      '--id',
-      id,
-      '--label',
-      'replacement',
-    ]);
+    await pkcs11Tool(token, keypairgenArgs(id));
     const input = Buffer.from('after.replacement');
     assert.equal(
       nodeVerify(
@@ -132,15 +135,7 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
       const id = replaced.ref.ref.id as string;
       await pkcs11Tool(token, ['--delete-object', '--type', 'privkey', '--id', id]);
       await pkcs11Tool(token, ['--delete-object', '--type', 'pubkey', '--id', id]);
-      await pkcs11Tool(token, [
-        '--keypairgen',
-        '--key-type',
-        'EC:prime256v1',
-        '--id',
-        id,
-        '--label',
-        'replacement',
-      ]);
+      await pkcs11Tool(token, keypairgenArgs(id));
       finds = 0;
       await backend.attachSeal(replaced.ref, Buffer.from('v1.replaced-seal'));
       assert.ok(finds >= 2, `searched for the key (${finds} finds)`);
