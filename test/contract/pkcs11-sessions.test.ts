@@ -10,14 +10,14 @@ import { nodeVerify } from './key-backend.contract';
 import { pkcs11Config, pkcs11Tool } from './pkcs11-fixture';
 
 /** pkcs11-tool arguments that make a P-256 pair with CKA_ID `id` (hex), as another process would. */
-const keypairgenArgs = (id: string) => [
+const keypairgenArgs = (id: string, label = 'replacement') => [
   '--keypairgen',
   '--key-type',
   'EC:prime256v1',
   '--id',
   id,
   '--label',
-  'replacement',
+  label,
 ];
 
 describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loop', function () {
@@ -71,15 +71,7 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
     await assert.rejects(backend.sign(ref, 'ES256', Buffer.from('a.b')), (e) =>
       hasCode(e, 'BACKEND_OBJECT_NOT_FOUND'),
     );
-    await pkcs11Tool(token, [
-      '--keypairgen',
-      '--key-type',
-      'EC:prime256v1',
-      '--id',
-      id,
-      '--label',
-      ref.ref.label as string,
-    ]);
+    await pkcs11Tool(token, keypairgenArgs(id, ref.ref.label as string));
     const input = Buffer.from('e30.e30');
     const sig = await backend.sign(ref, 'ES256', input);
     assert.equal(nodeVerify('ES256', await backend.publicKey(ref, 'ES256'), input, sig), true);

@@ -121,6 +121,15 @@ describe('verify library: key events (revocation push) against a loopback daemon
   const b = makeKey('ES256', {}, 1);
   const tokenOf = (k: TestKey) =>
     forge({ alg: k.alg, kid: k.kid, typ: 'JWT' }, claims({ iss: daemon.issuer }), k.privateKey);
+  /** A token issued 5 s before the fake clock's now, valid for 300 s after it. */
+  const tokenAtClock = (k: TestKey) => {
+    const now = Math.floor(clock.now().getTime() / 1000);
+    return forge(
+      { alg: k.alg, kid: k.kid, typ: 'JWT' },
+      claims({ iss: daemon.issuer, iat: now - 5, exp: now + 300 }),
+      k.privateKey,
+    );
+  };
   const verifier = (o: Record<string, unknown> = {}) => {
     const v = createVerifier({ issuer: daemon.issuer, audience: AUDIENCE, clock, keyEvents: true, ...o });
     verifiers.push(v);
@@ -158,15 +167,7 @@ describe('verify library: key events (revocation push) against a loopback daemon
     assert.equal((await v.verify(tokenOf(b))).valid, true, 'the other key keeps working');
     // Not even the unknown-kid refetch path revives it.
     clock.advanceSeconds(120);
-    const later = forge(
-      { alg: a.alg, kid: a.kid, typ: 'JWT' },
-      claims({
-        iss: daemon.issuer,
-        iat: Math.floor(clock.now().getTime() / 1000) - 5,
-        exp: Math.floor(clock.now().getTime() / 1000) + 300,
-      }),
-      a.privateKey,
-    );
+    const later = tokenAtClock(a);
     assert.equal((await v.verify(later)).valid, false);
   });
 
@@ -237,15 +238,7 @@ describe('verify library: key events (revocation push) against a loopback daemon
     // Within the JWKS's max-age (60 s) the cached set is used; past it, the next token refetches.
     assert.equal((await v.verify(tokenOf(a))).valid, true);
     clock.advanceSeconds(61);
-    const fresh = forge(
-      { alg: a.alg, kid: a.kid, typ: 'JWT' },
-      claims({
-        iss: daemon.issuer,
-        iat: Math.floor(clock.now().getTime() / 1000) - 5,
-        exp: Math.floor(clock.now().getTime() / 1000) + 300,
-      }),
-      a.privateKey,
-    );
+    const fresh = tokenAtClock(a);
     const r = await v.verify(fresh);
     assert.equal(r.valid === false && r.reason, 'kid_unknown');
   });

@@ -12,7 +12,16 @@ import { toPublishedJwk } from '@keywarden/verify';
 import { keywardenAuth as fastifyAuth, type BearerAuthOptions } from '@keywarden/verify/fastify';
 import { keywardenAuth as expressAuth } from '@keywarden/verify/express';
 import { FakeClock } from '../../src/policy/clock';
-import { AUDIENCE, NOW, NOW_S, forge, claims, makeKey, type TestKey } from '../unit/verify/fixtures';
+import {
+  AUDIENCE,
+  NOW,
+  NOW_S,
+  forge,
+  claims,
+  makeKey,
+  publishable,
+  type TestKey,
+} from '../unit/verify/fixtures';
 
 interface Served {
   base: string;
@@ -32,18 +41,7 @@ async function keyServer(
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/.well-known/jwks.json` }));
     } else if (req.url === '/scopes/orders/.well-known/jwks.json' && !state.failing) {
-      const jwk = toPublishedJwk(
-        {
-          kid: key.kid,
-          alg: key.alg,
-          publicJwk: key.publicJwk,
-          activateAt: key.vk.activateAt,
-          retireAt: key.vk.retireAt,
-          expiresAt: key.vk.expiresAt,
-          maxTokenTtlSeconds: key.vk.maxTokenTtlSeconds,
-        },
-        issuer,
-      );
+      const jwk = toPublishedJwk(publishable(key), issuer);
       res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'max-age=5' });
       res.end(JSON.stringify({ keys: [jwk] }));
     } else {

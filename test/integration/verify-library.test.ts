@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { FakeClock } from '../../src/policy/clock';
 import { createVerifier, toPublishedJwk, type PublishedJwk, type VerifierOptions } from '@keywarden/verify';
-import { AUDIENCE, NOW, forge, claims, makeKey, type TestKey } from '../unit/verify/fixtures';
+import { AUDIENCE, NOW, forge, claims, makeKey, publishable, type TestKey } from '../unit/verify/fixtures';
 
 interface ScopeState {
   issuer: string;
@@ -97,20 +97,7 @@ class KeyServer {
 }
 
 function publish(scope: ScopeState, key: TestKey, issuer = scope.issuer): void {
-  scope.keys.push(
-    toPublishedJwk(
-      {
-        kid: key.kid,
-        alg: key.alg,
-        publicJwk: key.publicJwk,
-        activateAt: key.vk.activateAt,
-        retireAt: key.vk.retireAt,
-        expiresAt: key.vk.expiresAt,
-        maxTokenTtlSeconds: key.vk.maxTokenTtlSeconds,
-      },
-      issuer,
-    ),
-  );
+  scope.keys.push(toPublishedJwk(publishable(key), issuer));
 }
 
 /** A token the scope would sign with `key` at the clock's now. */

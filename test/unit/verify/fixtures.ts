@@ -6,6 +6,7 @@ import { constants, createHmac, generateKeyPairSync, randomUUID, sign, type KeyO
 import type { SigningAlg } from '../../../src/policy/algorithms';
 import type { PublicJwk } from '../../../src/policy/key';
 import { importVerificationKey } from '../../../packages/verify/src/import-key';
+import type { PublishableKey } from '../../../packages/verify/src/jwks';
 import type { KeyLookup, VerificationKey } from '../../../packages/verify/src/validate-token';
 
 export const ISSUER = 'https://kw.example/scopes/enterprise';
@@ -164,3 +165,17 @@ export function lookupOf(...keys: VerificationKey[]): KeyLookup {
 }
 
 export const OPTIONS = { issuer: ISSUER, audience: AUDIENCE, now: NOW } as const;
+
+/** What toPublishedJwk takes for `key`, with `times` (or any other field) replaced. */
+export function publishable(key: TestKey, times: Partial<PublishableKey> = {}): PublishableKey {
+  return {
+    kid: key.kid,
+    alg: key.alg,
+    publicJwk: key.publicJwk,
+    activateAt: key.vk.activateAt,
+    retireAt: key.vk.retireAt,
+    expiresAt: key.vk.expiresAt,
+    maxTokenTtlSeconds: key.vk.maxTokenTtlSeconds,
+    ...times,
+  };
+}

@@ -10,7 +10,6 @@ import {
   parseJwks,
   toPublishedJwk,
   toPublishedJwks,
-  type PublishableKey,
 } from '../../../packages/verify/src/jwks';
 import { importVerificationKey } from '../../../packages/verify/src/import-key';
 import { validateToken } from '../../../packages/verify/src/validate-token';
@@ -23,22 +22,9 @@ import {
   OPTIONS,
   OTHER_ISSUER,
   makeKey,
+  publishable,
   tokenFor,
-  type TestKey,
 } from './fixtures';
-
-function publishable(key: TestKey, times: Partial<PublishableKey> = {}): PublishableKey {
-  return {
-    kid: key.kid,
-    alg: key.alg,
-    publicJwk: key.publicJwk,
-    activateAt: key.vk.activateAt,
-    retireAt: key.vk.retireAt,
-    expiresAt: key.vk.expiresAt,
-    maxTokenTtlSeconds: key.vk.maxTokenTtlSeconds,
-    ...times,
-  };
-}
 
 /** A scope's keys as a lookup built from its parsed JWKS, the way the library does it. */
 function lookupFromJwks(body: unknown, issuer: string) {
