@@ -3,7 +3,7 @@ import type { PublicJwk } from './public-jwk.js';
 import { ABSOLUTE_MAX_KEY_LIFETIME_SECONDS } from './algorithms.js';
 import { KeySetError } from './errors.js';
 import { describeLifetimeBound, isTokenLifetimeBound } from './check-claims.js';
-import { importVerificationKey } from './import-key.js';
+import { importVerificationKey, type VerificationKeyInput } from './import-key.js';
 import { parseJsonObject } from './strict-json.js';
 import type { VerificationKey } from './validate-token.js';
 
@@ -16,13 +16,7 @@ import type { VerificationKey } from './validate-token.js';
  * key signs. It rides on every JWK, not on the document, because a token is validated against
  * one key and everything that decides which tokens a key can have signed travels with the key.
  */
-export interface PublishedJwk {
-  kty: 'EC' | 'RSA' | 'OKP';
-  crv?: string;
-  x?: string;
-  y?: string;
-  n?: string;
-  e?: string;
+export interface PublishedJwk extends PublicJwk {
   kid: string;
   alg: SigningAlg;
   use: 'sig';
@@ -38,17 +32,8 @@ export interface PublishedJwks {
   keys: PublishedJwk[];
 }
 
-/** The facts about a key that its published JWK is built from. */
-export interface PublishableKey {
-  kid: string;
-  alg: SigningAlg;
-  publicJwk: PublicJwk;
-  activateAt: Date;
-  retireAt: Date;
-  expiresAt: Date;
-  /** Its scope's maxTokenTtl, seconds (a positive integer, at most 400 days). */
-  maxTokenTtlSeconds: number;
-}
+/** The facts about a key that its published JWK is built from: all a verifier imports but revocation. */
+export type PublishableKey = Omit<VerificationKeyInput, 'revokedAt'>;
 
 /** Members that exist only in private or symmetric JWKs: their presence disqualifies a JWK. */
 export const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'] as const;
