@@ -7,13 +7,15 @@
  * the lock at once; a holder that hangs gets a typed error, not a hang.
  */
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { chown, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openPkcs11Backend, type Pkcs11Backend } from '../../src/backends/pkcs11';
 import type { Pkcs11BackendConfig } from '../../src/backends/pkcs11/config';
 import { ObjectStoreLock } from '../../src/backends/pkcs11/object-store-lock';
 import { hasCode } from '../../src/policy/errors';
+import { ensureUser } from '../helpers/os-users';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 import { pkcs11Config } from './pkcs11-fixture';
 
@@ -125,6 +127,22 @@ describe('PKCS#11 object lock: one token, several processes', function () {
       holder.kill('SIGKILL');
       lock.release();
     }
+  });
+
+  it('root creating the lock file gives it to the directory owner (mode 0660), so the daemon can lock it', async () => {
+    const dir = join(token.dir, 'daemon-data');
+    await mkdir(dir);
+    const uid = process.getuid?.() === 0 ? ensureUser('kw-test-lockowner') : process.getuid!();
+    const gid =
+      process.getuid?.() === 0
+        ? Number(execFileSync('id', ['-g', 'kw-test-lockowner']).toString())
+        : process.getgid!();
+    await chown(dir, uid, gid);
+    const file = join(dir, 'hsm.pkcs11.lock');
+    ObjectStoreLock.open(file).release();
+    const st = await stat(file);
+    assert.deepEqual([st.uid, st.gid], [uid, gid]);
+    if (process.getuid?.() === 0) assert.equal(st.mode & 0o777, 0o660);
   });
 
   it('a lock file that cannot be opened stops the backend from opening, with BACKEND_ERROR', async () => {

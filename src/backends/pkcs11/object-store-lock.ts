@@ -1,4 +1,4 @@
-import { chownSync, closeSync, fchmodSync, openSync, statSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fstatSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { KeywardenError } from '../../policy/errors';
@@ -122,11 +122,12 @@ function prepareLockFile(path: string): void {
     );
   }
   try {
-    const st = statSync(path);
     if (process.getuid?.() === 0) {
+      // The file just opened, not the path again: nothing can swap it in between.
+      const st = fstatSync(fd);
       const dir = statSync(dirname(path));
       if (st.uid !== dir.uid || st.gid !== dir.gid) {
-        chownSync(path, dir.uid, dir.gid);
+        fchownSync(fd, dir.uid, dir.gid);
         fchmodSync(fd, 0o660);
       }
     }
