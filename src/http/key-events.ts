@@ -4,7 +4,7 @@ import { formatKeyEvent } from '@keywarden/verify';
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { Keywarden } from '../lifecycle';
 import { KeywardenError } from '../policy/errors';
-import type { KeyEventsConfig, ScopeConfig } from '../policy/scope';
+import type { KeyEventsConfig } from '../policy/scope';
 
 /** The path of a scope's key-set change stream. */
 export function keyEventsPath(scope: string): string {
@@ -75,9 +75,11 @@ export class KeyEventStreams {
     this.sockets.clear();
   }
 
-  /** The route handler of one scope's stream. */
-  handler(scope: ScopeConfig): RouteHandlerMethod {
+  /** The route handler of every scope's stream (`/scopes/:scope/key-events`). */
+  handler(): RouteHandlerMethod {
     return (req: FastifyRequest, reply: FastifyReply) => {
+      // SCOPE_NOT_FOUND (404) for a scope that is not configured.
+      const scope = this.kw.scope((req.params as { scope: string }).scope);
       if (this.stopped) throw new KeywardenError('NO_ACTIVE_KEY', 'shutting down');
       const current = this.kw.keySetEvent(scope.name);
       if (!current) throw new KeywardenError('NO_ACTIVE_KEY', 'keys not loaded yet');

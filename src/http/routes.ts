@@ -90,10 +90,8 @@ export function routeTable(d: RouteDeps): RouteGroup[] {
         {
           method: 'GET',
           url: keyEventsPath(':scope'),
-          // SCOPE_NOT_FOUND (404) for a scope that is not configured; one route for all (above).
-          handler(req, reply) {
-            return events.handler(kw.scope((req.params as { scope: string }).scope)).call(this, req, reply);
-          },
+          // One route for all scopes (above).
+          handler: events.handler(),
         },
       ],
     });
