@@ -86,6 +86,12 @@ export interface DiscoveryDocument {
   jwks_uri: string;
   /** The scope's key-set change stream (Server-Sent Events; docs/api.md). */
   keywarden_key_events_uri: string;
+  /**
+   * The scope's maxTokenTtl in seconds: the longest `exp - iat` of its tokens. Every JWK carries
+   * it too (`max_token_ttl`, what @keywarden/verify reads); here it is for verifiers configured
+   * by hand (jose's maxTokenAge, PyJWT), which read a discovery document but not JWK members.
+   */
+  keywarden_max_token_ttl: number;
   id_token_signing_alg_values_supported: string[];
   token_endpoint_auth_signing_alg_values_supported: string[];
 }
@@ -242,6 +248,7 @@ export class Keywarden {
       issuer: scope.issuer,
       jwks_uri: jwksUri,
       keywarden_key_events_uri: keyEventsUri,
+      keywarden_max_token_ttl: scope.policy.maxTokenTtlSeconds,
       id_token_signing_alg_values_supported: [scope.alg],
       token_endpoint_auth_signing_alg_values_supported: [scope.alg],
     };

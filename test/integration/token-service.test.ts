@@ -361,6 +361,21 @@ describe('token service (in-process, FakeClock)', function () {
       for (const k of jwks.keys) assert.equal(k.max_token_ttl, MAX_TTL, k.kid);
     });
 
+    it("the scope's discovery document publishes the bound as keywarden_max_token_ttl, from the scope policy", async () => {
+      // Other verifiers (jose's maxTokenAge, PyJWT) can read it there instead of copying it by hand.
+      for (const scope of trt.config.scopes) {
+        const doc = (await (
+          await fetch(`${base}/scopes/${scope.name}/.well-known/openid-configuration`)
+        ).json()) as Record<string, unknown>;
+        assert.equal(doc.issuer, issuer(scope.name));
+        assert.equal(doc.keywarden_max_token_ttl, scope.policy.maxTokenTtlSeconds, scope.name);
+      }
+      assert.equal(
+        trt.config.scopes.find((sc) => sc.name === 'consumer')!.policy.maxTokenTtlSeconds,
+        MAX_TTL,
+      );
+    });
+
     it("refuses a token the scope's real key signed to live past maxTokenTtl + skew; accepts one at the bound", async () => {
       const key = await signingKeyOf(trt.ctx, 'consumer');
       const iat = s(trt.clock.now());
