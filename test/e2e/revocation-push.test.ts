@@ -6,7 +6,13 @@
  * (correctness, not speed: the latency is measured by `npm run bench -- revocation`).
  */
 import { strict as assert } from 'node:assert';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import fastify from 'fastify';
 import { createVerifier, type Verifier } from '@keywarden/verify';
+import { keywardenAuth as expressAuth } from '@keywarden/verify/express';
+import { keywardenAuth as fastifyAuth } from '@keywarden/verify/fastify';
 import { startDaemon, type Daemon } from '../helpers/daemon';
 import { until } from '../helpers/wait';
 
@@ -209,6 +215,84 @@ describe('revocation push: key-events streams and subscribed verifiers (e2e)', f
     // Another scope's subscribers hear nothing of it: one event (on connect), then heartbeats.
     assert.equal(quiet.keyEvents().length, 1);
     assert.ok(quiet.comments >= 1, 'heartbeats arrive');
+  });
+
+  it('the fastify and Express middleware with keyEvents: a daemon token reaches the route; after a CLI revoke, 401 invalid_token', async () => {
+    const token = await signToken('push');
+    const kid = kidOf(token);
+    // One subscribed verifier per middleware (the `verifier` option), so the test can see each
+    // stream open before revoking: otherwise JWKS polling alone could pass a loose deadline.
+    const subscribed = () =>
+      createVerifier({
+        issuer: daemon.issuer('push'),
+        audience: 'push-api',
+        keyEvents: { idleTimeoutSeconds: 5 },
+      });
+    const fVerifier = subscribed();
+    const xVerifier = subscribed();
+    verifiers.push(fVerifier, xVerifier);
+    const options = { issuer: daemon.issuer('push'), audience: 'push-api' };
+    const fApp = fastify();
+    await fApp.register(async (api) => {
+      await api.register(fastifyAuth, { ...options, verifier: fVerifier });
+      api.get('/orders', async (req) => ({ sub: req.auth?.claims.sub }));
+    });
+    const fBase = await fApp.listen({ port: 0, host: '127.0.0.1' });
+    const xAuth = expressAuth({ ...options, verifier: xVerifier });
+    const xApp = express();
+    xApp.get('/orders', xAuth, (req, res) => void res.json({ sub: req.auth?.claims.sub }));
+    const xServer = await new Promise<Server>((r) => {
+      const srv = xApp.listen(0, '127.0.0.1', () => r(srv));
+    });
+    const xBase = `http://127.0.0.1:${(xServer.address() as AddressInfo).port}`;
+    try {
+      const call = async (base: string) => {
+        const res = await fetch(`${base}/orders`, { headers: { authorization: `Bearer ${token}` } });
+        return { status: res.status, challenge: res.headers.get('www-authenticate'), body: await res.text() };
+      };
+      for (const base of [fBase, xBase]) {
+        const ok = await call(base);
+        assert.equal(ok.status, 200, ok.body);
+        assert.deepEqual(JSON.parse(ok.body), { sub: 'alice' });
+      }
+      // Each verifier subscribes after its first discovery (made by the requests above).
+      await until('both middlewares subscribed', async () =>
+        [fVerifier, xVerifier].every((v) => v.keyEvents().connected && v.keyEvents().events >= 1)
+          ? true
+          : undefined,
+      );
+
+      const revoke = await daemon.cli(['keys', 'revoke', '--reason', 'e2e: middleware', '--', kid]);
+      assert.equal(revoke.code, 0, revoke.stderr);
+      for (const base of [fBase, xBase]) {
+        const refused = await until(
+          `${base} to refuse the revoked key`,
+          async () => {
+            const r = await call(base);
+            return r.status === 200 ? undefined : r;
+          },
+          { ms: 15_000, everyMs: 50 },
+        );
+        assert.equal(refused.status, 401, refused.body);
+        assert.equal(refused.challenge, 'Bearer error="invalid_token", error_description="kid_unknown"');
+      }
+      // The revoke's second change (the replacement key) reaches each worker on its own poll: let
+      // both serve the same set before the next test compares ETags.
+      const replacement = kidOf(await signToken('push'));
+      await until('both workers on the set with the replacement', async () => {
+        const seen = await Promise.all([0, 1, 2, 3].map(() => jwks('push')));
+        return seen.every(
+          (j) => j.etag === seen[0]!.etag && j.kids.includes(replacement) && !j.kids.includes(kid),
+        )
+          ? true
+          : undefined;
+      });
+    } finally {
+      xAuth.close();
+      xServer.closeAllConnections();
+      await new Promise<void>((r) => xServer.close(() => r()));
+      await fApp.close();
+    }
   });
 
   it('Last-Event-ID: a returning client is sent only a key set it has not heard of', async () => {
