@@ -12,6 +12,8 @@
  * and the SoftHSM lookup cost is measured on its own (softhsm-find.ts) to show where time goes.
  */
 import { performance } from 'node:perf_hooks';
+import { join } from 'node:path';
+import { rm, writeFile } from 'node:fs/promises';
 import pino from 'pino';
 import { openBackend } from '../src/backends/registry';
 import { reconcileAll, reconcileScope, type ReconcileReport } from '../src/lifecycle/reconcile-scope';
@@ -19,12 +21,11 @@ import { openRuntime, storeAuditLog, type Runtime } from '../src/main';
 import { FakeClock } from '../src/policy/clock';
 import { loadConfig } from '../src/config/load-config';
 import { ReconcileQueue } from '../src/scheduler/reconcile-queue';
-import { Scheduler } from '../src/scheduler/scheduler';
-import { createHttpServer } from '../src/daemon';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
 import { runLoad } from './lib/load';
 import { rssMiB } from './lib/machine';
+import { compiled } from './lib/build';
 import { runChild } from './lib/processes';
 import type { Report } from './lib/report';
 import { MemoryBackend } from '../test/helpers/fakes';
@@ -74,43 +75,6 @@ function runtimeFor(
  */
 class SharedMemoryBackend extends MemoryBackend {
   override async close(): Promise<void> {}
-}
-
-/** A daemon's serving process, in this process (zero-cost: its keys live in this process's MemoryBackend). */
-interface InProcessDaemon {
-  baseUrl: string;
-  stop(): Promise<unknown>;
-}
-
-/**
- * What `serve --workers 1` does before it answers, in this process: open the runtime, load the key
- * set, the scheduler's start-up pass (bounded, as configured) and its timers, HTTP listening (the
- * fastify routes; the daemon's node:http JWKS fast path is not in front, so JWKS answers here are
- * if anything slower than the daemon's). A `serve` child cannot be used for zero-cost rows: it
- * would open the SoftHSM2 token, find none of the MemoryBackend's keys, and replace every one.
- */
-async function startInProcess(
-  kw: KeywardenSetup,
-  clock: FakeClock,
-  keygen: Keygen,
-  memory: MemoryBackend,
-): Promise<{ daemon: InProcessDaemon; rt: Runtime }> {
-  const rt = await runtimeFor(kw, clock, keygen, memory);
-  await rt.ctx.cache.refresh(true);
-  const scheduler = new Scheduler(rt.keywarden, {}, { jobs: [] });
-  await scheduler.start();
-  const app = createHttpServer(rt.keywarden, { publicBaseUrl: kw.baseUrl });
-  await app.listen({ host: '127.0.0.1', port: kw.port });
-  return {
-    rt,
-    daemon: {
-      baseUrl: kw.baseUrl,
-      async stop() {
-        await app.close();
-        await scheduler.stop();
-      },
-    },
-  };
 }
 
 function firstError(reports: ReconcileReport[]): void {
@@ -182,6 +146,17 @@ export interface SizeResult {
   jwksRow: (string | number)[];
 }
 
+/**
+ * Asks the daemon (started with --heapsnapshot-signal=SIGUSR2) for a heap snapshot, and waits for
+ * it: V8 writes it on the daemon's event loop, so the daemon answers a request again once it is done.
+ */
+async function heapSnapshot(pid: number, url: string, log: (s: string) => void): Promise<void> {
+  process.kill(pid, 'SIGUSR2');
+  const res = await fetch(url, { signal: AbortSignal.timeout(600_000) });
+  await res.arrayBuffer();
+  log(`heap snapshot written (the daemon answered ${res.status} after it)`);
+}
+
 export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): Promise<SizeResult> {
   const kw = await prepareKeywarden({
     scopes: [],
@@ -231,37 +206,47 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     await rt.close();
     rt = null;
 
-    // The daemon itself: start-up including its own pass, memory, JWKS. SoftHSM2 rows run `serve`;
-    // zero-cost rows its steps in this process (startInProcess says why).
+    // The daemon itself, as deployed: `keywarden serve` in its own process. Zero-cost rows preload
+    // bench/lib/memory-backend-preload.ts, which serves the key objects made above from memory.
     log('daemon...');
-    const t = performance.now();
-    let inProcess: Runtime | null = null;
-    let daemon: InProcessDaemon & { pid?: number };
-    if (keygen === 'softhsm') {
-      daemon = await kw.serve(1);
-    } else {
-      const started = await startInProcess(kw, clock, keygen, memory);
-      daemon = started.daemon;
-      inProcess = started.rt;
+    const keysFile = join(kw.token.dir, 'memory-backend-keys.json');
+    // KEYWARDEN_BENCH_SCALE_MEMORY=DIR: the daemon's memoryUsage() every 2 s into DIR, and with
+    // KEYWARDEN_BENCH_SCALE_HEAP_SNAPSHOT=1 a heap snapshot once it started (to see what a scope costs).
+    const heapDir = process.env.KEYWARDEN_BENCH_SCALE_MEMORY;
+    const snapshot = heapDir !== undefined && process.env.KEYWARDEN_BENCH_SCALE_HEAP_SNAPSHOT === '1';
+    const nodeArgs = snapshot ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`] : [];
+    let env: Record<string, string> = {};
+    if (keygen !== 'softhsm') {
+      await writeFile(keysFile, memory.exportObjects(), { mode: 0o600 });
+      env = {
+        KEYWARDEN_BENCH_MEMORY_KEYS: keysFile,
+        ...(heapDir ? { KEYWARDEN_BENCH_MEMORY_USAGE: join(heapDir, `memory-usage-${n}.jsonl`) } : {}),
+      };
+      nodeArgs.push('--require', compiled('bench/lib/memory-backend-preload.ts'));
     }
+    const t = performance.now();
+    const daemon = await kw.serve(1, env, nodeArgs);
     const startupMs = performance.now() - t;
-    const rssOf = () => (daemon.pid !== undefined ? rssMiB(daemon.pid) : process.memoryUsage().rss / 2 ** 20);
+    const rssOf = () => rssMiB(daemon.pid as number);
     const rssStart = rssOf();
+    if (snapshot) await heapSnapshot(daemon.pid as number, `${daemon.baseUrl}/healthz`, log);
     log(`daemon started in ${ms(startupMs)}, RSS ${rssStart.toFixed(0)} MiB; JWKS load...`);
     const count = Math.min(n, 1000);
     const paths = Array.from({ length: count }, (_, i) => ({
       method: 'GET',
       path: `/scopes/${scopeName(Math.floor((i * n) / count))}/.well-known/jwks.json`,
     }));
-    const load = await runLoad(
-      { name: `jwks ${n}`, url: daemon.baseUrl, requests: paths },
-      plan.connections,
-      plan.quick ? 3 : 5,
-    );
+    const target = { name: `jwks ${n}`, url: daemon.baseUrl, requests: paths, pid: daemon.pid };
+    // A warm-up first, as in every other benchmark: work a daemon starts right after it serves
+    // (periodic jobs, its first key poll) is not what the JWKS rows measure.
+    if (plan.warmupSeconds > 0) await runLoad(target, plan.connections, plan.warmupSeconds);
+    const load = await runLoad(target, plan.connections, plan.quick ? 3 : 5);
     const rssAfterLoad = rssOf();
     await daemon.stop();
-    await inProcess?.close();
-    log(`JWKS p99 ${ms(load.p99)}; one rotation due per scope...`);
+    await rm(keysFile, { force: true });
+    // wrk reports no latencies when nothing was answered in the run (a daemon stalled throughout).
+    const latency = (v: number) => (load.rps > 0 ? ms(v) : 'no response');
+    log(`JWKS p99 ${latency(load.p99)}; one rotation due per scope...`);
 
     // One rotation due in every scope: the successor is due `prepublish` before the current key retires.
     // KEYWARDEN_BENCH_SCALE_SKIP_ROTATION=1 leaves it out (at 100,000 scopes it is as long as the first keys).
@@ -295,8 +280,8 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
         n,
         count,
         rate(load.rps),
-        ms(load.p50),
-        ms(load.p99),
+        latency(load.p50),
+        latency(load.p99),
         load.non2xx + load.errors,
         `${(load.others * 100).toFixed(0)}%`,
       ],
@@ -341,10 +326,11 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'reconcile forces after each scope it changed, during the passes that create keys (see the reload column). ' +
       'The scopes come from one scope template (tenants inline); config load = read, parse, validate and expand ' +
       'it, in the benchmark process. Daemon: `serve --workers 1` (start-up = process start, config load, store, ' +
-      'first key-set load, the start-up reconcile pass, one cron job per distinct schedule, HTTP listening) for ' +
-      'SoftHSM2 rows; for zero-cost rows the same steps in the benchmark process (a `serve` child would not find ' +
-      "the MemoryBackend's keys and would replace them all on SoftHSM2), JWKS through the fastify route without " +
-      "the daemon's node:http fast path, RSS of the benchmark process. RSS after start-up / after the JWKS load.",
+      'first key-set load, the integrity check, the start-up reconcile pass, one cron job per distinct schedule, ' +
+      'the front server listening) in a process of its own; for zero-cost rows it preloads ' +
+      'bench/lib/memory-backend-preload.ts, which serves the key objects the benchmark made from memory in place of ' +
+      "the token (the daemon's RSS then includes those private keys, which an HSM would hold). JWKS through the " +
+      "daemon's own front server. RSS of the daemon process after start-up / after the JWKS load.",
   );
   report.table(
     [

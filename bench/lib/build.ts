@@ -27,7 +27,12 @@ export function ensureCompiled(): void {
     [tsc, '-p', 'tsconfig.json', '--outDir', BENCH_DIST, '--declaration', 'false', '--sourceMap', 'false'],
     { cwd: REPO_ROOT, stdio: 'ignore' },
   );
-  for (const f of ['src/cli/main.ts', 'bench/servers/ideal-signer.ts', 'bench/scale-size.ts']) {
+  for (const f of [
+    'src/cli/main.ts',
+    'bench/servers/ideal-signer.ts',
+    'bench/scale-size.ts',
+    'bench/lib/memory-backend-preload.ts',
+  ]) {
     if (!existsSync(compiled(f))) throw new Error(`compilation produced no ${compiled(f)}`);
   }
   process.env.BENCH_COMPILED = '1';

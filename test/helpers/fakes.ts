@@ -16,6 +16,7 @@
  */
 import {
   constants,
+  createPrivateKey,
   generateKeyPair,
   randomBytes,
   sign as cryptoSign,
@@ -604,6 +605,46 @@ export class MemoryBackend implements KeyBackend {
   /** How many key objects the backend holds. */
   get size(): number {
     return this.objects.size;
+  }
+
+  /**
+   * Every key object as JSON (private keys as PKCS#8 PEM), for a benchmark that makes keys in one
+   * process and serves them from another (bench/lib/memory-backend-preload.ts). Test code only:
+   * a real backend never lets a private key out.
+   */
+  exportObjects(): string {
+    return JSON.stringify(
+      [...this.objects.values()].map((k) => ({
+        ...k,
+        privateKey: k.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+        seal: k.seal?.toString('base64') ?? null,
+      })),
+    );
+  }
+
+  /** Adds the key objects `exportObjects` wrote. */
+  importObjects(json: string): void {
+    const entries = JSON.parse(json) as (Omit<MemoryKey, 'privateKey' | 'seal'> & {
+      privateKey: string;
+      seal: string | null;
+    })[];
+    for (const e of entries) {
+      const pem = e.privateKey;
+      let privateKey: KeyObject | null = null;
+      const key: Omit<MemoryKey, 'privateKey'> = {
+        ...e,
+        seal: e.seal === null ? null : Buffer.from(e.seal, 'base64'),
+        notBefore: new Date(e.notBefore),
+        notAfter: new Date(e.notAfter),
+      };
+      // Parsed on first use: a daemon serving 100,000 scopes signs with few of them, and an HSM
+      // holds its private keys outside the process.
+      Object.defineProperty(key, 'privateKey', {
+        get: () => (privateKey ??= createPrivateKey(pem)),
+        enumerable: true,
+      });
+      this.objects.set(e.id, key as MemoryKey);
+    }
   }
 
   private enter(op: BackendOp): void {
