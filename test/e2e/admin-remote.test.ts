@@ -185,6 +185,35 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
     assert.match(plain.stderr, /must be https/);
   });
 
+  it('refuses a certificate of an intermediate CA under the operator CA: operator CAs issue operators directly', async () => {
+    const keys = await keyCount();
+    const chained = await operatorPki.intermediateClient('ops-sub');
+    // The handshake accepts it (the chain leads to a CA the listener trusts): the route refuses it.
+    const jwks = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        `${daemon.baseUrl}/scopes/alpha/.well-known/jwks.json`,
+        { ca: serverPki.ca.certPem, cert: chained.certPem, key: chained.keyPem, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(jwks, 200, 'the TLS handshake with the chain succeeds');
+    for (const op of ['/admin/v1/keys/rotate', '/admin/v1/keys/list']) {
+      const r = await post(op, op.endsWith('rotate') ? { scope: 'alpha' } : {}, chained);
+      assert.equal(r.status, 401, op);
+      assert.equal(r.code, 'UNAUTHENTICATED', op);
+    }
+    const viaCli = await remote(chained, ['keys', 'rotate', '--scope', 'alpha']);
+    assert.notEqual(viaCli.code, 0, viaCli.stdout);
+    // Past the handshake's chain check (the socket is authorized): refused by the direct-issuer rule.
+    assert.match(viaCli.stderr, /UNAUTHENTICATED: this certificate is not an operator certificate/);
+    assert.equal(await keyCount(), keys, 'no key was made');
+  });
+
   it('a token an operator signs remotely is in the audit log with its jti and the operator', async () => {
     const signed = await remote(ops, [
       '--json',
