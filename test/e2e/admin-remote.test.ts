@@ -93,6 +93,7 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
     daemon = await startDaemon({
       scopes: [{ name: 'alpha' }],
       workers: 2,
+      logLevel: 'info',
       tls: {
         certFile: server.certFile,
         keyFile: server.keyFile,
@@ -143,6 +144,11 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
     assert.match(
       created?.actor ?? '',
       new RegExp(`^operator-certificate:ops-alice#[A-Za-z0-9_-]{16}@${hostname()}$`),
+    );
+    // So does the daemon's log, for each request.
+    assert.match(
+      daemon.output(),
+      /"operator":"operator-certificate:ops-alice#[A-Za-z0-9_-]{16}@[^"]+","transport":"operator-certificate","op":"keys.rotate"/,
     );
   });
 
