@@ -187,7 +187,7 @@ function validateServer(
 ): ServerConfig {
   const { tls, ...rest } = server;
   if (!tls) return rest;
-  if (rest.publicUrl !== undefined && !rest.publicUrl.startsWith('https:')) {
+  if (rest.publicUrl !== undefined && urlScheme(rest.publicUrl) !== 'https:') {
     problems.push({
       path: 'server.publicUrl',
       message: `server.tls is set, so the public URL is https: got ${rest.publicUrl}`,
@@ -196,7 +196,7 @@ function validateServer(
   for (const list of ['scopes', 'scopeTemplates'] as const) {
     raw[list].forEach((s, i) => {
       const { name, issuer } = (s ?? {}) as { name?: unknown; issuer?: unknown };
-      if (typeof issuer === 'string' && issuer.startsWith('http:')) {
+      if (typeof issuer === 'string' && urlScheme(issuer) === 'http:') {
         problems.push({
           path: `${list}[${i}].issuer`,
           ...(typeof name === 'string' ? (list === 'scopes' ? { scope: name } : {}) : {}),
@@ -215,6 +215,19 @@ function validateServer(
       minVersion: tls.minVersion,
     },
   };
+}
+
+/**
+ * The scheme of `url` as a URL parser reads it (lower case, `http:`): schemes are case-insensitive
+ * (RFC 3986), so `HTTP://` is http, and the parser drops leading blanks, as the schema's check does.
+ * A template's issuer pattern may not parse; its text then decides.
+ */
+function urlScheme(url: string): string {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return `${url.trim().toLowerCase().split(':')[0]}:`;
+  }
 }
 
 /** Checks one scope's key policy against the rules of DESIGN.md §2; returns it in seconds. */

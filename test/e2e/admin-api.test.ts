@@ -390,5 +390,19 @@ describe('admin API on the unix socket', function () {
         assert.equal(readFileSync(target, 'utf8'), 'keep me');
       }
     });
+
+    it('a socket group that does not exist stops the start (exit 3), naming it, before any socket is made', async () => {
+      const doc = JSON.parse(readFileSync(daemon.configPath, 'utf8')) as Record<string, unknown>;
+      doc.admin = { socket: { path: socketPath, group: 'kw-test-no-such-group' } };
+      const file = daemon.configPath.replace(/\.yaml$/, '-no-group.yaml');
+      writeFileSync(file, JSON.stringify(doc, null, 2));
+      rmSync(socketPath, { force: true });
+      const refused = await startServe(file, { waitHealthy: false });
+      const exit = await refused.exited;
+      assert.equal(exit.code, EXIT.CONFIG, refused.output());
+      assert.match(refused.output(), /group kw-test-no-such-group does not exist: create it/);
+      assert.doesNotMatch(refused.output(), /keywarden serving|admin socket listening/);
+      assert.ok(!existsSync(socketPath), 'a socket was made');
+    });
   });
 });

@@ -93,6 +93,7 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
     daemon = await startDaemon({
       scopes: [{ name: 'alpha' }],
       workers: 2,
+      logLevel: 'info',
       tls: {
         certFile: server.certFile,
         keyFile: server.keyFile,
@@ -144,6 +145,11 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
       created?.actor ?? '',
       new RegExp(`^operator-certificate:ops-alice#[A-Za-z0-9_-]{16}@${hostname()}$`),
     );
+    // So does the daemon's log, for each request.
+    assert.match(
+      daemon.output(),
+      /"operator":"operator-certificate:ops-alice#[A-Za-z0-9_-]{16}@[^"]+","transport":"operator-certificate","op":"keys.rotate"/,
+    );
   });
 
   it('refuses no certificate, an API client’s certificate and an unknown CA’s (401), changing nothing', async () => {
@@ -183,6 +189,35 @@ describe('the admin API over TLS with operator certificates (e2e)', function () 
     ]);
     assert.equal(plain.code, 2, plain.stderr);
     assert.match(plain.stderr, /must be https/);
+  });
+
+  it('refuses a certificate of an intermediate CA under the operator CA: operator CAs issue operators directly', async () => {
+    const keys = await keyCount();
+    const chained = await operatorPki.intermediateClient('ops-sub');
+    // The handshake accepts it (the chain leads to a CA the listener trusts): the route refuses it.
+    const jwks = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        `${daemon.baseUrl}/scopes/alpha/.well-known/jwks.json`,
+        { ca: serverPki.ca.certPem, cert: chained.certPem, key: chained.keyPem, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(jwks, 200, 'the TLS handshake with the chain succeeds');
+    for (const op of ['/admin/v1/keys/rotate', '/admin/v1/keys/list']) {
+      const r = await post(op, op.endsWith('rotate') ? { scope: 'alpha' } : {}, chained);
+      assert.equal(r.status, 401, op);
+      assert.equal(r.code, 'UNAUTHENTICATED', op);
+    }
+    const viaCli = await remote(chained, ['keys', 'rotate', '--scope', 'alpha']);
+    assert.notEqual(viaCli.code, 0, viaCli.stdout);
+    // Past the handshake's chain check (the socket is authorized): refused by the direct-issuer rule.
+    assert.match(viaCli.stderr, /UNAUTHENTICATED: this certificate is not an operator certificate/);
+    assert.equal(await keyCount(), keys, 'no key was made');
   });
 
   it('a token an operator signs remotely is in the audit log with its jti and the operator', async () => {

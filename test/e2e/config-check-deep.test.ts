@@ -1,8 +1,10 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { Client } from 'pg';
 import { stringify } from 'yaml';
 import { runKeywarden } from '../helpers/cli';
@@ -149,6 +151,82 @@ describe('config check: the PIN source, the module, and with --deep the token an
     const both = await check(await write(doc), '--deep');
     assert.equal(both.code, 3);
     assert.equal(JSON.parse(both.stdout).problems, 4);
+  });
+
+  it('--deep: a module file that does not load, a store with a migration pending, one of a newer release, one that is no database', async () => {
+    const cfg = await write(good());
+    assert.equal((await runKeywarden(['-c', cfg, 'init'])).code, 0);
+    const dbFile = join(token.dir, `store-${n - 1}`, 'kw.db');
+    const digest = async () =>
+      createHash('sha256')
+        .update(await readFile(dbFile))
+        .digest('hex');
+    const deep = async (doc: Doc) => {
+      const r = await check(await write(doc), '--deep');
+      return { code: r.code, out: JSON.parse(r.stdout) as { checks: Check[]; problems: number } };
+    };
+    const atStore = (doc: Doc) => ({ ...doc, store: { url: `sqlite:${dbFile}` } }) as Doc;
+    const storeCheck = (out: { checks: Check[] }) => out.checks.find((c) => c.subject === 'store')!;
+
+    // A file where the module should be, but no PKCS#11 library: found by loading it, not by plain check.
+    const notAModule = join(token.dir, 'not-a-module.so');
+    await writeFile(notAModule, 'not an ELF file');
+    const badModule = atStore(good());
+    hsm(badModule).module = notAModule;
+    assert.equal((await check(await write(badModule))).code, 0, 'plain check only sees the file exists');
+    const loaded = await deep(badModule);
+    assert.equal(loaded.code, 1);
+    const moduleProblem = loaded.out.checks.find((c) => c.subject === 'backends.hsm.module');
+    assert.equal(moduleProblem?.status, 'problem', JSON.stringify(loaded.out.checks));
+    assert.match(moduleProblem.code ?? '', /^BACKEND_/);
+    assert.match(moduleProblem.message, /not-a-module\.so/);
+
+    // One migration this release has was never run: a note (init or serve runs it), exit 0.
+    const sqlite = new Database(dbFile);
+    const [first] = sqlite.prepare('SELECT * FROM migrations ORDER BY id DESC LIMIT 1').all() as {
+      id: number;
+      timestamp: number;
+      name: string;
+    }[];
+    sqlite.prepare('DELETE FROM migrations WHERE id = ?').run(first!.id);
+    sqlite.close();
+    let before = await digest();
+    const pending = await deep(atStore(good()));
+    assert.equal(pending.code, 0, JSON.stringify(pending.out.checks));
+    assert.equal(storeCheck(pending.out).status, 'note');
+    assert.match(storeCheck(pending.out).message, new RegExp(`1 migration\\(s\\) pending.*${first!.name}`));
+    assert.equal(await digest(), before, 'the store was changed');
+
+    // A migration this release does not know: the store is a newer keywarden's, a problem (exit 1).
+    const newer = new Database(dbFile);
+    newer
+      .prepare('INSERT INTO migrations (timestamp, name) VALUES (?, ?)')
+      .run(first!.timestamp, first!.name);
+    newer
+      .prepare('INSERT INTO migrations (timestamp, name) VALUES (?, ?)')
+      .run(9999999999999, 'FromTheFuture9999999999999');
+    newer.close();
+    before = await digest();
+    const future = await deep(atStore(good()));
+    assert.equal(future.code, 1);
+    assert.equal(storeCheck(future.out).status, 'problem');
+    assert.equal(storeCheck(future.out).code, 'STORE_ERROR');
+    assert.match(storeCheck(future.out).message, /FromTheFuture9999999999999.*newer keywarden/);
+    assert.equal(await digest(), before, 'the store was changed');
+
+    // A file at the store's path that is no SQLite database: a problem, and left as it was.
+    const junk = join(token.dir, 'junk.db');
+    await writeFile(junk, 'this is not a database, and it is not empty either: '.repeat(100));
+    const junkDoc = good();
+    junkDoc.store = { url: `sqlite:${junk}` };
+    const broken = await deep(junkDoc);
+    assert.equal(broken.code, 1, JSON.stringify(broken.out.checks));
+    assert.equal(storeCheck(broken.out).status, 'problem');
+    assert.equal(storeCheck(broken.out).code, 'STORE_ERROR');
+    assert.equal(
+      await readFile(junk, 'utf8'),
+      'this is not a database, and it is not empty either: '.repeat(100),
+    );
   });
 
   it('--deep on an empty PostgreSQL database: a note, and still no table in it', async () => {

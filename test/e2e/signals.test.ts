@@ -170,6 +170,23 @@ describe('signals (e2e): SIGHUP reload, SIGTERM drain, a busy port', function ()
           assert.equal(m.get('keywarden_scope_active_for_seconds{scope="alpha"}'), 720);
           assert.equal(m.get('keywarden_scope_active_for_seconds{scope="gamma"}'), 600);
           assert.equal(m.get('keywarden_scope_active_for_seconds{scope="beta"}'), undefined);
+          // The policy change applies to keys made from now on; the running key keeps its timeline.
+          const windowSeconds = (k: { activateAt: string; retireAt: string }) =>
+            (Date.parse(k.retireAt) - Date.parse(k.activateAt)) / 1000;
+          const rotated = await daemon.cli(['--json', 'keys', 'rotate', '--scope', 'alpha']);
+          assert.equal(rotated.code, 0, rotated.stderr);
+          const next = JSON.parse(rotated.stdout) as { kid: string; activateAt: string; retireAt: string };
+          assert.equal(windowSeconds(next), 720);
+          const listed = await daemon.cli(['--json', 'keys', 'list', '--scope', 'alpha']);
+          const alphaKeys = JSON.parse(listed.stdout) as {
+            kid: string;
+            state: string;
+            activateAt: string;
+            retireAt: string;
+          }[];
+          const signing = alphaKeys.find((k) => k.state === 'active');
+          assert.ok(signing && signing.kid !== next.kid, listed.stdout);
+          assert.equal(windowSeconds(signing), 600);
 
           // 2. An invalid file (a problem in each scope): refused, every problem logged, the running
           // config kept.

@@ -267,11 +267,13 @@ describe('TLS listener and mutual TLS for API clients (e2e)', function () {
         notBefore: '20200101000000Z',
         notAfter: '20210101000000Z',
       });
+      const chained = await pki.intermediateClient('eve-sub');
       const cases: [string[], number][] = [
         [['--cert', expired.certFile], 2],
         [['--cert', '/nonexistent/x.crt'], 2],
         [['--cert', pki.ca.certFile], 2], // a CA certificate
         [['--cert', mallory.certFile], 2], // not issued by server.tls.clientCaFile
+        [['--cert', chained.certFile], 2], // issued by an intermediate under the client CA, not by it
         [['--cert', dave.keyFile], 2], // no certificate in it
         [['--cert', alice.certFile], 5], // already bound to alice
       ];

@@ -39,6 +39,11 @@ export interface TestPki {
   server(name?: string, opts?: { days?: number; notBefore?: string; notAfter?: string }): Promise<IssuedCert>;
   /** A client certificate (CN=name, clientAuth) issued by the CA. */
   client(name: string, opts?: { notBefore?: string; notAfter?: string }): Promise<IssuedCert>;
+  /**
+   * A client certificate (CN=name, clientAuth) issued by an intermediate CA that the CA issued: its
+   * certificate file holds the chain (the leaf, then the intermediate), as a client presents it.
+   */
+  intermediateClient(name: string): Promise<IssuedCert>;
   cleanup(): Promise<void>;
 }
 
@@ -96,7 +101,7 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
     name: string,
     subject: string,
     ext: string,
-    opts: { days?: number; notBefore?: string; notAfter?: string } = {},
+    opts: { days?: number; notBefore?: string; notAfter?: string; issuer?: string } = {},
   ): Promise<IssuedCert> {
     await openssl(
       [
@@ -167,9 +172,9 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
           '-in',
           `${name}.csr`,
           '-CA',
-          'ca.crt',
+          `${opts.issuer ?? 'ca'}.crt`,
           '-CAkey',
-          'ca.key',
+          `${opts.issuer ?? 'ca'}.key`,
           '-set_serial',
           String(serial++),
           '-days',
@@ -203,6 +208,23 @@ export async function createTestPki(label = 'ca'): Promise<TestPki> {
         'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
         opts,
       ),
+    async intermediateClient(name) {
+      const ica = await sign(
+        `${name}-ica`,
+        `/CN=${name} intermediate CA`,
+        'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n',
+      );
+      const leaf = await sign(
+        name,
+        `/CN=${name}`,
+        'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
+        { issuer: `${name}-ica` },
+      );
+      const certFile = join(dir, `${name}-chain.crt`);
+      const certPem = leaf.certPem + ica.certPem;
+      await writeFile(certFile, certPem);
+      return { ...leaf, certFile, certPem };
+    },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 }

@@ -302,6 +302,26 @@ describe('config validation', () => {
     });
   });
 
+  it('with server.tls, the scheme is compared as a URL does: HTTP:// is http (refused), HTTPS:// is https', () => {
+    // RFC 3986: schemes are case-insensitive; a string prefix test let HTTP:// through.
+    const ps = problems(
+      doc([scope({ issuer: 'HTTP://127.0.0.1:8443/scopes/demo' })], {
+        server: { publicUrl: 'Http://keys.test', tls: { certFile: 'c', keyFile: 'k' } },
+      }),
+    );
+    assert.deepEqual(
+      ps.map((p) => p.path),
+      ['server.publicUrl', 'scopes[0].issuer'],
+    );
+    const c = validateConfig(
+      doc([scope({ issuer: 'HTTPS://issuer.test/demo' })], {
+        server: { publicUrl: 'HTTPS://keys.test', tls: { certFile: 'c', keyFile: 'k' } },
+      }),
+      { source: 't', baseDir: '/etc/keywarden' },
+    );
+    assert.equal(c.server.publicUrl, 'HTTPS://keys.test');
+  });
+
   it('admin.socket: defaults to admin.sock in dataDir and group keywarden-admin; bad values name the field', () => {
     const c = validateConfig(doc([scope()], { dataDir: '/var/lib/kw' }), { source: 't', baseDir: '/e' });
     assert.deepEqual(c.admin.socket, { path: '/var/lib/kw/admin.sock', group: 'keywarden-admin' });
