@@ -15,7 +15,8 @@ import { Scheduler, type PassCounts } from '../../src/scheduler/scheduler';
 import { openStore } from '../../src/store/data-source';
 import { SqliteLeaseScopeLock } from '../../src/store/scope-lock';
 import { signingKeyOf } from '../helpers/daemon';
-import { startTestRuntime, type TestRuntime } from '../helpers/runtime';
+import { startTestRuntime, testConfigDocument, type TestRuntime } from '../helpers/runtime';
+import { validateConfig } from '../../src/config/validate-config';
 import { storeWriter, type StoreWriter } from '../helpers/store-tamper';
 
 const MINUTE = 60;
@@ -228,5 +229,47 @@ describe('reconcile heartbeat: the in-memory check (integration, SoftHSM2 + SQLi
     } finally {
       t.ctx.cache.refresh = refresh;
     }
+  });
+});
+
+describe('scheduler reconfigure: timers from the key cache (integration, SoftHSM2 + SQLite + FakeClock)', function () {
+  this.timeout(120_000);
+  let t: TestRuntime;
+  let scheduler: Scheduler;
+  let release: (() => void) | null = null;
+
+  before(async () => {
+    t = await startTestRuntime([{ name: 'alpha' }, { name: 'beta' }]);
+    scheduler = new Scheduler(t.kw, {}, { jobs: [] });
+    await scheduler.start();
+  });
+  after(async () => {
+    await scheduler?.stop();
+    release?.();
+    await t?.close();
+  });
+
+  it('runs only the added scope; the others are checked in memory, not asked of the store one by one', async () => {
+    const doc = testConfigDocument(t.token, [{ name: 'alpha' }, { name: 'beta' }, { name: 'gamma' }]);
+    const gen = await t.rt.reconfigure(validateConfig(doc, { source: '<test>', baseDir: t.token.dir }));
+    release = gen.release;
+    const reconciled: string[] = [];
+    const asked: string[] = [];
+    const reconcile = gen.keywarden.reconcile.bind(gen.keywarden);
+    gen.keywarden.reconcile = async (scope, actor) => {
+      reconciled.push(scope);
+      return reconcile(scope, actor);
+    };
+    const nextDecisionAt = gen.keywarden.nextDecisionAt.bind(gen.keywarden);
+    gen.keywarden.nextDecisionAt = async (scope) => {
+      asked.push(scope);
+      return nextDecisionAt(scope);
+    };
+    await scheduler.reconfigure(gen.keywarden, [], ['gamma']);
+    assert.deepEqual(reconciled, ['gamma']);
+    // gamma's run arms its timer from the store; alpha and beta were armed from the cache.
+    assert.deepEqual(asked, ['gamma']);
+    assert.equal((await signingKeyOf(gen.ctx, 'gamma')).scope, 'gamma');
+    assert.deepEqual(gen.keywarden.reconcileVerdict('alpha').due, false);
   });
 });
