@@ -115,7 +115,11 @@ export class Scheduler {
       const verdict = inMemory ? verdictOf(kw, name) : null;
       if (verdict && !verdict.due) {
         counts.skipped++;
-        this.hooks.onSkipped?.(name);
+        try {
+          this.hooks.onSkipped?.(name);
+        } catch (e) {
+          kw.log.error({ scope: name, err: (e as Error).message }, 'scheduler hook failed');
+        }
         this.armAt(name, verdict.nextDecisionAt);
       } else {
         counts.queued++;
@@ -147,11 +151,13 @@ export class Scheduler {
           cronTime: schedule,
           onTick: () => {
             const started = Date.now();
-            void this.pass(shuffled(names), 'heartbeat').then((counts) =>
-              this.kw.log.debug(
-                { schedule, ...counts, ms: Date.now() - started },
-                'reconcile heartbeat done',
-              ),
+            void this.pass(shuffled(names), 'heartbeat').then(
+              (counts) =>
+                this.kw.log.debug(
+                  { schedule, ...counts, ms: Date.now() - started },
+                  'reconcile heartbeat done',
+                ),
+              (e: Error) => this.kw.log.error({ schedule, err: e.message }, 'reconcile heartbeat failed'),
             );
           },
           start: true,
@@ -189,7 +195,7 @@ export class Scheduler {
     this.kw = kw;
     this.jobs = jobs;
     const now = new Set(runNow);
-    const runs = runNow.map((n) => this.runScope(n));
+    const runs = kw.config.scopes.filter((s) => now.has(s.name)).map((s) => this.runScope(s.name));
     // Every other scope's timer from the new facade's key cache (one load), in chunks: asking the
     // store for each of 100,000 scopes at once was 100,000 promises and queries on every reload.
     const inMemory = await kw.prepareReconcileChecks().then(
