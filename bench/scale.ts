@@ -1,8 +1,10 @@
 /**
  * 4. Scale: reconcile pass time and daemon memory with 10, 1,000 and 10,000 scopes, with
  * nothing due and with one rotation (a new key) due in every scope; JWKS latency with many
- * scopes. The passes run in a process of their own on the real store (as the scheduler runs
- * them: every scope at once), with a FakeClock to make rotations due.
+ * scopes. The passes run in a process of their own on the real store, with a FakeClock to make
+ * rotations due. The nothing-due pass is measured as the scheduler's heartbeat runs it (in-memory
+ * checks, full reconciles only where something is due), paired per round with every scope's full
+ * reconcile through the bounded queue as the yardstick.
  *
  * Key generation: on SoftHSM2 for 10 and 1,000 scopes. SoftHSM's file object store makes each
  * key generation slower the more objects the token holds (keywarden's backend looks the CKA_ID
@@ -29,7 +31,7 @@ import { compiled } from './lib/build';
 import { runChild } from './lib/processes';
 import type { Report } from './lib/report';
 import { MemoryBackend } from '../test/helpers/fakes';
-import { ms, rate } from './lib/stats';
+import { median, ms, pairedRatio, rate } from './lib/stats';
 
 /** ES256: SoftHSM generates P-256 keys fast, and it is the default algorithm. */
 const ALG = 'ES256';
@@ -108,6 +110,74 @@ async function concurrentPass(rt: Runtime): Promise<Timed> {
   });
   await Promise.all(rt.ctx.config.scopes.map((s) => queue.enqueue(s.name, 'due')));
   return summary(reports, t);
+}
+
+/** Heartbeat passes with nothing due, each paired with the yardstick measured in the same round. */
+interface HeartbeatRounds {
+  heartbeatMs: number[];
+  /** This process's CPU time (user + system) per heartbeat: less dependent on how busy the machine is. */
+  heartbeatCpuMs: number[];
+  /** Every scope's full reconcile (what each cron tick cost before the in-memory check). */
+  fullMs: number[];
+  fullCpuMs: number[];
+  /** The fewest scopes one heartbeat skipped, of `checked`. */
+  skipped: number;
+  checked: number;
+  fullErrors: number;
+}
+
+/**
+ * A cron tick with nothing due as the scheduler runs it (Scheduler.pass: one key reload if the
+ * store changed, the in-memory check per scope, the full reconcile only for scopes with something
+ * due), paired per round with every scope's full reconcile (the bounded queue), in alternating
+ * order. The machine is shared: only the per-round ratio means something across runs.
+ */
+async function heartbeatRounds(rt: Runtime, rounds: number): Promise<HeartbeatRounds> {
+  const names = rt.ctx.config.scopes.map((s) => s.name);
+  const scheduler = new Scheduler(rt.keywarden, {}, { jobs: [] });
+  const out: HeartbeatRounds = {
+    heartbeatMs: [],
+    heartbeatCpuMs: [],
+    fullMs: [],
+    fullCpuMs: [],
+    skipped: names.length,
+    checked: 0,
+    fullErrors: 0,
+  };
+  const cpuMs = (since: NodeJS.CpuUsage) => {
+    const d = process.cpuUsage(since);
+    return (d.user + d.system) / 1000;
+  };
+  const heartbeat = async () => {
+    const t = performance.now();
+    const cpu = process.cpuUsage();
+    const counts = await scheduler.pass(names, 'heartbeat');
+    out.heartbeatMs.push(performance.now() - t);
+    out.heartbeatCpuMs.push(cpuMs(cpu));
+    out.skipped = Math.min(out.skipped, counts.skipped);
+    out.checked = counts.checked;
+  };
+  const full = async () => {
+    const cpu = process.cpuUsage();
+    const p = await concurrentPass(rt);
+    out.fullCpuMs.push(cpuMs(cpu));
+    out.fullMs.push(p.ms);
+    out.fullErrors += p.errors;
+  };
+  try {
+    for (let i = 0; i < rounds; i++) {
+      if (i % 2 === 0) {
+        await heartbeat();
+        await full();
+      } else {
+        await full();
+        await heartbeat();
+      }
+    }
+  } finally {
+    await scheduler.stop();
+  }
+  return out;
 }
 
 /** One scope after another, as `keywarden init` runs them. */
@@ -195,9 +265,16 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     const first = await maybeWithoutReload(rt, keygen, () => creating(rt!));
     // Keys the first pass could not make are retried, as the next cron tick would.
     const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => creating(rt!)) : null;
-    log(`first keys ${passText(first)}; nothing due...`);
-    const idleConcurrent = await concurrentPass(rt);
-    log(`nothing due, bounded pass ${passText(idleConcurrent)}`);
+    // The creating passes may have left the key cache unloaded (reloads suppressed): load it once
+    // here, as the daemon has at start-up (the reload's own cost is the reload column).
+    await rt.ctx.cache.refresh();
+    log(`first keys ${passText(first)}; nothing due, heartbeat and full passes...`);
+    const idle = await heartbeatRounds(rt, Math.max(plan.reps, 1));
+    const list = (xs: number[]) => xs.map((x) => ms(x)).join(', ');
+    const idleText = `${ms(median(idle.heartbeatMs))} (${list(idle.heartbeatMs)}), CPU ${list(idle.heartbeatCpuMs)}; skipped ${idle.skipped}/${idle.checked}`;
+    const fullText = `${ms(median(idle.fullMs))} (${list(idle.fullMs)}), CPU ${list(idle.fullCpuMs)}${idle.fullErrors ? ` (${idle.fullErrors} failed)` : ''}`;
+    const idleRatio = `${pairedRatio(idle.heartbeatMs, idle.fullMs)}; CPU ${pairedRatio(idle.heartbeatCpuMs, idle.fullCpuMs)}`;
+    log(`nothing due: heartbeat ${idleText}; full ${fullText}; ratio ${idleRatio}`);
     // Left out with the rotation pass (KEYWARDEN_BENCH_SCALE_SKIP_ROTATION=1): at 100,000 scopes each pass takes minutes.
     const idleSequential =
       process.env.KEYWARDEN_BENCH_SCALE_SKIP_ROTATION === '1'
@@ -266,7 +343,9 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
           : keygen === 'zero-cost'
             ? 'zero-cost'
             : 'zero-cost, reloads suppressed',
-        passText(idleConcurrent),
+        idleText,
+        fullText,
+        idleRatio,
         passText(idleSequential),
         `${passText(rotation)}${how}: ${rotation.created} keys${perKey(rotation)}`,
         `${passText(after)}${after.created ? `: ${after.created} keys` : ''}`,
@@ -318,9 +397,11 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
     process.stderr.write(`  => ${JSON.stringify(r.row)}\n`);
   }
   report.note(
-    `${ALG} keys, SQLite store, hash-chained audit log on, policy activeFor 1d / prepublish 10m. "Concurrent" is how ` +
-      'the daemon runs a pass (Scheduler.start and a shared cron tick queue every scope, scheduler.concurrency = 8 ' +
-      'run at once); "sequential" is ' +
+    `${ALG} keys, SQLite store, hash-chained audit log on, policy activeFor 1d / prepublish 10m. "Heartbeat" is how ` +
+      'the daemon runs a cron tick (Scheduler.pass: one key reload if the store changed, an in-memory check per scope, ' +
+      'the full reconcile under the scope lock only for scopes with something due); "in full" queues every ' +
+      "scope's full reconcile (scheduler.concurrency = 8 at once), what each tick cost before; the two alternate " +
+      'in each round and the ratio is taken per round (the machine is shared); "sequential" is ' +
       "`keywarden init`'s reconcileAll. zero-cost = MemoryBackend (test/helpers/fakes.ts: keys made in Node's memory, " +
       "no HSM): keywarden's own cost without the HSM; 'reloads suppressed' also turns off the key-cache reload that " +
       'reconcile forces after each scope it changed, during the passes that create keys (see the reload column). ' +
@@ -336,8 +417,10 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
     [
       'scopes',
       'keygen',
-      'pass, nothing due (concurrent)',
-      'pass, nothing due (sequential)',
+      'heartbeat pass, nothing due: median (rounds), CPU per round; skipped',
+      'every scope reconciled in full (yardstick, bounded queue)',
+      'heartbeat ÷ full, per-round median (range): wall; CPU',
+      'pass, nothing due (sequential, full)',
       'pass, one rotation due per scope',
       'next pass',
       'one key-cache reload',

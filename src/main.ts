@@ -12,6 +12,7 @@ import { KeyCache, type KeyChangeFeedFactory } from './lifecycle/key-cache';
 import { KeyIntegrity } from './lifecycle/key-integrity';
 import { requireBackends } from './lifecycle/require-backends';
 import { ServiceHealth } from './lifecycle/service-health';
+import { RecordedStates } from './lifecycle/recorded-states';
 import type { AuditEvent } from './policy/audit-events';
 import { systemClock, type Clock } from './policy/clock';
 import { KeywardenError, type ErrorCode } from './policy/errors';
@@ -159,6 +160,8 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
   const caches = new Set<KeyCache>();
   // One per process, across reloads: what signing and key generation met lately (readiness).
   const health = new ServiceHealth(clock);
+  // One per process too: rows outlive configs.
+  const recordedStates = new RecordedStates(keys);
   /** What depends on the config: the key integrity check and the key cache it feeds. */
   const contextFor = (cfg: KeywardenConfig): LifecycleContext => {
     const integrity = new KeyIntegrity({
@@ -181,6 +184,7 @@ export async function openRuntime(config: KeywardenConfig, opts: RuntimeOptions)
       audit,
       auditRecords,
       cache,
+      recordedStates,
       clientTrust,
       backend,
       health,

@@ -20,6 +20,7 @@ import { generateKey, recoverGenerating } from '../lifecycle/generate-key';
 import { judgeFacts, type SealedRow } from '../lifecycle/key-integrity';
 import { legacyMismatch } from '../lifecycle/seal-legacy-keys';
 import type { ClientTrust } from '../lifecycle/client-trust';
+import type { RecordedStates } from '../lifecycle/recorded-states';
 import type { KeyCache } from '../lifecycle/key-cache';
 
 /** A new audit key is made when the current one has less than this left to sign. */
@@ -55,6 +56,7 @@ function asLifecycleContext(actx: AuditContext): LifecycleContext {
     ...actx,
     cache: refuse<KeyCache>('the key cache'),
     clientTrust: refuse<ClientTrust>('API clients'),
+    recordedStates: refuse<RecordedStates>("the scopes' recorded states"),
     // The audit key is no scope: its generation failures are logged, not a scope's readiness.
     health: new ServiceHealth(actx.clock),
   };

@@ -5,6 +5,7 @@ import { KeywardenError } from '../policy/errors';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { ClientTrust } from './client-trust';
 import type { KeyCache } from './key-cache';
+import type { RecordedStates } from './recorded-states';
 import type { ServiceHealth } from './service-health';
 import type { AuditLog, BackendSource, KeyStore, ScopeLock, Store } from './ports';
 
@@ -28,6 +29,8 @@ export interface LifecycleContext {
   auditRecords: AuditStore;
   /** This process's view of the keys (refreshed from the store). */
   cache: KeyCache;
+  /** The state last recorded per key row, as this process knows it (one per process). */
+  recordedStates: RecordedStates;
   /** This process's check of API client rows against the audit key's seals (one per process). */
   clientTrust: ClientTrust;
   /** Opens (once) and returns the named backend. */

@@ -26,6 +26,7 @@ export {
 } from './clients';
 export type { SealClientsReport, SealClientsRequest } from './seal-clients';
 export type { ReconcileReport } from './reconcile-scope';
+export type { ReconcileDueReason, ReconcileVerdict } from './reconcile-due';
 export type { OrphanScanReport } from './find-orphans';
 export type { ScopeOverviewRow } from './scope-overview';
 export type { RevokeResult } from './revoke-key';

@@ -55,6 +55,8 @@ export class KeyCache {
   private queued: { force: boolean; promise: Promise<void> } | null = null;
   private feed: KeyChangeFeed | null = null;
   private readonly reloadListeners = new Set<() => void>();
+  /** Per scope, rows the last reload read that no view holds (see rowsOutsideView). */
+  private outside = new Map<string, number>();
 
   constructor(
     private readonly config: KeywardenConfig,
@@ -124,6 +126,7 @@ export class KeyCache {
       });
     }
     this.views = views;
+    this.outside = countRowsOutsideViews(all, usable);
     this.version = version;
     for (const listener of this.reloadListeners) {
       try {
@@ -191,6 +194,15 @@ export class KeyCache {
     return this.views.get(scope);
   }
 
+  /**
+   * How many of the scope's rows the last reload read but keeps in no view: `generating` rows (a
+   * generation in progress, or a crash leftover) and usable rows without a public key. Reconcile's
+   * in-memory check (reconcile-due.ts) reconciles in full any scope that has one.
+   */
+  rowsOutsideView(scope: string): number {
+    return this.outside.get(scope) ?? 0;
+  }
+
   /** The scope's JWKS at `now`, rebuilt only when a key in it changes state or keys reload. */
   jwks(view: ScopeView, now = this.clock.now()): BuiltJwks {
     const cached = view.jwks;
@@ -201,6 +213,15 @@ export class KeyCache {
     view.jwks = buildJwks(view.scope, view.records, now);
     return view.jwks;
   }
+}
+
+/** Per scope: rows not `ready`, and usable ready rows without a public key or kid. */
+function countRowsOutsideViews(all: readonly KeyRecord[], usable: readonly KeyRecord[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  const add = (scope: string) => counts.set(scope, (counts.get(scope) ?? 0) + 1);
+  for (const k of all) if (k.status !== 'ready') add(k.scope);
+  for (const k of usable) if (k.status === 'ready' && (k.publicJwk === null || k.kid === null)) add(k.scope);
+  return counts;
 }
 
 function importPublicKey(record: KeyRecord): KeyObject {

@@ -42,6 +42,7 @@ import type { IntegrityReport } from './key-integrity';
 import type { PeriodicJob } from './ports';
 import { readiness, type Readiness } from './readiness';
 import { reconcileAll, reconcileScope, type ReconcileReport } from './reconcile-scope';
+import { prepareReconcileChecks, reconcileVerdict, type ReconcileVerdict } from './reconcile-due';
 import { revokeKey, type RevokeResult } from './revoke-key';
 import { rotateScope } from './rotate-scope';
 import { scanForLeaks, type ScanForLeaksOptions, type ScanForLeaksResult } from './scan-for-leaks';
@@ -307,6 +308,22 @@ export class Keywarden {
 
   reconcileAll(actor?: string): Promise<ReconcileReport[]> {
     return reconcileAll(this.ctx, actor);
+  }
+
+  /**
+   * Readies a pass of `reconcileVerdict` calls (the scheduler's start-up pass and heartbeats): at
+   * most one key reload, if the store changed, for the whole pass.
+   */
+  prepareReconcileChecks(): Promise<void> {
+    return prepareReconcileChecks(this.ctx);
+  }
+
+  /**
+   * Whether the scope's reconcile would do anything now, decided in memory (no lock, no store);
+   * when not, its next decision instant. Anything uncertain is "due" (reconcile-due.ts).
+   */
+  reconcileVerdict(scope: string): ReconcileVerdict {
+    return reconcileVerdict(this.ctx, scope);
   }
 
   /** When the scope's next reconcile decision falls due (the scheduler's timer), or null. */

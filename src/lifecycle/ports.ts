@@ -20,6 +20,8 @@ export interface KeyStore {
   findByKidOrPrefix(kidOrPrefix: string): Promise<KeyRecord | null>;
   /** The state reconcile last recorded per row of the scope (informational, never trusted). */
   lastStates(scope: string): Promise<Map<string, string | null>>;
+  /** The same for every row of every scope, in one read. */
+  allLastStates(): Promise<Map<string, string | null>>;
   /** The key set version and, unless it equals `known`, every key, read together. */
   readIfChanged(known: string | null): Promise<{ version: string; keys: KeyRecord[] | null }>;
   insertGenerating(key: KeyRecord, now: Date): Promise<void>;

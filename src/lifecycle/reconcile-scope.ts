@@ -120,7 +120,11 @@ async function recordTransitions(
   for (const k of trusted) {
     if (k.status !== 'ready') continue;
     const state = effectiveState(k, now);
-    if (last.get(k.id) === state) continue;
+    if (last.get(k.id) === state) {
+      // Another process may have recorded it: the scheduler's in-memory check learns it here.
+      ctx.recordedStates.note(k.id, state);
+      continue;
+    }
     await ctx.store.transaction(async (tx) => {
       await tx.audit.record({
         type: KEY_STATE_EVENTS[state],
@@ -130,6 +134,7 @@ async function recordTransitions(
       });
       await tx.keys.setLastState(k.id, state);
     });
+    ctx.recordedStates.note(k.id, state);
   }
 }
 

@@ -70,6 +70,7 @@ export async function revokeKey(
         data: { reason: reason.trim() },
       });
     });
+    ctx.recordedStates.note(key.id, 'revoked');
     let destroyed: boolean;
     let replacement: KeyRecord | null = null;
     try {

@@ -111,6 +111,12 @@ export class KeyRepository {
     return new Map(rows.map((r) => [r.id, r.lastState]));
   }
 
+  /** Every row's last recorded state, by id, in one query (the scheduler's first pass). */
+  async allLastStates(m?: EntityManager): Promise<Map<string, string | null>> {
+    const rows = await this.repo(m).find({ select: { id: true, lastState: true } });
+    return new Map(rows.map((r) => [r.id, r.lastState]));
+  }
+
   /**
    * The key set version (see readKeySetVersion) and, unless it equals `known`, every key, read
    * in one transaction. On SQLite a process has one connection, and outside the transaction

@@ -23,6 +23,7 @@ function keysOn(repo: KeyRepository, m?: EntityManager) {
     findByKid: (kid: string) => repo.findByKid(kid, m),
     findByKidOrPrefix: (kidOrPrefix: string) => repo.findByKidOrPrefix(kidOrPrefix, m),
     lastStates: (scope: string) => repo.lastStates(scope, m),
+    allLastStates: () => repo.allLastStates(m),
     readIfChanged: (known: string | null) => repo.readIfChanged(known),
     insertGenerating: (key: KeyRecord, now: Date) => repo.insertGenerating(key, now, m),
     completeGenerating: (

@@ -44,6 +44,7 @@ import { ClientTrust } from '../../src/lifecycle/client-trust';
 import type { LifecycleContext } from '../../src/lifecycle/context';
 import { ServiceHealth } from '../../src/lifecycle/service-health';
 import { KeyCache } from '../../src/lifecycle/key-cache';
+import { RecordedStates } from '../../src/lifecycle/recorded-states';
 import { KeyIntegrity } from '../../src/lifecycle/key-integrity';
 import { Keywarden } from '../../src/lifecycle/keywarden';
 import type {
@@ -337,6 +338,7 @@ export class MemoryStore implements Store {
             .filter((e) => e.record.scope === scope)
             .map((e) => [e.record.id, e.lastState]),
         ),
+      allLastStates: async () => new Map(v.allKeys().map((e) => [e.record.id, e.lastState])),
       // Like the SQL store, always on committed rows (its own read transaction).
       readIfChanged: async (known) => {
         const version = this.version;
@@ -1002,6 +1004,7 @@ export async function fakeRuntime(opts: FakeRuntimeOptions = {}): Promise<FakeRu
     // use cases (checkpoint, verify, prune, tail) are not run on fakes. Any use fails loudly.
     auditRecords: unwired<AuditStore>('auditRecords'),
     cache,
+    recordedStates: new RecordedStates(keys),
     clientTrust,
     backend,
     health: new ServiceHealth(clock),

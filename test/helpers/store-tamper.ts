@@ -29,6 +29,8 @@ export type RawKeyColumns = Partial<{
   created_at: number;
   created_by: string;
   updated_at: number;
+  /** The state reconcile last recorded (not part of the key set version). */
+  last_state: string | null;
 }>;
 
 export interface StoreWriter {

@@ -134,6 +134,28 @@ describe('lifecycle metrics (integration, SoftHSM2 + FakeClock)', function () {
       assert.equal(sample(await scrape(metrics), 'keywarden_scope_has_active_key', 'alpha'), 1);
     });
 
+    it('a heartbeat that finds nothing due counts the skips and sets the success timestamp', async () => {
+      const skippedBefore = (await scrape(metrics)).samples.get(
+        'keywarden_reconciles_total{outcome="skipped"}',
+      );
+      const runBefore = (await scrape(metrics)).samples.get('keywarden_reconciles_total{outcome="run"}') ?? 0;
+      assert.equal(skippedBefore, 0);
+      await scheduler.runScope('beta'); // beta's first key: both scopes now have nothing due
+      t.clock.advanceSeconds(1);
+      assert.deepEqual(await scheduler.pass(['alpha', 'beta'], 'heartbeat'), {
+        checked: 2,
+        skipped: 2,
+        queued: 0,
+      });
+      const e = await scrape(metrics);
+      assert.equal(e.samples.get('keywarden_reconciles_total{outcome="skipped"}'), 2);
+      assert.equal(e.samples.get('keywarden_reconciles_total{outcome="run"}'), runBefore + 1);
+      assert.equal(e.types.get('keywarden_reconciles_total'), 'counter');
+      for (const scope of ['alpha', 'beta']) {
+        assert.equal(sample(e, 'keywarden_last_reconcile_success_timestamp_seconds', scope), nowSeconds(t));
+      }
+    });
+
     it('the lifecycle names do not clash with the token service or the primary process metrics', async () => {
       const token = new TokenServiceMetrics(t.config);
       // Registry.merge throws on a name registered twice.
