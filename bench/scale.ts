@@ -29,6 +29,7 @@ import { runChild } from './lib/processes';
 import type { Report } from './lib/report';
 import { MemoryBackend } from '../test/helpers/fakes';
 import { ms, rate } from './lib/stats';
+import { loopText, measureSpans, spanLines, timeMethod, type SpanReport } from './lib/time-spans';
 
 /** ES256: SoftHSM generates P-256 keys fast, and it is the default algorithm. */
 const ALG = 'ES256';
@@ -48,25 +49,41 @@ interface Timed {
   ms: number;
   created: number;
   errors: number;
+  /** Event-loop delay and time spans while the pass ran (key-creating passes only). */
+  spans?: SpanReport;
 }
 
 /**
  * A runtime on the benchmark's store. zero-cost: every runtime of one size shares one MemoryBackend,
  * so keys made by one are found (and pass the integrity checks) in the next, as on a real token.
  */
-function runtimeFor(
+async function runtimeFor(
   kw: KeywardenSetup,
   clock: FakeClock,
   keygen: Keygen,
   memory: MemoryBackend,
 ): Promise<Runtime> {
-  return openRuntime(kw.config, {
+  const rt = await openRuntime(kw.config, {
     clock,
     log: pino({ level: 'silent' }),
     audit: storeAuditLog(),
     ...(keygen === 'softhsm' ? { openBackend } : { openBackend: async () => memory }),
   });
+  // Spans for measureSpans (recorded only while one runs).
+  timeMethod(rt.ctx.cache, 'refresh', 'key-cache reload');
+  timeMethod(rt.ctx.store, 'transaction', 'store transaction (incl. queueing)');
+  return rt;
 }
+
+/** A key-creating pass with the event-loop delay monitor and the time spans on (logged). */
+async function withSpans(log: (s: string) => void, what: string, pass: () => Promise<Timed>): Promise<Timed> {
+  const { value, report } = await measureSpans(pass);
+  log(`${what}: event loop ${loopText(report)}`);
+  for (const line of spanLines(report)) log(`  ${line}`);
+  return { ...value, spans: report };
+}
+
+const loopCell = (p: Timed) => (p.spans ? loopText(p.spans) : 'not run');
 
 /**
  * The zero-cost backend shared by every runtime of one size: a runtime's close() leaves it open, as
@@ -217,7 +234,9 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     // 20 minutes without finishing); the passes that create keys then run one scope at a time.
     const creating = keygen === 'zero-cost-no-reload' ? sequentialPass : concurrentPass;
     const how = keygen === 'zero-cost-no-reload' ? ' (sequential)' : '';
-    const first = await maybeWithoutReload(rt, keygen, () => creating(rt!));
+    const first = await withSpans(log, 'first keys', () =>
+      maybeWithoutReload(rt!, keygen, () => creating(rt!)),
+    );
     // Keys the first pass could not make are retried, as the next cron tick would.
     const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => creating(rt!)) : null;
     log(`first keys ${passText(first)}; nothing due...`);
@@ -269,7 +288,11 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     const skipRotation = process.env.KEYWARDEN_BENCH_SCALE_SKIP_ROTATION === '1';
     const skipped: Timed = { ms: Number.NaN, created: 0, errors: 0 };
     if (!skipRotation) clock.advanceSeconds(24 * 3600 - 10 * 60 + 1);
-    const rotation = skipRotation ? skipped : await maybeWithoutReload(rt, keygen, () => creating(rt!));
+    const rotation = skipRotation
+      ? skipped
+      : await withSpans(log, 'one rotation per scope', () =>
+          maybeWithoutReload(rt!, keygen, () => creating(rt!)),
+        );
     const reload = await reloadMs(rt);
     log(`one key-set reload ${ms(reload)}`);
     const after = skipRotation ? skipped : await concurrentPass(rt);
@@ -287,6 +310,7 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
         `${passText(after)}${after.created ? `: ${after.created} keys` : ''}`,
         ms(reload),
         `${passText(first)}${how}: ${first.created} keys${perKey(first)}${retry ? `; retry ${passText(retry)}: ${retry.created}` : ''}`,
+        `first keys: ${loopCell(first)}; rotation: ${loopCell(rotation)}`,
         ms(configLoadMs),
         ms(startupMs),
         `${rssStart.toFixed(0)} / ${rssAfterLoad.toFixed(0)} MiB`,
@@ -344,7 +368,9 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'first key-set load, the start-up reconcile pass, one cron job per distinct schedule, HTTP listening) for ' +
       'SoftHSM2 rows; for zero-cost rows the same steps in the benchmark process (a `serve` child would not find ' +
       "the MemoryBackend's keys and would replace them all on SoftHSM2), JWKS through the fastify route without " +
-      "the daemon's node:http fast path, RSS of the benchmark process. RSS after start-up / after the JWKS load.",
+      "the daemon's node:http fast path, RSS of the benchmark process. RSS after start-up / after the JWKS load. " +
+      'Event-loop delay: perf_hooks.monitorEventLoopDelay (1 ms resolution) over the key-creating passes, in the ' +
+      "process running them; the run's log lists where those passes spent their time (bench/lib/time-spans.ts).",
   );
   report.table(
     [
@@ -356,6 +382,7 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'next pass',
       'one key-cache reload',
       'first keys',
+      'event-loop delay while creating keys',
       'config load',
       'daemon start-up',
       'daemon RSS',
