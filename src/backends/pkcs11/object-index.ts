@@ -8,7 +8,7 @@ export interface IndexedKey {
   curve: CurveName | null;
   /** The public half's handle, when this process made or found it. */
   publicKey: Handle | null;
-  /** The private half's CKA_LABEL (the seal is tied to the key by it). */
+  /** The private half's CKA_LABEL (the seal is tied to the key by it); '' when not read (found while signing). */
   label: string;
 }
 

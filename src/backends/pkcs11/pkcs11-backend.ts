@@ -214,13 +214,14 @@ export class Pkcs11Backend implements KeyBackend {
 
   async exists(ref: BackendRef): Promise<boolean> {
     const a = this.address(ref);
-    return this.run(`looking up ${a.label}`, (s) => {
-      if (this.indexedPrivateKey(s, a) !== undefined) return true;
-      if (this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0) return true;
-      // "No" from a token that lost its objects is not an answer.
-      this.probeToken();
-      return false;
-    });
+    // Under the object lock: a known key is confirmed by reading its object's attributes. The
+    // token is probed afterwards, so "no" from a token that lost its objects is not an answer.
+    return this.onObjectStore(
+      `looking up ${a.label}`,
+      (s) =>
+        this.indexedPrivateKey(s, a) !== undefined ||
+        this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0,
+    );
   }
 
   async destroy(ref: BackendRef, owner?: string): Promise<void> {
@@ -594,13 +595,9 @@ export class Pkcs11Backend implements KeyBackend {
       keyType === pkcs11js.CKK_RSA
         ? null
         : curveOfParams(this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_EC_PARAMS));
-    this.index.rememberKey(a.idHex, {
-      privateKey: handle,
-      keyType,
-      curve,
-      publicKey: null,
-      label: this.labelOf(s, handle),
-    });
+    // The label is left unread: this runs outside the object lock (signing), where each attribute
+    // read is one more chance to meet SoftHSM2's cross-process race (docs/hsm-vendors.md).
+    this.index.rememberKey(a.idHex, { privateKey: handle, keyType, curve, publicKey: null, label: '' });
     return { handle, keyType, curve };
   }
 
