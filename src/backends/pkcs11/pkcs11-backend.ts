@@ -42,7 +42,6 @@ import {
   alreadySealed,
   createSealObject,
   findSealObjects,
-  isSealObject,
   readSeal,
   sealObjectsByLabel,
 } from './seal-objects';
@@ -83,7 +82,7 @@ export class Pkcs11Backend implements KeyBackend {
   readonly name: string;
   readonly tokenLabel: string;
   /** Handles this process made or found, so known keys are not searched for (object-index.ts). */
-  private readonly index = new ObjectIndex();
+  private readonly index: ObjectIndex;
   private closed = false;
 
   /** Use `openPkcs11Backend`. */
@@ -96,6 +95,7 @@ export class Pkcs11Backend implements KeyBackend {
   ) {
     this.name = config.name;
     this.tokenLabel = config.tokenLabel;
+    this.index = new ObjectIndex(ck);
   }
 
   /** Called by the pool whenever sessions were (re-)established: handles may be stale. */
@@ -141,7 +141,7 @@ export class Pkcs11Backend implements KeyBackend {
       // A CKA_ID this process knows is taken without a search; any other is searched for (another
       // process may have made it).
       if (
-        this.indexedPrivateKey(s, a) !== undefined ||
+        this.index.confirmedKey(s, a) !== undefined ||
         this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]).length > 0
       ) {
         throw new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: an object with CKA_ID ${a.idHex} exists`);
@@ -204,7 +204,7 @@ export class Pkcs11Backend implements KeyBackend {
     return this.exclusively(() =>
       this.run(`reading public key ${a.label}`, (s) => {
         const handle =
-          this.indexedPublicKey(s, a) ??
+          this.index.confirmedPublicKey(s, a) ??
           this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PUBLIC_KEY), a, 'public key');
         this.index.rememberPublicKey(a.idHex, handle);
         return this.readPublicJwk(s, handle, alg);
@@ -219,7 +219,7 @@ export class Pkcs11Backend implements KeyBackend {
     return this.onObjectStore(
       `looking up ${a.label}`,
       (s) =>
-        this.indexedPrivateKey(s, a) !== undefined ||
+        this.index.confirmedKey(s, a) !== undefined ||
         this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0,
     );
   }
@@ -279,15 +279,13 @@ export class Pkcs11Backend implements KeyBackend {
   async attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void> {
     const a = this.address(ref);
     await this.onObjectStore(`sealing ${a.label}`, (s) => {
-      const indexed = this.indexedPrivateKey(s, a);
+      const indexed = this.index.confirmedKey(s, a);
       const handle =
         indexed?.privateKey ??
         this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
       const label = indexed?.label || this.labelOf(s, handle) || a.label;
       // A seal this process made is known without a search; otherwise the token is asked.
-      const known = this.index.seal(label);
-      if (known && isSealObject(this.ck, s, known, label)) throw alreadySealed(label);
-      this.index.forgetSeal(label);
+      if (this.index.confirmedSeal(s, label)) throw alreadySealed(label);
       this.index.rememberSeal(label, createSealObject(this.ck, s, label, seal));
     });
   }
@@ -353,14 +351,10 @@ export class Pkcs11Backend implements KeyBackend {
    * (inventory) drops keys whose CKA_ID another process made a second object with.
    */
   private inspectIndexed(s: Handle, a: KeyAddress, alg: SigningAlg): KeyInspection | undefined {
-    const key = this.indexedPrivateKey(s, a);
-    const publicKey = key && this.indexedPublicKey(s, a);
-    const seal = key && this.index.seal(key.label);
+    const key = this.index.confirmedKey(s, a);
+    const publicKey = key && this.index.confirmedPublicKey(s, a);
+    const seal = key && key.label !== '' ? this.index.confirmedSeal(s, key.label) : undefined;
     if (!key || !publicKey || !seal) return undefined;
-    if (!isSealObject(this.ck, s, seal, key.label)) {
-      this.index.forgetSeal(key.label);
-      return undefined;
-    }
     return this.inspection(s, publicKey, key.label, [seal], alg);
   }
 
@@ -547,43 +541,6 @@ export class Pkcs11Backend implements KeyBackend {
       { type: pkcs11js.CKA_CLASS, value: cls },
       { type: pkcs11js.CKA_ID, value: a.id },
     ]);
-  }
-
-  /**
-   * The key as this process knows it (it generated or found it), if its private handle still names
-   * a private key with the key's CKA_ID: one read of that object, where a C_FindObjects on SoftHSM2
-   * reads every object on the token. Anything else (not known, an object destroyed meanwhile, a
-   * handle a token reused) is a miss, dropped from the index, and the caller searches.
-   */
-  private indexedPrivateKey(s: Handle, a: KeyAddress): IndexedKey | undefined {
-    const known = this.index.key(a.idHex);
-    if (!known) return undefined;
-    if (this.names(s, known.privateKey, pkcs11js.CKO_PRIVATE_KEY, a)) return known;
-    this.index.forgetKey(a.idHex);
-    return undefined;
-  }
-
-  /** The public half's handle this process knows, if it still names the key's public key (as above). */
-  private indexedPublicKey(s: Handle, a: KeyAddress): Handle | undefined {
-    const known = this.index.key(a.idHex)?.publicKey;
-    if (!known) return undefined;
-    if (this.names(s, known, pkcs11js.CKO_PUBLIC_KEY, a)) return known;
-    this.index.forgetKey(a.idHex);
-    return undefined;
-  }
-
-  /** Whether `handle` names an object of class `cls` with the key's CKA_ID (read from the object). */
-  private names(s: Handle, handle: Handle, cls: number, a: KeyAddress): boolean {
-    try {
-      const attrs = this.ck.getAttributes(s, handle, [pkcs11js.CKA_CLASS, pkcs11js.CKA_ID]);
-      return (
-        readUlong(attrs.get(pkcs11js.CKA_CLASS)) === cls && attrs.get(pkcs11js.CKA_ID)?.equals(a.id) === true
-      );
-    } catch (e) {
-      // A stale handle answers with an error (which one varies by module): the search decides.
-      if (isTokenFault(e) || !(e instanceof CkError)) throw e;
-      return false;
-    }
   }
 
   /** C_FindObjects every time the index misses: another process may have made the key. */
