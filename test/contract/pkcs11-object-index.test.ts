@@ -16,7 +16,8 @@ import { hasCode } from '../../src/policy/errors';
 import type { BackendRef, PublicJwk } from '../../src/policy/key';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 import { nodeVerify } from './key-backend.contract';
-import { pkcs11Config } from './pkcs11-fixture';
+import { SEAL_APPLICATION } from '../../src/backends/pkcs11/seal-objects';
+import { pkcs11Config, runPlanter } from './pkcs11-fixture';
 
 const run = promisify(execFile);
 
@@ -151,6 +152,34 @@ describe('PKCS#11 object index: known keys without searching, and another proces
     assert.ok(inspected?.status === 'found');
     assert.deepEqual(inspected.facts.publicJwk, replacement);
     assert.equal(inspected.facts.seal, null, "the old key's seal went with it");
+  });
+
+  it('a seal another process planted for a key this process just made: the key is refused at the next listing', async () => {
+    const keyId = randomUUID();
+    const ref = backend.planKey({ scope: 'indexed', keyId });
+    const now = Date.now();
+    await backend.generate(ref, {
+      alg: 'ES256',
+      scope: 'indexed',
+      keyId,
+      notBefore: new Date(now),
+      notAfter: new Date(now + 3.6e6),
+    });
+    const label = String(ref.ref.label);
+    await runPlanter(token, [
+      {
+        op: 'data',
+        label,
+        application: SEAL_APPLICATION,
+        valueHex: Buffer.from('v1.planted').toString('hex'),
+      },
+    ]);
+    await backend.attachSeal(ref, Buffer.from('v1.mine'));
+    // The listing (every key reload runs one before inspecting) sees two seals for one label.
+    await backend.inventory();
+    const [inspected] = await backend.inspectKeys([{ ref, alg: 'ES256' }]);
+    assert.equal(inspected?.status, 'unreadable', JSON.stringify(inspected));
+    assert.match(inspected.status === 'unreadable' ? inspected.problem : '', /2 seal objects/);
   });
 
   it('forgets every handle when the sessions are re-opened: the next lookup searches the token', async () => {

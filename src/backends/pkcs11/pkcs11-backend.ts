@@ -41,6 +41,7 @@ import { ObjectIndex, type IndexedKey } from './object-index';
 import {
   alreadySealed,
   createSealObject,
+  createSealObjectUnchecked,
   findSealObjects,
   readSeal,
   sealObjectsByLabel,
@@ -167,6 +168,7 @@ export class Pkcs11Backend implements KeyBackend {
           curve: curveFor(alg),
           publicKey: kp.publicKey,
           label: a.label,
+          generatedHere: true,
         });
         return { ref, publicJwk };
       } catch (e) {
@@ -284,9 +286,18 @@ export class Pkcs11Backend implements KeyBackend {
         indexed?.privateKey ??
         this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
       const label = indexed?.label || this.labelOf(s, handle) || a.label;
-      // A seal this process made is known without a search; otherwise the token is asked.
+      // A seal this process made is known without a search.
       if (this.index.confirmedSeal(s, label)) throw alreadySealed(label);
-      this.index.rememberSeal(label, createSealObject(this.ck, s, label, seal));
+      if (indexed?.generatedHere) {
+        // Nor is the token searched for the seal of a key this process generated: its label names
+        // a keyId drawn for that generation, so only a process that copied it could have sealed it
+        // meanwhile, and the next listing (inventory) then sees two seals for one label and the
+        // inspection refuses the key. Every other key's seal is searched for.
+        indexed.generatedHere = false;
+        this.index.rememberSeal(label, createSealObjectUnchecked(this.ck, s, label, seal));
+      } else {
+        this.index.rememberSeal(label, createSealObject(this.ck, s, label, seal));
+      }
     });
   }
 
@@ -554,7 +565,14 @@ export class Pkcs11Backend implements KeyBackend {
         : curveOfParams(this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_EC_PARAMS));
     // The label is left unread: this runs outside the object lock (signing), where each attribute
     // read is one more chance to meet SoftHSM2's cross-process race (docs/hsm-vendors.md).
-    this.index.rememberKey(a.idHex, { privateKey: handle, keyType, curve, publicKey: null, label: '' });
+    this.index.rememberKey(a.idHex, {
+      privateKey: handle,
+      keyType,
+      curve,
+      publicKey: null,
+      label: '',
+      generatedHere: false,
+    });
     return { handle, keyType, curve };
   }
 

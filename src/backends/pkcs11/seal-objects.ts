@@ -85,6 +85,19 @@ export function alreadySealed(label: string): KeywardenError {
 /** Writes the seal object for `label` and returns its handle; refuses when one exists. */
 export function createSealObject(ck: Cryptoki, session: Handle, label: string, seal: Uint8Array): Handle {
   if (findSealObjects(ck, session, label).length > 0) throw alreadySealed(label);
+  return createSealObjectUnchecked(ck, session, label, seal);
+}
+
+/**
+ * Writes the seal object for `label` without searching for one first: for a key whose caller knows
+ * it has none (pkcs11-backend.ts says when).
+ */
+export function createSealObjectUnchecked(
+  ck: Cryptoki,
+  session: Handle,
+  label: string,
+  seal: Uint8Array,
+): Handle {
   try {
     return ck.createObject(session, sealTemplate(label, seal, true));
   } catch (e) {
