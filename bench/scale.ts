@@ -23,6 +23,7 @@ import { openRuntime, storeAuditLog, type Runtime } from '../src/main';
 import { FakeClock } from '../src/policy/clock';
 import { loadConfig } from '../src/config/load-config';
 import { ReconcileQueue } from '../src/scheduler/reconcile-queue';
+import { Scheduler } from '../src/scheduler/scheduler';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
 import { runLoad } from './lib/load';
@@ -32,6 +33,7 @@ import { runChild } from './lib/processes';
 import type { Report } from './lib/report';
 import { MemoryBackend } from '../test/helpers/fakes';
 import { median, ms, pairedRatio, rate } from './lib/stats';
+import { loopText, measureSpans, spanLines, timeMethod, type SpanReport } from './lib/time-spans';
 
 /** ES256: SoftHSM generates P-256 keys fast, and it is the default algorithm. */
 const ALG = 'ES256';
@@ -51,25 +53,41 @@ interface Timed {
   ms: number;
   created: number;
   errors: number;
+  /** Event-loop delay and time spans while the pass ran (key-creating passes only). */
+  spans?: SpanReport;
 }
 
 /**
  * A runtime on the benchmark's store. zero-cost: every runtime of one size shares one MemoryBackend,
  * so keys made by one are found (and pass the integrity checks) in the next, as on a real token.
  */
-function runtimeFor(
+async function runtimeFor(
   kw: KeywardenSetup,
   clock: FakeClock,
   keygen: Keygen,
   memory: MemoryBackend,
 ): Promise<Runtime> {
-  return openRuntime(kw.config, {
+  const rt = await openRuntime(kw.config, {
     clock,
     log: pino({ level: 'silent' }),
     audit: storeAuditLog(),
     ...(keygen === 'softhsm' ? { openBackend } : { openBackend: async () => memory }),
   });
+  // Spans for measureSpans (recorded only while one runs).
+  timeMethod(rt.ctx.cache, 'refresh', 'key-cache reload');
+  timeMethod(rt.ctx.store, 'transaction', 'store transaction (incl. queueing)');
+  return rt;
 }
+
+/** A key-creating pass with the event-loop delay monitor and the time spans on (logged). */
+async function withSpans(log: (s: string) => void, what: string, pass: () => Promise<Timed>): Promise<Timed> {
+  const { value, report } = await measureSpans(pass);
+  log(`${what}: event loop ${loopText(report)}`);
+  for (const line of spanLines(report)) log(`  ${line}`);
+  return { ...value, spans: report };
+}
+
+const loopCell = (p: Timed) => (p.spans ? loopText(p.spans) : 'not run');
 
 /**
  * The zero-cost backend shared by every runtime of one size: a runtime's close() leaves it open, as
@@ -262,7 +280,9 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     // 20 minutes without finishing); the passes that create keys then run one scope at a time.
     const creating = keygen === 'zero-cost-no-reload' ? sequentialPass : concurrentPass;
     const how = keygen === 'zero-cost-no-reload' ? ' (sequential)' : '';
-    const first = await maybeWithoutReload(rt, keygen, () => creating(rt!));
+    const first = await withSpans(log, 'first keys', () =>
+      maybeWithoutReload(rt!, keygen, () => creating(rt!)),
+    );
     // Keys the first pass could not make are retried, as the next cron tick would.
     const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => creating(rt!)) : null;
     // The creating passes may have left the key cache unloaded (reloads suppressed): load it once
@@ -331,7 +351,11 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     const skipRotation = process.env.KEYWARDEN_BENCH_SCALE_SKIP_ROTATION === '1';
     const skipped: Timed = { ms: Number.NaN, created: 0, errors: 0 };
     if (!skipRotation) clock.advanceSeconds(24 * 3600 - 10 * 60 + 1);
-    const rotation = skipRotation ? skipped : await maybeWithoutReload(rt, keygen, () => creating(rt!));
+    const rotation = skipRotation
+      ? skipped
+      : await withSpans(log, 'one rotation per scope', () =>
+          maybeWithoutReload(rt!, keygen, () => creating(rt!)),
+        );
     const reload = await reloadMs(rt);
     log(`one key-set reload ${ms(reload)}`);
     const after = skipRotation ? skipped : await concurrentPass(rt);
@@ -351,6 +375,7 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
         `${passText(after)}${after.created ? `: ${after.created} keys` : ''}`,
         ms(reload),
         `${passText(first)}${how}: ${first.created} keys${perKey(first)}${retry ? `; retry ${passText(retry)}: ${retry.created}` : ''}`,
+        `first keys: ${loopCell(first)}; rotation: ${loopCell(rotation)}`,
         ms(configLoadMs),
         ms(startupMs),
         `${rssStart.toFixed(0)} / ${rssAfterLoad.toFixed(0)} MiB`,
@@ -410,8 +435,10 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'first key-set load, the integrity check, the start-up reconcile pass, one cron job per distinct schedule, ' +
       'the front server listening) in a process of its own; for zero-cost rows it preloads ' +
       'bench/lib/memory-backend-preload.ts, which serves the key objects the benchmark made from memory in place of ' +
-      "the token (the daemon's RSS then includes those private keys, which an HSM would hold). JWKS through the " +
-      "daemon's own front server. RSS of the daemon process after start-up / after the JWKS load.",
+      "the token (the daemon's RSS then includes their private keys' PEM text, which an HSM would hold). JWKS " +
+      "through the daemon's own front server. RSS of the daemon process after start-up / after the JWKS load. " +
+      'Event-loop delay: perf_hooks.monitorEventLoopDelay (1 ms resolution) over the key-creating passes, in the ' +
+      "process running them; the run's log lists where those passes spent their time (bench/lib/time-spans.ts).",
   );
   report.table(
     [
@@ -425,6 +452,7 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'next pass',
       'one key-cache reload',
       'first keys',
+      'event-loop delay while creating keys',
       'config load',
       'daemon start-up',
       'daemon RSS',

@@ -80,6 +80,17 @@ export const SESSION_FAULT_CKRS = ['CKR_OPERATION_ACTIVE'] as const;
 /** A cached object handle no longer names the object (destroyed, or handles were reset). */
 export const HANDLE_INVALID_CKRS = ['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID'] as const;
 
+/**
+ * What signing with a handle this process kept can be answered with once another process destroyed
+ * (or replaced) its object: the handle errors, and from SoftHSM2 2.6.1 also CKR_GENERAL_ERROR or
+ * CKR_KEY_FUNCTION_NOT_PERMITTED (measured). Only ever a reason to search the token once more.
+ */
+export const STALE_HANDLE_CKRS = [
+  ...HANDLE_INVALID_CKRS,
+  'CKR_GENERAL_ERROR',
+  'CKR_KEY_FUNCTION_NOT_PERMITTED',
+] as const;
+
 const CODE_BY_CKR: Readonly<Record<string, ErrorCode>> = {
   CKR_PIN_INCORRECT: 'BACKEND_PIN_INCORRECT',
   CKR_PIN_LEN_RANGE: 'BACKEND_PIN_INCORRECT',

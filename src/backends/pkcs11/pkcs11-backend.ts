@@ -13,7 +13,14 @@ import type {
   KeyInspection,
   PlanKeyRequest,
 } from '../key-backend';
-import { CkError, HANDLE_INVALID_CKRS, isCkr, isTokenFault, toKeywardenError } from './ck-error';
+import {
+  CkError,
+  HANDLE_INVALID_CKRS,
+  isCkr,
+  isTokenFault,
+  STALE_HANDLE_CKRS,
+  toKeywardenError,
+} from './ck-error';
 import { Cryptoki, type Handle } from './cryptoki';
 import type { ObjectStoreLock } from './object-store-lock';
 import { describeModule, type ModuleDescription } from './describe-token';
@@ -30,7 +37,15 @@ import {
 } from './key-templates';
 import { curveOfParams, PUBLIC_KEY_ATTRIBUTES, publicJwkFromAttributes, readUlong } from './public-jwk';
 import { parseRef, planRef, toBackendObject, type KeyAddress } from './key-ref';
-import { createSealObject, findSealObjects, readSeal, sealObjectsByLabel } from './seal-objects';
+import { ObjectIndex, type IndexedKey } from './object-index';
+import {
+  alreadySealed,
+  createSealObject,
+  createSealObjectUnchecked,
+  findSealObjects,
+  readSeal,
+  sealObjectsByLabel,
+} from './seal-objects';
 import { SessionPool, type RecoveryBackoff } from './session-pool';
 import { describeObject, type TokenObject } from './token-objects';
 
@@ -51,8 +66,8 @@ interface KeyObjectSummary {
   label: string;
 }
 
-/** What the process knows about a private key: its handle (per process) and what it can sign. */
-interface CachedKey {
+/** A private key as signing needs it: its handle (per process) and what it can sign. */
+interface SigningKey {
   handle: Handle;
   keyType: number;
   curve: CurveName | null;
@@ -67,7 +82,8 @@ export class Pkcs11Backend implements KeyBackend {
   readonly type = 'pkcs11' as const;
   readonly name: string;
   readonly tokenLabel: string;
-  private readonly keys = new Map<string, CachedKey>();
+  /** Handles this process made or found, so known keys are not searched for (object-index.ts). */
+  private readonly index: ObjectIndex;
   private closed = false;
 
   /** Use `openPkcs11Backend`. */
@@ -80,11 +96,12 @@ export class Pkcs11Backend implements KeyBackend {
   ) {
     this.name = config.name;
     this.tokenLabel = config.tokenLabel;
+    this.index = new ObjectIndex(ck);
   }
 
   /** Called by the pool whenever sessions were (re-)established: handles may be stale. */
   sessionsReset(generation: number): void {
-    this.keys.clear();
+    this.index.clear();
     if (generation > 1) this.opts.onSessionsReopened?.();
   }
 
@@ -122,7 +139,12 @@ export class Pkcs11Backend implements KeyBackend {
     t: ReturnType<typeof keyPairTemplates>,
   ): Promise<GeneratedKey> {
     return this.run(`generating ${alg} key ${a.label}`, async (s) => {
-      if (this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]).length > 0) {
+      // A CKA_ID this process knows is taken without a search; any other is searched for (another
+      // process may have made it).
+      if (
+        this.index.confirmedKey(s, a) !== undefined ||
+        this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]).length > 0
+      ) {
         throw new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: an object with CKA_ID ${a.idHex} exists`);
       }
       const generated = await generateWithHardeningFallback(t, (tt) =>
@@ -140,7 +162,14 @@ export class Pkcs11Backend implements KeyBackend {
       }
       try {
         const publicJwk = this.readPublicJwk(s, kp.publicKey, alg);
-        this.keys.set(a.idHex, { handle: kp.privateKey, keyType: keyTypeFor(alg), curve: curveFor(alg) });
+        this.index.rememberKey(a.idHex, {
+          privateKey: kp.privateKey,
+          keyType: keyTypeFor(alg),
+          curve: curveFor(alg),
+          publicKey: kp.publicKey,
+          label: a.label,
+          generatedHere: true,
+        });
         return { ref, publicJwk };
       } catch (e) {
         // No half-made key stays behind.
@@ -154,14 +183,16 @@ export class Pkcs11Backend implements KeyBackend {
     const a = this.address(ref);
     const op = signOperation(alg, signingInput);
     return this.run(`signing ${alg} with ${a.label}`, async (s) => {
-      let key = this.keys.get(a.idHex) ?? this.findPrivateKey(s, a);
+      // The hot path: a kept handle is not checked first; the token refusing it is the check.
+      const indexed = this.index.key(a.idHex);
+      let key: SigningKey = indexed ? signingKey(indexed) : this.findPrivateKey(s, a);
       this.checkAlg(a, key, alg);
       try {
         return await this.ck.sign(s, op.mechanism, key.handle, op.data);
       } catch (e) {
-        if (!isCkr(e, ...HANDLE_INVALID_CKRS)) throw e;
+        if (!indexed || !isCkr(e, ...STALE_HANDLE_CKRS)) throw e;
         // Destroyed or re-created by another process: look it up again, once.
-        this.keys.delete(a.idHex);
+        this.index.forgetKey(a.idHex);
         key = this.findPrivateKey(s, a);
         this.checkAlg(a, key, alg);
         return await this.ck.sign(s, op.mechanism, key.handle, op.data);
@@ -174,11 +205,10 @@ export class Pkcs11Backend implements KeyBackend {
     // Reads attributes of an object another process may be destroying (a revocation).
     return this.exclusively(() =>
       this.run(`reading public key ${a.label}`, (s) => {
-        const found = this.ck.findObjects(s, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
-          { type: pkcs11js.CKA_ID, value: a.id },
-        ]);
-        const handle = this.single(found, a, 'public key');
+        const handle =
+          this.index.confirmedPublicKey(s, a) ??
+          this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PUBLIC_KEY), a, 'public key');
+        this.index.rememberPublicKey(a.idHex, handle);
         return this.readPublicJwk(s, handle, alg);
       }),
     );
@@ -186,12 +216,14 @@ export class Pkcs11Backend implements KeyBackend {
 
   async exists(ref: BackendRef): Promise<boolean> {
     const a = this.address(ref);
-    return this.run(`looking up ${a.label}`, (s) => {
-      if (this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0) return true;
-      // "No" from a token that lost its objects is not an answer.
-      this.probeToken();
-      return false;
-    });
+    // Under the object lock: a known key is confirmed by reading its object's attributes. The
+    // token is probed afterwards, so "no" from a token that lost its objects is not an answer.
+    return this.onObjectStore(
+      `looking up ${a.label}`,
+      (s) =>
+        this.index.confirmedKey(s, a) !== undefined ||
+        this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY).length > 0,
+    );
   }
 
   async destroy(ref: BackendRef, owner?: string): Promise<void> {
@@ -222,7 +254,8 @@ export class Pkcs11Backend implements KeyBackend {
       ])
         byHandle.set(h.toString('hex'), h);
       const handles = [...byHandle.values()];
-      this.keys.delete(a.idHex);
+      this.index.forgetKey(a.idHex);
+      for (const l of labels) this.index.forgetSeal(l);
       for (const h of handles) {
         try {
           this.ck.destroyObject(s, h);
@@ -248,17 +281,32 @@ export class Pkcs11Backend implements KeyBackend {
   async attachSeal(ref: BackendRef, seal: Uint8Array): Promise<void> {
     const a = this.address(ref);
     await this.onObjectStore(`sealing ${a.label}`, (s) => {
+      const indexed = this.index.confirmedKey(s, a);
       const handle =
-        this.cachedPrivateKey(s, a) ??
+        indexed?.privateKey ??
         this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
-      createSealObject(this.ck, s, this.labelOf(s, handle) || a.label, seal);
+      const label = indexed?.label || this.labelOf(s, handle) || a.label;
+      // A seal this process made is known without a search.
+      if (this.index.confirmedSeal(s, label)) throw alreadySealed(label);
+      if (indexed?.generatedHere) {
+        // Nor is the token searched for the seal of a key this process generated: its label names
+        // a keyId drawn for that generation, so only a process that copied it could have sealed it
+        // meanwhile, and the next listing (inventory) then sees two seals for one label and the
+        // inspection refuses the key. Every other key's seal is searched for.
+        indexed.generatedHere = false;
+        this.index.rememberSeal(label, createSealObjectUnchecked(this.ck, s, label, seal));
+      } else {
+        this.index.rememberSeal(label, createSealObject(this.ck, s, label, seal));
+      }
     });
   }
 
   async inventory(): Promise<InventoryEntry[]> {
     return this.onObjectStore('listing keys', (s) => {
       const sealed = sealObjectsByLabel(this.ck, s);
-      return this.listKeyObjects(s, pkcs11js.CKO_PRIVATE_KEY).map((o) => ({
+      const privates = this.listKeyObjects(s, pkcs11js.CKO_PRIVATE_KEY);
+      this.reconcileIndex(privates, sealed);
+      return privates.map((o) => ({
         identity: o.idHex,
         ref: { backend: this.name, ref: { tokenLabel: this.tokenLabel, id: o.idHex, label: o.label } },
         label: o.label,
@@ -269,14 +317,18 @@ export class Pkcs11Backend implements KeyBackend {
   }
 
   /**
-   * One pass over the token: every private and public key's CKA_ID and label, then the public
-   * key, dates and seal of just the keys asked for. SoftHSM2 reads every object on each
-   * C_FindObjects, so this stays linear where a lookup per key would be quadratic.
+   * Keys whose private and public halves and seal this process knows (it made or found them, and a
+   * read of each object confirms it) are answered from those objects alone. The rest take one pass
+   * over the token: every private and public key's CKA_ID and label, then the public key, dates
+   * and seal of just the keys asked for. SoftHSM2 reads every object on each C_FindObjects, so this
+   * stays linear where a search per key would be quadratic.
    */
   async inspectKeys(keys: readonly { ref: BackendRef; alg: SigningAlg }[]): Promise<KeyInspection[]> {
     if (keys.length === 0) return [];
     const addresses = keys.map((k) => this.address(k.ref));
     return this.onObjectStore(`inspecting ${keys.length} key(s)`, (s) => {
+      const known = keys.map((k, i) => this.inspectIndexed(s, addresses[i] as KeyAddress, k.alg));
+      if (known.every((answer) => answer !== undefined)) return known;
       const byId = (cls: number) => {
         const map = new Map<string, KeyObjectSummary[]>();
         for (const o of this.listKeyObjects(s, cls)) map.set(o.idHex, [...(map.get(o.idHex) ?? []), o]);
@@ -286,6 +338,8 @@ export class Pkcs11Backend implements KeyBackend {
       const publics = byId(pkcs11js.CKO_PUBLIC_KEY);
       const seals = sealObjectsByLabel(this.ck, s);
       return keys.map((k, i): KeyInspection => {
+        const answer = known[i];
+        if (answer) return answer;
         const a = addresses[i] as KeyAddress;
         const priv = privates.get(a.idHex) ?? [];
         const pub = publics.get(a.idHex) ?? [];
@@ -297,38 +351,96 @@ export class Pkcs11Backend implements KeyBackend {
         if (pub.length === 0)
           return { status: 'unreadable', problem: `no public key object with CKA_ID ${a.idHex}` };
         const handle = (pub[0] as KeyObjectSummary).handle;
-        try {
-          const publicJwk = this.readPublicJwk(s, handle, k.alg);
-          // Dates come from the public half: SoftHSM 2.6 fails reading them from private keys.
-          const day = (type: number) => this.readDate(s, handle, type);
-          return {
-            status: 'found',
-            facts: {
-              publicJwk,
-              ...parseKeyLabel(label),
-              seal: label === '' ? null : readSeal(this.ck, s, label, seals.get(label)),
-              validity: {
-                notBefore: day(pkcs11js.CKA_START_DATE),
-                notAfter: day(pkcs11js.CKA_END_DATE),
-                precision: 'day',
-              },
-            },
-          };
-        } catch (e) {
-          if (isTokenFault(e)) throw e;
-          return { status: 'unreadable', problem: (e as Error).message };
-        }
+        return this.inspection(s, handle, label, label === '' ? undefined : seals.get(label), k.alg);
       });
     });
   }
 
-  /** CKA_ID (hex) and label of every key object of one class. */
+  /**
+   * The inspection of a key from the objects this process knows, or undefined when it does not know
+   * them all or one no longer answers as itself (the caller then searches the token). A listing
+   * (inventory) drops keys whose CKA_ID another process made a second object with.
+   */
+  private inspectIndexed(s: Handle, a: KeyAddress, alg: SigningAlg): KeyInspection | undefined {
+    const key = this.index.confirmedKey(s, a);
+    const publicKey = key && this.index.confirmedPublicKey(s, a);
+    const seal = key && key.label !== '' ? this.index.confirmedSeal(s, key.label) : undefined;
+    if (!key || !publicKey || !seal) return undefined;
+    return this.inspection(s, publicKey, key.label, [seal], alg);
+  }
+
+  /** A found key's facts: its public key and dates (from the public half), its label and its seal. */
+  private inspection(
+    s: Handle,
+    publicKey: Handle,
+    label: string,
+    seals: readonly Handle[] | undefined,
+    alg: SigningAlg,
+  ): KeyInspection {
+    try {
+      const publicJwk = this.readPublicJwk(s, publicKey, alg);
+      // Dates come from the public half: SoftHSM 2.6 fails reading them from private keys.
+      const day = (type: number) => this.readDate(s, publicKey, type);
+      return {
+        status: 'found',
+        facts: {
+          publicJwk,
+          ...parseKeyLabel(label),
+          seal: label === '' ? null : readSeal(this.ck, s, label, seals),
+          validity: {
+            notBefore: day(pkcs11js.CKA_START_DATE),
+            notAfter: day(pkcs11js.CKA_END_DATE),
+            precision: 'day',
+          },
+        },
+      };
+    } catch (e) {
+      if (isTokenFault(e)) throw e;
+      return { status: 'unreadable', problem: (e as Error).message };
+    }
+  }
+
+  /**
+   * CKA_ID (hex) and label of every key object of one class, both read in one call per object
+   * (SoftHSM2 re-reads the object's file on each call); one at a time where the token refuses one.
+   */
   private listKeyObjects(s: Handle, cls: number): KeyObjectSummary[] {
-    return this.ck.findObjects(s, [{ type: pkcs11js.CKA_CLASS, value: cls }]).map((handle) => ({
-      handle,
-      idHex: this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_ID)?.toString('hex') ?? '',
-      label: this.labelOf(s, handle),
-    }));
+    return this.ck.findObjects(s, [{ type: pkcs11js.CKA_CLASS, value: cls }]).map((handle) => {
+      try {
+        const attrs = this.ck.getAttributes(s, handle, [pkcs11js.CKA_ID, pkcs11js.CKA_LABEL]);
+        return {
+          handle,
+          idHex: attrs.get(pkcs11js.CKA_ID)?.toString('hex') ?? '',
+          label: attrs.get(pkcs11js.CKA_LABEL)?.toString('utf8') ?? '',
+        };
+      } catch (e) {
+        if (isTokenFault(e) || !(e instanceof CkError)) throw e;
+        return {
+          handle,
+          idHex: this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_ID)?.toString('hex') ?? '',
+          label: this.labelOf(s, handle),
+        };
+      }
+    });
+  }
+
+  /**
+   * A full listing is the truth the index is held against: keys and seals it knows that the token
+   * no longer has (destroyed by another process), or has under another handle or several times
+   * (a CKA_ID or label another process reused), are forgotten, so that every later lookup of them
+   * searches the token, and an inspection reports what the search finds.
+   */
+  private reconcileIndex(privates: readonly KeyObjectSummary[], seals: ReadonlyMap<string, Handle[]>): void {
+    const listed = new Map<string, Handle[]>();
+    for (const o of privates) listed.set(o.idHex, [...(listed.get(o.idHex) ?? []), o.handle]);
+    this.index.retainKeys((idHex, key) => {
+      const found = listed.get(idHex);
+      return found?.length === 1 && (found[0] as Handle).equals(key.privateKey);
+    });
+    this.index.retainSeals((label, handle) => {
+      const found = seals.get(label);
+      return found?.length === 1 && (found[0] as Handle).equals(handle);
+    });
   }
 
   /** Every object visible to the logged-in user, whatever its label: for `hsm check` hygiene. */
@@ -369,7 +481,7 @@ export class Pkcs11Backend implements KeyBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.keys.clear();
+    this.index.clear();
     await this.pool.close();
     this.ck.release();
     this.objectLock?.release();
@@ -442,28 +554,8 @@ export class Pkcs11Backend implements KeyBackend {
     ]);
   }
 
-  /**
-   * The handle this process keeps for the key (it generated or found it), if it still names a
-   * private key with the key's CKA_ID: sealing a key just generated then needs no C_FindObjects,
-   * which SoftHSM2 answers by reading every object on the token. Anything else (no handle, an
-   * object destroyed meanwhile, a handle a token reused) is a miss, and the caller searches.
-   */
-  private cachedPrivateKey(s: Handle, a: KeyAddress): Handle | undefined {
-    const cached = this.keys.get(a.idHex);
-    if (!cached) return undefined;
-    try {
-      const attrs = this.ck.getAttributes(s, cached.handle, [pkcs11js.CKA_CLASS, pkcs11js.CKA_ID]);
-      const isPrivate = readUlong(attrs.get(pkcs11js.CKA_CLASS)) === pkcs11js.CKO_PRIVATE_KEY;
-      if (isPrivate && attrs.get(pkcs11js.CKA_ID)?.equals(a.id)) return cached.handle;
-    } catch (e) {
-      if (!isCkr(e, ...HANDLE_INVALID_CKRS)) throw e;
-    }
-    this.keys.delete(a.idHex);
-    return undefined;
-  }
-
-  /** C_FindObjects every time the cache misses: another process may have made the key. */
-  private findPrivateKey(s: Handle, a: KeyAddress): CachedKey {
+  /** C_FindObjects every time the index misses: another process may have made the key. */
+  private findPrivateKey(s: Handle, a: KeyAddress): SigningKey {
     const handle = this.single(this.findKeyHandles(s, a, pkcs11js.CKO_PRIVATE_KEY), a, 'private key');
     const attrs = this.ck.getAttributes(s, handle, [pkcs11js.CKA_KEY_TYPE]);
     const keyType = readUlong(attrs.get(pkcs11js.CKA_KEY_TYPE)) ?? -1;
@@ -471,9 +563,17 @@ export class Pkcs11Backend implements KeyBackend {
       keyType === pkcs11js.CKK_RSA
         ? null
         : curveOfParams(this.ck.tryGetAttribute(s, handle, pkcs11js.CKA_EC_PARAMS));
-    const key = { handle, keyType, curve };
-    this.keys.set(a.idHex, key);
-    return key;
+    // The label is left unread: this runs outside the object lock (signing), where each attribute
+    // read is one more chance to meet SoftHSM2's cross-process race (docs/hsm-vendors.md).
+    this.index.rememberKey(a.idHex, {
+      privateKey: handle,
+      keyType,
+      curve,
+      publicKey: null,
+      label: '',
+      generatedHere: false,
+    });
+    return { handle, keyType, curve };
   }
 
   private single(found: Handle[], a: KeyAddress, what: string): Handle {
@@ -492,7 +592,7 @@ export class Pkcs11Backend implements KeyBackend {
     return first;
   }
 
-  private checkAlg(a: KeyAddress, key: CachedKey, alg: SigningAlg): void {
+  private checkAlg(a: KeyAddress, key: SigningKey, alg: SigningAlg): void {
     if (key.keyType !== keyTypeFor(alg) || key.curve !== curveFor(alg)) {
       throw new KeywardenError(
         'BACKEND_MECHANISM_UNSUPPORTED',
@@ -545,6 +645,11 @@ export class Pkcs11Backend implements KeyBackend {
       }
     }
   }
+}
+
+/** What signing needs of an indexed key. */
+function signingKey(k: IndexedKey): SigningKey {
+  return { handle: k.privateKey, keyType: k.keyType, curve: k.curve };
 }
 
 /** A CK_DATE (`YYYYMMDD`) as midnight UTC of that day; null when empty or not a date. */

@@ -1,8 +1,9 @@
 import * as pkcs11js from 'pkcs11js';
 import { KeywardenError } from '../../policy/errors';
 import { KEY_SEAL_APPLICATION } from '../backend-objects';
-import { isCkr } from './ck-error';
+import { isCkr, isTokenFault } from './ck-error';
 import type { Attribute, Cryptoki, Handle } from './cryptoki';
+import { readUlong } from './public-jwk';
 
 /**
  * A key's seal lives on the token as a data object (CKO_DATA) beside the key pair: same label
@@ -76,17 +77,55 @@ export function readSeal(
   return ck.getAttributes(session, found[0] as Handle, [pkcs11js.CKA_VALUE]).get(pkcs11js.CKA_VALUE) ?? null;
 }
 
-/** Writes the seal object for `label`; refuses when one exists. */
-export function createSealObject(ck: Cryptoki, session: Handle, label: string, seal: Uint8Array): void {
-  if (findSealObjects(ck, session, label).length > 0) {
-    throw new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: key ${label} is already sealed`);
-  }
+/** The error for a second seal of one key. */
+export function alreadySealed(label: string): KeywardenError {
+  return new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: key ${label} is already sealed`);
+}
+
+/** Writes the seal object for `label` and returns its handle; refuses when one exists. */
+export function createSealObject(ck: Cryptoki, session: Handle, label: string, seal: Uint8Array): Handle {
+  if (findSealObjects(ck, session, label).length > 0) throw alreadySealed(label);
+  return createSealObjectUnchecked(ck, session, label, seal);
+}
+
+/**
+ * Writes the seal object for `label` without searching for one first: for a key whose caller knows
+ * it has none (pkcs11-backend.ts says when).
+ */
+export function createSealObjectUnchecked(
+  ck: Cryptoki,
+  session: Handle,
+  label: string,
+  seal: Uint8Array,
+): Handle {
   try {
-    ck.createObject(session, sealTemplate(label, seal, true));
+    return ck.createObject(session, sealTemplate(label, seal, true));
   } catch (e) {
     // A token that does not take CKA_MODIFIABLE on data objects still keeps the seal out of the
     // store's reach; `hsm check` reports modifiable objects.
     if (!isCkr(e, ...ATTRIBUTE_REFUSED)) throw e;
-    ck.createObject(session, sealTemplate(label, seal, false));
+    return ck.createObject(session, sealTemplate(label, seal, false));
+  }
+}
+
+/**
+ * Whether `handle` (kept by this process) still names the seal object of `label`: one read of the
+ * object's own attributes instead of a search. False for a handle that names nothing any more.
+ */
+export function isSealObject(ck: Cryptoki, session: Handle, handle: Handle, label: string): boolean {
+  try {
+    const attrs = ck.getAttributes(session, handle, [
+      pkcs11js.CKA_CLASS,
+      pkcs11js.CKA_APPLICATION,
+      pkcs11js.CKA_LABEL,
+    ]);
+    return (
+      readUlong(attrs.get(pkcs11js.CKA_CLASS)) === pkcs11js.CKO_DATA &&
+      attrs.get(pkcs11js.CKA_APPLICATION)?.toString('utf8') === SEAL_APPLICATION &&
+      attrs.get(pkcs11js.CKA_LABEL)?.toString('utf8') === label
+    );
+  } catch (e) {
+    if (isTokenFault(e)) throw e;
+    return false;
   }
 }
