@@ -18,6 +18,7 @@ import {
   requestClusterMetrics,
   serveClusterMetrics,
 } from './cluster/cluster-metrics';
+import { requestPrimaryReadiness, servePrimaryReadiness } from './cluster/primary-readiness';
 import {
   LISTEN_FAILED_EXIT,
   RELOAD,
@@ -160,6 +161,10 @@ export function createHttpServer(kw: Keywarden, opts: HttpServerOptions): Fastif
         kw,
         publicBaseUrl: opts.publicBaseUrl,
         metrics,
+        // A worker's readiness includes the primary's: it alone makes keys (the scheduler).
+        ...(cluster.isWorker
+          ? { extraReadiness: async () => ({ scheduler: await requestPrimaryReadiness() }) }
+          : {}),
         tokenService,
         keyEvents: opts.keyEvents ?? new KeyEventStreams(kw, kw.config.server.keyEvents),
       }),
@@ -646,6 +651,8 @@ export async function servePrimary(
   // metrics: the key lifecycle (the scheduler runs here), reloads and its process metrics.
   // Listening before the workers start, so not even their first scrape goes unanswered.
   serveClusterMetrics(primaryMetricsRegistry([sched.lifecycle.registry, sched.reloads.registry]), log);
+  // Workers answer /readyz; key generation runs here, so they ask (src/cluster/primary-readiness.ts).
+  servePrimaryReadiness(() => sched.gen.keywarden.readiness(), log);
   try {
     await supervisor.start();
   } catch (e) {

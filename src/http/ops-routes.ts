@@ -1,14 +1,25 @@
 import type { RouteHandlerMethod } from 'fastify';
-import type { Keywarden } from '../lifecycle';
+import type { Keywarden, ReadinessCheck } from '../lifecycle';
 
 /** Liveness: the process answers. */
 export const healthHandler: RouteHandlerMethod = async () => ({ status: 'ok' });
 
-/** Readiness: the store, every backend a scope uses, and key integrity (docs/api.md). */
-export function readinessHandler(kw: Keywarden): RouteHandlerMethod {
+/**
+ * Checks of another process that this process's readiness depends on, by name (a worker of
+ * `serve --workers N`: the primary, which runs the scheduler, as `scheduler`).
+ */
+export type ExtraReadiness = () => Promise<Record<string, ReadinessCheck>>;
+
+/**
+ * Readiness: the store, every backend a scope uses, every scope can sign, key integrity, and any
+ * `extra` checks (docs/api.md).
+ */
+export function readinessHandler(kw: Keywarden, extra?: ExtraReadiness): RouteHandlerMethod {
   return async (_req, reply) => {
-    const r = await kw.readiness();
-    return reply.status(r.ok ? 200 : 503).send({ status: r.ok ? 'ready' : 'not-ready', checks: r.checks });
+    const [r, more] = await Promise.all([kw.readiness(), extra ? extra() : {}]);
+    const checks: Record<string, ReadinessCheck> = { ...r.checks, ...more };
+    const ok = Object.values(checks).every((c) => c.ok);
+    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not-ready', checks });
   };
 }
 

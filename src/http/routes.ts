@@ -3,7 +3,13 @@ import type { Keywarden } from '../lifecycle';
 import { decorateRequestClient } from './auth';
 import { keyEventsPath, type KeyEventStreams } from './key-events';
 import { discoveryHandler, jwksHandler, jwksPath } from './jwks-routes';
-import { healthHandler, metricsHandler, readinessHandler, type MetricsSource } from './ops-routes';
+import {
+  healthHandler,
+  metricsHandler,
+  readinessHandler,
+  type ExtraReadiness,
+  type MetricsSource,
+} from './ops-routes';
 import { signRoute, strictValidator, verifyRoute, type TokenService } from './token-routes';
 
 /**
@@ -39,6 +45,8 @@ export interface RouteDeps {
   publicBaseUrl: string;
   /** `/metrics`, when served. */
   metrics?: MetricsSource;
+  /** Checks of another process `/readyz` includes (a cluster worker's: the primary's). */
+  extraReadiness?: ExtraReadiness;
   /** The authenticated token routes, when served. */
   tokenService?: TokenService;
   /** The key-set change streams, when served. */
@@ -64,7 +72,7 @@ export function routeTable(d: RouteDeps): RouteGroup[] {
           handler: discoveryHandler(kw, d.publicBaseUrl),
         },
         { method: 'GET', url: '/healthz', handler: healthHandler },
-        { method: 'GET', url: '/readyz', handler: readinessHandler(kw) },
+        { method: 'GET', url: '/readyz', handler: readinessHandler(kw, d.extraReadiness) },
         ...(d.metrics
           ? [{ method: 'GET' as const, url: '/metrics', handler: metricsHandler(d.metrics) }]
           : []),

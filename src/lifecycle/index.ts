@@ -12,7 +12,7 @@ export {
   type ScopePlan,
 } from './keywarden';
 export type { JwksAnswer } from './jwks-answer';
-export type { Readiness } from './readiness';
+export type { Readiness, ReadinessCheck } from './readiness';
 export { jwksCacheControl } from './build-jwks';
 export { hsmStatus, type HsmCheckReport, type HsmFinding, type HsmStatusReport } from './hsm-check';
 export {

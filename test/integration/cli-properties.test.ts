@@ -105,10 +105,15 @@ describe('CLI properties: no internal error, and a refusal writes nothing', func
 
   it('regressions: an undefined YAML alias is exit 3, --log-level bogus is exit 2', async () => {
     const alias = join(token.dir, 'alias.yaml');
-    await writeFile(alias, `${stringify(testConfigDocument(token, [{ name: 'demo' }]))}logLevel: *nope\n`);
+    // The alias replaces a value: appended as a second `logLevel` key it would be refused as a
+    // duplicate key before any alias is resolved, which passed without the fix.
+    const text = stringify(testConfigDocument(token, [{ name: 'demo' }]));
+    assert.match(text, /^logLevel: silent$/m);
+    await writeFile(alias, text.replace(/^logLevel: silent$/m, 'logLevel: *nope'));
     const r = await runCliInProcess(['-c', alias, 'config', 'check']);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /CONFIG_INVALID/);
+    assert.match(r.stderr, /Unresolved alias.*nope/);
     const bogus = await runCliInProcess(['-c', cfg, '--log-level', 'bogus', 'keys', 'list']);
     assert.equal(bogus.code, 2, bogus.stderr);
     assert.match(bogus.stderr, /bogus/);

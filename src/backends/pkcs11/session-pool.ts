@@ -209,16 +209,7 @@ export class SessionPool {
     if (this.closed)
       return Promise.reject(new KeywardenError('BACKEND_UNAVAILABLE', 'PKCS#11 backend is closed'));
     const f = this.failure;
-    if (f && this.backoff.now() < f.nextAttemptAt) {
-      return Promise.reject(
-        new KeywardenError(
-          'BACKEND_UNAVAILABLE',
-          `PKCS#11 token '${this.tokenLabel}' unavailable since ${new Date(f.since).toISOString()} ` +
-            `(${f.count} failed reconnect(s), next at ${new Date(f.nextAttemptAt).toISOString()}): ${f.reason.message}`,
-          { cause: f.reason },
-        ),
-      );
-    }
+    if (f && this.backoff.now() < f.nextAttemptAt) return Promise.reject(this.unavailable(f));
     this.recovering = this.reopen()
       .then(
         () => {
@@ -236,7 +227,9 @@ export class SessionPool {
           const count = (this.failure?.count ?? 0) + 1;
           const delay = Math.min(this.backoff.initialDelayMs * 2 ** (count - 1), this.backoff.maxDelayMs);
           this.failure = { since: this.failure?.since ?? now, reason, count, nextAttemptAt: now + delay };
-          throw reason;
+          // Once the token served, every answer while it is away says since when, the attempt's
+          // own as well as those within the back-off (sign errors, health, readiness).
+          throw this.everOpened ? this.unavailable(this.failure) : reason;
         },
       )
       .finally(() => {
@@ -244,6 +237,16 @@ export class SessionPool {
         this.wakeAll();
       });
     return this.recovering;
+  }
+
+  /** The error for an operation while the token is unavailable: since when, how often, why. */
+  private unavailable(f: NonNullable<SessionPool['failure']>): KeywardenError {
+    return new KeywardenError(
+      'BACKEND_UNAVAILABLE',
+      `PKCS#11 token '${this.tokenLabel}' unavailable since ${new Date(f.since).toISOString()} ` +
+        `(${f.count} failed reconnect(s), next at ${new Date(f.nextAttemptAt).toISOString()}): ${f.reason.message}`,
+      { cause: f.reason },
+    );
   }
 
   /**
