@@ -57,7 +57,7 @@ export class KeyEventStreams {
   start(): void {
     if (this.unwatch) return;
     this.stopped = false;
-    this.unwatch = this.kw.watchKeySets(() => this.broadcast());
+    this.unwatch = this.kw.watchKeySets((changed) => this.broadcast(changed));
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatSeconds * 1000);
     this.heartbeat.unref();
   }
@@ -142,9 +142,11 @@ export class KeyEventStreams {
     else this.perAddress.set(s.address, n);
   }
 
-  private broadcast(): void {
+  /** Tells the streams of the scopes whose keys changed (null: of every scope) their new set. */
+  private broadcast(changed: ReadonlySet<string> | null): void {
     const events = new Map<string, ReturnType<Keywarden['keySetEvent']>>();
     for (const s of this.streams) {
+      if (changed !== null && !changed.has(s.scope)) continue;
       if (!events.has(s.scope)) events.set(s.scope, this.kw.keySetEvent(s.scope));
       const event = events.get(s.scope);
       if (event) this.send(s, event);

@@ -24,6 +24,7 @@ function keysOn(repo: KeyRepository, m?: EntityManager) {
     findByKidOrPrefix: (kidOrPrefix: string) => repo.findByKidOrPrefix(kidOrPrefix, m),
     lastStates: (scope: string) => repo.lastStates(scope, m),
     readIfChanged: (known: string | null) => repo.readIfChanged(known),
+    readChangesSince: (known: string | null) => repo.readChangesSince(known),
     insertGenerating: (key: KeyRecord, now: Date) => repo.insertGenerating(key, now, m),
     completeGenerating: (
       id: string,

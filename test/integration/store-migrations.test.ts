@@ -88,7 +88,12 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['KeySetVersion1764200000000', 'ClientSeal1764300000000', 'ClientCertificate1764400000000'],
+          [
+            'KeySetVersion1764200000000',
+            'ClientSeal1764300000000',
+            'ClientCertificate1764400000000',
+            'KeyChangeLog1764500000000',
+          ],
         );
         const version = async () =>
           Number(
@@ -128,6 +133,7 @@ describe('store migrations on a store with data', function () {
         }
         assert.equal(nonces.size, 3, 'each write draws a new nonce');
 
+        await ds.undoLastMigration({ transaction: 'each' }); // KeyChangeLog1764500000000
         await ds.undoLastMigration({ transaction: 'each' }); // ClientCertificate1764400000000
         await ds.undoLastMigration({ transaction: 'each' }); // ClientSeal1764300000000
         await ds.undoLastMigration({ transaction: 'each' }); // KeySetVersion1764200000000
@@ -195,7 +201,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['ClientSeal1764300000000', 'ClientCertificate1764400000000'],
+          ['ClientSeal1764300000000', 'ClientCertificate1764400000000', 'KeyChangeLog1764500000000'],
         );
         const rows = (await ds.query('SELECT id, name, grants, seal FROM clients')) as Record<
           string,
@@ -206,6 +212,7 @@ describe('store migrations on a store with data', function () {
           '{"kid":"k","sig":"s"}',
           client.id,
         ]);
+        await ds.undoLastMigration({ transaction: 'each' }); // KeyChangeLog1764500000000
         await ds.undoLastMigration({ transaction: 'each' });
         await ds.undoLastMigration({ transaction: 'each' });
         const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
@@ -260,7 +267,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['ClientCertificate1764400000000'],
+          ['ClientCertificate1764400000000', 'KeyChangeLog1764500000000'],
         );
         const rows = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
         assert.equal(rows.length, 1);
@@ -279,6 +286,7 @@ describe('store migrations on a store with data', function () {
         // One key names one client; a name is still unique (SQLite rebuilt the table).
         await assert.rejects(insert(ds, bound(2)));
         await assert.rejects(insert(ds, { ...bound(3), name: 'sealed', cert_spki_sha256: null }));
+        await ds.undoLastMigration({ transaction: 'each' }); // KeyChangeLog1764500000000
         await ds.undoLastMigration({ transaction: 'each' });
         const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
         assert.deepEqual(
