@@ -57,7 +57,9 @@ export class KeyEventStreams {
   start(): void {
     if (this.unwatch) return;
     this.stopped = false;
-    this.unwatch = this.kw.watchKeySets((changed) => this.broadcast(changed));
+    // Every stream, not only those of the scopes a reload changed: a set can also change by time
+    // (a key expiring leaves the JWKS), and the ETag comparison sends only what a client lacks.
+    this.unwatch = this.kw.watchKeySets(() => this.broadcast());
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatSeconds * 1000);
     this.heartbeat.unref();
   }
@@ -142,11 +144,9 @@ export class KeyEventStreams {
     else this.perAddress.set(s.address, n);
   }
 
-  /** Tells the streams of the scopes whose keys changed (null: of every scope) their new set. */
-  private broadcast(changed: ReadonlySet<string> | null): void {
+  private broadcast(): void {
     const events = new Map<string, ReturnType<Keywarden['keySetEvent']>>();
     for (const s of this.streams) {
-      if (changed !== null && !changed.has(s.scope)) continue;
       if (!events.has(s.scope)) events.set(s.scope, this.kw.keySetEvent(s.scope));
       const event = events.get(s.scope);
       if (event) this.send(s, event);

@@ -52,8 +52,9 @@ export type Judgement = { ok: true } | { ok: false; reason: KeyRefusalReason; me
  * live row, the backend must hold a private key object at the row's reference whose label names
  * the row's scope and id, whose public key is the row's, and whose seal (the key's signature over
  * the row's facts, made in the backend at creation) verifies with that public key read from the
- * backend. The expensive part runs once per row content (remembered by digest); every reload
- * still lists each backend once, so a destroyed key or a deleted row shows at the next reload.
+ * backend. A full pass (`check`) lists each backend once and runs the expensive part once per row
+ * content (remembered by digest); a pass over changed rows (`checkChanged`) inspects each live
+ * changed row at its own reference. The key cache says when each runs (key-cache.ts).
  */
 export class KeyIntegrity {
   /** Row id -> digest of the content and object last confirmed. */
