@@ -296,20 +296,32 @@ export class KeyIntegrity {
     }
 
     for (const [name, list] of toInspect) {
-      let answers: KeyInspection[];
+      const backend = await this.deps.backend(name);
+      const inspect = (batch: typeof list) =>
+        backend.inspectKeys(batch.map((c) => ({ ref: c.row.backendRef, alg: c.row.alg })));
+      let answers: (KeyInspection | Error)[];
       try {
-        const backend = await this.deps.backend(name);
-        answers = await backend.inspectKeys(list.map((c) => ({ ref: c.row.backendRef, alg: c.row.alg })));
-      } catch (e) {
-        // As in a full pass: a row confirmed with this very content stays usable while its backend is down.
-        for (const c of list) {
-          if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
-          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${(e as Error).message}`);
-        }
-        continue;
+        answers = await inspect(list);
+      } catch {
+        // One row's reference can fail a whole batch: each alone, so only what fails is refused.
+        answers = [];
+        for (const c of list)
+          answers.push(
+            await inspect([c]).then(
+              (a) => a[0] as KeyInspection,
+              (x: Error) => x,
+            ),
+          );
       }
       for (const [i, c] of list.entries()) {
-        const verdict = await judgeInspection(c.row, answers[i]);
+        const answer = answers[i];
+        if (answer instanceof Error) {
+          // As in a full pass: a row confirmed with this very content stays usable while its backend is down.
+          if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
+          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${answer.message}`);
+          continue;
+        }
+        const verdict = await judgeInspection(c.row, answer);
         if (verdict.ok) {
           this.confirmed.set(c.row.id, c.digest);
           usable.push(c.row);
