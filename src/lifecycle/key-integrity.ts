@@ -75,7 +75,12 @@ export class KeyIntegrity {
   private latest: IntegrityReport | null = null;
   private fullAt: Date | null = null;
 
-  constructor(private readonly deps: KeyIntegrityDeps) {}
+  /** The configured scopes by name (built once: a pass over changed rows must not cost one per scope). */
+  private readonly scopes: Map<string, ScopeConfig>;
+
+  constructor(private readonly deps: KeyIntegrityDeps) {
+    this.scopes = new Map(deps.config.scopes.map((s) => [s.name, s]));
+  }
 
   /** The standing report: the last full pass as amended by the passes over changed rows since (null before the first). */
   get report(): IntegrityReport | null {
@@ -102,7 +107,7 @@ export class KeyIntegrity {
    */
   async check(rows: readonly KeyRecord[]): Promise<IntegrityReport> {
     const now = this.deps.clock.now();
-    const scopes = new Map(this.deps.config.scopes.map((s) => [s.name, s]));
+    const scopes = this.scopes;
     const usable: KeyRecord[] = [];
     const refused: KeyRefusal[] = [];
     const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
@@ -235,7 +240,7 @@ export class KeyIntegrity {
   async checkChanged(ids: readonly string[], rows: readonly KeyRecord[]): Promise<IntegrityReport> {
     if (!this.checkedAt) throw new Error('checkChanged before the first full check');
     const now = this.deps.clock.now();
-    const scopes = new Map(this.deps.config.scopes.map((s) => [s.name, s]));
+    const scopes = this.scopes;
     const usable: KeyRecord[] = [];
     const refused: KeyRefusal[] = [];
     const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
@@ -338,10 +343,11 @@ export class KeyIntegrity {
     for (const [key, m] of this.missing) if (present.has(m.keyId)) this.missing.delete(key);
     for (const m of await this.missingAfterDelete(deleted)) this.missing.set(`${m.backend}|${m.keyId}`, m);
     this.checkedAt = now;
+    // Built when read (readiness, metrics): every usable row is not this pass's work.
     this.latest = null;
-    const report = this.report as IntegrityReport;
-    await this.reportFindings(report);
-    return { usable, refused, missingRows: report.missingRows, checkedAt: now };
+    const missingRows = [...this.missing.values()];
+    await this.reportFindings({ refused: [...this.refused.values()], missingRows });
+    return { usable, refused, missingRows, checkedAt: now };
   }
 
   /** The objects of deleted rows that their backends still hold (one listing per backend concerned). */
@@ -412,7 +418,7 @@ export class KeyIntegrity {
     return null;
   }
 
-  private async reportFindings(report: IntegrityReport): Promise<void> {
+  private async reportFindings(report: Pick<IntegrityReport, 'refused' | 'missingRows'>): Promise<void> {
     const current = new Set<string>();
     for (const r of report.refused) {
       const key = `refused|${r.keyId}|${r.reason}`;
