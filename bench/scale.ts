@@ -217,13 +217,47 @@ async function maybeWithoutReload<T>(rt: Runtime, keygen: Keygen, fn: () => Prom
   }
 }
 
-/** One forced full reload of the key cache (what reconcile triggers after each scope it changed). */
+/** One forced full reload of the key cache (every row, each backend's inventory, every view). */
 async function reloadMs(rt: Runtime): Promise<number> {
   const t = performance.now();
   await rt.ctx.cache.refresh(true);
   return performance.now() - t;
 }
 
+/**
+ * The key-cache reload after one revocation, paired by round with a forced full reload as the
+ * yardstick (measured just before it, in the same process): each round revokes the signing key of
+ * a different scope by a store write, as another daemon's `keys revoke` reaches this process, and
+ * times the reload that follows (what the poll or the PostgreSQL notification runs).
+ */
+async function revocationReloads(
+  rt: Runtime,
+  n: number,
+  rounds: number,
+): Promise<{ incremental: number[]; full: number[] }> {
+  const incremental: number[] = [];
+  const full: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    full.push(await reloadMs(rt));
+    const scope = scopeName(Math.floor(((i + 0.5) * n) / rounds));
+    const key = rt.ctx.cache.view(scope)?.records.find((k) => k.revokedAt === null);
+    if (!key) throw new Error(`no key to revoke in ${scope}`);
+    if (!(await rt.ctx.keys.revoke(key.id, rt.ctx.clock.now(), 'bench: one revocation'))) {
+      throw new Error(`${key.id} was already revoked`);
+    }
+    const t = performance.now();
+    await rt.ctx.cache.refresh();
+    incremental.push(performance.now() - t);
+    if (rt.ctx.cache.view(scope)?.records.find((k) => k.id === key.id)?.revokedAt == null) {
+      throw new Error(`the reload did not see the revocation in ${scope}`);
+    }
+  }
+  return { incremental, full };
+}
+
+const revocationText = (r: { incremental: number[]; full: number[] }) =>
+  `${ms(median(r.incremental))} (${ms(Math.min(...r.incremental))}–${ms(Math.max(...r.incremental))}); ` +
+  `÷ full ${pairedRatio(r.incremental, r.full)}`;
 const passText = (p: Timed) =>
   Number.isNaN(p.ms) ? 'not run' : `${ms(p.ms)}${p.errors ? ` (${p.errors} failed)` : ''}`;
 const perKey = (p: Timed) => (p.created > 0 ? `, ${ms(p.ms / p.created)}/key` : '');
@@ -285,6 +319,39 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     );
     // Keys the first pass could not make are retried, as the next cron tick would.
     const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => creating(rt!)) : null;
+    if (process.env.KEYWARDEN_BENCH_SCALE_RELOAD_ONLY === '1') {
+      // Only the key-set reloads (on a busy machine 100,000 scopes' passes and start-up take an hour):
+      // a fresh runtime loads the keys as a starting daemon does, then the reloads are timed.
+      await rt.close();
+      rt = await runtimeFor(kw, clock, keygen, memory);
+      const full = await reloadMs(rt);
+      const revocation = await revocationReloads(rt, n, 5);
+      log(
+        `full reload ${ms(full)}; reload after one revocation ${revocation.incremental.map(ms).join(', ')}; ` +
+          `full ${revocation.full.map(ms).join(', ')}`,
+      );
+      const notRun = 'not run';
+      return {
+        row: [
+          n,
+          'zero-cost, reloads suppressed, reloads only',
+          notRun,
+          notRun,
+          notRun,
+          notRun,
+          notRun,
+          notRun,
+          ms(full),
+          revocationText(revocation),
+          `${passText(first)}${how}: ${first.created} keys${perKey(first)}`,
+          `first keys: ${loopCell(first)}`,
+          ms(configLoadMs),
+          notRun,
+          notRun,
+        ],
+        jwksRow: [n, 0, notRun, notRun, notRun, notRun, notRun],
+      };
+    }
     // The creating passes may have left the key cache unloaded (reloads suppressed): load it once
     // here, as the daemon has at start-up (the reload's own cost is the reload column).
     await rt.ctx.cache.refresh();
@@ -359,6 +426,12 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     const reload = await reloadMs(rt);
     log(`one key-set reload ${ms(reload)}`);
     const after = skipRotation ? skipped : await concurrentPass(rt);
+    log('reload after one revocation, 5 rounds paired with a full reload...');
+    const revocation = await revocationReloads(rt, n, 5);
+    log(
+      `reload after one revocation ${revocation.incremental.map(ms).join(', ')}; ` +
+        `full ${revocation.full.map(ms).join(', ')}`,
+    );
     return {
       row: [
         n,
@@ -374,6 +447,7 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
         `${passText(rotation)}${how}: ${rotation.created} keys${perKey(rotation)}`,
         `${passText(after)}${after.created ? `: ${after.created} keys` : ''}`,
         ms(reload),
+        revocationText(revocation),
         `${passText(first)}${how}: ${first.created} keys${perKey(first)}${retry ? `; retry ${passText(retry)}: ${retry.created}` : ''}`,
         `first keys: ${loopCell(first)}; rotation: ${loopCell(rotation)}`,
         ms(configLoadMs),
@@ -429,7 +503,7 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'in each round and the ratio is taken per round (the machine is shared); "sequential" is ' +
       "`keywarden init`'s reconcileAll. zero-cost = MemoryBackend (test/helpers/fakes.ts: keys made in Node's memory, " +
       "no HSM): keywarden's own cost without the HSM; 'reloads suppressed' also turns off the key-cache reload that " +
-      'reconcile forces after each scope it changed, during the passes that create keys (see the reload column). ' +
+      'reconcile runs after each scope it changed, during the passes that create keys (see the reload columns). ' +
       'The scopes come from one scope template (tenants inline); config load = read, parse, validate and expand ' +
       'it, in the benchmark process. Daemon: `serve --workers 1` (start-up = process start, config load, store, ' +
       'first key-set load, the integrity check, the start-up reconcile pass, one cron job per distinct schedule, ' +
@@ -450,7 +524,8 @@ export async function benchScale(report: Report, plan: BenchPlan): Promise<void>
       'pass, nothing due (sequential, full)',
       'pass, one rotation due per scope',
       'next pass',
-      'one key-cache reload',
+      'one key-cache reload (full)',
+      'reload after one revocation: median (range); ÷ full reload, per round',
       'first keys',
       'event-loop delay while creating keys',
       'config load',

@@ -57,6 +57,8 @@ export class KeyEventStreams {
   start(): void {
     if (this.unwatch) return;
     this.stopped = false;
+    // Every stream, not only those of the scopes a reload changed: a set can also change by time
+    // (a key expiring leaves the JWKS), and the ETag comparison sends only what a client lacks.
     this.unwatch = this.kw.watchKeySets(() => this.broadcast());
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatSeconds * 1000);
     this.heartbeat.unref();

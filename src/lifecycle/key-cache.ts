@@ -37,42 +37,68 @@ export interface ScopeView {
 }
 
 /**
+ * Scopes whose views a reload changed: a set, or null when every scope's view was rebuilt (a full
+ * reload).
+ */
+export type ChangedScopes = ReadonlySet<string> | null;
+
+/**
+ * How often a full reload runs even when the store's change log could tell what changed: it is
+ * the pass that lists each backend's inventory (an object destroyed outside keywarden, a row
+ * deleted and its object left) and re-reads every row. docs/security-model.md states this bound.
+ */
+export const FULL_RELOAD_INTERVAL_SECONDS = 600;
+
+/**
  * This process's view of every scope's keys, reloaded from the store whenever its key set
  * version changes (polled every `server.keyRefreshSeconds`) and, on PostgreSQL, as soon as
  * another process announces a key write (LISTEN keywarden_keys). Every reload passes the rows
- * through the integrity check (key-integrity.ts): only rows their backend vouches for (or rows
- * already dead by their own times) enter a view, so a store write never becomes a signing or
+ * it read through the integrity check (key-integrity.ts): only rows their backend vouches for (or
+ * rows already dead by their own times) enter a view, so a store write never becomes a signing or
  * validation capability. States are never cached: callers compute them from the timestamps at
  * request time (I2). A revocation reaches it within one poll interval plus one reload at worst,
  * typically milliseconds after the commit on PostgreSQL.
+ *
+ * A reload reads only the rows changed since the version it holds, when the store's change log
+ * vouches for the whole stretch (src/store/key-changes.ts), checks those rows and rebuilds only
+ * their scopes' views. It reads and checks everything (a full reload) at the first load, when
+ * forced, when the log cannot tell, and at least every FULL_RELOAD_INTERVAL_SECONDS.
  */
 export class KeyCache {
   private views = new Map<string, ScopeView>();
+  /** The scope of each key in a view (which view a changed row leaves). */
+  private readonly scopeOfKey = new Map<string, string>();
+  private readonly scopeByName: Map<string, ScopeConfig>;
   /** The store's key set version these views were loaded at. */
   private version: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private queued: { force: boolean; promise: Promise<void> } | null = null;
   private feed: KeyChangeFeed | null = null;
-  private readonly reloadListeners = new Set<() => void>();
-  /** Per scope, rows the last reload read that no view holds (see rowsOutsideView). */
-  private outside = new Map<string, number>();
+  private readonly reloadListeners = new Set<(changed: ChangedScopes) => void>();
+  /** Rows the reloads read that no view holds, by id, with their scope (see rowsOutsideView). */
+  private readonly outside = new Map<string, string>();
+  /** The same, counted per scope. */
+  private readonly outsideCount = new Map<string, number>();
 
   constructor(
     private readonly config: KeywardenConfig,
-    private readonly keys: Pick<KeyStore, 'readIfChanged'>,
+    private readonly keys: Pick<KeyStore, 'readChangesSince'>,
     private readonly clock: Clock,
     private readonly log: Logger,
     /** The integrity check every reload runs; its last report feeds readiness and metrics. */
     readonly integrity: KeyIntegrity,
     /** Where other processes' key writes are announced (the composition root builds it). */
     private readonly changeFeed: KeyChangeFeedFactory = () => null,
-  ) {}
+  ) {
+    this.scopeByName = new Map(config.scopes.map((s) => [s.name, s]));
+  }
 
   /**
-   * Loads now if the store changed (or `force`). A reload already running may have read the
-   * store before the caller's change, so callers arriving meanwhile share one more reload after
-   * it (forced if any of them asked), never just the running one.
+   * Loads what changed in the store since this process's version, or everything when `force`
+   * (a full reload: every row, each backend's inventory). A reload already running may have read
+   * the store before the caller's change, so callers arriving meanwhile share one more reload
+   * after it (forced if any of them asked), never just the running one.
    */
   refresh(force = false): Promise<void> {
     if (!this.inFlight) return this.launch(force);
@@ -100,48 +126,97 @@ export class KeyCache {
   }
 
   private async doRefresh(force: boolean): Promise<void> {
-    const { version, keys: all } = await this.keys.readIfChanged(force ? null : this.version);
-    if (all === null) return;
-    const { usable } = await this.integrity.check(all);
-    const byScope = new Map<string, KeyRecord[]>();
-    for (const k of usable) {
-      if (k.status !== 'ready' || k.publicJwk === null || k.kid === null) continue;
-      let list = byScope.get(k.scope);
-      if (!list) byScope.set(k.scope, (list = []));
-      list.push(k);
+    const lastFull = this.integrity.lastFullCheckAt;
+    const fullDue =
+      lastFull === null ||
+      this.clock.now().getTime() - lastFull.getTime() >= FULL_RELOAD_INTERVAL_SECONDS * 1000;
+    const read = await this.keys.readChangesSince(force || fullDue ? null : this.version);
+    if (read.kind === 'unchanged') return;
+    let changed: ChangedScopes;
+    if (read.kind === 'all') {
+      const { usable } = await this.integrity.check(read.keys);
+      this.rebuildAll(usable);
+      this.outside.clear();
+      this.outsideCount.clear();
+      this.noteOutside(read.keys, usable);
+      changed = null;
+    } else {
+      const { usable } = await this.integrity.checkChanged(read.ids, read.keys);
+      changed = this.rebuildChanged(read.ids, usable);
+      for (const id of read.ids) this.forgetOutside(id);
+      this.noteOutside(read.keys, usable);
     }
-    const views = new Map<string, ScopeView>();
-    for (const scope of this.config.scopes) {
-      const keys: CachedKey[] = [];
-      for (const record of byScope.get(scope.name) ?? []) {
-        const previous = this.views.get(scope.name)?.byKid.get(record.kid as string);
-        keys.push({ record, publicKey: previous?.publicKey ?? importPublicKey(record) });
-      }
-      views.set(scope.name, {
-        scope,
-        keys,
-        records: keys.map((k) => k.record),
-        byKid: new Map(keys.map((k) => [k.record.kid as string, k])),
-        jwks: null,
-      });
-    }
-    this.views = views;
-    this.outside = countRowsOutsideViews(all, usable);
-    this.version = version;
+    this.version = read.version;
     for (const listener of this.reloadListeners) {
       try {
-        listener();
+        listener(changed);
       } catch (e) {
         this.log.error({ err: (e as Error).message }, 'key reload listener failed');
       }
     }
   }
 
+  /** Every scope's view from the rows a full pass found usable. */
+  private rebuildAll(usable: readonly KeyRecord[]): void {
+    const byScope = new Map<string, KeyRecord[]>();
+    for (const k of usable) {
+      if (!inView(k)) continue;
+      let list = byScope.get(k.scope);
+      if (!list) byScope.set(k.scope, (list = []));
+      list.push(k);
+    }
+    const views = new Map<string, ScopeView>();
+    this.scopeOfKey.clear();
+    for (const scope of this.config.scopes) {
+      const previous = this.views.get(scope.name);
+      const records = byScope.get(scope.name) ?? [];
+      views.set(scope.name, makeView(scope, records, previous));
+      for (const r of records) this.scopeOfKey.set(r.id, scope.name);
+    }
+    this.views = views;
+  }
+
+  /**
+   * Rebuilds the views of the scopes the changed rows (`ids`) left or entered; `usable` holds the
+   * changed rows the integrity check passed. Returns those scopes.
+   */
+  private rebuildChanged(ids: readonly string[], usable: readonly KeyRecord[]): Set<string> {
+    const changed = new Set<string>();
+    const gone = new Set(ids);
+    for (const id of ids) {
+      const scope = this.scopeOfKey.get(id);
+      if (scope !== undefined) changed.add(scope);
+      this.scopeOfKey.delete(id);
+    }
+    const entering = new Map<string, KeyRecord[]>();
+    for (const k of usable) {
+      if (!inView(k) || !this.scopeByName.has(k.scope)) continue;
+      changed.add(k.scope);
+      let list = entering.get(k.scope);
+      if (!list) entering.set(k.scope, (list = []));
+      list.push(k);
+    }
+    for (const name of changed) {
+      const scope = this.scopeByName.get(name) as ScopeConfig;
+      const previous = this.views.get(name);
+      const records = (previous?.records ?? []).filter((r) => !gone.has(r.id));
+      for (const k of entering.get(name) ?? []) {
+        records.push(k);
+        this.scopeOfKey.set(k.id, name);
+      }
+      // The order a full reload reads them in (by activation).
+      records.sort((a, b) => a.activateAt.getTime() - b.activateAt.getTime());
+      this.views.set(name, makeView(scope, records, previous));
+    }
+    return changed;
+  }
+
   /**
    * Calls `listener` (synchronously, after the new views are in place) on every reload that read
-   * a changed key set; returns the function that stops it. The key-events streams hang on this.
+   * a changed key set, with the scopes whose views changed (null: a full reload, any may have);
+   * returns the function that stops it. The key-events streams hang on this.
    */
-  onReload(listener: () => void): () => void {
+  onReload(listener: (changed: ChangedScopes) => void): () => void {
     this.reloadListeners.add(listener);
     return () => this.reloadListeners.delete(listener);
   }
@@ -161,8 +236,8 @@ export class KeyCache {
     this.feed = this.changeFeed(
       () => {
         this.log.debug('key change announced: reloading keys');
-        // A notification means a row changed: reload even if the version looks the same.
-        this.refresh(true)
+        // The version moved with the write announced: the change log says which rows to read.
+        this.refresh()
           .then(() => this.log.debug('keys reloaded after announcement'))
           .catch((e) =>
             this.log.error({ err: (e as Error).message }, 'key cache refresh after notification failed'),
@@ -195,12 +270,35 @@ export class KeyCache {
   }
 
   /**
-   * How many of the scope's rows the last reload read but keeps in no view: `generating` rows (a
+   * Remembers the rows of `read` no view holds: not `ready` (a generation in progress, or a crash
+   * leftover), and usable ready rows without a public key or kid.
+   */
+  private noteOutside(read: readonly KeyRecord[], usable: readonly KeyRecord[]): void {
+    const note = (k: KeyRecord) => {
+      if (this.outside.has(k.id)) return;
+      this.outside.set(k.id, k.scope);
+      this.outsideCount.set(k.scope, (this.outsideCount.get(k.scope) ?? 0) + 1);
+    };
+    for (const k of read) if (k.status !== 'ready') note(k);
+    for (const k of usable) if (k.status === 'ready' && !inView(k)) note(k);
+  }
+
+  private forgetOutside(id: string): void {
+    const scope = this.outside.get(id);
+    if (scope === undefined) return;
+    this.outside.delete(id);
+    const n = (this.outsideCount.get(scope) ?? 1) - 1;
+    if (n > 0) this.outsideCount.set(scope, n);
+    else this.outsideCount.delete(scope);
+  }
+
+  /**
+   * How many of the scope's rows the reloads read but keep in no view: `generating` rows (a
    * generation in progress, or a crash leftover) and usable rows without a public key. Reconcile's
    * in-memory check (reconcile-due.ts) reconciles in full any scope that has one.
    */
   rowsOutsideView(scope: string): number {
-    return this.outside.get(scope) ?? 0;
+    return this.outsideCount.get(scope) ?? 0;
   }
 
   /** The scope's JWKS at `now`, rebuilt only when a key in it changes state or keys reload. */
@@ -215,13 +313,24 @@ export class KeyCache {
   }
 }
 
-/** Per scope: rows not `ready`, and usable ready rows without a public key or kid. */
-function countRowsOutsideViews(all: readonly KeyRecord[], usable: readonly KeyRecord[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  const add = (scope: string) => counts.set(scope, (counts.get(scope) ?? 0) + 1);
-  for (const k of all) if (k.status !== 'ready') add(k.scope);
-  for (const k of usable) if (k.status === 'ready' && (k.publicJwk === null || k.kid === null)) add(k.scope);
-  return counts;
+/** Rows a view holds: ready, with their public key. */
+function inView(k: KeyRecord): boolean {
+  return k.status === 'ready' && k.publicJwk !== null && k.kid !== null;
+}
+
+/** A scope's view of `records`, reusing the public keys `previous` imported. */
+function makeView(scope: ScopeConfig, records: KeyRecord[], previous: ScopeView | undefined): ScopeView {
+  const keys: CachedKey[] = records.map((record) => ({
+    record,
+    publicKey: previous?.byKid.get(record.kid as string)?.publicKey ?? importPublicKey(record),
+  }));
+  return {
+    scope,
+    keys,
+    records: keys.map((k) => k.record),
+    byKid: new Map(keys.map((k) => [k.record.kid as string, k])),
+    jwks: null,
+  };
 }
 
 function importPublicKey(record: KeyRecord): KeyObject {

@@ -52,8 +52,9 @@ export type Judgement = { ok: true } | { ok: false; reason: KeyRefusalReason; me
  * live row, the backend must hold a private key object at the row's reference whose label names
  * the row's scope and id, whose public key is the row's, and whose seal (the key's signature over
  * the row's facts, made in the backend at creation) verifies with that public key read from the
- * backend. The expensive part runs once per row content (remembered by digest); every reload
- * still lists each backend once, so a destroyed key or a deleted row shows at the next reload.
+ * backend. A full pass (`check`) lists each backend once and runs the expensive part once per row
+ * content (remembered by digest); a pass over changed rows (`checkChanged`) inspects each live
+ * changed row at its own reference. The key cache says when each runs (key-cache.ts).
  */
 export class KeyIntegrity {
   /** Row id -> digest of the content and object last confirmed. */
@@ -62,13 +63,41 @@ export class KeyIntegrity {
   private readonly legacyMismatch = new Map<string, { digest: string; message: string }>();
   /** Findings already logged (and recorded) by this process. */
   private readonly reported = new Set<string>();
+  /**
+   * The standing verdicts: the last full pass, amended by each pass over changed rows since.
+   * `rows` is every row the passes read (a deleted one's reference is where its object is looked for).
+   */
+  private readonly rows = new Map<string, KeyRecord>();
+  private readonly usable = new Map<string, KeyRecord>();
+  private readonly refused = new Map<string, KeyRefusal>();
+  private readonly missing = new Map<string, MissingRow>();
+  private checkedAt: Date | null = null;
   private latest: IntegrityReport | null = null;
+  private fullAt: Date | null = null;
 
-  constructor(private readonly deps: KeyIntegrityDeps) {}
+  /** The configured scopes by name (built once: a pass over changed rows must not cost one per scope). */
+  private readonly scopes: Map<string, ScopeConfig>;
 
-  /** The last pass's report (null before the first). */
+  constructor(private readonly deps: KeyIntegrityDeps) {
+    this.scopes = new Map(deps.config.scopes.map((s) => [s.name, s]));
+  }
+
+  /** The standing report: the last full pass as amended by the passes over changed rows since (null before the first). */
   get report(): IntegrityReport | null {
+    if (!this.latest && this.checkedAt) {
+      this.latest = {
+        usable: [...this.usable.values()],
+        refused: [...this.refused.values()],
+        missingRows: [...this.missing.values()],
+        checkedAt: this.checkedAt,
+      };
+    }
     return this.latest;
+  }
+
+  /** When the last full pass (every row, each backend's inventory) ran; null before the first. */
+  get lastFullCheckAt(): Date | null {
+    return this.fullAt;
   }
 
   /**
@@ -78,7 +107,7 @@ export class KeyIntegrity {
    */
   async check(rows: readonly KeyRecord[]): Promise<IntegrityReport> {
     const now = this.deps.clock.now();
-    const scopes = new Map(this.deps.config.scopes.map((s) => [s.name, s]));
+    const scopes = this.scopes;
     const usable: KeyRecord[] = [];
     const refused: KeyRefusal[] = [];
     const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
@@ -185,9 +214,177 @@ export class KeyIntegrity {
 
     for (const id of [...this.confirmed.keys()]) if (!ids.has(id)) this.confirmed.delete(id);
     const report: IntegrityReport = { usable, refused, missingRows, checkedAt: now };
-    await this.reportFindings(report);
+    this.rows.clear();
+    for (const row of rows) this.rows.set(row.id, row);
+    this.usable.clear();
+    for (const row of usable) this.usable.set(row.id, row);
+    this.refused.clear();
+    for (const r of refused) this.refused.set(r.keyId, r);
+    this.missing.clear();
+    for (const m of missingRows) this.missing.set(`${m.backend}|${m.keyId}`, m);
+    this.checkedAt = now;
+    this.fullAt = now;
     this.latest = report;
+    await this.reportFindings(report);
     return report;
+  }
+
+  /**
+   * Checks the rows named in `ids` only (the rows changed since the last pass; an id absent from
+   * `rows` was deleted), amending the standing report, and returns the verdicts on them. A dead
+   * row needs no backend; a live one is inspected at its own reference (inspectKeys), never
+   * through a listing of the backend, and is usable only if that inspection vouches for it now,
+   * whatever was confirmed before. A deleted row's backend is listed once, to report its object
+   * as a missing row. Rows not named keep their verdict until the next full pass (`check`).
+   */
+  async checkChanged(ids: readonly string[], rows: readonly KeyRecord[]): Promise<IntegrityReport> {
+    if (!this.checkedAt) throw new Error('checkChanged before the first full check');
+    const now = this.deps.clock.now();
+    const scopes = this.scopes;
+    const usable: KeyRecord[] = [];
+    const refused: KeyRefusal[] = [];
+    const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
+      refused.push({
+        keyId: row.id,
+        kid: row.kid,
+        scope: row.scope,
+        backend: row.backendRef.backend,
+        reason,
+        message,
+      });
+    const present = new Set(rows.map((r) => r.id));
+    const deleted: KeyRecord[] = [];
+    for (const id of ids) {
+      const before = this.rows.get(id);
+      if (!present.has(id) && before) deleted.push(before);
+      this.rows.delete(id);
+      this.usable.delete(id);
+      this.refused.delete(id);
+      if (!present.has(id)) this.confirmed.delete(id);
+    }
+
+    const toInspect = new Map<string, { row: KeyRecord; digest: string }[]>();
+    for (const row of rows) {
+      this.rows.set(row.id, row);
+      const scope = scopes.get(row.scope);
+      if (row.status !== 'ready' || !scope) continue;
+      const state = effectiveState(row, now);
+      if (state === 'revoked' || state === 'expired') {
+        usable.push(row);
+        continue;
+      }
+      const problem = this.staticProblem(row, scope);
+      if (problem) {
+        refuse(row, problem.reason, problem.message);
+        continue;
+      }
+      const backend = await this.deps.backend(row.backendRef.backend).catch(() => null);
+      if (!backend) {
+        refuse(row, 'backend-unavailable', `backend ${row.backendRef.backend} could not be opened`);
+        continue;
+      }
+      let digest: string;
+      try {
+        digest = rowDigest(row as SealedRow, backend.refIdentity(row.backendRef));
+      } catch (e) {
+        refuse(row, 'object-missing', `its backend reference is not usable: ${(e as Error).message}`);
+        continue;
+      }
+      const legacy = this.legacyMismatch.get(row.id);
+      if (legacy?.digest === digest) {
+        refuse(row, 'legacy-mismatch', legacy.message);
+        continue;
+      }
+      const list = toInspect.get(backend.name) ?? [];
+      list.push({ row, digest });
+      toInspect.set(backend.name, list);
+    }
+
+    for (const [name, list] of toInspect) {
+      const backend = await this.deps.backend(name);
+      const inspect = (batch: typeof list) =>
+        backend.inspectKeys(batch.map((c) => ({ ref: c.row.backendRef, alg: c.row.alg })));
+      let answers: (KeyInspection | Error)[];
+      try {
+        answers = await inspect(list);
+      } catch {
+        // One row's reference can fail a whole batch: each alone, so only what fails is refused.
+        answers = [];
+        for (const c of list)
+          answers.push(
+            await inspect([c]).then(
+              (a) => a[0] as KeyInspection,
+              (x: Error) => x,
+            ),
+          );
+      }
+      for (const [i, c] of list.entries()) {
+        const answer = answers[i];
+        if (answer instanceof Error) {
+          // As in a full pass: a row confirmed with this very content stays usable while its backend is down.
+          if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
+          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${answer.message}`);
+          continue;
+        }
+        const verdict = await judgeInspection(c.row, answer);
+        if (verdict.ok) {
+          this.confirmed.set(c.row.id, c.digest);
+          usable.push(c.row);
+        } else {
+          this.confirmed.delete(c.row.id);
+          refuse(c.row, verdict.reason, verdict.message);
+        }
+      }
+    }
+
+    for (const row of usable) this.usable.set(row.id, row);
+    for (const r of refused) this.refused.set(r.keyId, r);
+    // A row that exists again is not missing; a deleted row whose object remains is.
+    for (const [key, m] of this.missing) if (present.has(m.keyId)) this.missing.delete(key);
+    for (const m of await this.missingAfterDelete(deleted)) this.missing.set(`${m.backend}|${m.keyId}`, m);
+    this.checkedAt = now;
+    // Built when read (readiness, metrics): every usable row is not this pass's work.
+    this.latest = null;
+    const missingRows = [...this.missing.values()];
+    await this.reportFindings({ refused: [...this.refused.values()], missingRows });
+    return { usable, refused, missingRows, checkedAt: now };
+  }
+
+  /** The objects of deleted rows that their backends still hold (one listing per backend concerned). */
+  private async missingAfterDelete(deleted: readonly KeyRecord[]): Promise<MissingRow[]> {
+    const byBackend = new Map<string, Set<string>>();
+    for (const row of deleted) {
+      if (!this.deps.config.backends[row.backendRef.backend]) continue;
+      const ids = byBackend.get(row.backendRef.backend) ?? new Set<string>();
+      ids.add(row.id);
+      byBackend.set(row.backendRef.backend, ids);
+    }
+    const found: MissingRow[] = [];
+    for (const [name, ids] of byBackend) {
+      let inventory: InventoryEntry[];
+      try {
+        inventory = await (await this.deps.backend(name)).inventory();
+      } catch (e) {
+        // The next full pass lists it again.
+        this.deps.log.warn(
+          { backend: name, err: (e as Error).message },
+          'could not list a backend after a row deletion',
+        );
+        continue;
+      }
+      for (const entry of inventory) {
+        if (entry.keyId === null || !ids.has(entry.keyId)) continue;
+        if (await this.deps.rowExists(entry.keyId).catch(() => true)) continue;
+        found.push({
+          backend: name,
+          keyId: entry.keyId,
+          scope: entry.scope,
+          label: entry.label,
+          ref: entry.ref,
+        });
+      }
+    }
+    return found;
   }
 
   /**
@@ -200,7 +397,7 @@ export class KeyIntegrity {
 
   /** The refusals of the last pass in one scope, by reason. */
   refusedIn(scope: string, reason?: KeyRefusalReason): KeyRefusal[] {
-    return (this.latest?.refused ?? []).filter((r) => r.scope === scope && (!reason || r.reason === reason));
+    return (this.report?.refused ?? []).filter((r) => r.scope === scope && (!reason || r.reason === reason));
   }
 
   /** Problems found without asking the backend: malformed row, broken policy, unknown backend. */
@@ -221,7 +418,7 @@ export class KeyIntegrity {
     return null;
   }
 
-  private async reportFindings(report: IntegrityReport): Promise<void> {
+  private async reportFindings(report: Pick<IntegrityReport, 'refused' | 'missingRows'>): Promise<void> {
     const current = new Set<string>();
     for (const r of report.refused) {
       const key = `refused|${r.keyId}|${r.reason}`;

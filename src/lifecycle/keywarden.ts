@@ -38,6 +38,7 @@ import {
 import { requireScope, type LifecycleContext } from './context';
 import { findOrphans, type OrphanScanReport } from './find-orphans';
 import { checkHsm, type HsmCheckReport } from './hsm-check';
+import type { ChangedScopes } from './key-cache';
 import type { IntegrityReport } from './key-integrity';
 import type { PeriodicJob } from './ports';
 import { readiness, type Readiness } from './readiness';
@@ -237,9 +238,10 @@ export class Keywarden {
 
   /**
    * Calls `listener` whenever this process reloaded its keys from the store (a revocation, a new
-   * key, by this process or any other); returns the function that stops it.
+   * key, by this process or any other), with the scopes whose keys changed (null: any may have);
+   * returns the function that stops it.
    */
-  watchKeySets(listener: () => void): () => void {
+  watchKeySets(listener: (changed: ChangedScopes) => void): () => void {
     return this.ctx.cache.onReload(listener);
   }
 

@@ -10,6 +10,12 @@ import type { KeyRecord } from '../policy/key';
  * fakes. Nothing here names TypeORM, a DataSource or a concrete backend.
  */
 
+/** What KeyStore.readChangesSince found. */
+export type KeySetRead =
+  | { version: string; kind: 'unchanged' }
+  | { version: string; kind: 'all'; keys: KeyRecord[] }
+  | { version: string; kind: 'changed'; ids: string[]; keys: KeyRecord[] };
+
 /** Key rows: reads, and writes that each commit on their own. */
 export interface KeyStore {
   listByScope(scope: string): Promise<KeyRecord[]>;
@@ -24,6 +30,12 @@ export interface KeyStore {
   allLastStates(): Promise<Map<string, string | null>>;
   /** The key set version and, unless it equals `known`, every key, read together. */
   readIfChanged(known: string | null): Promise<{ version: string; keys: KeyRecord[] | null }>;
+  /**
+   * What changed since the key set version `known`, read together with the version: nothing, the
+   * changed rows (`ids` names every row changed, `keys` holds those that still exist), or every
+   * row when the store cannot tell which changed (then the caller reloads all).
+   */
+  readChangesSince(known: string | null): Promise<KeySetRead>;
   insertGenerating(key: KeyRecord, now: Date): Promise<void>;
   completeGenerating(
     id: string,

@@ -69,7 +69,8 @@ export async function reconcileScope(
     for (const action of actions) await run(action);
     await recordTransitions(ctx, scope, await listTrusted(), now, actor);
   });
-  if (outcome.ran && report.done.length > 0) await ctx.cache.refresh(true);
+  // The rows the actions wrote (the store's change log names them), not every row.
+  if (outcome.ran && report.done.length > 0) await ctx.cache.refresh();
   return report;
 }
 

@@ -89,8 +89,9 @@ export async function revokeKey(
       }
     } finally {
       // The revocation is committed: this process stops using the key now, even if the
-      // replacement failed (the error still reaches the caller).
-      await ctx.cache.refresh(true);
+      // replacement failed (the error still reaches the caller). The rows this changed are all
+      // it reads (the store's change log names them).
+      await ctx.cache.refresh();
     }
     return {
       revoked: { ...key, revokedAt: now, revokedReason: reason.trim(), destroyedAt: destroyed ? now : null },

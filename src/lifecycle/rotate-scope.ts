@@ -38,6 +38,7 @@ export async function rotateScope(
       immediate ? 'operator rotation (no active key)' : 'operator rotation',
     );
   });
-  await ctx.cache.refresh(true);
+  // Reads the rows this rotation wrote (the store's change log names them), not every row.
+  await ctx.cache.refresh();
   return key;
 }

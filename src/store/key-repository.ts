@@ -1,7 +1,8 @@
-import { IsNull, type DataSource, type EntityManager } from 'typeorm';
+import { In, IsNull, type DataSource, type EntityManager } from 'typeorm';
 import type { KeyRecord } from '../policy/key';
 import { KeywardenError } from '../policy/errors';
 import { KeyEntity, type KeyRow } from './entities/key.entity';
+import { changedKeyIds } from './key-changes';
 import { notifyKeyChange } from './key-change-notifier';
 import { readKeySetVersion } from './key-set-version';
 
@@ -129,5 +130,38 @@ export class KeyRepository {
       if (version === known) return { version, keys: null };
       return { version, keys: await this.listAll(m) };
     });
+  }
+
+  /**
+   * What changed since the version `known` (null: nothing held), read in one transaction like
+   * readIfChanged: nothing; the rows of the ids the change log names since then (an id without a
+   * row was deleted); or, when the log cannot vouch for the whole stretch (see changedKeyIds),
+   * every row.
+   */
+  async readChangesSince(
+    known: string | null,
+  ): Promise<
+    | { version: string; kind: 'unchanged' }
+    | { version: string; kind: 'all'; keys: KeyRecord[] }
+    | { version: string; kind: 'changed'; ids: string[]; keys: KeyRecord[] }
+  > {
+    return this.ds.transaction(async (m) => {
+      const version = await readKeySetVersion(m);
+      if (version === known) return { version, kind: 'unchanged' as const };
+      const ids = known === null ? null : await changedKeyIds(m, known, version);
+      if (ids === null) return { version, kind: 'all' as const, keys: await this.listAll(m) };
+      return { version, kind: 'changed' as const, ids, keys: await this.findByIds(ids, m) };
+    });
+  }
+
+  /** The rows of these ids that exist (in no particular order). */
+  async findByIds(ids: readonly string[], m?: EntityManager): Promise<KeyRecord[]> {
+    const rows: KeyRecord[] = [];
+    // Chunks keep each statement well under SQLite's bound-parameter limit.
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      for (const row of await this.repo(m).find({ where: { id: In(chunk) } })) rows.push(toKeyRecord(row));
+    }
+    return rows;
   }
 }

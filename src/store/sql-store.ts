@@ -25,6 +25,7 @@ function keysOn(repo: KeyRepository, m?: EntityManager) {
     lastStates: (scope: string) => repo.lastStates(scope, m),
     allLastStates: () => repo.allLastStates(m),
     readIfChanged: (known: string | null) => repo.readIfChanged(known),
+    readChangesSince: (known: string | null) => repo.readChangesSince(known),
     insertGenerating: (key: KeyRecord, now: Date) => repo.insertGenerating(key, now, m),
     completeGenerating: (
       id: string,

@@ -345,6 +345,12 @@ export class MemoryStore implements Store {
         if (version === known) return { version, keys: null };
         return { version, keys: this.committedKeys() };
       },
+      // No change log: any change reads every row (the SQL store's fallback path).
+      readChangesSince: async (known) => {
+        const version = this.version;
+        if (version === known) return { version, kind: 'unchanged' as const };
+        return { version, kind: 'all' as const, keys: this.committedKeys() };
+      },
       insertGenerating: async (key) => {
         if (v.getKey(key.id)) throw uniqueViolation('keys.id');
         if (kidTaken(key.kid, key.id)) throw uniqueViolation('keys.kid');

@@ -5,6 +5,8 @@
  * and not on `last_state`, the migration reverts cleanly, and a store whose trigger was removed
  * by hand is refused. The client seal and certificate binding columns are added to stores that
  * hold clients, keeping them (on SQLite the second rebuilds the table: its constraints survive).
+ * The key change log names every changed row, one version per row, and refuses to vouch for a
+ * version from before it or a TRUNCATE.
  */
 import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,7 +17,12 @@ import { DataSource } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
 import { hasCode } from '../../src/policy/errors';
 import { openStore } from '../../src/store/data-source';
-import { installedKeyTriggers, versionedKeyColumns } from '../../src/store/key-set-version';
+import { changedKeyIds } from '../../src/store/key-changes';
+import {
+  installedKeyTriggers,
+  readKeySetVersion,
+  versionedKeyColumns,
+} from '../../src/store/key-set-version';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 
 /** Every migration before the one named (a previous release's store). */
@@ -27,6 +34,7 @@ const migrationsBefore = (name: string) =>
 const BEFORE_KEY_SET_VERSION = migrationsBefore('KeySetVersion1764200000000');
 const BEFORE_CLIENT_SEAL = migrationsBefore('ClientSeal1764300000000');
 const BEFORE_CLIENT_CERTIFICATE = migrationsBefore('ClientCertificate1764400000000');
+const BEFORE_KEY_CHANGE_LOG = migrationsBefore('KeyChangeLog1764500000000');
 
 function dataSource(url: string, migrations: typeof MIGRATIONS): DataSource {
   return url.startsWith('sqlite:')
@@ -88,7 +96,12 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['KeySetVersion1764200000000', 'ClientSeal1764300000000', 'ClientCertificate1764400000000'],
+          [
+            'KeySetVersion1764200000000',
+            'ClientSeal1764300000000',
+            'ClientCertificate1764400000000',
+            'KeyChangeLog1764500000000',
+          ],
         );
         const version = async () =>
           Number(
@@ -128,6 +141,7 @@ describe('store migrations on a store with data', function () {
         }
         assert.equal(nonces.size, 3, 'each write draws a new nonce');
 
+        await ds.undoLastMigration({ transaction: 'each' }); // KeyChangeLog1764500000000
         await ds.undoLastMigration({ transaction: 'each' }); // ClientCertificate1764400000000
         await ds.undoLastMigration({ transaction: 'each' }); // ClientSeal1764300000000
         await ds.undoLastMigration({ transaction: 'each' }); // KeySetVersion1764200000000
@@ -195,7 +209,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['ClientSeal1764300000000', 'ClientCertificate1764400000000'],
+          ['ClientSeal1764300000000', 'ClientCertificate1764400000000', 'KeyChangeLog1764500000000'],
         );
         const rows = (await ds.query('SELECT id, name, grants, seal FROM clients')) as Record<
           string,
@@ -206,6 +220,7 @@ describe('store migrations on a store with data', function () {
           '{"kid":"k","sig":"s"}',
           client.id,
         ]);
+        await ds.undoLastMigration({ transaction: 'each' }); // KeyChangeLog1764500000000
         await ds.undoLastMigration({ transaction: 'each' });
         await ds.undoLastMigration({ transaction: 'each' });
         const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
@@ -260,7 +275,7 @@ describe('store migrations on a store with data', function () {
         const applied = await ds.runMigrations({ transaction: 'each' });
         assert.deepEqual(
           applied.map((m) => m.name),
-          ['ClientCertificate1764400000000'],
+          ['ClientCertificate1764400000000', 'KeyChangeLog1764500000000'],
         );
         const rows = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
         assert.equal(rows.length, 1);
@@ -279,6 +294,7 @@ describe('store migrations on a store with data', function () {
         // One key names one client; a name is still unique (SQLite rebuilt the table).
         await assert.rejects(insert(ds, bound(2)));
         await assert.rejects(insert(ds, { ...bound(3), name: 'sealed', cert_spki_sha256: null }));
+        await ds.undoLastMigration({ transaction: 'each' }); // KeyChangeLog1764500000000
         await ds.undoLastMigration({ transaction: 'each' });
         const reverted = (await ds.query('SELECT * FROM clients')) as Record<string, unknown>[];
         assert.deepEqual(
@@ -290,6 +306,82 @@ describe('store migrations on a store with data', function () {
         await assert.rejects(
           insert(ds, { ...sealed, id: '00000000-0000-4000-8000-0000000000f1', name: 'x', secret_hash: null }),
         );
+      } finally {
+        await ds.destroy();
+      }
+    });
+
+    it(`${kind}: logs which key row each version changed on a previous release's store, one version per row; reverts`, async () => {
+      let url: string;
+      if (kind === 'SQLite') url = `sqlite:${join(dir, 'kw-key-changes.db')}`;
+      else {
+        pg ??= await startPostgres();
+        url = await pg.createDatabase('migrations_key_changes');
+      }
+      const p = (n: number) => (kind === 'SQLite' ? '?' : `$${n}`);
+      const cols = Object.keys(KEY_ROW);
+      const insert = `INSERT INTO keys (${cols.join(', ')}) VALUES (${cols.map((_, i) => p(i + 1)).join(', ')})`;
+      const second = { ...KEY_ROW, id: '00000000-0000-4000-8000-000000000002', kid: 'kid-2' };
+      const old = dataSource(url, BEFORE_KEY_CHANGE_LOG);
+      await old.initialize();
+      await old.runMigrations({ transaction: 'each' });
+      await old.query(insert, Object.values(KEY_ROW));
+      await old.destroy();
+
+      const ds = dataSource(url, MIGRATIONS);
+      await ds.initialize();
+      try {
+        const applied = await ds.runMigrations({ transaction: 'each' });
+        assert.deepEqual(
+          applied.map((m) => m.name),
+          ['KeyChangeLog1764500000000'],
+        );
+        const changes = (known: string) =>
+          ds.transaction(async (m) => changedKeyIds(m, known, await readKeySetVersion(m)));
+        // The version the previous release left has no entry: the log cannot vouch for it.
+        const upgraded = await readKeySetVersion(ds);
+        await ds.query(insert, Object.values(second));
+        assert.equal(await changes(upgraded), null);
+
+        const held = await readKeySetVersion(ds);
+        // One statement writing two rows: one version each, both ids logged.
+        await ds.query(`UPDATE keys SET revoked_at = ${p(1)}, revoked_reason = ${p(2)}`, [5, 'test']);
+        await ds.query(`UPDATE keys SET last_state = ${p(1)} WHERE id = ${p(2)}`, ['revoked', KEY_ROW.id]);
+        assert.deepEqual((await changes(held))?.sort(), [KEY_ROW.id, second.id]);
+        assert.equal(Number(held.split(':')[0]) + 2, Number((await readKeySetVersion(ds)).split(':')[0]));
+        // An id changed by an update: both the old and the new id are named.
+        const moved = await readKeySetVersion(ds);
+        const newId = '00000000-0000-4000-8000-000000000003';
+        await ds.query(`UPDATE keys SET id = ${p(1)} WHERE id = ${p(2)}`, [newId, second.id]);
+        assert.deepEqual((await changes(moved))?.sort(), [second.id, newId].sort());
+        // A deletion is logged; on PostgreSQL a TRUNCATE (no rows) makes the log refuse to vouch.
+        const beforeDelete = await readKeySetVersion(ds);
+        await ds.query(`DELETE FROM keys WHERE id = ${p(1)}`, [newId]);
+        assert.deepEqual(await changes(beforeDelete), [newId]);
+        if (kind === 'PostgreSQL') {
+          const beforeTruncate = await readKeySetVersion(ds);
+          await ds.query('TRUNCATE keys');
+          assert.equal(await changes(beforeTruncate), null);
+          await ds.query(insert, Object.values(KEY_ROW));
+        }
+
+        await ds.undoLastMigration({ transaction: 'each' });
+        const left = (await ds.query(
+          kind === 'SQLite'
+            ? "SELECT name FROM sqlite_master WHERE name = 'key_changes'"
+            : "SELECT tablename FROM pg_tables WHERE tablename = 'key_changes'",
+        )) as unknown[];
+        assert.deepEqual(left, []);
+        // The previous triggers are back: writes still move the version.
+        const reverted = await readKeySetVersion(ds);
+        await ds.query(`UPDATE keys SET revoked_reason = ${p(1)} WHERE id = ${p(2)}`, [
+          'after revert',
+          KEY_ROW.id,
+        ]);
+        assert.notEqual(await readKeySetVersion(ds), reverted);
+        const installed = await installedKeyTriggers(ds);
+        assert.ok(installed.insert && installed.delete);
+        assert.deepEqual([...installed.updateColumns].sort(), versionedKeyColumns().sort());
       } finally {
         await ds.destroy();
       }
