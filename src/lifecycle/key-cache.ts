@@ -22,8 +22,29 @@ export type KeyChangeFeedFactory = (onChange: () => void, onMaybeChange: () => v
 
 /** A ready key with its public key imported once. */
 export interface CachedKey {
-  record: KeyRecord;
-  publicKey: KeyObject;
+  readonly record: KeyRecord;
+  readonly publicKey: KeyObject;
+}
+
+/**
+ * A view's key. Its public key is imported on first use (a verification), not at load: a
+ * KeyObject costs about 3 KB of native memory (measured: 288 MiB for 100,000 P-256 keys), and
+ * with one scope per tenant most keys are only ever published.
+ */
+class ViewKey implements CachedKey {
+  constructor(
+    readonly record: KeyRecord,
+    private imported: KeyObject | null,
+  ) {}
+
+  get publicKey(): KeyObject {
+    return (this.imported ??= importPublicKey(this.record));
+  }
+
+  /** The public key if a verification imported it already (a rebuilt view keeps it). */
+  get importedKey(): KeyObject | null {
+    return this.imported;
+  }
 }
 
 /** One scope's keys as this process currently knows them. */
@@ -320,10 +341,10 @@ function inView(k: KeyRecord): boolean {
 
 /** A scope's view of `records`, reusing the public keys `previous` imported. */
 function makeView(scope: ScopeConfig, records: KeyRecord[], previous: ScopeView | undefined): ScopeView {
-  const keys: CachedKey[] = records.map((record) => ({
-    record,
-    publicKey: previous?.byKid.get(record.kid as string)?.publicKey ?? importPublicKey(record),
-  }));
+  const keys: CachedKey[] = records.map((record) => {
+    const before = previous?.byKid.get(record.kid as string);
+    return new ViewKey(record, before instanceof ViewKey ? before.importedKey : null);
+  });
   return {
     scope,
     keys,

@@ -15,6 +15,7 @@ import { FULL_RELOAD_INTERVAL_SECONDS, type ChangedScopes } from '../../src/life
 import { reconcileAll } from '../../src/lifecycle/reconcile-scope';
 import { rotateScope } from '../../src/lifecycle/rotate-scope';
 import { signToken } from '../../src/lifecycle/sign-token';
+import { verifyToken } from '../../src/lifecycle/verify-token';
 import { openRuntime, storeAuditLog, type Runtime } from '../../src/main';
 import { FakeClock } from '../../src/policy/clock';
 import type { KeyRecord } from '../../src/policy/key';
@@ -201,6 +202,29 @@ describe('key cache: a reload reads, checks and rebuilds only what changed', fun
         await t.ctx.cache.refresh();
         assert.notEqual(fullAt(), before, 'no full pass after a gap');
         assert.equal(t.ctx.cache.view('eta')!.byKid.get(first.kid!)!.record.revokedReason, 'test: two');
+      });
+
+      it("imports a key's public key when a verification first needs it, and keeps it across reloads", async () => {
+        // Earlier tests revoked and tampered keys: every scope gets a signing key again first.
+        await reconcileAll(t.ctx, 'test');
+        await t.ctx.cache.refresh(true);
+        const signed = await signToken(t.ctx, 'eta', { claims: { aud: 'eta-api', sub: 'x' } });
+        const imported = () =>
+          (t.ctx.cache.view('eta')!.byKid.get(signed.kid) as unknown as { importedKey: unknown }).importedKey;
+        assert.equal(imported(), null, 'a reload imported a public key nobody verified with');
+        const verdict = await verifyToken(t.ctx, 'eta', signed.token, 'eta-api');
+        assert.equal(verdict.valid, true);
+        const key = imported();
+        assert.ok(key !== null, 'the verification imported no key');
+        // Another scope's revocation (an incremental reload), then a full one: the same KeyObject.
+        const other = await activeKey('kappa');
+        assert.ok(await t.ctx.keys.revoke(other.id, t.clock.now(), 'test: revoked'));
+        await t.ctx.cache.refresh();
+        assert.equal(imported(), key);
+        await t.ctx.cache.refresh(true);
+        assert.equal(imported(), key);
+        // kappa gets its replacement back for the tests after this one.
+        await reconcileAll(t.ctx, 'test');
       });
 
       it(`runs a full pass at least every ${FULL_RELOAD_INTERVAL_SECONDS} s, even with nothing changed`, async () => {
