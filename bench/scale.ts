@@ -388,6 +388,9 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
       };
       nodeArgs.push('--require', compiled('bench/lib/memory-backend-preload.ts'));
     }
+    // KEYWARDEN_BENCH_SCALE_CPU_PROF=DIR: a CPU profile of the daemon (written when it stops).
+    const profDir = process.env.KEYWARDEN_BENCH_SCALE_CPU_PROF;
+    if (profDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
     const t = performance.now();
     const daemon = await kw.serve(1, env, nodeArgs);
     const startupMs = performance.now() - t;

@@ -519,12 +519,11 @@ async function judgeInspection(row: KeyRecord, answer: KeyInspection | undefined
  * key the backend holds (never the row's). Pure but for the signature check.
  */
 export async function judgeFacts(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
-  const identity = await judgeIdentity(row, facts);
+  const identity = await identityOf(row, facts);
   if (!identity.ok) return identity;
-  const key = publicKeyOf(facts.publicJwk) as KeyObject;
   if (facts.seal === null) return { ok: false, reason: 'unsealed', message: UNSEALED };
   const signature = decodeSeal(facts.seal);
-  if (!signature || !(await verifyJwsSignature(row.alg, key, sealInput(row), signature))) {
+  if (!signature || !(await verifyJwsSignature(row.alg, identity.key, sealInput(row), signature))) {
     return {
       ok: false,
       reason: 'seal-invalid',
@@ -536,6 +535,19 @@ export async function judgeFacts(row: SealedRow, facts: BackendKeyFacts): Promis
 
 /** The backend object is the row's: its label names the row's scope and id, and its public key is the row's. */
 export async function judgeIdentity(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
+  const identity = await identityOf(row, facts);
+  return identity.ok ? { ok: true } : identity;
+}
+
+/**
+ * judgeIdentity's check, returning the backend's public key imported, for the seal check:
+ * importing a key is the costliest step of a start-up's check (about 60 µs a row), so it is done
+ * once.
+ */
+async function identityOf(
+  row: SealedRow,
+  facts: BackendKeyFacts,
+): Promise<{ ok: true; key: KeyObject } | Extract<Judgement, { ok: false }>> {
   if (facts.keyId !== row.id || facts.scope !== row.scope) {
     return { ok: false, reason: 'label-mismatch', message: labelMismatch(row, facts) };
   }
@@ -547,7 +559,7 @@ export async function judgeIdentity(row: SealedRow, facts: BackendKeyFacts): Pro
       message: `the row's public key / kid ${row.kid} is not the backend object's`,
     };
   }
-  return { ok: true };
+  return { ok: true, key };
 }
 
 function publicKeyOf(jwk: PublicJwk): KeyObject | null {
