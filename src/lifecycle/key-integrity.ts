@@ -122,31 +122,9 @@ export class KeyIntegrity {
 
     const candidates = new Map<string, { row: KeyRecord; identity: string; digest: string }[]>();
     for (const row of rows) {
-      const scope = scopes.get(row.scope);
-      // Rows of scopes this config does not have are used by nothing (the audit key's included).
-      if (row.status !== 'ready' || !scope) continue;
-      const state = effectiveState(row, now);
-      if (state === 'revoked' || state === 'expired') {
-        usable.push(row);
-        continue;
-      }
-      const problem = this.staticProblem(row, scope);
-      if (problem) {
-        refuse(row, problem.reason, problem.message);
-        continue;
-      }
-      const backend = await this.deps.backend(row.backendRef.backend).catch(() => null);
-      if (!backend) {
-        refuse(row, 'backend-unavailable', `backend ${row.backendRef.backend} could not be opened`);
-        continue;
-      }
-      let identity: string;
-      try {
-        identity = backend.refIdentity(row.backendRef);
-      } catch (e) {
-        refuse(row, 'object-missing', `its backend reference is not usable: ${(e as Error).message}`);
-        continue;
-      }
+      const live = await this.triage(row, scopes, now, usable, refuse);
+      if (!live) continue;
+      const { backend, identity } = live;
       const list = candidates.get(backend.name) ?? [];
       list.push({ row, identity, digest: rowDigest(row as SealedRow, identity) });
       candidates.set(backend.name, list);
@@ -266,30 +244,10 @@ export class KeyIntegrity {
     const toInspect = new Map<string, { row: KeyRecord; digest: string }[]>();
     for (const row of rows) {
       this.rows.set(row.id, row);
-      const scope = scopes.get(row.scope);
-      if (row.status !== 'ready' || !scope) continue;
-      const state = effectiveState(row, now);
-      if (state === 'revoked' || state === 'expired') {
-        usable.push(row);
-        continue;
-      }
-      const problem = this.staticProblem(row, scope);
-      if (problem) {
-        refuse(row, problem.reason, problem.message);
-        continue;
-      }
-      const backend = await this.deps.backend(row.backendRef.backend).catch(() => null);
-      if (!backend) {
-        refuse(row, 'backend-unavailable', `backend ${row.backendRef.backend} could not be opened`);
-        continue;
-      }
-      let digest: string;
-      try {
-        digest = rowDigest(row as SealedRow, backend.refIdentity(row.backendRef));
-      } catch (e) {
-        refuse(row, 'object-missing', `its backend reference is not usable: ${(e as Error).message}`);
-        continue;
-      }
+      const live = await this.triage(row, scopes, now, usable, refuse);
+      if (!live) continue;
+      const { backend } = live;
+      const digest = rowDigest(row as SealedRow, live.identity);
       const legacy = this.legacyMismatch.get(row.id);
       if (legacy?.digest === digest) {
         refuse(row, 'legacy-mismatch', legacy.message);
@@ -398,6 +356,44 @@ export class KeyIntegrity {
   /** The refusals of the last pass in one scope, by reason. */
   refusedIn(scope: string, reason?: KeyRefusalReason): KeyRefusal[] {
     return (this.report?.refused ?? []).filter((r) => r.scope === scope && (!reason || r.reason === reason));
+  }
+
+  /**
+   * The first steps of checking a row, in a full pass and a changed-rows pass alike: a row that is
+   * not ready or of no configured scope is used by nothing (the audit key's included); a dead row
+   * (revoked, expired) is usable as it is; a row with a static problem or whose backend cannot be
+   * opened or addressed is refused. Otherwise: the live row's backend and reference identity.
+   */
+  private async triage(
+    row: KeyRecord,
+    scopes: ReadonlyMap<string, ScopeConfig>,
+    now: Date,
+    usable: KeyRecord[],
+    refuse: (row: KeyRecord, reason: KeyRefusalReason, message: string) => void,
+  ): Promise<{ backend: KeyBackend; identity: string } | null> {
+    const scope = scopes.get(row.scope);
+    if (row.status !== 'ready' || !scope) return null;
+    const state = effectiveState(row, now);
+    if (state === 'revoked' || state === 'expired') {
+      usable.push(row);
+      return null;
+    }
+    const problem = this.staticProblem(row, scope);
+    if (problem) {
+      refuse(row, problem.reason, problem.message);
+      return null;
+    }
+    const backend = await this.deps.backend(row.backendRef.backend).catch(() => null);
+    if (!backend) {
+      refuse(row, 'backend-unavailable', `backend ${row.backendRef.backend} could not be opened`);
+      return null;
+    }
+    try {
+      return { backend, identity: backend.refIdentity(row.backendRef) };
+    } catch (e) {
+      refuse(row, 'object-missing', `its backend reference is not usable: ${(e as Error).message}`);
+      return null;
+    }
   }
 
   /** Problems found without asking the backend: malformed row, broken policy, unknown backend. */
