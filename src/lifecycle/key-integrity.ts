@@ -111,14 +111,7 @@ export class KeyIntegrity {
     const usable: KeyRecord[] = [];
     const refused: KeyRefusal[] = [];
     const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
-      refused.push({
-        keyId: row.id,
-        kid: row.kid,
-        scope: row.scope,
-        backend: row.backendRef.backend,
-        reason,
-        message,
-      });
+      refused.push(refusalOf(row, reason, message));
 
     const candidates = new Map<string, { row: KeyRecord; identity: string; digest: string }[]>();
     for (const row of rows) {
@@ -175,19 +168,7 @@ export class KeyIntegrity {
           usable.push(c.row);
         } else refuse(c.row, verdict.reason, verdict.message);
       }
-      for (const entry of inventory.values()) {
-        if (entry.keyId === null || ids.has(entry.keyId)) continue;
-        // Listed after the rows were read: a key made meanwhile has its row already (rows are
-        // written before objects), so only a row that is really gone stays missing.
-        if (await this.deps.rowExists(entry.keyId).catch(() => true)) continue;
-        missingRows.push({
-          backend: name,
-          keyId: entry.keyId,
-          scope: entry.scope,
-          label: entry.label,
-          ref: entry.ref,
-        });
-      }
+      missingRows.push(...(await this.missingRowsIn(name, inventory.values(), (keyId) => !ids.has(keyId))));
     }
 
     for (const id of [...this.confirmed.keys()]) if (!ids.has(id)) this.confirmed.delete(id);
@@ -199,7 +180,7 @@ export class KeyIntegrity {
     this.refused.clear();
     for (const r of refused) this.refused.set(r.keyId, r);
     this.missing.clear();
-    for (const m of missingRows) this.missing.set(`${m.backend}|${m.keyId}`, m);
+    for (const m of missingRows) this.missing.set(missingKey(m), m);
     this.checkedAt = now;
     this.fullAt = now;
     this.latest = report;
@@ -222,14 +203,7 @@ export class KeyIntegrity {
     const usable: KeyRecord[] = [];
     const refused: KeyRefusal[] = [];
     const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
-      refused.push({
-        keyId: row.id,
-        kid: row.kid,
-        scope: row.scope,
-        backend: row.backendRef.backend,
-        reason,
-        message,
-      });
+      refused.push(refusalOf(row, reason, message));
     const present = new Set(rows.map((r) => r.id));
     const deleted: KeyRecord[] = [];
     for (const id of ids) {
@@ -299,13 +273,32 @@ export class KeyIntegrity {
     for (const r of refused) this.refused.set(r.keyId, r);
     // A row that exists again is not missing; a deleted row whose object remains is.
     for (const [key, m] of this.missing) if (present.has(m.keyId)) this.missing.delete(key);
-    for (const m of await this.missingAfterDelete(deleted)) this.missing.set(`${m.backend}|${m.keyId}`, m);
+    for (const m of await this.missingAfterDelete(deleted)) this.missing.set(missingKey(m), m);
     this.checkedAt = now;
     // Built when read (readiness, metrics): every usable row is not this pass's work.
     this.latest = null;
     const missingRows = [...this.missing.values()];
     await this.reportFindings({ refused: [...this.refused.values()], missingRows });
     return { usable, refused, missingRows, checkedAt: now };
+  }
+
+  /**
+   * The entries of a backend's listing whose row does not exist, among those `candidate` names.
+   * Each is asked of the store after the listing: a key made meanwhile has its row already (rows
+   * are written before objects), so only a row that is really gone is reported missing.
+   */
+  private async missingRowsIn(
+    backend: string,
+    entries: Iterable<InventoryEntry>,
+    candidate: (keyId: string) => boolean,
+  ): Promise<MissingRow[]> {
+    const found: MissingRow[] = [];
+    for (const entry of entries) {
+      if (entry.keyId === null || !candidate(entry.keyId)) continue;
+      if (await this.deps.rowExists(entry.keyId).catch(() => true)) continue;
+      found.push({ backend, keyId: entry.keyId, scope: entry.scope, label: entry.label, ref: entry.ref });
+    }
+    return found;
   }
 
   /** The objects of deleted rows that their backends still hold (one listing per backend concerned). */
@@ -330,17 +323,7 @@ export class KeyIntegrity {
         );
         continue;
       }
-      for (const entry of inventory) {
-        if (entry.keyId === null || !ids.has(entry.keyId)) continue;
-        if (await this.deps.rowExists(entry.keyId).catch(() => true)) continue;
-        found.push({
-          backend: name,
-          keyId: entry.keyId,
-          scope: entry.scope,
-          label: entry.label,
-          ref: entry.ref,
-        });
-      }
+      found.push(...(await this.missingRowsIn(name, inventory, (keyId) => ids.has(keyId))));
     }
     return found;
   }
@@ -556,6 +539,16 @@ async function identityOf(
     };
   }
   return { ok: true, key };
+}
+
+/** A refusal of `row`, for the report. */
+function refusalOf(row: KeyRecord, reason: KeyRefusalReason, message: string): KeyRefusal {
+  return { keyId: row.id, kid: row.kid, scope: row.scope, backend: row.backendRef.backend, reason, message };
+}
+
+/** The standing report's key for a missing row: one per backend object. */
+function missingKey(m: MissingRow): string {
+  return `${m.backend}|${m.keyId}`;
 }
 
 function publicKeyOf(jwk: PublicJwk): KeyObject | null {
