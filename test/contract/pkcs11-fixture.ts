@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { strict as assert } from 'node:assert';
 import type { Pkcs11BackendConfig } from '../../src/backends/pkcs11/config';
+import { Cryptoki } from '../../src/backends/pkcs11/cryptoki';
 import type { SoftHsmToken } from '../helpers/softhsm';
 import type { Plant } from './pkcs11-planter';
 
@@ -76,4 +78,19 @@ export async function pkcs11Tool(token: SoftHsmToken, args: string[]): Promise<s
     { env: { ...process.env, ...token.env }, timeout: 60_000 },
   );
   return stdout;
+}
+
+/**
+ * What any other part of the process (or a token hiccup) can do: close every session of the token,
+ * and with them the login, behind a backend's back.
+ */
+export function dropAllSessions(token: SoftHsmToken): void {
+  const ck = Cryptoki.open(token.modulePath, token.env);
+  try {
+    const slot = ck.findTokenSlot(token.tokenLabel);
+    assert.ok(slot);
+    ck.closeAllSessions(slot);
+  } finally {
+    ck.release();
+  }
 }

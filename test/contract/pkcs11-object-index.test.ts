@@ -17,7 +17,7 @@ import type { BackendRef, PublicJwk } from '../../src/policy/key';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 import { nodeVerify } from './key-backend.contract';
 import { SEAL_APPLICATION } from '../../src/backends/pkcs11/seal-objects';
-import { pkcs11Config, runPlanter } from './pkcs11-fixture';
+import { dropAllSessions, pkcs11Config, runPlanter } from './pkcs11-fixture';
 
 const run = promisify(execFile);
 
@@ -188,14 +188,7 @@ describe('PKCS#11 object index: known keys without searching, and another proces
     await backend.publicKey(ref, 'ES256');
     assert.equal(finds, 0);
     // Close every session of the token behind the backend's back (as a token hiccup does).
-    const ck = Cryptoki.open(token.modulePath, token.env);
-    try {
-      const slot = ck.findTokenSlot(token.tokenLabel);
-      assert.ok(slot);
-      ck.closeAllSessions(slot);
-    } finally {
-      ck.release();
-    }
+    dropAllSessions(token);
     const input = Buffer.from('after.reopen');
     assert.equal(nodeVerify('ES256', jwk, input, await backend.sign(ref, 'ES256', input)), true);
     assert.ok(finds >= 1, 'the index was not cleared when the sessions were re-opened');

@@ -7,7 +7,7 @@ import { hasCode } from '../../src/policy/errors';
 import type { BackendRef, PublicJwk } from '../../src/policy/key';
 import { createSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm';
 import { nodeVerify } from './key-backend.contract';
-import { pkcs11Config, pkcs11Tool } from './pkcs11-fixture';
+import { dropAllSessions, pkcs11Config, pkcs11Tool } from './pkcs11-fixture';
 
 /** pkcs11-tool arguments that make a P-256 pair with CKA_ID `id` (hex), as another process would. */
 const keypairgenArgs = (id: string, label = 'replacement') => [
@@ -38,18 +38,6 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
       notAfter: new Date(now + 3.6e6),
     });
     return { ref, jwk: g.publicJwk };
-  }
-
-  /** What any other part of the process (or a token hiccup) can do: drop every session, and the login. */
-  function dropAllSessions(): void {
-    const ck = Cryptoki.open(token.modulePath, token.env);
-    try {
-      const slot = ck.findTokenSlot(token.tokenLabel);
-      assert.ok(slot);
-      ck.closeAllSessions(slot);
-    } finally {
-      ck.release();
-    }
   }
 
   before(async () => {
@@ -145,12 +133,12 @@ describe('Pkcs11Backend on SoftHSM2: sessions, other processes and the event loo
     const { ref, jwk } = await makeKey('ES384');
     await backend.sign(ref, 'ES384', Buffer.from('before.drop'));
     const before = reopened;
-    dropAllSessions();
+    dropAllSessions(token);
     const inputs = Array.from({ length: 20 }, (_, i) => Buffer.from(`after.drop${i}`));
     const sigs = await Promise.all(inputs.map((input) => backend.sign(ref, 'ES384', input)));
     sigs.forEach((sig, i) => assert.equal(nodeVerify('ES384', jwk, inputs[i] as Buffer, sig), true));
     assert.equal(reopened, before + 1, 'exactly one recovery for all 20 failed operations');
-    dropAllSessions();
+    dropAllSessions(token);
     const h = await backend.health();
     assert.equal(h.ok, true, h.detail);
     assert.equal(reopened, before + 2);
