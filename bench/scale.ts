@@ -306,6 +306,7 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
   const clock = new FakeClock(Date.now());
   const memory = new SharedMemoryBackend('hsm');
   let rt: Runtime | null = await runtimeFor(kw, clock, keygen, memory);
+  let keep = false;
   const log = (s: string) => process.stderr.write(`  ${n} scopes (${keygen}): ${s}\n`);
   try {
     log('first keys...');
@@ -319,6 +320,18 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     );
     // Keys the first pass could not make are retried, as the next cron tick would.
     const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => creating(rt!)) : null;
+    if (process.env.KEYWARDEN_BENCH_SCALE_PREPARE_ONLY === '1') {
+      // Only the first keys, left in place for bench/scale-startup.ts, which starts the daemon on
+      // them again and again (at 100,000 scopes making the keys costs minutes before every start).
+      await rt.close();
+      rt = null;
+      await writeFile(join(kw.token.dir, 'memory-backend-keys.json'), memory.exportObjects(), {
+        mode: 0o600,
+      });
+      keep = true;
+      log(`kept: config ${kw.configPath}, keys ${join(kw.token.dir, 'memory-backend-keys.json')}`);
+      return { row: [n, `kept in ${kw.token.dir}`], jwksRow: [n, 0] };
+    }
     if (process.env.KEYWARDEN_BENCH_SCALE_RELOAD_ONLY === '1') {
       // Only the key-set reloads (on a busy machine 100,000 scopes' passes and start-up take an hour):
       // a fresh runtime loads the keys as a starting daemon does, then the reloads are timed.
@@ -469,7 +482,7 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     };
   } finally {
     await rt?.close();
-    await kw.cleanup();
+    if (!keep) await kw.cleanup();
   }
 }
 

@@ -7,9 +7,9 @@ import { keyPolicyProblems, type KeyRefusal, type KeyRefusalReason } from '../po
 import { decodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import { effectiveState } from '../policy/key-state';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
-import { verifyJwsSignature } from './jws-signature';
 import type { AuditLog } from './ports';
-import { thumbprint } from './thumbprint';
+import { checkSeals, type SealCheck } from './seal-checks';
+import { thumbprintNow } from './thumbprint';
 
 /** A backend key object with keywarden's label whose row does not exist (deleted, or a restored backup). */
 export interface MissingRow {
@@ -77,6 +77,17 @@ export class KeyIntegrity {
 
   /** The configured scopes by name (built once: a pass over changed rows must not cost one per scope). */
   private readonly scopes: Map<string, ScopeConfig>;
+
+  /** Seal checks fell back from worker threads to this thread: said once, as a warning. */
+  private readonly threadFailure = (e: Error): void => {
+    if (this.threadFailureSaid) return;
+    this.threadFailureSaid = true;
+    this.deps.log.warn(
+      { err: e.message },
+      'seal checks cannot run on worker threads: checking them on the event loop (slower)',
+    );
+  };
+  private threadFailureSaid = false;
 
   constructor(private readonly deps: KeyIntegrityDeps) {
     this.scopes = new Map(deps.config.scopes.map((s) => [s.name, s]));
@@ -161,8 +172,12 @@ export class KeyIntegrity {
           refuse(c.row, 'backend-unavailable', `backend ${name}: ${(e as Error).message}`);
         toInspect.length = 0;
       }
+      const verdicts = await judgeInspections(
+        toInspect.map((c, i) => ({ row: c.row, answer: answers[i] })),
+        this.threadFailure,
+      );
       for (const [i, c] of toInspect.entries()) {
-        const verdict = await judgeInspection(c.row, answers[i]);
+        const verdict = verdicts[i]!;
         if (verdict.ok) {
           this.confirmed.set(c.row.id, c.digest);
           usable.push(c.row);
@@ -250,15 +265,21 @@ export class KeyIntegrity {
             ),
           );
       }
+      const answered = list.flatMap((c, i) => {
+        const answer = answers[i];
+        return answer instanceof Error ? [] : [{ row: c.row, answer }];
+      });
+      const judged = await judgeInspections(answered, this.threadFailure);
+      let j = 0;
       for (const [i, c] of list.entries()) {
         const answer = answers[i];
         if (answer instanceof Error) {
           // As in a full pass: a row confirmed with this very content stays usable while its backend is down.
           if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
-          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${answer.message}`);
+          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${(answer as Error).message}`);
           continue;
         }
-        const verdict = await judgeInspection(c.row, answer);
+        const verdict = judged[j++]!;
         if (verdict.ok) {
           this.confirmed.set(c.row.id, c.digest);
           usable.push(c.row);
@@ -479,8 +500,8 @@ function labelMismatch(row: KeyRecord, found: { keyId: string | null; scope: str
   );
 }
 
-/** Judges a row by what its backend answered for it. */
-async function judgeInspection(row: KeyRecord, answer: KeyInspection | undefined): Promise<Judgement> {
+/** What a backend answered for a row, short of its facts: the verdict, or the facts to judge. */
+function factsOf(row: KeyRecord, answer: KeyInspection | undefined): BackendKeyFacts | Judgement {
   if (!answer || answer.status === 'missing') {
     return {
       ok: false,
@@ -490,7 +511,24 @@ async function judgeInspection(row: KeyRecord, answer: KeyInspection | undefined
   }
   if (answer.status === 'unreadable')
     return { ok: false, reason: 'public-key-mismatch', message: answer.problem };
-  return judgeFacts(row as SealedRow, answer.facts);
+  return answer.facts;
+}
+
+/** Judges each row by what its backend answered for it (see judgeFactsAll). */
+async function judgeInspections(
+  items: readonly { row: KeyRecord; answer: KeyInspection | undefined }[],
+  onThreadFailure: (e: Error) => void,
+): Promise<Judgement[]> {
+  const verdicts = new Array<Judgement>(items.length);
+  const toJudge: { at: number; row: SealedRow; facts: BackendKeyFacts }[] = [];
+  for (const [at, { row, answer }] of items.entries()) {
+    const facts = factsOf(row, answer);
+    if ('ok' in facts) verdicts[at] = facts;
+    else toJudge.push({ at, row: row as SealedRow, facts });
+  }
+  const judged = await judgeFactsAll(toJudge, { onThreadFailure });
+  for (const [i, { at }] of toJudge.entries()) verdicts[at] = judged[i]!;
+  return verdicts;
 }
 
 /**
@@ -498,47 +536,96 @@ async function judgeInspection(row: KeyRecord, answer: KeyInspection | undefined
  * key the backend holds (never the row's). Pure but for the signature check.
  */
 export async function judgeFacts(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
-  const identity = await identityOf(row, facts);
-  if (!identity.ok) return identity;
-  if (facts.seal === null) return { ok: false, reason: 'unsealed', message: UNSEALED };
-  const signature = decodeSeal(facts.seal);
-  if (!signature || !(await verifyJwsSignature(row.alg, identity.key, sealInput(row), signature))) {
-    return {
-      ok: false,
-      reason: 'seal-invalid',
-      message: "the key's seal does not verify over the row: its scope, times, alg or reference were changed",
-    };
+  return (await judgeFactsAll([{ row, facts }]))[0]!;
+}
+
+const SEAL_INVALID: Judgement = {
+  ok: false,
+  reason: 'seal-invalid',
+  message: "the key's seal does not verify over the row: its scope, times, alg or reference were changed",
+};
+
+/**
+ * judgeFacts for many rows: everything but the seals' signatures here, then the signatures as one
+ * batch (checkSeals: on worker threads for a start-up's worth of rows).
+ */
+export async function judgeFactsAll(
+  items: readonly { row: SealedRow; facts: BackendKeyFacts }[],
+  opts: { onThreadFailure?: (e: Error) => void } = {},
+): Promise<Judgement[]> {
+  const verdicts = new Array<Judgement>(items.length);
+  const seals: SealCheck[] = [];
+  const sealOf: number[] = [];
+  for (const [at, { row, facts }] of items.entries()) {
+    if (facts.seal === null) {
+      // A key made before sealing: its identity is checked in full (the import included) here.
+      const identity = await identityOf(row, facts);
+      verdicts[at] = identity.ok ? { ok: false, reason: 'unsealed', message: UNSEALED } : identity;
+      continue;
+    }
+    const mismatch = identityMismatch(row, facts);
+    if (mismatch) {
+      verdicts[at] = mismatch;
+      continue;
+    }
+    const signature = decodeSeal(facts.seal);
+    if (!signature) {
+      verdicts[at] = SEAL_INVALID;
+      continue;
+    }
+    seals.push({ alg: row.alg, jwk: facts.publicJwk, input: sealInput(row), signature });
+    sealOf.push(at);
   }
-  return { ok: true };
+  const outcomes = await checkSeals(seals, { onThreadFailure: opts.onThreadFailure });
+  for (const [i, outcome] of outcomes.entries()) {
+    const row = items[sealOf[i]!]!.row;
+    verdicts[sealOf[i]!] =
+      outcome === 'valid'
+        ? { ok: true }
+        : outcome === 'invalid'
+          ? SEAL_INVALID
+          : { ok: false, reason: 'public-key-mismatch', message: publicKeyMismatch(row) };
+  }
+  return verdicts;
 }
 
 /** The backend object is the row's: its label names the row's scope and id, and its public key is the row's. */
 export async function judgeIdentity(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
-  const identity = await identityOf(row, facts);
-  return identity.ok ? { ok: true } : identity;
+  return identityOf(row, facts);
+}
+
+/** judgeIdentity's check: identityMismatch, and the backend's public key must import. */
+async function identityOf(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
+  const mismatch = identityMismatch(row, facts);
+  if (mismatch) return mismatch;
+  if (!publicKeyOf(facts.publicJwk)) {
+    return { ok: false, reason: 'public-key-mismatch', message: publicKeyMismatch(row) };
+  }
+  return { ok: true };
 }
 
 /**
- * judgeIdentity's check, returning the backend's public key imported, for the seal check:
- * importing a key is the costliest step of a start-up's check (about 60 µs a row), so it is done
- * once.
+ * The identity checks that need no key import: the label names the row's scope and id, the public
+ * key members are the row's, and the kid is their thumbprint.
  */
-async function identityOf(
-  row: SealedRow,
-  facts: BackendKeyFacts,
-): Promise<{ ok: true; key: KeyObject } | Extract<Judgement, { ok: false }>> {
+function identityMismatch(row: SealedRow, facts: BackendKeyFacts): Extract<Judgement, { ok: false }> | null {
   if (facts.keyId !== row.id || facts.scope !== row.scope) {
     return { ok: false, reason: 'label-mismatch', message: labelMismatch(row, facts) };
   }
-  const key = publicKeyOf(facts.publicJwk);
-  if (!key || !jwkEquals(facts.publicJwk, row.publicJwk) || (await thumbprint(facts.publicJwk)) !== row.kid) {
-    return {
-      ok: false,
-      reason: 'public-key-mismatch',
-      message: `the row's public key / kid ${row.kid} is not the backend object's`,
-    };
+  let kid: string | null;
+  try {
+    kid = thumbprintNow(facts.publicJwk);
+  } catch {
+    kid = null;
   }
-  return { ok: true, key };
+  if (!jwkEquals(facts.publicJwk, row.publicJwk) || kid !== row.kid) {
+    return { ok: false, reason: 'public-key-mismatch', message: publicKeyMismatch(row) };
+  }
+  return null;
+}
+
+function publicKeyMismatch(row: KeyRecord): string {
+  return `the row's public key / kid ${row.kid} is not the backend object's`;
 }
 
 /** A refusal of `row`, for the report. */

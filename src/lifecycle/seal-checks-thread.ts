@@ -1,0 +1,12 @@
+/**
+ * A worker thread of seal-checks.ts: answers each message (a chunk of seal checks) with their
+ * outcomes, in order. It holds nothing between messages; its imported public keys die with it.
+ */
+import { parentPort } from 'node:worker_threads';
+import { checkHere, type SealCheck } from './seal-checks';
+
+const port = parentPort;
+if (!port) throw new Error('seal-checks-thread runs as a worker thread only');
+port.on('message', (checks: SealCheck[]) => {
+  void checkHere(checks).then((outcomes) => port.postMessage(outcomes));
+});
