@@ -124,13 +124,17 @@ export class KeyIntegrity {
     const refuse = (row: KeyRecord, reason: KeyRefusalReason, message: string) =>
       refused.push(refusalOf(row, reason, message));
 
-    const candidates = new Map<string, { row: KeyRecord; identity: string; digest: string }[]>();
+    const candidates = new Map<
+      string,
+      { row: KeyRecord; identity: string; input: Buffer; digest: string }[]
+    >();
     for (const row of rows) {
       const live = await this.triage(row, scopes, now, usable, refuse);
       if (!live) continue;
       const { backend, identity } = live;
       const list = candidates.get(backend.name) ?? [];
-      list.push({ row, identity, digest: rowDigest(row as SealedRow, identity) });
+      const input = sealInput(row as SealedRow);
+      list.push({ row, identity, input, digest: digestOf(input, identity) });
       candidates.set(backend.name, list);
     }
 
@@ -173,7 +177,7 @@ export class KeyIntegrity {
         toInspect.length = 0;
       }
       const verdicts = await judgeInspections(
-        toInspect.map((c, i) => ({ row: c.row, answer: answers[i] })),
+        toInspect.map((c, i) => ({ row: c.row, answer: answers[i], input: c.input })),
         this.threadFailure,
       );
       for (const [i, c] of toInspect.entries()) {
@@ -230,20 +234,21 @@ export class KeyIntegrity {
       if (!present.has(id)) this.confirmed.delete(id);
     }
 
-    const toInspect = new Map<string, { row: KeyRecord; digest: string }[]>();
+    const toInspect = new Map<string, { row: KeyRecord; input: Buffer; digest: string }[]>();
     for (const row of rows) {
       this.rows.set(row.id, row);
       const live = await this.triage(row, scopes, now, usable, refuse);
       if (!live) continue;
       const { backend } = live;
-      const digest = rowDigest(row as SealedRow, live.identity);
+      const input = sealInput(row as SealedRow);
+      const digest = digestOf(input, live.identity);
       const legacy = this.legacyMismatch.get(row.id);
       if (legacy?.digest === digest) {
         refuse(row, 'legacy-mismatch', legacy.message);
         continue;
       }
       const list = toInspect.get(backend.name) ?? [];
-      list.push({ row, digest });
+      list.push({ row, input, digest });
       toInspect.set(backend.name, list);
     }
 
@@ -267,7 +272,7 @@ export class KeyIntegrity {
       }
       const answered = list.flatMap((c, i) => {
         const answer = answers[i];
-        return answer instanceof Error ? [] : [{ row: c.row, answer }];
+        return answer instanceof Error ? [] : [{ row: c.row, answer, input: c.input }];
       });
       const judged = await judgeInspections(answered, this.threadFailure);
       let j = 0;
@@ -490,7 +495,12 @@ export type SealedRow = KeyRecord & SealedFacts;
 
 /** What a row's trust is remembered by: its sealed facts and the object it points at. */
 export function rowDigest(row: SealedRow, identity: string): string {
-  return createHash('sha256').update(sealInput(row)).update('\0').update(identity).digest('base64url');
+  return digestOf(sealInput(row), identity);
+}
+
+/** rowDigest of a row whose seal input is at hand (a pass builds it once per row, for both uses). */
+function digestOf(input: Buffer, identity: string): string {
+  return createHash('sha256').update(input).update('\0').update(identity).digest('base64url');
 }
 
 function labelMismatch(row: KeyRecord, found: { keyId: string | null; scope: string | null }): string {
@@ -516,15 +526,15 @@ function factsOf(row: KeyRecord, answer: KeyInspection | undefined): BackendKeyF
 
 /** Judges each row by what its backend answered for it (see judgeFactsAll). */
 async function judgeInspections(
-  items: readonly { row: KeyRecord; answer: KeyInspection | undefined }[],
+  items: readonly { row: KeyRecord; answer: KeyInspection | undefined; input: Buffer }[],
   onThreadFailure: (e: Error) => void,
 ): Promise<Judgement[]> {
   const verdicts = new Array<Judgement>(items.length);
-  const toJudge: { at: number; row: SealedRow; facts: BackendKeyFacts }[] = [];
-  for (const [at, { row, answer }] of items.entries()) {
+  const toJudge: { at: number; row: SealedRow; facts: BackendKeyFacts; input: Buffer }[] = [];
+  for (const [at, { row, answer, input }] of items.entries()) {
     const facts = factsOf(row, answer);
     if ('ok' in facts) verdicts[at] = facts;
-    else toJudge.push({ at, row: row as SealedRow, facts });
+    else toJudge.push({ at, row: row as SealedRow, facts, input });
   }
   const judged = await judgeFactsAll(toJudge, { onThreadFailure });
   for (const [i, { at }] of toJudge.entries()) verdicts[at] = judged[i]!;
@@ -550,13 +560,13 @@ const SEAL_INVALID: Judgement = {
  * batch (checkSeals: on worker threads for a start-up's worth of rows).
  */
 export async function judgeFactsAll(
-  items: readonly { row: SealedRow; facts: BackendKeyFacts }[],
+  items: readonly { row: SealedRow; facts: BackendKeyFacts; input?: Buffer }[],
   opts: { onThreadFailure?: (e: Error) => void } = {},
 ): Promise<Judgement[]> {
   const verdicts = new Array<Judgement>(items.length);
   const seals: SealCheck[] = [];
   const sealOf: number[] = [];
-  for (const [at, { row, facts }] of items.entries()) {
+  for (const [at, { row, facts, input }] of items.entries()) {
     if (facts.seal === null) {
       // A key made before sealing: its identity is checked in full (the import included) here.
       const identity = await identityOf(row, facts);
@@ -573,7 +583,7 @@ export async function judgeFactsAll(
       verdicts[at] = SEAL_INVALID;
       continue;
     }
-    seals.push({ alg: row.alg, jwk: facts.publicJwk, input: sealInput(row), signature });
+    seals.push({ alg: row.alg, jwk: facts.publicJwk, input: input ?? sealInput(row), signature });
     sealOf.push(at);
   }
   const outcomes = await checkSeals(seals, { onThreadFailure: opts.onThreadFailure });
