@@ -27,7 +27,7 @@ import { Scheduler } from '../src/scheduler/scheduler';
 import { STEADY_POLICY, type BenchPlan } from './lib/bench-policy';
 import { prepareKeywarden, type KeywardenSetup } from './lib/keywarden';
 import { runLoad } from './lib/load';
-import { rssMiB } from './lib/machine';
+import { rssMiB, waitUntilQuiet } from './lib/machine';
 import { compiled } from './lib/build';
 import { runChild } from './lib/processes';
 import type { Report } from './lib/report';
@@ -417,8 +417,11 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
       path: `/scopes/${scopeName(Math.floor((i * n) / count))}/.well-known/jwks.json`,
     }));
     const target = { name: `jwks ${n}`, url: daemon.baseUrl, requests: paths, pid: daemon.pid };
-    // A warm-up first, as in every other benchmark: work a daemon starts right after it serves
-    // (periodic jobs, its first key poll) is not what the JWKS rows measure.
+    // Work a daemon starts right after it serves (its start-up orphan scan, periodic jobs, its
+    // first key poll) is not what the JWKS rows measure: wait until it is quiet (at 100,000 scopes
+    // that takes longer than a warm-up), then warm up as every other benchmark does.
+    const quietAfterMs = await waitUntilQuiet(daemon.pid as number);
+    log(`daemon quiet ${ms(quietAfterMs)} after it served`);
     if (plan.warmupSeconds > 0) await runLoad(target, plan.connections, plan.warmupSeconds);
     const load = await runLoad(target, plan.connections, plan.quick ? 3 : 5);
     const rssAfterLoad = rssOf();

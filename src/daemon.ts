@@ -57,6 +57,7 @@ import type { ConfigChanges, ConfigReloadOutcome } from './policy/config-changes
 import { KeywardenError } from './policy/errors';
 import type { KeywardenConfig } from './policy/scope';
 import { Scheduler } from './scheduler/scheduler';
+import { collectStartupGarbage } from './startup-garbage';
 
 export { parseWorkerCount } from './cluster';
 
@@ -494,6 +495,7 @@ export async function serveSingle(file: LoadedConfig, log: Logger, listen: Liste
     log,
   };
   let current = await prepareServing(sched.gen, http);
+  collectStartupGarbage(log);
   void http.front.use(requestHandlerOf(current.app));
   let addresses: string[];
   try {
@@ -576,6 +578,7 @@ export async function serveAsWorker(req: ServeRequest): Promise<never> {
     log,
   };
   let current = await prepareServing(firstGeneration(rt), http);
+  collectStartupGarbage(log);
   void http.front.use(requestHandlerOf(current.app));
   try {
     await http.front.listen(listen);
@@ -638,6 +641,7 @@ export async function servePrimary(
   const config = file.config;
   const adminSocket = await prepareAdmin(config, log);
   const sched = await startScheduling(config, log);
+  collectStartupGarbage(log);
   const admin = await startAdminSocket(() => sched.gen.keywarden, adminSocket, log);
   let running: ConfigText = { text: file.text, source: file.source, files: file.files ?? {}, version: 1 };
   const threadPool = threadPoolSizeFor(config);

@@ -135,3 +135,22 @@ export function rssMiB(pid: number): number {
 export function processTreeCpuUs(pid: number): number {
   return treeTicks(pid) * 10_000;
 }
+
+/**
+ * Waits until the process tree of `pid` is quiet: under `threshold` of one core over each of two
+ * consecutive seconds (or `timeoutMs` passes; returns how long it waited). A daemon with 100,000
+ * scopes goes on working for a while after it serves (its start-up orphan scan, its first key
+ * poll), which a load measured right after would count as request latency.
+ */
+export async function waitUntilQuiet(pid: number, threshold = 0.05, timeoutMs = 180_000): Promise<number> {
+  const start = Date.now();
+  let quietSeconds = 0;
+  let before = processTreeCpuUs(pid);
+  while (quietSeconds < 2 && Date.now() - start < timeoutMs) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = processTreeCpuUs(pid);
+    quietSeconds = now - before < threshold * 1_000_000 ? quietSeconds + 1 : 0;
+    before = now;
+  }
+  return Date.now() - start;
+}
