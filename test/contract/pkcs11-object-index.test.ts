@@ -182,6 +182,38 @@ describe('PKCS#11 object index: known keys without searching, and another proces
     assert.match(inspected.status === 'unreadable' ? inspected.problem : '', /2 seal objects/);
   });
 
+  it('makes and seals a key whose CKA_ID this process drew without searching the token', async () => {
+    finds = 0;
+    const { ref, jwk } = await sealedKey();
+    assert.equal(finds, 0, `searched the token ${finds} time(s) to make a key this process planned`);
+    const input = Buffer.from('drawn.here');
+    assert.equal(nodeVerify('ES256', jwk, input, await backend.sign(ref, 'ES256', input)), true);
+  });
+
+  it('searches for a CKA_ID it did not draw (a leftover, a ref from the store): another process made it, so no key is made over it', async () => {
+    const keyId = randomUUID();
+    // Drawn by another process's plan (as a leftover of a crashed daemon's, or a row's ref).
+    const other = await openPkcs11Backend(config);
+    const ref = other.planKey({ scope: 'indexed', keyId });
+    await other.close();
+    await runPlanter(token, [
+      { op: 'keypair', keyType: 'EC', label: String(ref.ref.label), idHex: String(ref.ref.id) },
+    ]);
+    finds = 0;
+    const now = Date.now();
+    await assert.rejects(
+      backend.generate(ref, {
+        alg: 'ES256',
+        scope: 'indexed',
+        keyId,
+        notBefore: new Date(now),
+        notAfter: new Date(now + 3.6e6),
+      }),
+      (e) => hasCode(e, 'BACKEND_OBJECT_EXISTS'),
+    );
+    assert.equal(finds, 1, 'the CKA_ID was not searched for');
+  });
+
   it('forgets every handle when the sessions are re-opened: the next lookup searches the token', async () => {
     const { ref, jwk } = await sealedKey();
     finds = 0;

@@ -78,12 +78,17 @@ interface SigningKey {
  * non-extractable signing keys addressed by a random CKA_ID; signatures run on a pool of
  * logged-in sessions via the asynchronous sign call, so the event loop never waits for the token.
  */
+/** How many undrawn plans are remembered (a plan is generated within the same reconcile). */
+const DRAWN_HERE_MAX = 10_000;
+
 export class Pkcs11Backend implements KeyBackend {
   readonly type = 'pkcs11' as const;
   readonly name: string;
   readonly tokenLabel: string;
   /** Handles this process made or found, so known keys are not searched for (object-index.ts). */
   private readonly index: ObjectIndex;
+  /** CKA_IDs planKey drew in this process whose generation has not started (see generateOn). */
+  private readonly drawnHere = new Set<string>();
   private closed = false;
 
   /** Use `openPkcs11Backend`. */
@@ -106,7 +111,13 @@ export class Pkcs11Backend implements KeyBackend {
   }
 
   planKey(request: PlanKeyRequest): BackendRef {
-    return planRef(this.name, this.tokenLabel, request);
+    const ref = planRef(this.name, this.tokenLabel, request);
+    this.drawnHere.add(ref.ref.id as string);
+    // Plans whose generation never came (the row could not be written) are dropped oldest first.
+    if (this.drawnHere.size > DRAWN_HERE_MAX) {
+      this.drawnHere.delete(this.drawnHere.values().next().value as string);
+    }
+    return ref;
   }
 
   async generate(ref: BackendRef, request: GenerateKeyRequest): Promise<GeneratedKey> {
@@ -139,11 +150,15 @@ export class Pkcs11Backend implements KeyBackend {
     t: ReturnType<typeof keyPairTemplates>,
   ): Promise<GeneratedKey> {
     return this.run(`generating ${alg} key ${a.label}`, async (s) => {
-      // A CKA_ID this process knows is taken without a search; any other is searched for (another
-      // process may have made it).
+      // Is the CKA_ID free? One this process drew itself (planKey, 128 random bits, moments ago)
+      // is, without a search: SoftHSM2 reads every object on the token for one (~45 ms a key on
+      // average while 1,000 keys fill it), and only a PIN holder could have made an object with it
+      // since, who can sign with any key anyway. A CKA_ID this process knows is taken; any other
+      // (a retry of a leftover, a ref from the store) is searched for.
+      const drawnHere = this.drawnHere.delete(a.idHex);
       if (
         this.index.confirmedKey(s, a) !== undefined ||
-        this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]).length > 0
+        (!drawnHere && this.ck.findObjects(s, [{ type: pkcs11js.CKA_ID, value: a.id }]).length > 0)
       ) {
         throw new KeywardenError('BACKEND_OBJECT_EXISTS', `PKCS#11: an object with CKA_ID ${a.idHex} exists`);
       }
