@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../policy/clock';
 import type { KeyRecord } from '../policy/key';
@@ -165,6 +166,9 @@ export class KeyCache {
   }
 
   private async doRefresh(force: boolean): Promise<void> {
+    // On a turn of its own: a reload reads the store and the backend synchronously (SQLite,
+    // PKCS#11 attribute reads), and its callers usually just finished synchronous work of their own.
+    await nextTurn();
     const lastFull = this.integrity.lastFullCheckAt;
     const fullDue =
       lastFull === null ||
