@@ -16,8 +16,9 @@ const MiB = 1024 * 1024;
  * the JWKS p99 above 5 ms; docs/benchmarks.md §4). Collected before the first request, it costs
  * start-up time only (~0.4 s at 100,000 scopes, milliseconds for a few scopes).
  *
- * V8 exposes the collection only behind --expose-gc; the flag is set here, for this one call (the
- * `gc` function exists only in the fresh context made for it, not in the daemon's own).
+ * V8 exposes the collection only behind --expose-gc; the flag is set here for this one call and
+ * cleared again (the `gc` function exists only in the fresh context made for it, not in the
+ * daemon's own).
  */
 export function collectStartupGarbage(
   log: Logger,
@@ -26,6 +27,8 @@ export function collectStartupGarbage(
   try {
     setFlagsFromString('--expose-gc');
     gc = runInNewContext('gc');
+    // Contexts made later (a library's vm sandbox) get no gc global.
+    setFlagsFromString('--no-expose-gc');
   } catch {
     gc = undefined;
   }

@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { runInNewContext } from 'node:vm';
 import pino from 'pino';
 import { collectStartupGarbage } from '../../src/startup-garbage';
 
@@ -16,6 +17,7 @@ describe('the full garbage collection before serving', () => {
     assert.ok(r, 'no collection ran');
     assert.ok(r.beforeMiB - r.afterMiB >= 25, `collected only ${r.beforeMiB - r.afterMiB} MiB`);
     assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
+    assert.equal(runInNewContext('typeof gc'), 'undefined', 'a context made afterwards has a gc global');
     assert.ok(lines.some((l) => l.includes('start-up garbage collected before serving')));
   });
 });
