@@ -100,7 +100,8 @@ export async function benchJwks(report: Report, plan: BenchPlan): Promise<void> 
   const kw = await prepareKeywarden({ scopes: [{ name: 'jwks', policy: STEADY_POLICY }], sessions: 4 });
   try {
     // A second, pre-published key: a JWKS as relying parties usually see it (current + next).
-    const rotated = await kw.cli(['keys', 'rotate', '--scope', 'jwks']);
+    // Before any daemon runs: on the store and the token directly.
+    const rotated = await kw.cli(['--local', 'keys', 'rotate', '--scope', 'jwks']);
     if (rotated.code !== 0) throw new Error(`keys rotate failed: ${rotated.stderr}`);
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     const oidcJwk = await exportJWK(privateKey);

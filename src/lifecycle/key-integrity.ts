@@ -281,7 +281,7 @@ export class KeyIntegrity {
         if (answer instanceof Error) {
           // As in a full pass: a row confirmed with this very content stays usable while its backend is down.
           if (this.confirmed.get(c.row.id) === c.digest) usable.push(c.row);
-          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${(answer as Error).message}`);
+          else refuse(c.row, 'backend-unavailable', `backend ${name}: ${answer.message}`);
           continue;
         }
         const verdict = judged[j++]!;
