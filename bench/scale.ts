@@ -321,8 +321,8 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     // Keys the first pass could not make are retried, as the next cron tick would.
     const retry = first.errors > 0 ? await maybeWithoutReload(rt, keygen, () => creating(rt!)) : null;
     if (process.env.KEYWARDEN_BENCH_SCALE_PREPARE_ONLY === '1') {
-      // Only the first keys, left in place for bench/scale-startup.ts, which starts the daemon on
-      // them again and again (at 100,000 scopes making the keys costs minutes before every start).
+      // Only the first keys, left in place so `serve` can be started on them again and again
+      // (at 100,000 scopes making the keys costs minutes before every start; docs/benchmarks.md §4).
       await rt.close();
       rt = null;
       await writeFile(join(kw.token.dir, 'memory-backend-keys.json'), memory.exportObjects(), {

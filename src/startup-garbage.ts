@@ -27,10 +27,11 @@ export function collectStartupGarbage(
   try {
     setFlagsFromString('--expose-gc');
     gc = runInNewContext('gc');
-    // Contexts made later (a library's vm sandbox) get no gc global.
-    setFlagsFromString('--no-expose-gc');
   } catch {
     gc = undefined;
+  } finally {
+    // Contexts made later (a library's vm sandbox) get no gc global.
+    setFlagsFromString('--no-expose-gc');
   }
   if (typeof gc !== 'function') {
     log.debug('no full garbage collection after start-up: this runtime does not offer one');

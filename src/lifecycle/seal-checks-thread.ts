@@ -3,10 +3,10 @@
  * outcomes, in order. It holds nothing between messages; its imported public keys die with it.
  */
 import { parentPort } from 'node:worker_threads';
-import { checkHere, type SealCheck } from './seal-checks';
+import { checkHere, THREAD_WINDOW, type SealCheck } from './seal-checks';
 
 const port = parentPort;
 if (!port) throw new Error('seal-checks-thread runs as a worker thread only');
 port.on('message', (checks: SealCheck[]) => {
-  void checkHere(checks).then((outcomes) => port.postMessage(outcomes));
+  void checkHere(checks, THREAD_WINDOW).then((outcomes) => port.postMessage(outcomes));
 });

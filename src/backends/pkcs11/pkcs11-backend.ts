@@ -73,14 +73,14 @@ interface SigningKey {
   curve: CurveName | null;
 }
 
+/** How many undrawn plans are remembered (a plan is generated within the same reconcile). */
+const DRAWN_HERE_MAX = 10_000;
+
 /**
  * KeyBackend over a PKCS#11 token. Keys live on the token (CKA_TOKEN) as private, sensitive,
  * non-extractable signing keys addressed by a random CKA_ID; signatures run on a pool of
  * logged-in sessions via the asynchronous sign call, so the event loop never waits for the token.
  */
-/** How many undrawn plans are remembered (a plan is generated within the same reconcile). */
-const DRAWN_HERE_MAX = 10_000;
-
 export class Pkcs11Backend implements KeyBackend {
   readonly type = 'pkcs11' as const;
   readonly name: string;
