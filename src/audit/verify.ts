@@ -5,7 +5,7 @@ import type { KeyRecord } from '../policy/key';
 import type { AuditContext } from './audit-key';
 import { AUDIT_SCOPE } from '../policy/audit-key';
 import { CHECKPOINT_TYPE, PRUNED_TYPE, type CheckpointData } from './checkpoint';
-import { thumbprint } from '../lifecycle/thumbprint';
+import { thumbprint } from '../policy/thumbprint';
 
 /** How the chain was found broken. */
 export type AuditBreakKind =

@@ -8,7 +8,7 @@ import type { KeyTimeline } from '../policy/timeline';
 import type { LifecycleContext } from './context';
 import { destroyKeyObjects } from './destroy-key';
 import { judgeFacts } from './key-integrity';
-import { thumbprint } from './thumbprint';
+import { thumbprint } from '../policy/thumbprint';
 
 /** Points in a key's generation where the test-only crash hook can kill the process. */
 type CrashPoint = 'before-backend' | 'after-backend' | 'after-seal' | 'before-complete';

@@ -9,7 +9,7 @@ import { effectiveState } from '../policy/key-state';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { AuditLog } from './ports';
 import { checkSeals, type SealCheck } from './seal-checks';
-import { thumbprintNow } from './thumbprint';
+import { thumbprintNow } from '../policy/thumbprint';
 
 /** A backend key object with keywarden's label whose row does not exist (deleted, or a restored backup). */
 export interface MissingRow {

@@ -1,6 +1,8 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
-import { keyTypeOfJwk, matchOf, thumbprintOf, type KnownKeyIndex } from './known-keys';
+import type { PublicJwk } from '../policy/key';
+import { thumbprint } from '../policy/thumbprint';
+import { keyTypeOfJwk, matchOf, type KnownKeyIndex } from './known-keys';
 import type { Finding } from './types';
 
 /** What a finder hands over: where, how encoded, and the parsed key (or null when encrypted). */
@@ -34,6 +36,6 @@ export async function identify(hit: Hit, index: KnownKeyIndex): Promise<Identity
     }
   }
   if (jwk === undefined) return { keyType: fallbackType, fingerprint: null, match: null };
-  const fingerprint = await thumbprintOf(jwk);
+  const fingerprint = await thumbprint(jwk as PublicJwk);
   return { keyType: keyTypeOfJwk(jwk), fingerprint, match: matchOf(index.byThumbprint.get(fingerprint)) };
 }

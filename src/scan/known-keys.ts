@@ -1,5 +1,6 @@
-import { calculateJwkThumbprint, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import type { PublicJwk } from '../policy/key';
+import { thumbprint } from '../policy/thumbprint';
 import type { KnownKey } from './types';
 
 /** A known key with its precomputed RFC 7638 thumbprint and display type. */
@@ -32,12 +33,6 @@ export interface KnownKeyIndex {
   rsa: KnownModulus[];
 }
 
-/** RFC 7638 thumbprint over the public members only. */
-export function thumbprintOf(jwk: PublicJwk | JWK): Promise<string> {
-  const { kty, crv, x, y, n, e } = jwk as Record<string, string | undefined>;
-  return calculateJwkThumbprint({ kty, crv, x, y, n, e } as JWK, 'sha256');
-}
-
 /** Human key type, e.g. `EC P-256`, `RSA 2048`, `Ed25519`. */
 export function keyTypeOfJwk(jwk: PublicJwk | JWK): string {
   if (jwk.kty === 'RSA' && typeof jwk.n === 'string') return `RSA ${b64(jwk.n).length * 8}`;
@@ -61,7 +56,11 @@ export async function indexKnownKeys(keys: readonly KnownKey[]): Promise<KnownKe
   };
   for (const key of keys) {
     const jwk = key.publicJwk;
-    const entry: IndexedKey = { key, fingerprint: await thumbprintOf(jwk), keyType: keyTypeOfJwk(jwk) };
+    const entry: IndexedKey = {
+      key,
+      fingerprint: await thumbprint(jwk as PublicJwk),
+      keyType: keyTypeOfJwk(jwk),
+    };
     index.byThumbprint.set(entry.fingerprint, entry);
     if (jwk.kty === 'EC' && jwk.x !== undefined) {
       const x = b64(jwk.x).toString('latin1');

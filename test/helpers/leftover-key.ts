@@ -1,7 +1,7 @@
 import type { KeyStore } from '../../src/lifecycle/ports';
 import type { KeyBackend } from '../../src/backends/key-backend';
 import { sealKey } from '../../src/lifecycle/generate-key';
-import { thumbprint } from '../../src/lifecycle/thumbprint';
+import { thumbprint } from '../../src/policy/thumbprint';
 import type { KeyRecord } from '../../src/policy/key';
 
 /**

@@ -6,7 +6,7 @@
  */
 import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import type { DataSource } from 'typeorm';
-import { thumbprint } from '../../src/lifecycle/thumbprint';
+import { thumbprint } from '../../src/policy/thumbprint';
 import type { KeyRecord, PublicJwk } from '../../src/policy/key';
 
 /** Columns of `keys` an attacker writes, with the values as stored (instants as epoch ms). */

@@ -6,7 +6,7 @@
 import * as assert from 'node:assert/strict';
 import { compactVerify, importJWK, type JWK } from 'jose';
 import { judgeFacts, type SealedRow } from '../../../src/lifecycle/key-integrity';
-import { thumbprint } from '../../../src/lifecycle/thumbprint';
+import { thumbprint } from '../../../src/policy/thumbprint';
 import type { KeyRecord } from '../../../src/policy/key';
 import { effectiveState } from '../../../src/policy/key-state';
 import { fakeRuntime, isCode, jwksKids, readyKeys, type FakeRuntime } from '../../helpers/fakes';

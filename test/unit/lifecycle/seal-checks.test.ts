@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { judgeFacts, judgeFactsAll, type SealedRow } from '../../../src/lifecycle/key-integrity';
 import { checkHere, checkSeals, type SealCheck } from '../../../src/lifecycle/seal-checks';
-import { thumbprintNow } from '../../../src/lifecycle/thumbprint';
+import { thumbprintNow } from '../../../src/policy/thumbprint';
 import type { BackendKeyFacts } from '../../../src/backends/key-backend';
 import type { PublicJwk } from '../../../src/policy/key';
 import { encodeSeal, sealInput } from '../../../src/policy/key-seal';

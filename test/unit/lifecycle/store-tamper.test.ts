@@ -8,7 +8,7 @@
 import * as assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID, sign as cryptoSign } from 'node:crypto';
 import { buildJwks } from '../../../src/lifecycle/build-jwks';
-import { thumbprint } from '../../../src/lifecycle/thumbprint';
+import { thumbprint } from '../../../src/policy/thumbprint';
 import type { KeyRecord, PublicJwk } from '../../../src/policy/key';
 import type { KeyRefusalReason } from '../../../src/policy/key-integrity';
 import { pickSigningKey } from '../../../src/policy/next-actions';

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { thumbprint, thumbprintNow } from '../../../src/lifecycle/thumbprint';
+import { thumbprint, thumbprintNow } from '../../../src/policy/thumbprint';
 import type { PublicJwk } from '../../../src/policy/key';
 
 function publicJwk(type: 'ec' | 'rsa' | 'ed25519', options: Record<string, unknown>): PublicJwk {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { PublicJwk } from '../policy/key';
+import type { PublicJwk } from './key';
 
 /** RFC 7638 §3.2: each key type's required members, in lexicographic order. */
 const REQUIRED_MEMBERS: Record<string, readonly string[]> = {
@@ -9,11 +9,13 @@ const REQUIRED_MEMBERS: Record<string, readonly string[]> = {
 };
 
 /**
- * RFC 7638 JWK thumbprint (base64url SHA-256): the kid of every keywarden key. Hashed here rather
- * than with jose's calculateJwkThumbprint, whose WebCrypto digest cost ~30 µs a key against ~3 µs:
- * the start-up integrity check takes one per live row (100,000 at a time). The canonical form is
- * jose's (JSON.stringify of the required members in order); test/unit/thumbprint.test.ts holds the
- * two equal on every key type. Rejects a JWK of another type or missing a member.
+ * RFC 7638 JWK thumbprint (base64url SHA-256): the kid of every keywarden key, and the fingerprint
+ * the leak scanner matches found keys by. Hashed here rather than with jose's
+ * calculateJwkThumbprint, whose WebCrypto digest cost ~30 µs a key against ~3 µs: the start-up
+ * integrity check takes one per live row (100,000 at a time). The canonical form is jose's
+ * (JSON.stringify of the required members in order; other members, private ones included, are
+ * ignored); test/unit/policy/thumbprint.test.ts holds the two equal on every key type. Rejects a
+ * JWK of another type or missing a member.
  */
 export function thumbprint(jwk: PublicJwk): Promise<string> {
   try {
