@@ -307,6 +307,8 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
   const memory = new SharedMemoryBackend('hsm');
   let rt: Runtime | null = await runtimeFor(kw, clock, keygen, memory);
   let keep = false;
+  // The key objects made here, for a `serve` child's preload (bench/lib/memory-backend-preload.ts).
+  const keysFile = join(kw.token.dir, 'memory-backend-keys.json');
   const log = (s: string) => process.stderr.write(`  ${n} scopes (${keygen}): ${s}\n`);
   try {
     log('first keys...');
@@ -325,11 +327,9 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
       // (at 100,000 scopes making the keys costs minutes before every start; docs/benchmarks.md §4).
       await rt.close();
       rt = null;
-      await writeFile(join(kw.token.dir, 'memory-backend-keys.json'), memory.exportObjects(), {
-        mode: 0o600,
-      });
+      await writeFile(keysFile, memory.exportObjects(), { mode: 0o600 });
       keep = true;
-      log(`kept: config ${kw.configPath}, keys ${join(kw.token.dir, 'memory-backend-keys.json')}`);
+      log(`kept: config ${kw.configPath}, keys ${keysFile}`);
       return { row: [n, `kept in ${kw.token.dir}`], jwksRow: [n, 0] };
     }
     if (process.env.KEYWARDEN_BENCH_SCALE_RELOAD_ONLY === '1') {
@@ -386,7 +386,6 @@ export async function measureSize(n: number, keygen: Keygen, plan: BenchPlan): P
     // The daemon itself, as deployed: `keywarden serve` in its own process. Zero-cost rows preload
     // bench/lib/memory-backend-preload.ts, which serves the key objects made above from memory.
     log('daemon...');
-    const keysFile = join(kw.token.dir, 'memory-backend-keys.json');
     // KEYWARDEN_BENCH_SCALE_MEMORY=DIR: the daemon's memoryUsage() every 2 s into DIR, and with
     // KEYWARDEN_BENCH_SCALE_HEAP_SNAPSHOT=1 a heap snapshot once it started (to see what a scope costs).
     const heapDir = process.env.KEYWARDEN_BENCH_SCALE_MEMORY;

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BackendKeyFacts, InventoryEntry, KeyBackend, KeyInspection } from '../backends/key-backend';
 import type { Clock } from '../policy/clock';
@@ -8,7 +8,7 @@ import { decodeSeal, sealInput, type SealedFacts } from '../policy/key-seal';
 import { effectiveState } from '../policy/key-state';
 import type { KeywardenConfig, ScopeConfig } from '../policy/scope';
 import type { AuditLog } from './ports';
-import { checkSeals, type SealCheck } from './seal-checks';
+import { checkSeals, importPublicJwk, type SealCheck } from './seal-checks';
 import { thumbprintNow } from '../policy/thumbprint';
 
 /** A backend key object with keywarden's label whose row does not exist (deleted, or a restored backup). */
@@ -511,7 +511,7 @@ function labelMismatch(row: KeyRecord, found: { keyId: string | null; scope: str
 }
 
 /** What a backend answered for a row, short of its facts: the verdict, or the facts to judge. */
-function factsOf(row: KeyRecord, answer: KeyInspection | undefined): BackendKeyFacts | Judgement {
+function factsOf(answer: KeyInspection | undefined): BackendKeyFacts | Judgement {
   if (!answer || answer.status === 'missing') {
     return {
       ok: false,
@@ -532,7 +532,7 @@ async function judgeInspections(
   const verdicts = new Array<Judgement>(items.length);
   const toJudge: { at: number; row: SealedRow; facts: BackendKeyFacts; input: Buffer }[] = [];
   for (const [at, { row, answer, input }] of items.entries()) {
-    const facts = factsOf(row, answer);
+    const facts = factsOf(answer);
     if ('ok' in facts) verdicts[at] = facts;
     else toJudge.push({ at, row: row as SealedRow, facts, input });
   }
@@ -569,7 +569,7 @@ export async function judgeFactsAll(
   for (const [at, { row, facts, input }] of items.entries()) {
     if (facts.seal === null) {
       // A key made before sealing: its identity is checked in full (the import included) here.
-      const identity = await identityOf(row, facts);
+      const identity = await judgeIdentity(row, facts);
       verdicts[at] = identity.ok ? { ok: false, reason: 'unsealed', message: UNSEALED } : identity;
       continue;
     }
@@ -599,16 +599,14 @@ export async function judgeFactsAll(
   return verdicts;
 }
 
-/** The backend object is the row's: its label names the row's scope and id, and its public key is the row's. */
+/**
+ * The backend object is the row's: its label names the row's scope and id, its public key is the
+ * row's (identityMismatch), and that key imports.
+ */
 export async function judgeIdentity(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
-  return identityOf(row, facts);
-}
-
-/** judgeIdentity's check: identityMismatch, and the backend's public key must import. */
-async function identityOf(row: SealedRow, facts: BackendKeyFacts): Promise<Judgement> {
   const mismatch = identityMismatch(row, facts);
   if (mismatch) return mismatch;
-  if (!publicKeyOf(facts.publicJwk)) {
+  if (!importPublicJwk(facts.publicJwk)) {
     return { ok: false, reason: 'public-key-mismatch', message: publicKeyMismatch(row) };
   }
   return { ok: true };
@@ -646,14 +644,6 @@ function refusalOf(row: KeyRecord, reason: KeyRefusalReason, message: string): K
 /** The standing report's key for a missing row: one per backend object. */
 function missingKey(m: MissingRow): string {
   return `${m.backend}|${m.keyId}`;
-}
-
-function publicKeyOf(jwk: PublicJwk): KeyObject | null {
-  try {
-    return createPublicKey({ key: { ...jwk }, format: 'jwk' });
-  } catch {
-    return null;
-  }
 }
 
 /** Same public key members (kty, crv, x, y, n, e), whatever else either carries. */

@@ -82,13 +82,18 @@ export async function checkHere(
   return outcomes;
 }
 
-async function checkOne(c: SealCheck): Promise<SealOutcome> {
-  let key: KeyObject;
+/** The public key `jwk` imported, or null when it does not import (off the curve, malformed). */
+export function importPublicJwk(jwk: PublicJwk): KeyObject | null {
   try {
-    key = createPublicKey({ key: { ...c.jwk }, format: 'jwk' });
+    return createPublicKey({ key: { ...jwk }, format: 'jwk' });
   } catch {
-    return 'bad-key';
+    return null;
   }
+}
+
+async function checkOne(c: SealCheck): Promise<SealOutcome> {
+  const key = importPublicJwk(c.jwk);
+  if (!key) return 'bad-key';
   // A check that crossed a thread arrives as a Uint8Array; the primitive takes Buffers.
   const input = Buffer.from(c.input.buffer, c.input.byteOffset, c.input.byteLength);
   const signature = Buffer.from(c.signature.buffer, c.signature.byteOffset, c.signature.byteLength);
