@@ -7,7 +7,9 @@
  */
 import * as assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID, sign as cryptoSign } from 'node:crypto';
+import pino from 'pino';
 import { buildJwks } from '../../../src/lifecycle/build-jwks';
+import { KeyIntegrity } from '../../../src/lifecycle/key-integrity';
 import { thumbprint } from '../../../src/policy/thumbprint';
 import type { KeyRecord, PublicJwk } from '../../../src/policy/key';
 import type { KeyRefusalReason } from '../../../src/policy/key-integrity';
@@ -321,5 +323,62 @@ describe('store tampering on fakes: a store write never becomes a signing or val
     assert.equal((await rt.kw.verify('consumer', token, 'consumer-api')).valid, false);
     await rt.kw.reconcile('consumer');
     await assertNeverSignsWith('consumer', key.kid!);
+  });
+});
+
+describe('store tampering on fakes, seen by a restarted process whose first pass checks its seals on worker threads', function () {
+  this.timeout(120_000);
+
+  it('1,100 scopes: re-timed, re-scoped, re-keyed and re-pointed rows are refused; every other row is trusted', async () => {
+    const scopes = Array.from({ length: 1100 }, (_, i) => ({ name: `t${String(i).padStart(4, '0')}` }));
+    const rt = await fakeRuntime({ scopes });
+    try {
+      // Every scope at once, so the key cache's reloads after each new key coalesce (one at a
+      // time, in order, reloads every row of this store: 18 s instead of 1.5 s).
+      await Promise.all(scopes.map((s) => rt.kw.reconcile(s.name)));
+      const rows = await rt.store.keys.listAll();
+      assert.equal(rows.length, 1100);
+      assert.ok(rows.every((r) => r.status === 'ready'));
+      const [retimed, rescoped, rekeyed, repointed] = [rows[7]!, rows[300]!, rows[650]!, rows[1001]!];
+      rt.store.tamper.update(retimed.id, { expiresAt: new Date(retimed.expiresAt.getTime() + 4 * MIN) });
+      rt.store.tamper.update(rescoped.id, { scope: rows[301]!.scope });
+      rt.store.tamper.update(rekeyed.id, { publicJwk: rows[651]!.publicJwk, kid: rows[651]!.kid });
+      // The backend's objects are the attacker's to read, not to write: the row points at another
+      // row's object (its label names that row), so only the row's own seal could vouch for it.
+      rt.store.tamper.update(repointed.id, { backendRef: rows[1002]!.backendRef });
+
+      // A new process: its integrity check has confirmed nothing yet, so every live row's seal is
+      // verified, 1,100 at once (SEAL_THREADS_FROM is 1,000).
+      const warnings: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) });
+      const fresh = new KeyIntegrity({
+        config: rt.config,
+        clock: rt.clock,
+        log,
+        backend: async () => rt.backend,
+        rowExists: async (id) => (await rt.store.keys.findById(id)) !== null,
+        audit: null,
+      });
+      const report = await fresh.check(await rt.store.keys.listAll());
+      assert.deepEqual(
+        warnings.filter((w) => w.includes('worker threads')),
+        [],
+        'the seal checks fell back from worker threads',
+      );
+      const refused = new Map(report.refused.map((r) => [r.keyId, r.reason]));
+      assert.deepEqual(
+        new Map([
+          [retimed.id, 'seal-invalid'],
+          [rescoped.id, 'label-mismatch'],
+          [rekeyed.id, 'public-key-mismatch'],
+          [repointed.id, 'label-mismatch'],
+        ]),
+        refused,
+      );
+      assert.equal(report.usable.length, 1096);
+      assert.ok(report.usable.every((r) => !refused.has(r.id)));
+    } finally {
+      await rt.close();
+    }
   });
 });
